@@ -1,0 +1,133 @@
+/* pybpftrace stack: every function entry and return of the traced threads, in order. */
+#include <uapi/linux/ptrace.h>
+#include "events.h"
+#include "common.h"
+
+#ifndef EVENTS_PAGES
+#define EVENTS_PAGES 1024
+#endif
+
+struct settings {
+	__u32 max_depth;      /* 0: unlimited; else only calls shallower than this */
+	__u8 only_tids;       /* trace only the threads in `tids` */
+	__u8 only_function;   /* trace only inside calls of `function` */
+	__u8 pad[2];
+	char function[STRING_MAX];
+};
+
+struct thread_state {
+	__s32 depth;          /* calls entered minus calls returned since tracing began */
+	__s32 floor;          /* lowest depth seen: frames entered before tracing began */
+	__s32 function_depth; /* depth of the outermost call of `function` running */
+	__u32 inside;         /* that call is running */
+};
+
+enum string_match {
+	MATCHES_FUNCTION = 1,
+};
+
+BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
+BPF_ARRAY(settings, struct settings, 1);
+BPF_HASH(tids, __u32, __u8, 4096);
+BPF_TABLE("lru_hash", __u32, struct thread_state, threads, 65536);
+
+static __always_inline __u8 string_matches(const char *text)
+{
+	__u32 zero = 0;
+	struct settings *config = settings.lookup(&zero);
+	if (!config || !config->only_function)
+		return 0;
+	for (int i = 0; i < STRING_MAX; i++) {
+		if (text[i] != config->function[i])
+			return 0;
+		if (!text[i])
+			return MATCHES_FUNCTION;
+	}
+	return 0;
+}
+
+static __always_inline int emit(__u8 kind, __u32 pid, __u32 tid, __u64 *args, __s32 depth)
+{
+	if (intern_string(pid, args[0]) < 0 || intern_string(pid, args[1]) < 0) {
+		count(COUNTER_EVENTS_LOST);
+		return 0;
+	}
+	struct call_event *event = events.ringbuf_reserve(sizeof(struct call_event));
+	if (!event) {
+		count(COUNTER_EVENTS_LOST);
+		return 0;
+	}
+	event->timestamp = bpf_ktime_get_ns();
+	event->file = args[0];
+	event->function = args[1];
+	event->pid = pid;
+	event->tid = tid;
+	event->line = (__s32)args[2];
+	event->depth = depth;
+	event->kind = kind;
+	events.ringbuf_submit(event, 0);
+	return 0;
+}
+
+static __always_inline struct thread_state *thread(__u32 tid, struct settings **config)
+{
+	__u32 zero = 0;
+	*config = settings.lookup(&zero);
+	if (!*config || !tracer_enabled())
+		return NULL;
+	if ((*config)->only_tids && !tids.lookup(&tid))
+		return NULL;
+	struct thread_state fresh = {};
+	return threads.lookup_or_try_init(&tid, &fresh);
+}
+
+/* function__entry(filename, funcname, lineno) */
+static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct settings *config;
+	struct thread_state *state = thread(tid, &config);
+	if (!state)
+		return 0;
+	__s32 depth = state->depth++;
+	__s32 level = depth - state->floor;
+	if (config->only_function) {
+		if (!state->inside) {
+			int flags = intern_string(pid, args[1]);
+			if (flags <= 0 || !(flags & MATCHES_FUNCTION))
+				return 0;
+			state->inside = 1;
+			state->function_depth = depth;
+		}
+		level = depth - state->function_depth;
+	}
+	if (config->max_depth && level >= config->max_depth)
+		return 0;
+	return emit(EVENT_CALL, pid, tid, args, level);
+}
+
+/* function__return(filename, funcname, lineno): also fires when an exception unwinds */
+static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct settings *config;
+	struct thread_state *state = thread(tid, &config);
+	if (!state)
+		return 0;
+	__s32 depth = --state->depth;
+	if (depth < state->floor)
+		state->floor = depth;
+	__s32 level = depth - state->floor;
+	if (config->only_function) {
+		if (!state->inside)
+			return 0;
+		level = depth - state->function_depth;
+		if (depth == state->function_depth)
+			state->inside = 0;
+	}
+	if (config->max_depth && level >= config->max_depth)
+		return 0;
+	return emit(EVENT_RETURN, pid, tid, args, level);
+}

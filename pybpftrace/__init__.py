@@ -1,0 +1,2 @@
+"""pybpftrace: trace CPython from the outside through its USDT probes."""
+

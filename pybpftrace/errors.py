@@ -1,0 +1,60 @@
+"""Errors a user can cause or meet, each with its own exit code and a one-line message."""
+
+from __future__ import annotations
+
+
+class TraceError(Exception):
+    """An error reported as `pybpftrace: MESSAGE` and exit code `exit_code`."""
+
+    exit_code = 1
+
+
+class NoProbes(TraceError):
+    """A Python whose binary lacks the probes the command needs."""
+
+    exit_code = 2
+
+
+class NotFound(TraceError):
+    """No such process, or no such file."""
+
+    exit_code = 3
+
+
+class NotPython(TraceError):
+    """The process or file holds no CPython interpreter."""
+
+    exit_code = 4
+
+
+class NotPermitted(TraceError):
+    """Tracing needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)."""
+
+    exit_code = 5
+
+
+class KernelSetup(TraceError):
+    """bcc or kernel headers are missing, or the kernel lacks a needed feature."""
+
+    exit_code = 6
+
+
+class CommandNotFound(TraceError):
+    """The command after `--` cannot be found or run."""
+
+    exit_code = 7
+
+
+EXIT_USAGE = 64  # a bad option or argument (sysexits' EX_USAGE), kept apart from 2 = no probes
+
+EXIT_CODES = {
+    0: "success (also when the traced process exits)",
+    NoProbes.exit_code: "the Python has none of the probes the command needs",
+    NotFound.exit_code: "no such process or file",
+    NotPython.exit_code: "not a Python process or binary",
+    NotPermitted.exit_code: "not permitted: run as root",
+    KernelSetup.exit_code: "bcc, kernel headers or a kernel feature is missing",
+    CommandNotFound.exit_code: "the command to launch was not found",
+    EXIT_USAGE: "bad option or argument",
+    TraceError.exit_code: "any other error",
+}

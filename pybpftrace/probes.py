@@ -1,0 +1,185 @@
+"""USDT probes of one ELF file, read from its `.note.stapsdt` notes with pyelftools.
+
+A stapsdt note holds three link-time addresses (probe location, the `.stapsdt.base` address
+when the note was written, semaphore) and three strings (provider, name, argument spec). If
+the file was prelinked, `.stapsdt.base` moved and every address moves with it. A uprobe is
+placed at a file offset, so addresses are mapped through the PT_LOAD program headers.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterable, Optional
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.enums import ENUM_NOTE_N_TYPE
+
+NOTE_SECTION = ".note.stapsdt"
+BASE_SECTION = ".stapsdt.base"
+NOTE_OWNER = "stapsdt"
+NT_STAPSDT = 3
+
+MACHINES = {"EM_X86_64": "x86-64", "EM_AARCH64": "aarch64"}
+
+
+class NotAnElf(ValueError):
+    """The file is not an ELF object we can read."""
+
+
+@dataclass(frozen=True)
+class RawNote:
+    """One stapsdt note as stored, before any address adjustment."""
+
+    provider: str
+    name: str
+    location: int
+    base: int
+    semaphore: int
+    args: str
+
+
+@dataclass(frozen=True)
+class Address:
+    address: int  # link-time virtual address
+    offset: int  # offset in the file
+
+
+@dataclass(frozen=True)
+class Location:
+    """One place in the code where the probe fires."""
+
+    address: int
+    offset: int
+    args: str
+    semaphore: Optional[Address]
+
+
+@dataclass
+class Probe:
+    provider: str
+    name: str
+    locations: list[Location] = field(default_factory=list)
+
+    @property
+    def semaphores(self) -> list[Address]:
+        """Distinct semaphores of the probe's locations (normally one, or none)."""
+        seen: dict[int, Address] = {}
+        for location in self.locations:
+            if location.semaphore is not None:
+                seen.setdefault(location.semaphore.offset, location.semaphore)
+        return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    offset: int
+    filesz: int
+
+
+@dataclass
+class ElfProbes:
+    """The probes of one ELF file, with what a tracer needs to know about the file."""
+
+    path: str
+    machine: str
+    pie: bool  # ET_DYN: executable or shared object loaded at a chosen base
+    probes: list[Probe]
+
+    def probe(self, name: str, provider: str = "python") -> Optional[Probe]:
+        for probe in self.probes:
+            if probe.name == name and probe.provider == provider:
+                return probe
+        return None
+
+    def names(self, provider: str = "python") -> list[str]:
+        return [probe.name for probe in self.probes if probe.provider == provider]
+
+
+def parse_note(desc: bytes, address_size: int, little_endian: bool) -> RawNote:
+    """Decode a stapsdt note's descriptor: three addresses, then three NUL-ended strings."""
+    fmt = ("<" if little_endian else ">") + ("Q" if address_size == 8 else "I") * 3
+    header = struct.calcsize(fmt)
+    if len(desc) < header + 3:
+        raise NotAnElf("stapsdt note too short")
+    location, base, semaphore = struct.unpack_from(fmt, desc)
+    strings = desc[header:].split(b"\0")
+    if len(strings) < 3 or not strings[1]:
+        raise NotAnElf("stapsdt note without provider, name and argument strings")
+    provider, name, args = (s.decode("utf-8", "replace") for s in strings[:3])
+    return RawNote(provider, name, location, base, semaphore, args)
+
+
+def file_offset(address: int, segments: Iterable[Segment]) -> int:
+    """The file offset holding the byte at this virtual address."""
+    for segment in segments:
+        if segment.vaddr <= address < segment.vaddr + segment.filesz:
+            return address - segment.vaddr + segment.offset
+    raise NotAnElf(f"address {address:#x} is in no loadable segment")
+
+
+def build_probes(
+    notes: Iterable[RawNote], base_address: Optional[int], segments: list[Segment]
+) -> list[Probe]:
+    """Group notes into probes (one name may have many locations), adjusting for prelink."""
+    probes: dict[tuple[str, str], Probe] = {}
+    for note in notes:
+        shift = base_address - note.base if base_address is not None and note.base else 0
+        address = note.location + shift
+        semaphore = None
+        if note.semaphore:
+            semaphore_address = note.semaphore + shift
+            semaphore = Address(semaphore_address, file_offset(semaphore_address, segments))
+        location = Location(address, file_offset(address, segments), note.args, semaphore)
+        key = (note.provider, note.name)
+        probes.setdefault(key, Probe(note.provider, note.name)).locations.append(location)
+    return list(probes.values())
+
+
+def _raw_notes(elf: ELFFile) -> Iterable[RawNote]:
+    section = elf.get_section_by_name(NOTE_SECTION)
+    if section is None:
+        return
+    for note in section.iter_notes():
+        note_type = note["n_type"]
+        if isinstance(note_type, str):  # pyelftools names type 3 after NT_GNU_BUILD_ID
+            note_type = ENUM_NOTE_N_TYPE.get(note_type)
+        if note["n_name"] != NOTE_OWNER or note_type != NT_STAPSDT:
+            continue
+        yield parse_note(note["n_descdata"], elf.elfclass // 8, elf.little_endian)
+
+
+def load_segments(elf: ELFFile) -> list[Segment]:
+    return [
+        Segment(seg["p_vaddr"], seg["p_offset"], seg["p_filesz"])
+        for seg in elf.iter_segments()
+        if seg["p_type"] == "PT_LOAD"
+    ]
+
+
+def open_elf(stream: BinaryIO) -> ELFFile:
+    try:
+        return ELFFile(stream)
+    except ELFError as error:
+        raise NotAnElf(str(error)) from None
+
+
+def read_elf_probes(elf: ELFFile, path: str) -> ElfProbes:
+    base = elf.get_section_by_name(BASE_SECTION)
+    probes = build_probes(
+        _raw_notes(elf), base["sh_addr"] if base is not None else None, load_segments(elf)
+    )
+    return ElfProbes(
+        path=path,
+        machine=MACHINES.get(elf["e_machine"], elf["e_machine"]),
+        pie=elf["e_type"] == "ET_DYN",
+        probes=probes,
+    )
+
+
+def read_probes(path: str) -> ElfProbes:
+    """Probes of the ELF file at path (an executable or a shared library)."""
+    with open(path, "rb") as stream:
+        return read_elf_probes(open_elf(stream), path)

@@ -1,0 +1,250 @@
+"""One trace from start to end: targets resolved, program compiled and attached, ring buffers
+drained until a stop condition, then everything detached and the summary line written."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .attach import AttachError, Uprobes
+from .errors import KernelSetup, NotFound, NotPermitted
+from .events import COUNTER_EVENTS_LOST, COUNTER_STRINGS_LOST, STRING_EVENT, Strings
+from .program import LoadedProgram, ProgramSpec, generate
+from .ringbuf import RingBuffer
+from .target import (
+    Launched,
+    PythonBinary,
+    command_binaries,
+    process_binaries,
+    process_exists,
+    select_binaries,
+)
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+STRINGS_PAGES = 64
+DEFAULT_BUFFER_MIB = 16
+# A batch smaller than this is followed by a short pause, so events arrive in batches.
+SMALL_BATCH = 512
+COALESCE_SECONDS = 0.01
+
+
+def require_privileges(what: str) -> None:
+    """Tracing needs CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON: root, in practice."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("CapEff:"))
+    caps = int(line.split()[1], 16)
+    if caps & (1 << CAP_SYS_ADMIN) or (caps & (1 << CAP_BPF) and caps & (1 << CAP_PERFMON)):
+        return
+    raise NotPermitted(f"{what} needs root (CAP_BPF and CAP_PERFMON): run it with sudo")
+
+
+@dataclass
+class Targets:
+    """The processes to trace and, in each, the binaries carrying the needed probes."""
+
+    binaries: dict[int, list[PythonBinary]]
+    launched: Optional[Launched] = None
+
+    @property
+    def pids(self) -> list[int]:
+        return list(self.binaries)
+
+
+def find_targets(
+    pids: list[int], command: list[str], needed: tuple[str, ...], what: str
+) -> Targets:
+    if command:
+        binaries = select_binaries(command_binaries(command), needed, what, command[0])
+        launched = Launched(command)
+        return Targets({launched.pid: binaries}, launched)
+    found = {}
+    for pid in pids:
+        if not process_exists(pid):
+            raise NotFound(f"no process with PID {pid}")
+        found[pid] = select_binaries(process_binaries(pid), needed, what, f"PID {pid}")
+    return Targets(found)
+
+
+def pages_for(mebibytes: float) -> int:
+    """Ring buffer pages for about this many MiB: a power of two, as the kernel wants."""
+    pages = max(1, int(mebibytes * (1 << 20)) // mmap.PAGESIZE)
+    return 1 << (pages - 1).bit_length()
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    lost: int = 0
+    seconds: float = 0.0
+    ended_by: str = ""
+
+    def line(self, threads: int) -> str:
+        return (
+            f"pybpftrace: {self.records} events, {self.lost} lost, {threads} threads, "
+            f"{self.seconds:.2f} s ({self.ended_by})"
+        )
+
+
+@dataclass
+class Session:
+    spec: ProgramSpec
+    targets: Targets
+    ring: str  # the program's event ring buffer
+    layout: struct.Struct  # the one record layout it carries
+    buffer_mib: float = DEFAULT_BUFFER_MIB
+    defines: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.strings = Strings()
+        self.start = 0
+        self._stop: Optional[str] = None
+        pages = pages_for(self.buffer_mib)
+        defines = {"EVENTS_PAGES": pages, "STRINGS_PAGES": STRINGS_PAGES, **self.defines}
+        binaries = [b for group in self.targets.binaries.values() for b in group]
+        self.program = LoadedProgram(generate(self.spec, binaries), defines)
+        self._events = RingBuffer(
+            self.program.table(self.ring).map_fd, pages * mmap.PAGESIZE, self.layout
+        )
+        self._string_ring = RingBuffer(
+            self.program.table("strings").map_fd, STRINGS_PAGES * mmap.PAGESIZE, STRING_EVENT
+        )
+        self._uprobes = Uprobes()
+
+    def attach(self) -> None:
+        try:
+            for pid, binaries in self.targets.binaries.items():
+                for placement in self.program.placements:
+                    if placement.binary in binaries:
+                        semaphore = placement.location.semaphore
+                        self._uprobes.attach(
+                            self.program.entry_fd(placement.entry),
+                            placement.binary.path,
+                            placement.location.offset,
+                            pid,
+                            semaphore.offset if semaphore else 0,
+                        )
+                for binary in binaries:
+                    self._raise_line_semaphore(pid, binary)
+        except AttachError as error:
+            if error.errno == 3:  # ESRCH: the process went away while attaching
+                raise NotFound(f"the target exited while attaching ({error})") from None
+            raise KernelSetup(f"cannot attach: {error}") from None
+        self.start = time.monotonic_ns()
+        self._switch(True)
+        if self.targets.launched:
+            self.targets.launched.release()
+
+    def _raise_line_semaphore(self, pid: int, binary: PythonBinary) -> None:
+        """CPython 3.11 runs function__entry only while the line semaphore is up (gh-98894).
+        A uprobe carrying that semaphore, placed at the entry of a function a healthy
+        interpreter never calls, makes the kernel raise it, and lower it whatever happens to
+        the tracer, without a trap per line. With no such function found, the line probe
+        itself carries it, at the cost of a trap per line."""
+        line = binary.probes.probe("line")
+        if not binary.capabilities.entry_needs_line_semaphore or line is None:
+            return
+        offset = binary.never_called_offset
+        for semaphore in line.semaphores:
+            place = offset if offset is not None else line.locations[0].offset
+            self._uprobes.attach(None, binary.path, place, pid, semaphore.offset)
+
+    def _switch(self, on: bool) -> None:
+        tracing = self.program.table("tracing")
+        tracing[tracing.Key(0)] = tracing.Leaf(int(on))
+
+    def lost(self) -> int:
+        counters = self.program.table("counters")
+        return sum(
+            counters.sum(index).value for index in (COUNTER_EVENTS_LOST, COUNTER_STRINGS_LOST)
+        )
+
+    def _drain(self, consume: Callable[[list[tuple]], None]) -> int:
+        # Strings first: an event's strings were submitted before the event was reserved, so
+        # every event up to this producer position has its strings among those drained now.
+        until = self._events.producer_position()
+        for record in self._string_ring.drain():
+            self.strings.add(record)
+        records = self._events.drain(until)
+        if records:
+            consume(records)
+        return len(records)
+
+    def _on_signal(self, number: int, _frame) -> None:
+        self._stop = signal.Signals(number).name
+
+    def run(self, consume: Callable[[list[tuple]], None], duration: Optional[float]) -> Summary:
+        """Drain events into consume until a signal, the duration, or every target's exit."""
+        summary = Summary()
+        poller = select.epoll()
+        poller.register(self._events.fd, select.EPOLLIN)
+        poller.register(self._string_ring.fd, select.EPOLLIN)
+        pidfds = {}
+        for pid in self.targets.pids:
+            try:
+                pidfds[os.pidfd_open(pid)] = pid
+            except ProcessLookupError:
+                pass
+        for fd in pidfds:
+            poller.register(fd, select.EPOLLIN)
+        alive = set(pidfds.values())
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        poller.register(wake_read, select.EPOLLIN)
+        previous_wakeup = signal.set_wakeup_fd(wake_write)
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        deadline = self.start + int(duration * 1e9) if duration else None
+        try:
+            while alive:
+                timeout = 0.5
+                if deadline is not None:
+                    timeout = max(0.0, min(timeout, (deadline - time.monotonic_ns()) / 1e9))
+                for fd, _ in poller.poll(timeout):
+                    if fd in pidfds:
+                        alive.discard(pidfds[fd])
+                        poller.unregister(fd)
+                    elif fd == wake_read:
+                        os.read(wake_read, 64)
+                batch = self._drain(consume)
+                summary.records += batch
+                if self._stop or (deadline is not None and time.monotonic_ns() >= deadline):
+                    break
+                if 0 < batch < SMALL_BATCH:
+                    time.sleep(COALESCE_SECONDS)
+            summary.ended_by = self._stop or ("duration" if alive else "target exited")
+        finally:
+            self._switch(False)
+            stopped = time.monotonic_ns()
+            self._uprobes.close()
+            signal.set_wakeup_fd(previous_wakeup)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            for fd in [*pidfds, wake_read, wake_write]:
+                os.close(fd)
+            poller.close()
+        summary.records += self._drain(consume)
+        summary.lost = self.lost()
+        summary.seconds = (stopped - self.start) / 1e9
+        return summary
+
+    def close(self) -> None:
+        self._uprobes.close()
+        self._events.close()
+        self._string_ring.close()
+        self.program.close()
+
+
+def flush_stdout_quietly() -> None:
+    """After a closed pipe (`| head`), keep Python's exit from complaining about stdout."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,315 @@
+"""What to trace: running processes (seen through /proc, so processes in containers work) or a
+command to launch, and the ELF files in them that hold CPython and its probes."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+from elftools.elf.dynamic import DynamicSection
+
+from .errors import CommandNotFound, NoProbes, NotFound, NotPython
+from .probes import ElfProbes, NotAnElf, file_offset, load_segments, open_elf, read_elf_probes
+from .versions import (
+    Capabilities,
+    Version,
+    capabilities,
+    defined_symbols,
+    detect_version,
+    format_version,
+    is_interpreter,
+)
+
+ELF_MAGIC = b"\x7fELF"
+# Entry of a function a healthy interpreter never runs: a uprobe there raises a semaphore
+# without ever trapping.
+NEVER_CALLED = ("Py_FatalError", "_Py_FatalErrorFunc")
+
+
+@dataclass(frozen=True)
+class PythonBinary:
+    """An ELF file (executable or libpython) holding CPython or its probes."""
+
+    path: str  # where the tracer opens it, and the path given to the kernel for uprobes
+    shown_path: str  # the path as the traced process sees it
+    probes: ElfProbes
+    version: Optional[Version]
+    interpreter: bool
+    never_called_offset: Optional[int]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities(self.version)
+
+    def has(self, names: tuple[str, ...]) -> bool:
+        return all(self.probes.probe(name) for name in names)
+
+    def describe(self) -> str:
+        return f"{format_version(self.version)} ({self.shown_path})"
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(4) == ELF_MAGIC
+    except OSError:
+        return False
+
+
+@lru_cache(maxsize=256)
+def _inspect(path: str, shown_path: str, identity: tuple) -> Optional[PythonBinary]:
+    with open(path, "rb") as stream:
+        try:
+            elf = open_elf(stream)
+            probes = read_elf_probes(elf, shown_path)
+            interpreter = is_interpreter(elf)
+        except NotAnElf:
+            return None
+        if not probes.probes and not interpreter:
+            return None
+        version = detect_version(elf) if interpreter else None
+        symbols = defined_symbols(elf, NEVER_CALLED)
+        never_called = next(
+            (file_offset(symbols[name], load_segments(elf)) for name in NEVER_CALLED if name in symbols),
+            None,
+        )
+    return PythonBinary(path, shown_path, probes, version, interpreter, never_called)
+
+
+def inspect_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
+    """The CPython and probe facts of an ELF file, or None if it has neither."""
+    if not _is_elf(path):
+        return None
+    stat = os.stat(path)
+    return _inspect(path, shown_path or path, (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    offset: int
+    inode: int
+    path: str
+
+
+def read_maps(pid: int) -> list[Mapping]:
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            lines = maps.read().splitlines()
+    except FileNotFoundError:
+        raise NotFound(f"no process with PID {pid}") from None
+    except PermissionError:
+        raise NotFound(f"cannot read the memory map of PID {pid}: permission denied") from None
+    mappings = []
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[5].startswith("/"):
+            continue
+        start, end = (int(value, 16) for value in fields[0].split("-"))
+        mappings.append(Mapping(start, end, int(fields[2], 16), int(fields[4]), fields[5]))
+    return mappings
+
+
+def process_exists(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+def _host_path(pid: int, mapping: Mapping) -> str:
+    """A path to the very file mapped, from outside the process: map_files names the mapped
+    inode itself (even when deleted or replaced); without root, go through its root."""
+    mapped = f"/proc/{pid}/map_files/{mapping.start:x}-{mapping.end:x}"
+    if os.access(mapped, os.R_OK):
+        return mapped
+    path = mapping.path.removesuffix(" (deleted)")
+    return f"/proc/{pid}/root{path}"
+
+
+def process_binaries(pid: int) -> list[PythonBinary]:
+    """Every mapped ELF file of a process that holds CPython or USDT probes."""
+    binaries = []
+    seen: set[int] = set()
+    for mapping in read_maps(pid):
+        if mapping.inode in seen or mapping.offset != 0:
+            continue
+        seen.add(mapping.inode)
+        binary = inspect_binary(_host_path(pid, mapping), mapping.path)
+        if binary is not None:
+            binaries.append(binary)
+    return binaries
+
+
+def _probe_list(binary: PythonBinary) -> str:
+    names = sorted(set(binary.probes.names()))
+    return ", ".join(names) if names else "none"
+
+
+def select_binaries(
+    binaries: list[PythonBinary], needed: tuple[str, ...], what: str, where: str
+) -> list[PythonBinary]:
+    """The binaries carrying the probes a command needs, or the reason there are none."""
+    chosen = [binary for binary in binaries if binary.has(needed)]
+    if chosen:
+        return chosen
+    interpreters = [binary for binary in binaries if binary.interpreter]
+    with_probes = [binary for binary in binaries if binary.probes.names()]
+    if not interpreters and not with_probes:
+        raise NotPython(f"{where} is not a Python: it holds no CPython interpreter")
+    if not with_probes:
+        binary = interpreters[0]
+        raise NoProbes(
+            f"{binary.describe()} has no USDT probes: it was built without --with-dtrace"
+        )
+    binary = with_probes[0]
+    history = binary.capabilities.history
+    raise NoProbes(
+        f"{binary.describe()} has no {'/'.join(needed)} probes, needed by {what}"
+        + (f" ({history})" if history else "")
+        + f"; its probes: {_probe_list(binary)}"
+    )
+
+
+def resolve_command(argv0: str, depth: int = 0) -> str:
+    """The ELF binary a command runs: found on PATH, through symlinks and #! lines."""
+    found = shutil.which(argv0) if "/" not in argv0 else argv0
+    if not found or not os.path.exists(found):
+        raise CommandNotFound(f"command not found: {argv0}")
+    path = os.path.realpath(found)
+    if _is_elf(path):
+        return path
+    with open(path, "rb") as stream:
+        first = stream.readline(256)
+    if not first.startswith(b"#!") or depth > 4:
+        raise NotPython(f"{argv0} ({path}) is neither an ELF binary nor a #! script")
+    words = shlex.split(first[2:].decode(errors="replace"))
+    if not words:
+        raise NotPython(f"{argv0} ({path}) has an empty #! line")
+    if os.path.basename(words[0]) == "env":
+        words = [word for word in words[1:] if not word.startswith("-")]
+        if not words:
+            raise NotPython(f"{argv0} ({path}) runs env without a program")
+    return resolve_command(words[0], depth + 1)
+
+
+def linked_libpython(binary_path: str) -> list[str]:
+    """libpython*.so files an executable loads, found the way the dynamic loader would
+    (RUNPATH/RPATH with $ORIGIN, LD_LIBRARY_PATH, then the system directories)."""
+    with open(binary_path, "rb") as stream:
+        try:
+            elf = open_elf(stream)
+        except NotAnElf:
+            return []
+        dynamic = elf.get_section_by_name(".dynamic")
+        if not isinstance(dynamic, DynamicSection):
+            return []
+        needed, search = [], []
+        for tag in dynamic.iter_tags():
+            if tag.entry.d_tag == "DT_NEEDED" and tag.needed.startswith("libpython"):
+                needed.append(tag.needed)
+            elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
+                value = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+                search += value.split(":")
+    origin = os.path.dirname(binary_path)
+    search = [entry.replace("$ORIGIN", origin) for entry in search]
+    search += os.environ.get("LD_LIBRARY_PATH", "").split(":")
+    search += _system_library_dirs()
+    found = []
+    for name in needed:
+        for directory in filter(None, search):
+            candidate = os.path.join(directory, name)
+            if os.path.exists(candidate):
+                found.append(os.path.realpath(candidate))
+                break
+    return found
+
+
+def _system_library_dirs() -> list[str]:
+    dirs = []
+    try:
+        for name in sorted(os.listdir("/etc/ld.so.conf.d")):
+            with open(os.path.join("/etc/ld.so.conf.d", name)) as conf:
+                dirs += [line.strip() for line in conf if line.startswith("/")]
+    except OSError:
+        pass
+    return dirs + ["/lib", "/usr/lib", "/lib64", "/usr/lib64"]
+
+
+def command_binaries(argv: list[str]) -> list[PythonBinary]:
+    """The Python binaries a command will run: its executable and the libpython it loads."""
+    executable = resolve_command(argv[0])
+    binaries = []
+    for path in [executable, *linked_libpython(executable)]:
+        binary = inspect_binary(path)
+        if binary is not None:
+            binaries.append(binary)
+    return binaries
+
+
+def describe_process(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return f"PID {pid} ({comm.read().strip()})"
+    except OSError:
+        return f"PID {pid}"
+
+
+class Launched:
+    """A command forked but held before exec until the tracer is attached, so tracing
+    covers it from its first instruction. Until exec the child runs only builtins (no
+    Python-level calls that would show up in the trace)."""
+
+    def __init__(self, argv: list[str]):
+        executable = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+        if not executable:
+            raise CommandNotFound(f"command not found: {argv[0]}")
+        hold, self._release = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self._release)
+            if not os.read(hold, 1):  # the tracer died before attaching
+                os._exit(127)
+            # Python ignores SIGPIPE and SIGXFSZ; an exec keeps ignored signals ignored.
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            try:
+                os.execv(executable, argv)
+            except OSError as error:
+                os.write(2, f"pybpftrace: cannot run {argv[0]}: {error.strerror}\n".encode())
+            os._exit(127)
+        os.close(hold)
+        self.status: Optional[int] = None
+
+    def release(self) -> None:
+        os.write(self._release, b"go")
+        os.close(self._release)
+        self._release = -1
+
+    def poll(self) -> Optional[int]:
+        """The exit code (128 + signal when killed) once the command has ended."""
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = _exit_code(status)
+        return self.status
+
+    def wait(self) -> int:
+        if self.status is None:
+            self.status = _exit_code(os.waitpid(self.pid, 0)[1])
+        return self.status
+
+    def abandon(self) -> None:
+        """The trace failed before starting: let the held child exit untraced and unrun."""
+        if self._release >= 0:
+            os.close(self._release)
+            self._release = -1
+            os.waitpid(self.pid, 0)
+
+
+def _exit_code(wait_status: int) -> int:
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code

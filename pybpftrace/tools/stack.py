@@ -1,0 +1,138 @@
+"""`pybpftrace stack`: each thread's calls and returns as they happen, or folded stacks."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Optional, TextIO
+
+from ..errors import TraceError
+from ..events import CALL_EVENT, STRING_MAX, CallEvent
+from ..program import Handler, ProgramSpec
+from ..render import JsonRenderer, TextRenderer, folded
+from ..session import Session, Targets, find_targets, flush_stdout_quietly, require_privileges
+from ..stacks import CallTrees, Pairing
+
+NEEDED = ("function__entry", "function__return")
+SPEC = ProgramSpec(
+    "stack.bpf.c",
+    (
+        ("function__entry", Handler("on_function_entry", 3)),
+        ("function__return", Handler("on_function_return", 3)),
+    ),
+)
+
+
+@dataclass
+class StackOptions:
+    pids: list[int] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+    function: Optional[str] = None
+    filename: Optional[str] = None
+    max_depth: int = 0
+    tids: list[int] = field(default_factory=list)
+    duration: Optional[float] = None
+    output: Optional[TextIO] = None
+    json: bool = False
+    folded: bool = False
+    weight: str = "time"
+    per_thread: bool = False
+    durations: bool = False
+    buffer_mib: float = 16
+
+
+def function_filter(name: str) -> bytes:
+    encoded = name.encode()
+    if b"\0" in encoded or len(encoded) >= STRING_MAX:
+        raise TraceError(f"--function takes a name of 1 to {STRING_MAX - 1} bytes")
+    return encoded
+
+
+class Stream:
+    """Writes each event as it arrives, with its call's duration on returns."""
+
+    def __init__(self, session: Session, options: StackOptions, out: TextIO):
+        renderer = JsonRenderer if options.json else TextRenderer
+        self._renderer = renderer(out, session.start, options.durations)
+        self._pairing = Pairing()
+        self._session = session
+        self._filename = options.filename
+        self._out = out
+        self.threads: set[int] = set()
+
+    def feed(self, records: list[tuple]) -> None:
+        call_event = self._session.strings.call_event
+        for record in records:
+            event = call_event(record)
+            self.threads.add(event.tid)
+            if self._filename is not None and self._filename not in event.file:
+                continue
+            self._renderer.event(event, self._pairing.feed(event))
+        self._out.flush()
+
+
+class Fold:
+    """Builds call trees to print as folded stacks at the end."""
+
+    def __init__(self, session: Session, options: StackOptions):
+        self.trees = CallTrees(session.start)
+        self._session = session
+        self._filename = options.filename
+
+    @property
+    def threads(self) -> set[int]:
+        return set(self.trees.threads)
+
+    def feed(self, records: list[tuple]) -> None:
+        call_event = self._session.strings.call_event
+        for record in records:
+            event: CallEvent = call_event(record)
+            if self._filename is None or self._filename in event.file:
+                self.trees.feed(event)
+
+
+def configure(session: Session, options: StackOptions) -> None:
+    """Filters go to the kernel through maps, never into the program's source."""
+    settings = session.program.table("settings")
+    value = settings.Leaf()
+    value.max_depth = options.max_depth
+    value.only_tids = bool(options.tids)
+    if options.function is not None:
+        value.only_function = 1
+        value.function = function_filter(options.function)
+    settings[settings.Key(0)] = value
+    tids = session.program.table("tids")
+    for tid in options.tids:
+        tids[tids.Key(tid)] = tids.Leaf(1)
+
+
+def run(options: StackOptions) -> int:
+    require_privileges("pybpftrace stack")
+    if options.function is not None:
+        function_filter(options.function)
+    targets: Targets = find_targets(options.pids, options.command, NEEDED, "pybpftrace stack")
+    launched = targets.launched
+    try:
+        session = Session(SPEC, targets, "events", CALL_EVENT, options.buffer_mib)
+        configure(session, options)
+        session.attach()
+    except BaseException:
+        if launched:
+            launched.abandon()
+        raise
+    out = options.output or sys.stdout
+    consumer = Fold(session, options) if options.folded else Stream(session, options, out)
+    try:
+        summary = session.run(consumer.feed, options.duration)
+    except BrokenPipeError:
+        flush_stdout_quietly()
+        return 0
+    finally:
+        session.close()
+    if isinstance(consumer, Fold):
+        consumer.trees.finish(session.start + int(summary.seconds * 1e9))
+        for line in folded(consumer.trees.threads, options.weight, options.per_thread):
+            out.write(line + "\n")
+        out.flush()
+    print(summary.line(len(consumer.threads)), file=sys.stderr)
+    return launched.wait() if launched else 0

@@ -1,0 +1,134 @@
+"""Which CPython an ELF file holds, and what its probes can do: one table for every version.
+
+The probes present are read from the notes; what they mean, and the quirks no note shows
+(3.11 fires function__entry only while the line semaphore is raised), live here.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from .probes import file_offset, load_segments
+
+Version = tuple[int, int, int]
+
+# Defined (not imported) in every CPython interpreter: the executable or libpython.
+_INTERPRETER_SYMBOLS = ("Py_Initialize", "Py_InitializeEx")
+_PY_VERSION_HEX = "Py_Version"  # exported since 3.11
+# PY_VERSION as compiled in, e.g. "3.9.2" or "3.15.0a1+".
+_PY_VERSION_TEXT = re.compile(rb"\x00(3\.(\d{1,2})\.(\d{1,2})(?:(?:a|b|rc)\d+)?\+?)\x00")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one range of CPython versions does with its probes."""
+
+    first: tuple[int, int]
+    last: tuple[int, int]
+    function_probes: bool
+    line_probe: bool
+    entry_needs_line_semaphore: bool = False
+    history: str = ""
+
+
+TABLE = (
+    Capabilities((3, 6), (3, 10), function_probes=True, line_probe=True),
+    Capabilities(
+        (3, 11),
+        (3, 11),
+        function_probes=True,
+        line_probe=True,
+        entry_needs_line_semaphore=True,
+        history="CPython 3.11 fires function__entry only while the line probe's semaphore "
+        "is raised (CPython gh-98894); pybpftrace raises it for you",
+    ),
+    Capabilities(
+        (3, 12),
+        (3, 14),
+        function_probes=False,
+        line_probe=False,
+        history="CPython 3.12 removed the function__entry, function__return and line probes "
+        "(the interpreter moved to PEP 669 monitoring); 3.15 restored function__entry and "
+        "function__return",
+    ),
+    Capabilities(
+        (3, 15),
+        (3, 99),
+        function_probes=True,
+        line_probe=False,
+        history="CPython 3.15 restored function__entry and function__return; the line probe "
+        "did not come back",
+    ),
+)
+
+UNKNOWN = Capabilities((0, 0), (0, 0), function_probes=True, line_probe=True)
+
+
+def capabilities(version: Optional[Version]) -> Capabilities:
+    """The table row of a version; an unknown version is judged by its probes alone."""
+    if version is None:
+        return UNKNOWN
+    for row in TABLE:
+        if row.first <= version[:2] <= row.last:
+            return row
+    return UNKNOWN
+
+
+def format_version(version: Optional[Version]) -> str:
+    return "CPython " + (".".join(map(str, version)) if version else "(version unknown)")
+
+
+def defined_symbols(elf: ELFFile, names: tuple[str, ...]) -> dict[str, int]:
+    section = elf.get_section_by_name(".dynsym") or elf.get_section_by_name(".symtab")
+    if not isinstance(section, SymbolTableSection):
+        return {}
+    found = {}
+    for name in names:
+        for symbol in section.get_symbol_by_name(name) or ():
+            if symbol["st_shndx"] != "SHN_UNDEF":
+                found[name] = symbol["st_value"]
+    return found
+
+
+def is_interpreter(elf: ELFFile) -> bool:
+    """Whether this file holds a CPython interpreter (not just links to one)."""
+    return bool(defined_symbols(elf, _INTERPRETER_SYMBOLS))
+
+
+def _version_from_hex(elf: ELFFile, address: int) -> Version:
+    stream = elf.stream
+    stream.seek(file_offset(address, load_segments(elf)))
+    fmt = "<I" if elf.little_endian else ">I"
+    (hexversion,) = struct.unpack(fmt, stream.read(4))
+    return (hexversion >> 24, (hexversion >> 16) & 0xFF, (hexversion >> 8) & 0xFF)
+
+
+def _version_from_text(elf: ELFFile) -> Optional[Version]:
+    """Find PY_VERSION among the read-only strings; several x.y.z strings can appear, so
+    keep the one whose "pythonX.Y" also appears (library paths, the soname)."""
+    section = elf.get_section_by_name(".rodata")
+    if section is None:
+        return None
+    data = section.data()
+    best: Optional[Version] = None
+    best_score = 0
+    for match in _PY_VERSION_TEXT.finditer(data):
+        minor, micro = int(match.group(2)), int(match.group(3))
+        score = data.count(b"python3.%d" % minor)
+        if score > best_score:
+            best, best_score = (3, minor, micro), score
+    return best
+
+
+def detect_version(elf: ELFFile) -> Optional[Version]:
+    """The CPython version compiled into this interpreter file, or None."""
+    symbols = defined_symbols(elf, (_PY_VERSION_HEX,))
+    if _PY_VERSION_HEX in symbols:
+        return _version_from_hex(elf, symbols[_PY_VERSION_HEX])
+    return _version_from_text(elf)
