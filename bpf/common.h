@@ -1,21 +1,15 @@
-/* What every program shares: the switch that turns it on, counters, and strings by id. */
+/* What every program shares: the switch that turns it on, counters, and names by id. */
 #ifndef PYBPFTRACE_COMMON_H
 #define PYBPFTRACE_COMMON_H
 
 #include "events.h"
 
-#ifndef STRINGS_PAGES
-#define STRINGS_PAGES 64
+#ifndef NAMES_PAGES
+#define NAMES_PAGES 64
 #endif
-#ifndef KNOWN_STRINGS_MAX
-#define KNOWN_STRINGS_MAX 65536
+#ifndef KNOWN_NAMES_MAX
+#define KNOWN_NAMES_MAX 65536
 #endif
-
-struct string_key {
-	__u32 pid;
-	__u32 pad;
-	__u64 address;
-};
 
 /* Raised by user space once every uprobe is attached, lowered before any is removed:
  * attaching and detaching take time, one uprobe after another, and a program that saw
@@ -29,11 +23,6 @@ static __always_inline int tracer_enabled(void)
 	return on && *on;
 }
 
-/* Strings by id: a string CPython passes (a file or function name) is read once per process
- * and address, sent on the `strings` ring buffer, and referred to by its address after that. */
-BPF_RINGBUF_OUTPUT(strings, STRINGS_PAGES);
-/* Value: the string's match flags (see string_matches in the program). */
-BPF_TABLE("lru_hash", struct string_key, __u8, known_strings, KNOWN_STRINGS_MAX);
 BPF_PERCPU_ARRAY(counters, __u64, COUNTER_MAX);
 
 static __always_inline void count(__u32 counter)
@@ -43,44 +32,68 @@ static __always_inline void count(__u32 counter)
 		*value += 1;
 }
 
-/* Programs define this: flags worth caching for a newly read string. */
-static __always_inline __u8 string_matches(const char *text);
+/* Names by id. CPython passes strings as pointers into str objects: (file, function) for
+ * calls. A pair is read once per process, sent on the `names` ring buffer, and referred to
+ * by its two addresses after that. Keying on the pair, not on each address, matters: a
+ * freed str's address is soon reused by another string, but a code object's file and name
+ * strings are freed and both reused at once only when its whole module is gone. */
+struct names_key {
+	__u64 first;
+	__u64 second;
+	__u32 pid;
+	__u32 pad;
+};
 
-/* Make sure user space knows the string at address; return its cached flags, or -1 when it
- * could not be announced (the caller must then drop its event, which would name nothing). */
-static __always_inline int intern_string(__u32 pid, __u64 address)
+BPF_RINGBUF_OUTPUT(names, NAMES_PAGES);
+/* Value: the pair's match flags (see names_match in the program). */
+BPF_TABLE("lru_hash", struct names_key, __u8, known_names, KNOWN_NAMES_MAX);
+
+/* Programs define this: flags worth caching for a newly read pair. */
+static __always_inline __u8 names_match(const char *first, const char *second);
+
+static __always_inline __u8 read_name(char *text, __u64 address, __u8 truncated, __u8 unreadable)
 {
-	struct string_key key = {.pid = pid, .address = address};
-	__u8 *known = known_strings.lookup(&key);
-	if (known)
-		return *known;
+	text[0] = 0;
 	if (!address) /* CPython passes NULL for names it cannot encode as UTF-8 */
 		return 0;
-
-	struct string_event *event = strings.ringbuf_reserve(sizeof(struct string_event));
-	if (!event) {
-		count(COUNTER_STRINGS_LOST);
-		return -1;
-	}
-	event->address = address;
-	event->pid = pid;
-	event->flags = 0;
-	long length = bpf_probe_read_user_str(event->text, STRING_MAX, (void *)address);
+	long length = bpf_probe_read_user_str(text, STRING_MAX, (void *)address);
 	if (length < 0) {
-		event->text[0] = 0;
-		event->flags = STRING_UNREADABLE;
-		strings.ringbuf_submit(event, 0);
-		return 0;
+		text[0] = 0;
+		return unreadable;
 	}
 	if (length == STRING_MAX) {
 		char next = 0;
 		bpf_probe_read_user(&next, 1, (void *)(address + STRING_MAX - 1));
 		if (next)
-			event->flags = STRING_TRUNCATED;
+			return truncated;
 	}
-	__u8 flags = string_matches(event->text);
-	strings.ringbuf_submit(event, 0);
-	known_strings.update(&key, &flags);
+	return 0;
+}
+
+/* Make sure user space knows the pair; return its cached flags, or -1 when it could not be
+ * announced (the caller must then drop its event, which would name nothing). */
+static __always_inline int intern_names(__u32 pid, __u64 first, __u64 second)
+{
+	struct names_key key = {.first = first, .second = second, .pid = pid};
+	__u8 *known = known_names.lookup(&key);
+	if (known)
+		return *known;
+
+	struct names_event *event = names.ringbuf_reserve(sizeof(struct names_event));
+	if (!event) {
+		count(COUNTER_NAMES_LOST);
+		return -1;
+	}
+	event->first = first;
+	event->second = second;
+	event->pid = pid;
+	event->flags = read_name(event->first_text, first, FIRST_TRUNCATED, FIRST_UNREADABLE) |
+		       read_name(event->second_text, second, SECOND_TRUNCATED, SECOND_UNREADABLE);
+	__u8 flags = names_match(event->first_text, event->second_text);
+	int unreadable = event->flags & (FIRST_UNREADABLE | SECOND_UNREADABLE);
+	names.ringbuf_submit(event, 0);
+	if (!unreadable) /* else read it again next time */
+		known_names.update(&key, &flags);
 	return flags;
 }
 

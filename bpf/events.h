@@ -12,8 +12,10 @@ enum event_kind {
 	EVENT_RETURN = 2,
 };
 
-/* A function entry or return. file and function are string ids: the addresses CPython
- * passed, announced once per process by a string_event on the strings ring buffer. */
+/* Every event starts with its timestamp. */
+
+/* A function entry or return. file and function are the addresses CPython passed; their
+ * text comes once per process in a names_event. */
 struct call_event {
 	__u64 timestamp; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
 	__u64 file;
@@ -21,28 +23,34 @@ struct call_event {
 	__u32 pid;
 	__u32 tid;
 	__s32 line;
-	__s32 depth; /* the thread's call depth, counted from its shallowest frame seen */
+	__s32 depth; /* call depth: see struct thread_state in stack.bpf.c */
 	__u8 kind;
 	__u8 pad[7];
 };
 
-enum string_flags {
-	STRING_TRUNCATED = 1,  /* longer than STRING_MAX - 1 bytes; text holds the start */
-	STRING_UNREADABLE = 2, /* the read faulted; text is empty and the id will be sent again */
+enum names_flags {
+	FIRST_TRUNCATED = 1, /* longer than STRING_MAX - 1 bytes; the text holds its start */
+	SECOND_TRUNCATED = 2,
+	FIRST_UNREADABLE = 4, /* the read faulted; the text is empty, the pair is sent again */
+	SECOND_UNREADABLE = 8,
 };
 
-struct string_event {
-	__u64 address;
+/* Two strings CPython passed, e.g. (file, function): announced once per process and pair
+ * of addresses. A NULL address comes with an empty text. */
+struct names_event {
+	__u64 first;
+	__u64 second;
 	__u32 pid;
 	__u8 flags;
 	__u8 pad[3];
-	char text[STRING_MAX]; /* NUL-terminated */
+	char first_text[STRING_MAX];  /* NUL-terminated */
+	char second_text[STRING_MAX];
 };
 
 /* Per-CPU counters of what could not be sent to user space. */
 enum counter {
 	COUNTER_EVENTS_LOST = 0,
-	COUNTER_STRINGS_LOST = 1,
+	COUNTER_NAMES_LOST = 1,
 	COUNTER_MAX = 2,
 };
 

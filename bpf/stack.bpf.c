@@ -15,6 +15,9 @@ struct settings {
 	char function[STRING_MAX];
 };
 
+/* Events carry the depth relative to the thread's depth when tracing began (negative for
+ * frames that began before), or, with only_function, relative to that function's frame.
+ * --max-depth counts levels from the shallowest frame seen. */
 struct thread_state {
 	__s32 depth;          /* calls entered minus calls returned since tracing began */
 	__s32 floor;          /* lowest depth seen: frames entered before tracing began */
@@ -22,7 +25,7 @@ struct thread_state {
 	__u32 inside;         /* that call is running */
 };
 
-enum string_match {
+enum names_match {
 	MATCHES_FUNCTION = 1,
 };
 
@@ -31,7 +34,8 @@ BPF_ARRAY(settings, struct settings, 1);
 BPF_HASH(tids, __u32, __u8, 4096);
 BPF_TABLE("lru_hash", __u32, struct thread_state, threads, 65536);
 
-static __always_inline __u8 string_matches(const char *text)
+/* Names are (file, function). */
+static __always_inline __u8 names_match(const char *file, const char *text)
 {
 	__u32 zero = 0;
 	struct settings *config = settings.lookup(&zero);
@@ -48,7 +52,7 @@ static __always_inline __u8 string_matches(const char *text)
 
 static __always_inline int emit(__u8 kind, __u32 pid, __u32 tid, __u64 *args, __s32 depth)
 {
-	if (intern_string(pid, args[0]) < 0 || intern_string(pid, args[1]) < 0) {
+	if (intern_names(pid, args[0], args[1]) < 0) {
 		count(COUNTER_EVENTS_LOST);
 		return 0;
 	}
@@ -94,17 +98,17 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	__s32 level = depth - state->floor;
 	if (config->only_function) {
 		if (!state->inside) {
-			int flags = intern_string(pid, args[1]);
+			int flags = intern_names(pid, args[0], args[1]);
 			if (flags <= 0 || !(flags & MATCHES_FUNCTION))
 				return 0;
 			state->inside = 1;
 			state->function_depth = depth;
 		}
-		level = depth - state->function_depth;
+		level = depth = depth - state->function_depth;
 	}
 	if (config->max_depth && level >= config->max_depth)
 		return 0;
-	return emit(EVENT_CALL, pid, tid, args, level);
+	return emit(EVENT_CALL, pid, tid, args, depth);
 }
 
 /* function__return(filename, funcname, lineno): also fires when an exception unwinds */
@@ -123,11 +127,11 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 	if (config->only_function) {
 		if (!state->inside)
 			return 0;
-		level = depth - state->function_depth;
 		if (depth == state->function_depth)
 			state->inside = 0;
+		level = depth = depth - state->function_depth;
 	}
 	if (config->max_depth && level >= config->max_depth)
 		return 0;
-	return emit(EVENT_RETURN, pid, tid, args, level);
+	return emit(EVENT_RETURN, pid, tid, args, depth);
 }

@@ -50,12 +50,12 @@ def list_command(target: str, json_output: bool) -> None:
 def _targets(ctx: click.Context, pids: tuple[int, ...], more_pids: tuple[int, ...]) -> tuple[list[int], list[str]]:
     command = ctx.meta.get("command", [])
     all_pids = [*pids, *more_pids]
+    if "command" in ctx.meta and not command:
+        raise click.UsageError("no command after --")
     if command and all_pids:
         raise click.UsageError("give PIDs or a command after --, not both")
     if not command and not all_pids:
         raise click.UsageError("give a PID (or -p PID) or a command after --")
-    if "command" in ctx.meta and not command:
-        raise click.UsageError("no command after --")
     return all_pids, command
 
 

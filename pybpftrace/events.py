@@ -11,19 +11,21 @@ STRING_MAX = 256
 EVENT_CALL = 1
 EVENT_RETURN = 2
 
-STRING_TRUNCATED = 1
-STRING_UNREADABLE = 2
+FIRST_TRUNCATED = 1
+SECOND_TRUNCATED = 2
+FIRST_UNREADABLE = 4
+SECOND_UNREADABLE = 8
 
 COUNTER_EVENTS_LOST = 0
-COUNTER_STRINGS_LOST = 1
+COUNTER_NAMES_LOST = 1
 
 # struct call_event: timestamp, file, function, pid, tid, line, depth, kind
 CALL_EVENT = struct.Struct("<QQQIIiiB7x")
-# struct string_event: address, pid, flags, text
-STRING_EVENT = struct.Struct(f"<QIB3x{STRING_MAX}s")
+# struct names_event: first, second, pid, flags, first_text, second_text
+NAMES_EVENT = struct.Struct(f"<QQIB3x{STRING_MAX}s{STRING_MAX}s")
 
 NULL_NAME = "<null>"  # CPython passes NULL for a name it cannot encode as UTF-8
-UNKNOWN_NAME = "<unknown>"  # a string whose announcement was lost
+UNKNOWN_NAME = "<unknown>"  # names whose announcement was lost
 UNREADABLE_NAME = "<unreadable>"
 TRUNCATION_MARK = "…"
 
@@ -39,29 +41,32 @@ class CallEvent(NamedTuple):
     line: int
 
 
-class Strings:
-    """The text behind each string id, per process."""
+def _text(raw: bytes, address: int, truncated: bool, unreadable: bool) -> str:
+    if not address:
+        return NULL_NAME
+    if unreadable:
+        return UNREADABLE_NAME
+    text = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return text + TRUNCATION_MARK if truncated else text
+
+
+class Names:
+    """The text behind each pair of string addresses, per process."""
 
     def __init__(self) -> None:
-        self._texts: dict[tuple[int, int], str] = {}
+        self._pairs: dict[tuple[int, int, int], tuple[str, str]] = {}
 
     def add(self, record: tuple) -> None:
-        address, pid, flags, raw = record
-        if flags & STRING_UNREADABLE:
-            text = UNREADABLE_NAME
-        else:
-            text = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-            if flags & STRING_TRUNCATED:
-                text += TRUNCATION_MARK
-        self._texts[(pid, address)] = text
+        first, second, pid, flags, first_text, second_text = record
+        self._pairs[(pid, first, second)] = (
+            _text(first_text, first, bool(flags & FIRST_TRUNCATED), bool(flags & FIRST_UNREADABLE)),
+            _text(second_text, second, bool(flags & SECOND_TRUNCATED), bool(flags & SECOND_UNREADABLE)),
+        )
 
-    def get(self, pid: int, address: int) -> str:
-        if not address:
-            return NULL_NAME
-        return self._texts.get((pid, address), UNKNOWN_NAME)
+    def get(self, pid: int, first: int, second: int) -> tuple[str, str]:
+        return self._pairs.get((pid, first, second), (UNKNOWN_NAME, UNKNOWN_NAME))
 
     def call_event(self, record: tuple) -> CallEvent:
         timestamp, file, function, pid, tid, line, depth, kind = record
-        return CallEvent(
-            timestamp, pid, tid, kind, depth, self.get(pid, function), self.get(pid, file), line
-        )
+        file_name, function_name = self.get(pid, file, function)
+        return CallEvent(timestamp, pid, tid, kind, depth, function_name, file_name, line)

@@ -7,7 +7,8 @@ from collections import defaultdict
 from typing import Iterable, Optional, TextIO
 
 from .events import EVENT_CALL, CallEvent
-from .stacks import CallTree, Frame, walk
+from .sources import FirstLines
+from .stacks import CallTree, Frame, nodes, weighted_paths
 
 INDENT = "  "
 WEIGHTS = ("time", "calls")
@@ -32,25 +33,26 @@ class TextRenderer:
         self._durations = durations
         stream.write(self.header + "\n")
 
-    def event(self, event: CallEvent, duration: Optional[int]) -> None:
+    def event(self, event: CallEvent, indent: int, duration: Optional[int]) -> None:
         arrow = "=>" if event.kind == EVENT_CALL else "<="
         line = (
             f"{(event.timestamp - self._start) / 1e9:12.6f} {event.tid:>8}  "
-            f"{INDENT * event.depth}{arrow} {event.function} ({event.file}:{event.line})"
+            f"{INDENT * indent}{arrow} {event.function} ({event.file}:{event.line})"
         )
-        if self._durations and duration is not None:
-            line += f" [{format_duration(duration)}]"
+        if self._durations and event.kind != EVENT_CALL:
+            line += f" [{format_duration(duration)}]" if duration is not None else " [began before tracing]"
         self._stream.write(line + "\n")
 
 
 class JsonRenderer:
-    """One JSON object per event, a line each."""
+    """One JSON object per event, a line each; depth as the kernel counted it (negative for
+    frames that began before tracing)."""
 
     def __init__(self, stream: TextIO, start: int, durations: bool):
         self._stream = stream
         self._start = start
 
-    def event(self, event: CallEvent, duration: Optional[int]) -> None:
+    def event(self, event: CallEvent, indent: int, duration: Optional[int]) -> None:
         record = {
             "time": round((event.timestamp - self._start) / 1e9, 9),
             "pid": event.pid,
@@ -69,35 +71,57 @@ class JsonRenderer:
 def _entry_lines(trees: Iterable[CallTree]) -> dict[tuple[str, str], set[int]]:
     lines: dict[tuple[str, str], set[int]] = defaultdict(set)
     for tree in trees:
-        for path, _ in walk(tree.root):
-            frame = path[-1]
-            if frame.entered:
-                lines[(frame.file, frame.function)].add(frame.line)
+        for node in nodes(tree.root):
+            if node.frame.entered:
+                lines[(node.frame.file, node.frame.function)].add(node.frame.line)
     return lines
 
 
-def frame_label(frame: Frame, entry_lines: dict[tuple[str, str], set[int]]) -> str:
-    """`function (file:first line)`. A call seen only returning knows its return line, not its
-    first line: borrow the first line of that function's calls seen entering, when there is
-    exactly one, so the two merge. `;` separates frames in folded stacks, so it is replaced."""
-    line = frame.line
-    if not frame.entered:
-        known = entry_lines.get((frame.file, frame.function), ())
-        if len(known) == 1:
-            line = next(iter(known))
-    return f"{frame.function} ({frame.file}:{line})".replace(";", ":")
+class FrameLabels:
+    """`function (file:first line)` for each frame, so that every call of a function merges:
+    fresh calls, generator resumptions (which report the line they resume at) and calls seen
+    only returning (which know their return line)."""
+
+    def __init__(self, trees: Iterable[CallTree], sources: Optional[FirstLines]):
+        self._entry_lines = _entry_lines(trees)
+        self._sources = sources
+        self._labels: dict[tuple[int, Frame], str] = {}
+
+    def _first_line(self, pid: int, frame: Frame) -> int:
+        if self._sources is not None:
+            line = self._sources.resolve(pid, frame.file, frame.function, frame.line)
+            if line is not None:
+                return line
+        if not frame.entered:  # without the source: the one first line its calls reported
+            known = self._entry_lines.get((frame.file, frame.function), ())
+            if len(known) == 1:
+                return next(iter(known))
+        return frame.line
+
+    def label(self, pid: int, frame: Frame) -> str:
+        key = (pid, frame)
+        if key not in self._labels:
+            # `;` separates frames in folded stacks
+            text = f"{frame.function} ({frame.file}:{self._first_line(pid, frame)})"
+            self._labels[key] = text.replace(";", ":")
+        return self._labels[key]
 
 
-def folded(trees: dict[int, CallTree], weight: str = "time", per_thread: bool = False) -> list[str]:
+def folded(
+    trees: dict[int, CallTree],
+    weight: str = "time",
+    per_thread: bool = False,
+    sources: Optional[FirstLines] = None,
+) -> list[str]:
     """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds
     or the number of calls. Threads merge unless per_thread roots each stack at its thread."""
-    entry_lines = _entry_lines(trees.values())
+    labels = FrameLabels(trees.values(), sources)
     totals: dict[str, int] = defaultdict(int)
+    value = (lambda node: node.calls) if weight == "calls" else (lambda node: node.self_ns)
     for tid, tree in trees.items():
         prefix = [f"thread {tid}"] if per_thread else []
-        for path, node in walk(tree.root):
-            labels = prefix + [frame_label(frame, entry_lines) for frame in path]
-            totals[";".join(labels)] += node.calls if weight == "calls" else node.self_ns
+        for path, amount in weighted_paths(tree.root, value):
+            totals[";".join(prefix + [labels.label(tree.pid, frame) for frame in path])] += amount
     scale = 1 if weight == "calls" else 1000  # self time goes out in microseconds
     lines = []
     for stack, value in sorted(totals.items()):

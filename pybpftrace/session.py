@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from .attach import AttachError, Uprobes
 from .errors import KernelSetup, NotFound, NotPermitted
-from .events import COUNTER_EVENTS_LOST, COUNTER_STRINGS_LOST, STRING_EVENT, Strings
+from .events import COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, NAMES_EVENT, Names
 from .program import LoadedProgram, ProgramSpec, generate
 from .ringbuf import RingBuffer
 from .target import (
@@ -30,7 +30,7 @@ from .target import (
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
-STRINGS_PAGES = 64
+NAMES_PAGES = 64
 DEFAULT_BUFFER_MIB = 16
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
 SMALL_BATCH = 512
@@ -104,18 +104,18 @@ class Session:
     defines: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.strings = Strings()
+        self.names = Names()
         self.start = 0
         self._stop: Optional[str] = None
         pages = pages_for(self.buffer_mib)
-        defines = {"EVENTS_PAGES": pages, "STRINGS_PAGES": STRINGS_PAGES, **self.defines}
+        defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, **self.defines}
         binaries = [b for group in self.targets.binaries.values() for b in group]
         self.program = LoadedProgram(generate(self.spec, binaries), defines)
         self._events = RingBuffer(
             self.program.table(self.ring).map_fd, pages * mmap.PAGESIZE, self.layout
         )
-        self._string_ring = RingBuffer(
-            self.program.table("strings").map_fd, STRINGS_PAGES * mmap.PAGESIZE, STRING_EVENT
+        self._names_ring = RingBuffer(
+            self.program.table("names").map_fd, NAMES_PAGES * mmap.PAGESIZE, NAMES_EVENT
         )
         self._uprobes = Uprobes()
 
@@ -140,8 +140,17 @@ class Session:
             raise KernelSetup(f"cannot attach: {error}") from None
         self.start = time.monotonic_ns()
         self._switch(True)
+        print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if self.targets.launched:
             self.targets.launched.release()
+
+    def describe(self) -> str:
+        """What is traced, e.g. `PID 42 (CPython 3.11.2 /usr/bin/python3.11)`."""
+        parts = []
+        for pid, binaries in self.targets.binaries.items():
+            what = ", ".join(binary.describe() for binary in binaries)
+            parts.append(f"PID {pid} ({what})")
+        return f"{', '.join(parts)} with {len(self._uprobes)} uprobes"
 
     def _raise_line_semaphore(self, pid: int, binary: PythonBinary) -> None:
         """CPython 3.11 runs function__entry only while the line semaphore is up (gh-98894).
@@ -164,15 +173,15 @@ class Session:
     def lost(self) -> int:
         counters = self.program.table("counters")
         return sum(
-            counters.sum(index).value for index in (COUNTER_EVENTS_LOST, COUNTER_STRINGS_LOST)
+            counters.sum(index).value for index in (COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST)
         )
 
     def _drain(self, consume: Callable[[list[tuple]], None]) -> int:
-        # Strings first: an event's strings were submitted before the event was reserved, so
-        # every event up to this producer position has its strings among those drained now.
+        # Names first: an event's names were submitted before the event was reserved, so
+        # every event up to this producer position has its names among those drained now.
         until = self._events.producer_position()
-        for record in self._string_ring.drain():
-            self.strings.add(record)
+        for record in self._names_ring.drain():
+            self.names.add(record)
         records = self._events.drain(until)
         if records:
             consume(records)
@@ -186,7 +195,7 @@ class Session:
         summary = Summary()
         poller = select.epoll()
         poller.register(self._events.fd, select.EPOLLIN)
-        poller.register(self._string_ring.fd, select.EPOLLIN)
+        poller.register(self._names_ring.fd, select.EPOLLIN)
         pidfds = {}
         for pid in self.targets.pids:
             try:
@@ -237,7 +246,7 @@ class Session:
     def close(self) -> None:
         self._uprobes.close()
         self._events.close()
-        self._string_ring.close()
+        self._names_ring.close()
         self.program.close()
 
 

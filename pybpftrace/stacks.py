@@ -1,38 +1,51 @@
 """Per-thread call stacks rebuilt from entry and return events.
 
-The kernel numbers each event with its thread's depth, counted from the shallowest frame seen
-since tracing began, so pairing needs no guessing even when events were lost or filtered:
-a return at depth d closes the open call at depth d. A return with no open call at its depth
-belongs to a call that began before tracing (attaching mid-stack); a return also fires when an
-exception unwinds a frame, and for every suspension of a generator or coroutine, so each
-resumption is a call of its own.
+The kernel numbers each event with its thread's call depth, counted from where the thread was
+when tracing began, so pairing needs no guessing even when events were lost or filtered out:
+a return at depth d closes the open call at depth d. A return below every open call belongs to
+a call that began before tracing (attaching mid-stack): its depth is negative. A return also
+fires when an exception unwinds a frame, and at every suspension of a generator or coroutine,
+so each resumption is a call of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from .events import EVENT_CALL, CallEvent
 
 
+@dataclass
+class _Thread:
+    open: list[tuple[int, int]] = field(default_factory=list)  # (depth, start) of open calls
+    floor: int = 0  # the shallowest depth seen
+
+
 class Pairing:
-    """Matches returns with their calls, per thread, to give each return its call's duration."""
+    """Matches returns with their calls, per thread: each return gets its call's duration, and
+    each event an indentation counted from the shallowest frame its thread has shown so far
+    (a stream cannot go back and indent what it printed before a shallower frame appeared)."""
 
     def __init__(self) -> None:
-        self._open: dict[int, list[tuple[int, int]]] = {}  # tid -> [(depth, start)]
+        self._threads: dict[int, _Thread] = {}
 
-    def feed(self, event: CallEvent) -> Optional[int]:
-        """The duration in ns of the call a return ends, if its entry was seen."""
-        stack = self._open.setdefault(event.tid, [])
+    def feed(self, event: CallEvent) -> tuple[int, Optional[int]]:
+        """(indentation, duration in ns of the call a return ends if its entry was seen)."""
+        thread = self._threads.get(event.tid)
+        if thread is None:
+            thread = self._threads[event.tid] = _Thread()
+        thread.floor = min(thread.floor, event.depth)
+        indent = event.depth - thread.floor
+        stack = thread.open
         if event.kind == EVENT_CALL:
             stack.append((event.depth, event.timestamp))
-            return None
+            return indent, None
         while stack and stack[-1][0] > event.depth:  # calls whose returns were lost
             stack.pop()
         if stack and stack[-1][0] == event.depth:
-            return event.timestamp - stack.pop()[1]
-        return None
+            return indent, event.timestamp - stack.pop()[1]
+        return indent, None
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,8 @@ class CallTree:
     """One thread's calls merged by path, with the time each path spent on top of the stack
     (self time, wall clock) and how many calls it made."""
 
-    def __init__(self, start: int):
+    def __init__(self, pid: int, start: int):
+        self.pid = pid
         self.root = Node(None)
         self._stack: list[tuple[Node, int]] = []  # open calls: (node, depth)
         self._last = start
@@ -86,13 +100,17 @@ class CallTree:
             return
         while self._stack and self._stack[-1][1] > event.depth:
             self._stack.pop()
+        frame = Frame(event.function, event.file, event.line, entered=False)
         if self._stack and self._stack[-1][1] == event.depth:
             self._stack.pop()
+            return
+        if self._stack:  # its entry was lost: count the call, its time stays with its caller
+            self._top().child(frame).calls += 1
             return
         # A call that began before tracing returned: it was the unnamed root; name it and
         # put a new unnamed root (its caller) above it.
         named = self.root
-        named.frame = Frame(event.function, event.file, event.line, entered=False)
+        named.frame = frame
         named.calls += 1
         self.root = Node(None, children={named.frame: named})
         self._stack = []
@@ -112,7 +130,7 @@ class CallTrees:
     def feed(self, event: CallEvent) -> None:
         tree = self.threads.get(event.tid)
         if tree is None:
-            tree = self.threads[event.tid] = CallTree(self.start)
+            tree = self.threads[event.tid] = CallTree(event.pid, self.start)
         tree.feed(event)
 
     def finish(self, end: int) -> None:
@@ -120,14 +138,28 @@ class CallTrees:
             tree.finish(end)
 
 
-def walk(node: Node, path: tuple[Frame, ...] = ()) -> Iterator[tuple[tuple[Frame, ...], Node]]:
-    """Every named node under node with its path of frames, depth first (iteratively: call
-    trees can be deeper than Python's recursion limit)."""
-    pending = [(node, path)]
+def nodes(root: Node) -> Iterator[Node]:
+    """Every named node under root."""
+    pending = [root]
     while pending:
-        current, current_path = pending.pop()
-        if current.frame is not None:
-            current_path = current_path + (current.frame,)
-            yield current_path, current
-        for child in reversed(list(current.children.values())):
-            pending.append((child, current_path))
+        node = pending.pop()
+        if node.frame is not None:
+            yield node
+        pending.extend(node.children.values())
+
+
+def weighted_paths(root: Node, weight: Callable[[Node], int]) -> Iterator[tuple[list[Frame], int]]:
+    """Each named node of non-zero weight, with the frames from the root down to it, depth
+    first and iteratively (trees can be deeper than Python's recursion limit). The list is
+    reused from one step to the next: read it before asking for the next."""
+    path: list[Frame] = []
+    pending = [(root, 0)]
+    while pending:
+        node, depth = pending.pop()
+        del path[depth:]
+        if node.frame is not None:
+            path.append(node.frame)
+            value = weight(node)
+            if value:
+                yield path, value
+        pending.extend((child, len(path)) for child in reversed(node.children.values()))

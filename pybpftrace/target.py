@@ -50,7 +50,7 @@ class PythonBinary:
         return all(self.probes.probe(name) for name in names)
 
     def describe(self) -> str:
-        return f"{format_version(self.version)} ({self.shown_path})"
+        return f"{format_version(self.version)} at {self.shown_path}"
 
 
 def _is_elf(path: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
@@ -11,6 +12,7 @@ from ..events import CALL_EVENT, STRING_MAX, CallEvent
 from ..program import Handler, ProgramSpec
 from ..render import JsonRenderer, TextRenderer, folded
 from ..session import Session, Targets, find_targets, flush_stdout_quietly, require_privileges
+from ..sources import FirstLines
 from ..stacks import CallTrees, Pairing
 
 NEEDED = ("function__entry", "function__return")
@@ -61,13 +63,13 @@ class Stream:
         self.threads: set[int] = set()
 
     def feed(self, records: list[tuple]) -> None:
-        call_event = self._session.strings.call_event
+        call_event = self._session.names.call_event
         for record in records:
             event = call_event(record)
             self.threads.add(event.tid)
             if self._filename is not None and self._filename not in event.file:
                 continue
-            self._renderer.event(event, self._pairing.feed(event))
+            self._renderer.event(event, *self._pairing.feed(event))
         self._out.flush()
 
 
@@ -76,6 +78,13 @@ class Fold:
 
     def __init__(self, session: Session, options: StackOptions):
         self.trees = CallTrees(session.start)
+        self.sources = FirstLines()
+        launched = session.targets.launched
+        for pid in session.targets.pids:
+            if launched and pid == launched.pid:
+                self.sources.watch(pid, root="/", cwd=os.getcwd())
+            else:
+                self.sources.watch(pid)
         self._session = session
         self._filename = options.filename
 
@@ -84,7 +93,7 @@ class Fold:
         return set(self.trees.threads)
 
     def feed(self, records: list[tuple]) -> None:
-        call_event = self._session.strings.call_event
+        call_event = self._session.names.call_event
         for record in records:
             event: CallEvent = call_event(record)
             if self._filename is None or self._filename in event.file:
@@ -131,8 +140,9 @@ def run(options: StackOptions) -> int:
         session.close()
     if isinstance(consumer, Fold):
         consumer.trees.finish(session.start + int(summary.seconds * 1e9))
-        for line in folded(consumer.trees.threads, options.weight, options.per_thread):
-            out.write(line + "\n")
+        stacks = folded(consumer.trees.threads, options.weight, options.per_thread, consumer.sources)
+        consumer.sources.close()
+        out.write("".join(line + "\n" for line in stacks))
         out.flush()
     print(summary.line(len(consumer.threads)), file=sys.stderr)
     return launched.wait() if launched else 0

@@ -1,0 +1,112 @@
+"""Tracing leaves nothing behind and changes nothing the target does or prints."""
+
+import signal
+import subprocess
+
+import pytest
+
+from support import (
+    PYTHON311,
+    Target,
+    Tracer,
+    assert_nothing_left,
+    probe_bytes,
+    run_tracer,
+    script,
+    semaphores,
+    summary_line,
+)
+
+
+def assert_tracing(pid):
+    """While tracing 3.11: entry, return and line semaphores up (line raised for gh-98894),
+    int3 at the function probes, and nothing else touched."""
+    assert semaphores(pid) == {
+        "audit": 0, "gc__done": 0, "gc__start": 0, "line": 1, "import__find__load__start": 0,
+        "import__find__load__done": 0, "function__entry": 1, "function__return": 1,
+    }
+    for name, (in_memory, in_file) in probe_bytes(pid).items():
+        hooked = name.startswith(("function__entry", "function__return"))
+        assert in_memory == (0xCC if hooked else in_file), name
+
+
+@pytest.fixture
+def target():
+    target = Target("forever.py")
+    yield target
+    target.kill()
+
+
+def finish_untouched(target):
+    target.go()
+    out, err = target.finish()
+    assert (out, err, target.process.returncode) == (b"ticks done\n", b"", 0)
+
+
+def test_nothing_left_after_a_normal_end(target):
+    assert not any(semaphores(target.pid).values())
+    tracer = Tracer("stack", target.pid, "--duration", "1", "-o", "/dev/null")
+    tracer.wait_attached()
+    assert_tracing(target.pid)
+    code, _, stderr = tracer.finish()
+    assert code == 0 and summary_line(stderr).endswith("(duration)")
+    assert_nothing_left(target.pid)
+    finish_untouched(target)
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_end_the_trace_cleanly_with_folded_output(target, number):
+    tracer = Tracer("stack", target.pid, "--folded")
+    tracer.wait_attached()
+    assert_tracing(target.pid)
+    tracer.signal(number)
+    code, stdout, stderr = tracer.finish()
+    assert code == 0
+    assert summary_line(stderr).endswith(f"({signal.Signals(number).name})")
+    assert f"tick ({script('forever.py')}:" in stdout
+    assert_nothing_left(target.pid)
+    finish_untouched(target)
+
+
+def test_sigkill_of_the_tracer_leaves_nothing_raised(target):
+    tracer = Tracer("stack", target.pid, "-o", "/dev/null")
+    tracer.wait_attached()
+    assert_tracing(target.pid)
+    tracer.signal(signal.SIGKILL)
+    tracer.finish()
+    assert_nothing_left(target.pid)
+    finish_untouched(target)
+
+
+def untraced(name):
+    result = subprocess.run([PYTHON311, script(name)], input=b"go\n", capture_output=True, timeout=60)
+    return result.stdout, result.stderr, result.returncode
+
+
+@pytest.mark.parametrize("name", ["features.py", "threads.py", "calls.py"])
+def test_output_is_byte_identical_when_attached(name):
+    expected = untraced(name)
+    target = Target(name)
+    try:
+        tracer = Tracer("stack", target.pid, "-o", "/dev/null")
+        tracer.wait_attached()
+        target.go()
+        out, err = target.finish()
+        assert tracer.finish()[0] == 0
+    finally:
+        target.kill()
+    assert (out, err, target.process.returncode) == expected
+
+
+@pytest.mark.parametrize("name", ["features.py", "calls.py"])
+def test_output_is_byte_identical_when_launched(name, tmp_path):
+    expected = untraced(name)
+    result = run_tracer("stack", "-o", tmp_path / "trace", "--", PYTHON311, script(name), input=b"go\n")
+    assert (result.stdout, result.returncode) == (expected[0], expected[2])
+    assert result.stderr.decode().splitlines()[0].startswith("pybpftrace: tracing PID ")
+
+
+def test_launched_command_exit_status_is_passed_through(tmp_path):
+    result = run_tracer("stack", "-o", tmp_path / "trace", "--", PYTHON311, "-c", "import sys; sys.exit(3)")
+    assert result.returncode == 3
+    assert summary_line(result.stderr.decode()).endswith("(target exited)")

@@ -1,0 +1,179 @@
+"""Helpers for the tests: the traced CPython, real targets, the real tracer, and what the
+kernel left behind in a target."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pybpftrace.probes import read_probes
+from pybpftrace.target import read_maps
+
+PYTHON311 = "/usr/bin/python3.11"  # Debian's --with-dtrace build
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+TIMEOUT = 60
+
+
+def pybpftrace_command(*args):
+    return [sys.executable, "-m", "pybpftrace", *map(str, args)]
+
+
+def script(name: str) -> str:
+    return str(SCRIPTS / name)
+
+
+def line_of(name: str, marker: str) -> int:
+    """The line holding `# marker` in a test script."""
+    for number, text in enumerate(Path(script(name)).read_text().splitlines(), 1):
+        if text.rstrip().endswith(f"# {marker}"):
+            return number
+    raise AssertionError(f"no '# {marker}' in {name}")
+
+
+_TIME_AND_TID = re.compile(r"^\s*\d+\.\d{6}\s+(\d+)  ")
+
+
+def calls(output: str) -> list[str]:
+    """Stack lines without their time and TID columns."""
+    return [_TIME_AND_TID.sub("", line) for line in output.splitlines() if _TIME_AND_TID.match(line)]
+
+
+def calls_by_thread(output: str) -> dict[int, list[str]]:
+    threads: dict[int, list[str]] = {}
+    for line in output.splitlines():
+        match = _TIME_AND_TID.match(line)
+        if match:
+            threads.setdefault(int(match.group(1)), []).append(line[match.end():])
+    return threads
+
+
+class Target:
+    """A script under Debian's CPython 3.11 that waits for a line on stdin before its work, so
+    the tracer can attach first."""
+
+    def __init__(self, name: str, *args: str, python: str = PYTHON311):
+        self.process = subprocess.Popen(
+            [python, script(name), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.pid = self.process.pid
+        wait_for_interpreter(self.pid, python)
+
+    def go(self) -> None:
+        self.process.stdin.write(b"go\n")
+        self.process.stdin.flush()
+
+    def finish(self) -> tuple[bytes, bytes]:
+        out, err = self.process.communicate(timeout=TIMEOUT)
+        return out, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_for_interpreter(pid: int, python: str) -> None:
+    """Until the process has exec'd the interpreter and mapped it."""
+    real = os.path.realpath(python)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(mapping.path == real for mapping in read_maps(pid)):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"PID {pid} never mapped {python}")
+
+
+class Tracer:
+    """pybpftrace running in the background; stderr is collected as it comes."""
+
+    def __init__(self, *args, stdin=subprocess.DEVNULL):
+        self.process = subprocess.Popen(
+            pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.stderr = b""
+
+    def wait_attached(self) -> None:
+        """Until the tracer announces it is tracing."""
+        deadline = time.monotonic() + TIMEOUT
+        while b"pybpftrace: tracing" not in self.stderr:
+            assert self.process.poll() is None, f"tracer exited: {self.stderr.decode()}"
+            assert time.monotonic() < deadline, "tracer never attached"
+            ready, _, _ = select.select([self.process.stderr], [], [], 0.1)
+            if ready:
+                self.stderr += os.read(self.process.stderr.fileno(), 65536)
+
+    def signal(self, number: int = signal.SIGINT) -> None:
+        self.process.send_signal(number)
+
+    def finish(self) -> tuple[int, str, str]:
+        out, err = self.process.communicate(timeout=TIMEOUT)
+        return self.process.returncode, out.decode(), (self.stderr + err).decode()
+
+
+def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        pybpftrace_command(*args), input=input, capture_output=True, timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+def summary_line(stderr: str) -> str:
+    (line,) = [line for line in stderr.splitlines() if " events, " in line]
+    return line
+
+
+def load_bias(pid: int, path: str) -> int:
+    """Where a non-PIE file sits is where it was linked; a PIE is moved by its first mapping."""
+    probes = read_probes(path)
+    if not probes.pie:
+        return 0
+    real = os.path.realpath(path)
+    return min(mapping.start - mapping.offset for mapping in read_maps(pid) if mapping.path == real)
+
+
+def semaphores(pid: int, python: str = PYTHON311) -> dict[str, int]:
+    """Every USDT semaphore of the interpreter, read from the live process's memory."""
+    probes = read_probes(python)
+    bias = load_bias(pid, python)
+    values = {}
+    with open(f"/proc/{pid}/mem", "rb") as memory:
+        for probe in probes.probes:
+            for semaphore in probe.semaphores:
+                memory.seek(semaphore.address + bias)
+                values[probe.name] = int.from_bytes(memory.read(2), "little")
+    return values
+
+
+def probe_bytes(pid: int, python: str = PYTHON311) -> dict[str, tuple[int, int]]:
+    """(byte in the process, byte in the file) at every probe location: a uprobe shows as
+    int3 (0xcc) in the process."""
+    probes = read_probes(python)
+    bias = load_bias(pid, python)
+    data = open(python, "rb").read()
+    found = {}
+    with open(f"/proc/{pid}/mem", "rb") as memory:
+        for probe in probes.probes:
+            for location in probe.locations:
+                memory.seek(location.address + bias)
+                found[f"{probe.name}@{location.address:#x}"] = (memory.read(1)[0], data[location.offset])
+    return found
+
+
+def assert_nothing_left(pid: int) -> None:
+    """The tracer left the target as it found it: semaphores at 0, no breakpoint in place."""
+    deadline = time.monotonic() + 10
+    while True:  # the kernel removes uprobes of closed perf events right away; allow a moment
+        values = semaphores(pid)
+        bytes_ = probe_bytes(pid)
+        if not any(values.values()) and all(a == b for a, b in bytes_.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left behind: semaphores {values}, probe bytes {bytes_}")
+        time.sleep(0.05)

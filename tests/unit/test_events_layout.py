@@ -1,0 +1,53 @@
+"""events.py mirrors bpf/events.h: compile the header with gcc and compare every offset."""
+
+import re
+import struct
+import subprocess
+
+from pybpftrace import events
+from pybpftrace.program import bpf_dir
+
+LAYOUTS = {
+    "call_event": (events.CALL_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "depth", "kind"]),
+    "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "flags", "first_text", "second_text"]),
+}
+
+
+def python_offsets(layout: struct.Struct, fields):
+    offsets, position = {}, 0
+    names = iter(fields)
+    for count, code in re.findall(r"(\d*)([a-zA-Z])", layout.format.lstrip("<")):
+        size = struct.calcsize(f"<{count}{code}")
+        if code != "x":
+            offsets[next(names)] = position
+        position += size
+    return offsets, layout.size
+
+
+def c_offsets(tmp_path, require_tools, name, fields):
+    require_tools("gcc")
+    prints = "".join(f'printf("{field} %zu\\n", offsetof(struct {name}, {field}));' for field in fields)
+    source = (
+        f'#include <stddef.h>\n#include <stdio.h>\n#include "events.h"\n'
+        f'int main(void) {{ {prints} printf("size %zu\\n", sizeof(struct {name})); return 0; }}\n'
+    )
+    (tmp_path / "layout.c").write_text(source)
+    subprocess.run(["gcc", f"-I{bpf_dir()}", "-o", tmp_path / "layout", tmp_path / "layout.c"], check=True)
+    output = subprocess.run([tmp_path / "layout"], capture_output=True, text=True, check=True).stdout
+    values = dict(line.split() for line in output.splitlines())
+    size = int(values.pop("size"))
+    return {field: int(offset) for field, offset in values.items()}, size
+
+
+def test_layouts_match_the_header(tmp_path, require_tools):
+    for name, (layout, fields) in LAYOUTS.items():
+        assert python_offsets(layout, fields) == c_offsets(tmp_path, require_tools, name, fields), name
+
+
+def test_constants_match_the_header():
+    header = (bpf_dir() / "events.h").read_text()
+    defined = dict(re.findall(r"\b([A-Z_]+) = (\d+)", header))
+    assert int(re.search(r"#define STRING_MAX (\d+)", header).group(1)) == events.STRING_MAX
+    for name in ("EVENT_CALL", "EVENT_RETURN", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
+                 "FIRST_UNREADABLE", "SECOND_UNREADABLE", "COUNTER_EVENTS_LOST", "COUNTER_NAMES_LOST"):
+        assert int(defined[name]) == getattr(events, name), name
