@@ -3,6 +3,8 @@
 import json
 import re
 
+import pytest
+
 from support import (
     PYTHON311,
     Target,
@@ -283,3 +285,22 @@ def test_duration_stops_a_trace_of_a_process_that_keeps_running():
         f"=> {frame('forever.py', 'tick', 'def tick')}",
         f"<= tick ({script('forever.py')}:{line_of('forever.py', 'def tick') + 1})",
     }
+
+
+@pytest.mark.parametrize(
+    "which, function, file",
+    [
+        ("long", "f" * 255 + "…", "names-test.py"),  # cut at the buffer, visibly
+        ("function", "<null>", "names-test.py"),  # CPython passes NULL for what it cannot encode
+        ("file", "in_bad_file", "<null>"),
+    ],
+)
+def test_truncated_and_null_names(which, function, file, tmp_path):
+    """The target's own fate with an unencodable name is CPython 3.11's (it leaves the
+    encoding error set); the tracer shows a placeholder and carries on."""
+    trace = tmp_path / "trace.json"
+    result = run_tracer("stack", "--json", "-o", trace, "--", PYTHON311, script("names.py"), which)
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    named = [(e["event"], e["function"], e["file"]) for e in events if e["file"] in ("names-test.py", "<null>")]
+    assert named == [("call", function, file), ("return", function, file)]
+    assert summary_line(result.stderr.decode()).endswith("(target exited)")

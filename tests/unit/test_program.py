@@ -1,0 +1,57 @@
+"""Program generation: one reader per distinct spec, one entry point per (probe, spec)."""
+
+import pytest
+
+from pybpftrace.errors import NoProbes
+from pybpftrace.probes import ElfProbes, Location, Probe
+from pybpftrace.program import Handler, ProgramSpec, generate, inline_includes
+from pybpftrace.target import PythonBinary
+
+SPEC = ProgramSpec(
+    "stack.bpf.c",
+    (("function__entry", Handler("on_function_entry", 3)), ("function__return", Handler("on_function_return", 3))),
+)
+
+
+def binary(*probes, machine="x86-64", path="/usr/bin/python3"):
+    elf = ElfProbes(path, machine, False, [
+        Probe("python", name, [Location(0x1000 + i, 0x100 + i, args, None) for i, args in enumerate(specs)])
+        for name, specs in probes
+    ])
+    return PythonBinary(path, path, elf, (3, 11, 2), True, None)
+
+
+def test_same_spec_shares_a_reader_and_differing_specs_get_their_own():
+    target = binary(
+        ("function__entry", ["8@%rbp 8@%r12 -4@%eax", "8@%rbx 8@%r12 -4@%eax", "8@%rbp 8@%r12 -4@%eax"]),
+        ("function__return", ["8@%rbp 8@%r12 -4@%eax"]),
+        ("gc__start", ["-4@%edi"]),  # not this program's
+    )
+    program = generate(SPEC, [target])
+    assert program.source.count("static __always_inline void read_arguments_") == 2
+    entries = [placement.entry for placement in program.placements]
+    assert entries == ["probe_function__entry_0", "probe_function__entry_1", "probe_function__entry_0",
+                       "probe_function__return_2"]
+    assert program.source.count("int probe_function__") == 3
+    assert "\treturn on_function_return(ctx, args);" in program.source
+    assert [p.location.offset for p in program.placements] == [0x100, 0x101, 0x102, 0x100]
+
+
+def test_aarch64_binary_generates_aarch64_readers():
+    program = generate(SPEC, [binary(("function__entry", ["8@x19 8@x20 -4@w0"]), machine="aarch64")])
+    assert "args[0] = (__u64)(__u64)(ctx->regs[19]);" in program.source
+    assert "args[2] = (__u64)(__s32)((__u32)ctx->regs[0]);" in program.source
+
+
+def test_unreadable_or_short_specs_are_refused():
+    with pytest.raises(NoProbes, match=r"function__entry in /usr/bin/python3: unknown x86-64 register 'xyz'"):
+        generate(SPEC, [binary(("function__entry", ["8@%xyz 8@%r12 -4@%eax"]))])
+    with pytest.raises(NoProbes, match="has 2 arguments, 3 expected"):
+        generate(SPEC, [binary(("function__entry", ["8@%rbp 8@%r12"]))])
+
+
+def test_includes_are_inlined_once_for_bcc_to_rewrite():
+    source = inline_includes("stack.bpf.c")
+    assert '#include "' not in source
+    assert source.count("#define PYBPFTRACE_EVENTS_H") == 1
+    assert "BPF_RINGBUF_OUTPUT(names" in source
