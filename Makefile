@@ -2,15 +2,19 @@
 VENV := .venv
 export VENV
 
-.PHONY: setup demo test clean
+.PHONY: setup matrix demo test clean
 
 setup:
 	@MAKE_TARGET=$(firstword $(MAKECMDGOALS) setup) bash scripts/setup.sh
 
+# Debian chroots with CPython 3.9, 3.13, 3.14 and 3.15, built once and cached
+matrix:
+	@bash scripts/matrix.sh
+
 demo: setup
 	@bash demo/run.sh
 
-test: setup
+test: setup matrix
 	$(VENV)/bin/python -m pytest -q -ra
 
 clean:

@@ -10,6 +10,7 @@
 enum event_kind {
 	EVENT_CALL = 1,
 	EVENT_RETURN = 2,
+	EVENT_CREATED = 3, /* the thread's last call was a generator's creation: take it back */
 };
 
 /* Every event starts with its timestamp. */

@@ -135,3 +135,27 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 		return 0;
 	return emit(EVENT_RETURN, pid, tid, args, depth);
 }
+
+/* Entry of _Py_MakeCoro (CPython 3.15): the function__entry just before, on this thread, was
+ * a generator or coroutine being created, not run; it has no return. Undo its depth. */
+static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct settings *config;
+	struct thread_state *state = thread(tid, &config);
+	if (!state)
+		return 0;
+	__s32 depth = --state->depth;
+	__s32 level = depth - state->floor;
+	if (config->only_function) {
+		if (!state->inside)
+			return 0;
+		if (depth == state->function_depth)
+			state->inside = 0;
+		level = depth = depth - state->function_depth;
+	}
+	if (config->max_depth && level >= config->max_depth)
+		return 0;
+	return emit(EVENT_CREATED, pid, tid, args, depth);
+}

@@ -18,6 +18,7 @@ from .errors import KernelSetup, NotFound, NotPermitted
 from .events import COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, NAMES_EVENT, Names
 from .program import LoadedProgram, ProgramSpec, generate
 from .ringbuf import RingBuffer
+from .tools import NEEDED_PROBES
 from .target import (
     Launched,
     PythonBinary,
@@ -59,18 +60,17 @@ class Targets:
         return list(self.binaries)
 
 
-def find_targets(
-    pids: list[int], command: list[str], needed: tuple[str, ...], what: str
-) -> Targets:
-    if command:
-        binaries = select_binaries(command_binaries(command), needed, what, command[0])
-        launched = Launched(command)
+def find_targets(pids: list[int], argv: list[str], command: str) -> Targets:
+    """The processes (or the launched argv) to trace for `command`, with their binaries."""
+    if argv:
+        binaries = select_binaries(command_binaries(argv), command, NEEDED_PROBES, argv[0])
+        launched = Launched(argv)
         return Targets({launched.pid: binaries}, launched)
     found = {}
     for pid in pids:
         if not process_exists(pid):
             raise NotFound(f"no process with PID {pid}")
-        found[pid] = select_binaries(process_binaries(pid), needed, what, f"PID {pid}")
+        found[pid] = select_binaries(process_binaries(pid), command, NEEDED_PROBES, f"PID {pid}")
     return Targets(found)
 
 
@@ -159,7 +159,7 @@ class Session:
         the tracer, without a trap per line. With no such function found, the line probe
         itself carries it, at the cost of a trap per line."""
         line = binary.probes.probe("line")
-        if not binary.capabilities.entry_needs_line_semaphore or line is None:
+        if not binary.quirks.entry_needs_line_semaphore or line is None:
             return
         offset = binary.never_called_offset
         for semaphore in line.semaphores:

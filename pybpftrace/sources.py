@@ -71,6 +71,8 @@ class FirstLines:
         starts = self._read(pid, file).get(function)
         if not starts:
             return None
+        if line < 1:  # CPython 3.15 reports -1 for a closure's entry: no line yet
+            return starts[0] if len(starts) == 1 else None
         index = bisect.bisect_right(starts, line) - 1
         return starts[index] if index >= 0 else None
 

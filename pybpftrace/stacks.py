@@ -13,7 +13,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
-from .events import EVENT_CALL, CallEvent
+from .events import EVENT_CALL, EVENT_CREATED, CallEvent
+
+
+class Creations:
+    """Takes back the entries CPython 3.15 fires when it creates a generator or coroutine
+    (which never return): the kernel follows each such entry with a `created` event on the
+    same thread. A thread's latest entry is held until its next event tells which it was."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, CallEvent] = {}
+
+    def feed(self, event: CallEvent) -> list[CallEvent]:
+        """The events now known to be real, in order."""
+        held = self._held.pop(event.tid, None)
+        if event.kind == EVENT_CREATED:
+            return []  # the held entry was a creation (or was filtered out in the kernel)
+        if event.kind == EVENT_CALL:
+            self._held[event.tid] = event
+            return [held] if held else []
+        return [held, event] if held else [event]
+
+    def flush(self) -> list[CallEvent]:
+        """The entries still held at the end of tracing."""
+        held = sorted(self._held.values(), key=lambda event: event.timestamp)
+        self._held.clear()
+        return held
 
 
 @dataclass

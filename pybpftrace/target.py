@@ -16,9 +16,10 @@ from elftools.elf.dynamic import DynamicSection
 from .errors import CommandNotFound, NoProbes, NotFound, NotPython
 from .probes import ElfProbes, NotAnElf, file_offset, load_segments, open_elf, read_elf_probes
 from .versions import (
-    Capabilities,
+    PROBE_HISTORY,
+    Quirks,
     Version,
-    capabilities,
+    quirks,
     defined_symbols,
     detect_version,
     format_version,
@@ -29,6 +30,8 @@ ELF_MAGIC = b"\x7fELF"
 # Entry of a function a healthy interpreter never runs: a uprobe there raises a semaphore
 # without ever trapping.
 NEVER_CALLED = ("Py_FatalError", "_Py_FatalErrorFunc")
+# Functions whose entries some versions need probed (see versions.Quirks).
+MARKERS = ("_Py_MakeCoro",)
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,14 @@ class PythonBinary:
     version: Optional[Version]
     interpreter: bool
     never_called_offset: Optional[int]
+    marker_offsets: dict[str, int]
+
+    def __hash__(self) -> int:
+        return hash(self.path)
 
     @property
-    def capabilities(self) -> Capabilities:
-        return capabilities(self.version)
+    def quirks(self) -> Quirks:
+        return quirks(self.version)
 
     def has(self, names: tuple[str, ...]) -> bool:
         return all(self.probes.probe(name) for name in names)
@@ -73,12 +80,14 @@ def _inspect(path: str, shown_path: str, identity: tuple) -> Optional[PythonBina
         if not probes.probes and not interpreter:
             return None
         version = detect_version(elf) if interpreter else None
-        symbols = defined_symbols(elf, NEVER_CALLED)
-        never_called = next(
-            (file_offset(symbols[name], load_segments(elf)) for name in NEVER_CALLED if name in symbols),
-            None,
-        )
-    return PythonBinary(path, shown_path, probes, version, interpreter, never_called)
+        segments = load_segments(elf)
+        offsets = {
+            name: file_offset(address, segments)
+            for name, address in defined_symbols(elf, NEVER_CALLED + MARKERS).items()
+        }
+    never_called = next((offsets[name] for name in NEVER_CALLED if name in offsets), None)
+    markers = {name: offsets[name] for name in MARKERS if name in offsets}
+    return PythonBinary(path, shown_path, probes, version, interpreter, never_called, markers)
 
 
 def inspect_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
@@ -121,13 +130,21 @@ def process_exists(pid: int) -> bool:
 
 
 def _host_path(pid: int, mapping: Mapping) -> str:
-    """A path to the very file mapped, from outside the process: map_files names the mapped
-    inode itself (even when deleted or replaced); without root, go through its root."""
+    """A path to the very file mapped, from outside the process. map_files names the mapped
+    inode itself, even when deleted or replaced, but needs root. Without it, the path the
+    kernel shows is relative to our root, or to the process's root in another mount
+    namespace: take the candidate that is the mapped inode."""
     mapped = f"/proc/{pid}/map_files/{mapping.start:x}-{mapping.end:x}"
     if os.access(mapped, os.R_OK):
         return mapped
     path = mapping.path.removesuffix(" (deleted)")
-    return f"/proc/{pid}/root{path}"
+    for candidate in (f"/proc/{pid}/root{path}", path):
+        try:
+            if os.stat(candidate).st_ino == mapping.inode:
+                return candidate
+        except OSError:
+            continue
+    return mapped
 
 
 def process_binaries(pid: int) -> list[PythonBinary]:
@@ -150,9 +167,11 @@ def _probe_list(binary: PythonBinary) -> str:
 
 
 def select_binaries(
-    binaries: list[PythonBinary], needed: tuple[str, ...], what: str, where: str
+    binaries: list[PythonBinary], command: str, commands: dict[str, tuple[str, ...]], where: str
 ) -> list[PythonBinary]:
-    """The binaries carrying the probes a command needs, or the reason there are none."""
+    """The binaries carrying the probes `command` needs (commands: every command's needed
+    probes), or the reason there are none, with what still works there."""
+    needed = commands[command]
     chosen = [binary for binary in binaries if binary.has(needed)]
     if chosen:
         return chosen
@@ -161,16 +180,17 @@ def select_binaries(
     if not interpreters and not with_probes:
         raise NotPython(f"{where} is not a Python: it holds no CPython interpreter")
     if not with_probes:
-        binary = interpreters[0]
         raise NoProbes(
-            f"{binary.describe()} has no USDT probes: it was built without --with-dtrace"
+            f"{interpreters[0].describe()} has no USDT probes: it was built without --with-dtrace"
         )
     binary = with_probes[0]
-    history = binary.capabilities.history
+    missing = [name for name in needed if not binary.probes.probe(name)]
+    why = {PROBE_HISTORY[name] for name in missing if name in PROBE_HISTORY}
+    working = [name for name, probes in commands.items() if binary.has(probes)]
     raise NoProbes(
-        f"{binary.describe()} has no {'/'.join(needed)} probes, needed by {what}"
-        + (f" ({history})" if history else "")
-        + f"; its probes: {_probe_list(binary)}"
+        f"{binary.describe()} has no {'/'.join(missing)} probes, which pybpftrace {command} "
+        f"needs" + (f" ({'; '.join(sorted(why))})" if why else "")
+        + f". Its probes: {_probe_list(binary)}. Commands that work there: {', '.join(working)}"
     )
 
 

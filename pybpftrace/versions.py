@@ -26,58 +26,49 @@ _PY_VERSION_TEXT = re.compile(rb"\x00(3\.(\d{1,2})\.(\d{1,2})(?:(?:a|b|rc)\d+)?\
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """What one range of CPython versions does with its probes."""
+class Quirks:
+    """What one range of CPython versions does with its probes that the notes do not show."""
 
     first: tuple[int, int]
     last: tuple[int, int]
-    function_probes: bool
-    line_probe: bool
+    # function__entry fires only while the line probe's semaphore is raised (gh-98894)
     entry_needs_line_semaphore: bool = False
-    history: str = ""
+    # function__entry also fires when a generator or coroutine is created, with no return;
+    # this function runs right after such an entry, and only then
+    generator_creation_marker: Optional[str] = None
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Functions whose entries must be probed for this version's events to be right."""
+        return tuple(filter(None, (self.generator_creation_marker,)))
 
 
 TABLE = (
-    Capabilities((3, 6), (3, 10), function_probes=True, line_probe=True),
-    Capabilities(
-        (3, 11),
-        (3, 11),
-        function_probes=True,
-        line_probe=True,
-        entry_needs_line_semaphore=True,
-        history="CPython 3.11 fires function__entry only while the line probe's semaphore "
-        "is raised (CPython gh-98894); pybpftrace raises it for you",
-    ),
-    Capabilities(
-        (3, 12),
-        (3, 14),
-        function_probes=False,
-        line_probe=False,
-        history="CPython 3.12 removed the function__entry, function__return and line probes "
-        "(the interpreter moved to PEP 669 monitoring); 3.15 restored function__entry and "
-        "function__return",
-    ),
-    Capabilities(
-        (3, 15),
-        (3, 99),
-        function_probes=True,
-        line_probe=False,
-        history="CPython 3.15 restored function__entry and function__return; the line probe "
-        "did not come back",
-    ),
+    Quirks((3, 6), (3, 10)),
+    Quirks((3, 11), (3, 11), entry_needs_line_semaphore=True),
+    Quirks((3, 12), (3, 14)),
+    Quirks((3, 15), (3, 99), generator_creation_marker="_Py_MakeCoro"),
 )
 
-UNKNOWN = Capabilities((0, 0), (0, 0), function_probes=True, line_probe=True)
+NONE = Quirks((0, 0), (0, 0))
+
+# Why a CPython with probes can lack some: what happened to each probe, by version.
+PROBE_HISTORY = {
+    "function__entry": "CPython 3.12 removed the function probes when PEP 669 monitoring "
+    "replaced the interpreter's tracing hooks, and 3.15 restored them",
+    "function__return": "CPython 3.12 removed the function probes when PEP 669 monitoring "
+    "replaced the interpreter's tracing hooks, and 3.15 restored them",
+    "line": "CPython 3.12 removed the line probe with PEP 669, and 3.15 did not restore it",
+}
 
 
-def capabilities(version: Optional[Version]) -> Capabilities:
-    """The table row of a version; an unknown version is judged by its probes alone."""
-    if version is None:
-        return UNKNOWN
-    for row in TABLE:
-        if row.first <= version[:2] <= row.last:
-            return row
-    return UNKNOWN
+def quirks(version: Optional[Version]) -> Quirks:
+    """The table row of a version; an unknown version has none."""
+    if version is not None:
+        for row in TABLE:
+            if row.first <= version[:2] <= row.last:
+                return row
+    return NONE
 
 
 def format_version(version: Optional[Version]) -> str:

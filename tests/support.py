@@ -8,8 +8,10 @@ import re
 import select
 import signal
 import subprocess
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pybpftrace.probes import read_probes
@@ -18,6 +20,56 @@ from pybpftrace.target import read_maps
 PYTHON311 = "/usr/bin/python3.11"  # Debian's --with-dtrace build
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TIMEOUT = 60
+# The version matrix's chroots (scripts/matrix.sh builds them), and where scripts go in them.
+MATRIX = Path(os.environ.get("PYBPFTRACE_MATRIX", "/var/cache/pybpftrace-tests")) / "chroots"
+CHROOT_SCRIPTS = "/opt/pybpftrace-tests"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A --with-dtrace CPython: this machine's, or one in a chroot of the matrix (a process
+    there is the container case: traced from outside through /proc/PID/root)."""
+
+    version: tuple[int, int]
+    python: str  # as the interpreter's own processes see it
+    suite: str = ""  # the chroot's Debian suite; "" for this machine
+
+    @property
+    def root(self) -> str:
+        return str(MATRIX / self.suite) if self.suite else ""
+
+    @property
+    def host_python(self) -> str:
+        return self.root + self.python
+
+    def script(self, name: str) -> str:
+        """Where a test script is, as the interpreter sees it."""
+        return f"{CHROOT_SCRIPTS}/{name}" if self.suite else script(name)
+
+    def command(self, name: str, *args: str) -> list[str]:
+        prefix = ["chroot", self.root] if self.suite else []
+        return [*prefix, self.python, self.script(name), *args]
+
+    def prepare(self) -> None:
+        """Fail unless it is there; copy the test scripts into its chroot."""
+        assert os.path.exists(self.host_python), f"{self.host_python} is missing: run make matrix"
+        if self.suite:
+            shutil.copytree(SCRIPTS, self.root + CHROOT_SCRIPTS, dirs_exist_ok=True)
+
+    def __str__(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+
+HOST = Interpreter((3, 11), PYTHON311)
+WITH_FUNCTION_PROBES = [
+    Interpreter((3, 9), "/usr/bin/python3.9", "bullseye"),
+    HOST,
+    Interpreter((3, 15), "/usr/bin/python3.15", "sid"),
+]
+WITHOUT_FUNCTION_PROBES = [
+    Interpreter((3, 13), "/usr/bin/python3.13", "trixie"),
+    Interpreter((3, 14), "/usr/bin/python3.14", "sid"),
+]
 
 
 def pybpftrace_command(*args):
@@ -54,16 +106,17 @@ def calls_by_thread(output: str) -> dict[int, list[str]]:
 
 
 class Target:
-    """A script under Debian's CPython 3.11 that waits for a line on stdin before its work, so
-    the tracer can attach first."""
+    """A test script that waits for a line on stdin before its work, so the tracer can attach
+    first; under this machine's CPython 3.11 unless told otherwise."""
 
-    def __init__(self, name: str, *args: str, python: str = PYTHON311):
+    def __init__(self, name: str, *args: str, interpreter: Interpreter = HOST):
         self.process = subprocess.Popen(
-            [python, script(name), *args],
+            interpreter.command(name, *args),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.pid = self.process.pid
-        wait_for_interpreter(self.pid, python)
+        self.path = interpreter.script(name)
+        wait_for_interpreter(self.pid, interpreter.host_python)
 
     def go(self) -> None:
         self.process.stdin.write(b"go\n")
@@ -166,12 +219,12 @@ def probe_bytes(pid: int, python: str = PYTHON311) -> dict[str, tuple[int, int]]
     return found
 
 
-def assert_nothing_left(pid: int) -> None:
+def assert_nothing_left(pid: int, python: str = PYTHON311) -> None:
     """The tracer left the target as it found it: semaphores at 0, no breakpoint in place."""
     deadline = time.monotonic() + 10
     while True:  # the kernel removes uprobes of closed perf events right away; allow a moment
-        values = semaphores(pid)
-        bytes_ = probe_bytes(pid)
+        values = semaphores(pid, python)
+        bytes_ = probe_bytes(pid, python)
         if not any(values.values()) and all(a == b for a, b in bytes_.values()):
             return
         if time.monotonic() > deadline:

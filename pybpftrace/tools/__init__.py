@@ -1,1 +1,7 @@
 """The commands, one module each: a BPF program spec, how to feed its events, its output."""
+
+# The probes each command needs, to say what works on a Python that lacks some.
+NEEDED_PROBES: dict[str, tuple[str, ...]] = {
+    "list": (),
+    "stack": ("function__entry", "function__return"),
+}

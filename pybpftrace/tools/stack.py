@@ -13,15 +13,15 @@ from ..program import Handler, ProgramSpec
 from ..render import JsonRenderer, TextRenderer, folded
 from ..session import Session, Targets, find_targets, flush_stdout_quietly, require_privileges
 from ..sources import FirstLines
-from ..stacks import CallTrees, Pairing
+from ..stacks import CallTrees, Creations, Pairing
 
-NEEDED = ("function__entry", "function__return")
 SPEC = ProgramSpec(
     "stack.bpf.c",
     (
-        ("function__entry", Handler("on_function_entry", 3)),
         ("function__return", Handler("on_function_return", 3)),
+        ("function__entry", Handler("on_function_entry", 3)),
     ),
+    markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),  # no arguments: zeros
 )
 
 
@@ -50,33 +50,59 @@ def function_filter(name: str) -> bytes:
     return encoded
 
 
-class Stream:
-    """Writes each event as it arrives, with its call's duration on returns."""
+class Consumer:
+    """Turns records into events, takes back generator creations where the CPython needs it,
+    applies the file name filter, and hands each event to `handle`."""
 
-    def __init__(self, session: Session, options: StackOptions, out: TextIO):
-        renderer = JsonRenderer if options.json else TextRenderer
-        self._renderer = renderer(out, session.start, options.durations)
-        self._pairing = Pairing()
-        self._session = session
+    def __init__(self, session: Session, options: StackOptions):
+        self._call_event = session.names.call_event
         self._filename = options.filename
-        self._out = out
+        binaries = [b for group in session.targets.binaries.values() for b in group]
+        self._creations = Creations() if any(b.quirks.generator_creation_marker for b in binaries) else None
         self.threads: set[int] = set()
 
     def feed(self, records: list[tuple]) -> None:
-        call_event = self._session.names.call_event
         for record in records:
-            event = call_event(record)
+            event = self._call_event(record)
             self.threads.add(event.tid)
-            if self._filename is not None and self._filename not in event.file:
-                continue
-            self._renderer.event(event, *self._pairing.feed(event))
+            self._pass(self._creations.feed(event) if self._creations else (event,))
+
+    def finish(self) -> None:
+        if self._creations:
+            self._pass(self._creations.flush())
+
+    def _pass(self, events) -> None:
+        for event in events:
+            if self._filename is None or self._filename in event.file:
+                self.handle(event)
+
+    def handle(self, event: CallEvent) -> None:
+        raise NotImplementedError
+
+
+class Stream(Consumer):
+    """Writes each event as it arrives, with its call's duration on returns."""
+
+    def __init__(self, session: Session, options: StackOptions, out: TextIO):
+        super().__init__(session, options)
+        renderer = JsonRenderer if options.json else TextRenderer
+        self._renderer = renderer(out, session.start, options.durations)
+        self._pairing = Pairing()
+        self._out = out
+
+    def feed(self, records: list[tuple]) -> None:
+        super().feed(records)
         self._out.flush()
 
+    def handle(self, event: CallEvent) -> None:
+        self._renderer.event(event, *self._pairing.feed(event))
 
-class Fold:
+
+class Fold(Consumer):
     """Builds call trees to print as folded stacks at the end."""
 
     def __init__(self, session: Session, options: StackOptions):
+        super().__init__(session, options)
         self.trees = CallTrees(session.start)
         self.sources = FirstLines()
         launched = session.targets.launched
@@ -85,19 +111,9 @@ class Fold:
                 self.sources.watch(pid, root="/", cwd=os.getcwd())
             else:
                 self.sources.watch(pid)
-        self._session = session
-        self._filename = options.filename
 
-    @property
-    def threads(self) -> set[int]:
-        return set(self.trees.threads)
-
-    def feed(self, records: list[tuple]) -> None:
-        call_event = self._session.names.call_event
-        for record in records:
-            event: CallEvent = call_event(record)
-            if self._filename is None or self._filename in event.file:
-                self.trees.feed(event)
+    def handle(self, event: CallEvent) -> None:
+        self.trees.feed(event)
 
 
 def configure(session: Session, options: StackOptions) -> None:
@@ -119,7 +135,7 @@ def run(options: StackOptions) -> int:
     require_privileges("pybpftrace stack")
     if options.function is not None:
         function_filter(options.function)
-    targets: Targets = find_targets(options.pids, options.command, NEEDED, "pybpftrace stack")
+    targets: Targets = find_targets(options.pids, options.command, "stack")
     launched = targets.launched
     try:
         session = Session(SPEC, targets, "events", CALL_EVENT, options.buffer_mib)
@@ -138,6 +154,7 @@ def run(options: StackOptions) -> int:
         return 0
     finally:
         session.close()
+    consumer.finish()
     if isinstance(consumer, Fold):
         consumer.trees.finish(session.start + int(summary.seconds * 1e9))
         stacks = folded(consumer.trees.threads, options.weight, options.per_thread, consumer.sources)

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from support import (
+    HOST,
     PYTHON311,
     Target,
     Tracer,
@@ -18,14 +19,14 @@ from support import (
 )
 
 
-def assert_tracing(pid):
-    """While tracing 3.11: entry, return and line semaphores up (line raised for gh-98894),
-    int3 at the function probes, and nothing else touched."""
-    assert semaphores(pid) == {
-        "audit": 0, "gc__done": 0, "gc__start": 0, "line": 1, "import__find__load__start": 0,
-        "import__find__load__done": 0, "function__entry": 1, "function__return": 1,
-    }
-    for name, (in_memory, in_file) in probe_bytes(pid).items():
+def assert_tracing(target, interpreter=HOST):
+    """While tracing: entry and return semaphores up, and on 3.11 the line semaphore too
+    (gh-98894); int3 at the function probes; nothing else touched."""
+    raised = {"function__entry", "function__return"} | ({"line"} if interpreter.version == (3, 11) else set())
+    values = semaphores(target.pid, interpreter.host_python)
+    assert {name for name, value in values.items() if value} == raised
+    assert all(values[name] == 1 for name in raised)
+    for name, (in_memory, in_file) in probe_bytes(target.pid, interpreter.host_python).items():
         hooked = name.startswith(("function__entry", "function__return"))
         assert in_memory == (0xCC if hooked else in_file), name
 
@@ -37,20 +38,28 @@ def target():
     target.kill()
 
 
+@pytest.fixture
+def any_target(interpreter):
+    target = Target("forever.py", interpreter=interpreter)
+    yield target, interpreter
+    target.kill()
+
+
 def finish_untouched(target):
     target.go()
     out, err = target.finish()
     assert (out, err, target.process.returncode) == (b"ticks done\n", b"", 0)
 
 
-def test_nothing_left_after_a_normal_end(target):
-    assert not any(semaphores(target.pid).values())
+def test_nothing_left_after_a_normal_end(any_target):
+    target, interpreter = any_target
+    assert not any(semaphores(target.pid, interpreter.host_python).values())
     tracer = Tracer("stack", target.pid, "--duration", "1", "-o", "/dev/null")
     tracer.wait_attached()
-    assert_tracing(target.pid)
+    assert_tracing(target, interpreter)
     code, _, stderr = tracer.finish()
     assert code == 0 and summary_line(stderr).endswith("(duration)")
-    assert_nothing_left(target.pid)
+    assert_nothing_left(target.pid, interpreter.host_python)
     finish_untouched(target)
 
 
@@ -58,7 +67,7 @@ def test_nothing_left_after_a_normal_end(target):
 def test_ctrl_c_and_sigterm_end_the_trace_cleanly_with_folded_output(target, number):
     tracer = Tracer("stack", target.pid, "--folded")
     tracer.wait_attached()
-    assert_tracing(target.pid)
+    assert_tracing(target)
     tracer.signal(number)
     code, stdout, stderr = tracer.finish()
     assert code == 0
@@ -68,25 +77,26 @@ def test_ctrl_c_and_sigterm_end_the_trace_cleanly_with_folded_output(target, num
     finish_untouched(target)
 
 
-def test_sigkill_of_the_tracer_leaves_nothing_raised(target):
+def test_sigkill_of_the_tracer_leaves_nothing_raised(any_target):
+    target, interpreter = any_target
     tracer = Tracer("stack", target.pid, "-o", "/dev/null")
     tracer.wait_attached()
-    assert_tracing(target.pid)
+    assert_tracing(target, interpreter)
     tracer.signal(signal.SIGKILL)
     tracer.finish()
-    assert_nothing_left(target.pid)
+    assert_nothing_left(target.pid, interpreter.host_python)
     finish_untouched(target)
 
 
-def untraced(name):
-    result = subprocess.run([PYTHON311, script(name)], input=b"go\n", capture_output=True, timeout=60)
+def untraced(name, interpreter=HOST):
+    result = subprocess.run(interpreter.command(name), input=b"go\n", capture_output=True, timeout=60)
     return result.stdout, result.stderr, result.returncode
 
 
 @pytest.mark.parametrize("name", ["features.py", "threads.py", "calls.py"])
-def test_output_is_byte_identical_when_attached(name):
-    expected = untraced(name)
-    target = Target(name)
+def test_output_is_byte_identical_when_attached(name, interpreter):
+    expected = untraced(name, interpreter)
+    target = Target(name, interpreter=interpreter)
     try:
         tracer = Tracer("stack", target.pid, "-o", "/dev/null")
         tracer.wait_attached()

@@ -10,15 +10,16 @@ from pybpftrace.target import PythonBinary
 SPEC = ProgramSpec(
     "stack.bpf.c",
     (("function__entry", Handler("on_function_entry", 3)), ("function__return", Handler("on_function_return", 3))),
+    markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),
 )
 
 
-def binary(*probes, machine="x86-64", path="/usr/bin/python3"):
+def binary(*probes, machine="x86-64", path="/usr/bin/python3", version=(3, 11, 2), markers=None):
     elf = ElfProbes(path, machine, False, [
         Probe("python", name, [Location(0x1000 + i, 0x100 + i, args, None) for i, args in enumerate(specs)])
         for name, specs in probes
     ])
-    return PythonBinary(path, path, elf, (3, 11, 2), True, None)
+    return PythonBinary(path, path, elf, version, True, None, markers or {})
 
 
 def test_same_spec_shares_a_reader_and_differing_specs_get_their_own():
@@ -55,3 +56,13 @@ def test_includes_are_inlined_once_for_bcc_to_rewrite():
     assert '#include "' not in source
     assert source.count("#define PYBPFTRACE_EVENTS_H") == 1
     assert "BPF_RINGBUF_OUTPUT(names" in source
+
+
+def test_markers_are_placed_only_where_the_version_needs_them():
+    probes = ("function__entry", ["8@%rbp 8@%r12 -4@%eax"]), ("function__return", ["8@%rbp 8@%r12 -4@%eax"])
+    py315 = binary(*probes, version=(3, 15, 2), markers={"_Py_MakeCoro": 0x5000}, path="/py315")
+    py311 = binary(*probes, markers={"_Py_MakeCoro": 0x6000}, path="/py311")  # has it, needs it not
+    program = generate(SPEC, [py315, py311])
+    markers = [p for p in program.placements if p.entry == "marker_Py_MakeCoro"]
+    assert [(p.binary.path, p.location.offset) for p in markers] == [("/py315", 0x5000)]
+    assert "int marker_Py_MakeCoro(struct pt_regs *ctx)\n{\n\t__u64 args[3] = {};\n\treturn on_generator_created(ctx, args);\n}" in program.source

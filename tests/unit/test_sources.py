@@ -48,6 +48,8 @@ def test_resolve_picks_the_definition_a_line_falls_in(tmp_path):
         assert lines.resolve(1, "mod.py", "run", 15) == 15
         assert lines.resolve(1, "mod.py", "run", 24) == 23  # Other.run, not Thing.run
         assert lines.resolve(1, str(tmp_path / "mod.py"), "run_async", 19) == 18
+        assert lines.resolve(1, "mod.py", "plain", -1) == 4  # 3.15 closures report -1
+        assert lines.resolve(1, "mod.py", "run", -1) is None  # which run? unknown
         assert lines.resolve(1, "mod.py", "<lambda>", 3) is None
         assert lines.resolve(1, "missing.py", "plain", 4) is None
         assert lines.resolve(2, "mod.py", "plain", 4) is None  # process not watched

@@ -1,9 +1,9 @@
 """Stack rebuilding from entry/return events, and folded rendering."""
 
-from pybpftrace.events import EVENT_CALL, EVENT_RETURN, CallEvent
+from pybpftrace.events import EVENT_CALL, EVENT_CREATED, EVENT_RETURN, CallEvent
 from pybpftrace.render import folded
 from pybpftrace.sources import FirstLines
-from pybpftrace.stacks import CallTrees, Pairing
+from pybpftrace.stacks import CallTrees, Creations, Pairing
 
 US = 1000  # ns
 
@@ -133,3 +133,18 @@ def test_generator_resumptions_merge_by_first_line_from_the_source(tmp_path):
     finally:
         sources.close()
     assert fold(events, weight="calls") == ["numbers (gen.py:1) 1", "numbers (gen.py:3) 1"]
+
+
+def created(t, depth, tid=1):
+    return CallEvent(t * US, 100, tid, EVENT_CREATED, depth, "<null>", "<null>", 0)
+
+
+def test_creations_take_back_the_entry_before_them_per_thread():
+    creations = Creations()
+    events = [call(0, 0, "main"), call(1, 1, "gen", tid=1), call(1, 0, "other", tid=2), created(2, 1),
+              call(3, 1, "gen", tid=1), ret(4, 1, "gen"), ret(5, 0, "main")]
+    passed = [e for event in events for e in creations.feed(event)] + creations.flush()
+    assert [(e.tid, e.kind, e.function) for e in passed] == [
+        (1, EVENT_CALL, "main"), (1, EVENT_CALL, "gen"), (1, EVENT_RETURN, "gen"), (1, EVENT_RETURN, "main"),
+        (2, EVENT_CALL, "other"),  # held to the end: nothing followed it
+    ]

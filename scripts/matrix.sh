@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build (once) the CPython version matrix the tests trace: Debian chroots, each with real
+# --with-dtrace interpreters, under a directory the tests own. Idempotent: a chroot is built
+# only when its stamp is missing, so a half-built one is rebuilt.
+#
+#   bullseye  python3.9             function entry/return and line probes
+#   trixie    python3.13            gc, import and audit probes only
+#   sid       python3.14 python3.15 3.14 like 3.13; 3.15 with function entry/return restored
+set -euo pipefail
+
+MATRIX=${PYBPFTRACE_MATRIX:-/var/cache/pybpftrace-tests}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CHROOTS=(
+    "bullseye python3.9 libpython3.9"
+    "trixie python3.13 libpython3.13"
+    "sid python3.14 libpython3.14 python3.15 libpython3.15"
+)
+
+say() { printf 'matrix: %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    say "needs root for debootstrap: run 'sudo make matrix'" >&2
+    exit 1
+fi
+if ! command -v debootstrap >/dev/null; then
+    say "installing debootstrap"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+fi
+
+mkdir -p "$MATRIX/chroots" "$MATRIX/debs"
+for entry in "${CHROOTS[@]}"; do
+    read -r suite packages <<<"$entry"
+    root=$MATRIX/chroots/$suite
+    stamp=$root.ready
+    if [ -e "$stamp" ]; then
+        say "$suite: ready ($root)"
+        continue
+    fi
+    rm -rf "$root"
+    say "$suite: building with ${packages// /, } (about a minute)"
+    start=$SECONDS
+    if ! debootstrap --variant=minbase --include="${packages// /,}" --cache-dir="$MATRIX/debs" \
+        "$suite" "$root" "$MIRROR" >"$root.log" 2>&1; then
+        say "$suite: debootstrap failed, see $root.log" >&2
+        exit 1
+    fi
+    rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
+    touch "$stamp"
+    say "$suite: built in $((SECONDS - start)) s"
+done

@@ -1,0 +1,109 @@
+"""The exact call hierarchies of the test scripts, for every CPython version with function
+probes: built from the `# marker` comments in the scripts, with each version's own line
+numbers spelled out where CPython reports them differently."""
+
+from __future__ import annotations
+
+from support import line_of
+
+
+def frame(path: str, name: str, function: str, marker: str) -> str:
+    return f"{function} ({path}:{line_of(name, marker)})"
+
+
+def calls_attached(path: str) -> list[str]:
+    """calls.py, traced from the line it waits on."""
+    f = lambda function, marker: frame(path, "calls.py", function, marker)  # noqa: E731
+    return [
+        f"=> {f('top', 'def top')}",
+        f"  => {f('middle', 'def middle')}",
+        f"    => {f('leaf', 'def leaf')}",
+        f"    <= {f('leaf', 'leaf returns')}",
+        f"    => {f('leaf', 'def leaf')}",
+        f"    <= {f('leaf', 'leaf returns')}",
+        f"  <= {f('middle', 'middle returns')}",
+        f"  => {f('leaf', 'def leaf')}",
+        f"  <= {f('leaf', 'leaf returns')}",
+        f"<= {f('top', 'top returns')}",
+        f"<= {f('<module>', 'module ends')}",  # began before tracing
+    ]
+
+
+def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
+    """features.py: exceptions unwinding, a generator, a coroutine, a decorated function.
+    Launched, the trace starts at the module (and its decorating call); attached, at main."""
+    f = lambda function, marker: frame(path, "features.py", function, marker)  # noqa: E731
+    # A generator's last return: the `for` line, except on 3.9 where it is the last line run.
+    generator_end = "numbers yields" if version < (3, 11) else "numbers loop"
+    # 3.15 reports no line (-1) for the entry of a closure (COPY_FREE_VARS runs first).
+    wrapper_entry = f"wrapper ({path}:-1)" if version >= (3, 15) else f("wrapper", "def wrapper")
+    indent = "  " if launched else ""
+    body = [
+        f"=> {f('main', 'def main')}",
+        f"  => {f('catcher', 'def catcher')}",
+        f"    => {f('relay', 'def relay')}",
+        f"      => {f('fail', 'def fail')}",
+        f"      <= {f('fail', 'fail raises')}",  # unwinding fires function__return too
+        f"    <= {f('relay', 'relay unwinds')}",
+        f"  <= {f('catcher', 'catcher returns')}",
+        f"  => {f('consume', 'def consume')}",
+        f"    => {f('numbers', 'def numbers')}",  # each resumption is a call
+        f"    <= {f('numbers', 'numbers yields')}",
+        f"    => {f('numbers', 'numbers yields')}",
+        f"    <= {f('numbers', 'numbers yields')}",
+        f"    => {f('numbers', 'numbers yields')}",
+        f"    <= {f('numbers', generator_end)}",
+        f"  <= {f('consume', 'consume returns')}",
+        f"  => {f('drive', 'def drive')}",
+        f"    => {f('parent', 'def parent')}",
+        f"      => {f('child', 'def child')}",
+        f"      <= {f('child', 'child returns')}",
+        f"    <= {f('parent', 'parent returns')}",
+        f"  <= {f('drive', 'drive returns')}",
+        f"  => {wrapper_entry}",
+        f"    => {f('decorated', 'def decorated')}",
+        f"    <= {f('decorated', 'decorated returns')}",
+        f"  <= {f('wrapper', 'wrapper returns')}",
+        f"<= {f('main', 'main returns')}",
+    ]
+    if not launched:
+        return body + [f"<= {f('<module>', 'module ends')}"]
+    module = f"<module> ({path}:{1 if version < (3, 11) else 0})"
+    return [
+        f"=> {module}",
+        f"  => {f('traced', 'def traced')}",
+        f"  <= {f('traced', 'traced returns')}",
+        *(indent + line for line in body),
+        f"<= {f('<module>', 'module ends')}",
+    ]
+
+
+def midstack(path: str) -> list[tuple]:
+    """midstack.py attached while blocked three calls deep: (event, depth, function, line,
+    has a duration)."""
+    line = lambda marker: line_of("midstack.py", marker)  # noqa: E731
+    return [
+        ("call", 0, "helper", line("def helper"), False),
+        ("return", 0, "helper", line("helper returns"), True),
+        ("return", -1, "waiting", line("waiting returns"), False),  # entered before tracing
+        ("call", -1, "sibling", line("def sibling"), False),
+        ("return", -1, "sibling", line("sibling returns"), True),
+        ("return", -2, "inner", line("inner returns"), False),
+        ("return", -3, "outer", line("outer returns"), False),
+        ("return", -4, "<module>", line("module ends"), False),
+    ]
+
+
+def worker_thread(path: str, steps: int) -> list[str]:
+    """One thread of threads.py, indented from its worker frame."""
+    f = lambda function, marker: frame(path, "threads.py", function, marker)  # noqa: E731
+    genexpr = f"<genexpr> ({path}:{line_of('threads.py', 'work returns')})"
+    lines = [f"=> {f('worker', 'def worker')}", f"  => {f('work', 'def work')}", f"    => {genexpr}"]
+    for _ in range(steps):
+        lines += [
+            f"      => {f('step', 'def step')}",
+            f"      <= {f('step', 'step returns')}",
+            f"    <= {genexpr}",
+            f"    => {genexpr}",
+        ]
+    return lines + [f"    <= {genexpr}", f"  <= {f('work', 'work returns')}", f"<= {f('worker', 'worker returns')}"]
