@@ -1,5 +1,5 @@
 # Both entry points set the machine up first (idempotent); run them as root: sudo make demo
-VENV := .venv
+VENV ?= .venv
 export VENV
 
 .PHONY: setup matrix demo test clean

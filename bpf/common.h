@@ -32,6 +32,47 @@ static __always_inline void count(__u32 counter)
 		*value += 1;
 }
 
+#ifdef FOLLOW_FORKS
+#ifndef CLONE_THREAD
+#define CLONE_THREAD 0x00010000
+#endif
+/* The traced processes, and the children they fork: those enter as PROCESS_ATTACHING and
+ * user space, told on the `forks` ring buffer, attaches to them. Until all their uprobes are
+ * in place their events are ignored, so no entry is counted without its return's probe. */
+BPF_HASH(processes, __u32, __u8, 65536);
+BPF_RINGBUF_OUTPUT(forks, 1);
+
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	if (args->clone_flags & CLONE_THREAD)
+		return 0;
+	__u32 parent = bpf_get_current_pid_tgid() >> 32;
+	if (!processes.lookup(&parent))
+		return 0;
+	__u32 child = args->pid;
+	__u8 state = PROCESS_ATTACHING;
+	processes.update(&child, &state);
+	struct fork_event *event = forks.ringbuf_reserve(sizeof(struct fork_event));
+	if (!event)
+		return 0;
+	event->parent = parent;
+	event->child = child;
+	forks.ringbuf_submit(event, 0);
+	return 0;
+}
+#endif
+
+/* Whether this process's events count: with --follow-forks, only once fully attached. */
+static __always_inline int process_traced(__u32 pid)
+{
+#ifdef FOLLOW_FORKS
+	__u8 *state = processes.lookup(&pid);
+	return state && *state == PROCESS_TRACED;
+#else
+	return 1;
+#endif
+}
+
 /* Names by id. CPython passes strings as pointers into str objects: (file, function) for
  * calls. A pair is read once per process, sent on the `names` ring buffer, and referred to
  * by its two addresses after that. Keying on the pair, not on each address, matters: a

@@ -48,6 +48,18 @@ struct names_event {
 	char second_text[STRING_MAX];
 };
 
+/* A traced process forked a child (with --follow-forks). */
+struct fork_event {
+	__u32 parent;
+	__u32 child;
+};
+
+/* Values of the `processes` map (with --follow-forks). */
+enum process_state {
+	PROCESS_ATTACHING = 0, /* forked by a traced process; its uprobes are being attached */
+	PROCESS_TRACED = 1,
+};
+
 /* Per-CPU counters of what could not be sent to user space. */
 enum counter {
 	COUNTER_EVENTS_LOST = 0,

@@ -73,11 +73,11 @@ static __always_inline int emit(__u8 kind, __u32 pid, __u32 tid, __u64 *args, __
 	return 0;
 }
 
-static __always_inline struct thread_state *thread(__u32 tid, struct settings **config)
+static __always_inline struct thread_state *thread(__u32 pid, __u32 tid, struct settings **config)
 {
 	__u32 zero = 0;
 	*config = settings.lookup(&zero);
-	if (!*config || !tracer_enabled())
+	if (!*config || !tracer_enabled() || !process_traced(pid))
 		return NULL;
 	if ((*config)->only_tids && !tids.lookup(&tid))
 		return NULL;
@@ -91,7 +91,7 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, tid = (__u32)id;
 	struct settings *config;
-	struct thread_state *state = thread(tid, &config);
+	struct thread_state *state = thread(pid, tid, &config);
 	if (!state)
 		return 0;
 	__s32 depth = state->depth++;
@@ -117,7 +117,7 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, tid = (__u32)id;
 	struct settings *config;
-	struct thread_state *state = thread(tid, &config);
+	struct thread_state *state = thread(pid, tid, &config);
 	if (!state)
 		return 0;
 	__s32 depth = --state->depth;
@@ -143,7 +143,7 @@ static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, tid = (__u32)id;
 	struct settings *config;
-	struct thread_state *state = thread(tid, &config);
+	struct thread_state *state = thread(pid, tid, &config);
 	if (!state)
 		return 0;
 	__s32 depth = --state->depth;

@@ -74,8 +74,9 @@ def _targets(ctx: click.Context, pids: tuple[int, ...], more_pids: tuple[int, ..
 @click.option("--weight", type=click.Choice(WEIGHTS), default="time", show_default=True, help="Folded weight: self time in microseconds, or calls.")
 @click.option("--per-thread", is_flag=True, help="Folded: root each stack at its thread instead of merging threads.")
 @click.option("--buffer-size", type=click.FloatRange(min=0.1), default=16, show_default=True, metavar="MIB", help="Ring buffer size.")
+@click.option("--follow-forks", is_flag=True, help="Also trace the processes the targets fork (multiprocessing), from the moment each is attached.")
 @click.pass_context
-def stack(ctx: click.Context, pids, more_pids, function, filename, max_depth, tids, duration, output, json_output, durations, folded, weight, per_thread, buffer_size) -> None:  # noqa: E501
+def stack(ctx: click.Context, pids, more_pids, function, filename, max_depth, tids, duration, output, json_output, durations, folded, weight, per_thread, buffer_size, follow_forks) -> None:  # noqa: E501
     """Stream each thread's calls and returns: `stack PID`, `stack -p PID -p PID`, or
     `stack [OPTIONS] -- CMD ARGS...` to launch CMD and trace it from its first call.
 
@@ -102,6 +103,7 @@ def stack(ctx: click.Context, pids, more_pids, function, filename, max_depth, ti
         per_thread=per_thread,
         durations=durations,
         buffer_mib=buffer_size,
+        follow_forks=follow_forks,
     )
     sys.exit(stack_tool.run(options))
 

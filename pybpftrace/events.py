@@ -22,6 +22,10 @@ COUNTER_NAMES_LOST = 1
 
 # struct call_event: timestamp, file, function, pid, tid, line, depth, kind
 CALL_EVENT = struct.Struct("<QQQIIiiB7x")
+# struct fork_event: parent, child
+FORK_EVENT = struct.Struct("<II")
+PROCESS_TRACED = 1  # value in the `processes` map once a process's uprobes are all attached
+
 # struct names_event: first, second, pid, flags, first_text, second_text
 NAMES_EVENT = struct.Struct(f"<QQIB3x{STRING_MAX}s{STRING_MAX}s")
 

@@ -3,6 +3,8 @@ drained until a stop condition, then everything detached and the summary line wr
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import mmap
 import os
 import select
@@ -15,7 +17,14 @@ from typing import Callable, Optional
 
 from .attach import AttachError, Uprobes
 from .errors import KernelSetup, NotFound, NotPermitted
-from .events import COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, NAMES_EVENT, Names
+from .events import (
+    COUNTER_EVENTS_LOST,
+    COUNTER_NAMES_LOST,
+    FORK_EVENT,
+    NAMES_EVENT,
+    PROCESS_TRACED,
+    Names,
+)
 from .program import LoadedProgram, ProgramSpec, generate
 from .ringbuf import RingBuffer
 from .tools import NEEDED_PROBES
@@ -32,6 +41,7 @@ CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
 NAMES_PAGES = 64
+FORKS_PAGES = 1
 DEFAULT_BUFFER_MIB = 16
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
 SMALL_BATCH = 512
@@ -86,12 +96,49 @@ class Summary:
     lost: int = 0
     seconds: float = 0.0
     ended_by: str = ""
+    processes: int = 0
 
     def line(self, threads: int) -> str:
+        processes = f"{self.processes} processes, " if self.processes > 1 else ""
         return (
-            f"pybpftrace: {self.records} events, {self.lost} lost, {threads} threads, "
+            f"pybpftrace: {self.records} events, {self.lost} lost, {processes}{threads} threads, "
             f"{self.seconds:.2f} s ({self.ended_by})"
         )
+
+
+class _Processes:
+    """The traced processes still alive, each watched through a pidfd in the poller."""
+
+    def __init__(self, poller: select.epoll):
+        self._poller = poller
+        self._pidfds: dict[int, int] = {}
+        self.seen = 0
+
+    def add(self, pid: int) -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        self._pidfds[fd] = pid
+        self._poller.register(fd, select.EPOLLIN)
+        self.seen += 1
+
+    def exited(self, fd: int) -> bool:
+        """Whether fd was a process's and it has exited (then it is forgotten)."""
+        if fd not in self._pidfds:
+            return False
+        del self._pidfds[fd]
+        self._poller.unregister(fd)
+        os.close(fd)
+        return True
+
+    def __bool__(self) -> bool:
+        return bool(self._pidfds)
+
+    def close(self) -> None:
+        for fd in self._pidfds:
+            os.close(fd)
+        self._pidfds.clear()
 
 
 @dataclass
@@ -101,6 +148,7 @@ class Session:
     ring: str  # the program's event ring buffer
     layout: struct.Struct  # the one record layout it carries
     buffer_mib: float = DEFAULT_BUFFER_MIB
+    follow_forks: bool = False
     defines: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,33 +157,27 @@ class Session:
         self._stop: Optional[str] = None
         pages = pages_for(self.buffer_mib)
         defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, **self.defines}
+        if self.follow_forks:
+            ensure_tracefs()
+            defines["FOLLOW_FORKS"] = 1
         binaries = [b for group in self.targets.binaries.values() for b in group]
         self.program = LoadedProgram(generate(self.spec, binaries), defines)
-        self._events = RingBuffer(
-            self.program.table(self.ring).map_fd, pages * mmap.PAGESIZE, self.layout
-        )
-        self._names_ring = RingBuffer(
-            self.program.table("names").map_fd, NAMES_PAGES * mmap.PAGESIZE, NAMES_EVENT
-        )
+        self._events = self._ring(self.ring, pages, self.layout)
+        self._names_ring = self._ring("names", NAMES_PAGES, NAMES_EVENT)
+        self._forks = self._ring("forks", FORKS_PAGES, FORK_EVENT) if self.follow_forks else None
         self._uprobes = Uprobes()
 
+    def _ring(self, name: str, pages: int, layout: struct.Struct) -> RingBuffer:
+        return RingBuffer(self.program.table(name).map_fd, pages * mmap.PAGESIZE, layout)
+
     def attach(self) -> None:
+        """Attach to every target, then switch the programs on, then let a launched command
+        go: it is traced from its first instruction."""
         try:
             for pid, binaries in self.targets.binaries.items():
-                for placement in self.program.placements:
-                    if placement.binary in binaries:
-                        semaphore = placement.location.semaphore
-                        self._uprobes.attach(
-                            self.program.entry_fd(placement.entry),
-                            placement.binary.path,
-                            placement.location.offset,
-                            pid,
-                            semaphore.offset if semaphore else 0,
-                        )
-                for binary in binaries:
-                    self._raise_line_semaphore(pid, binary)
+                self._attach_process(pid, binaries)
         except AttachError as error:
-            if error.errno == 3:  # ESRCH: the process went away while attaching
+            if error.errno == errno.ESRCH:
                 raise NotFound(f"the target exited while attaching ({error})") from None
             raise KernelSetup(f"cannot attach: {error}") from None
         self.start = time.monotonic_ns()
@@ -144,15 +186,47 @@ class Session:
         if self.targets.launched:
             self.targets.launched.release()
 
+    def _attach_process(self, pid: int, binaries: list[PythonBinary], path=lambda path: path) -> None:
+        """The program's uprobes in one process (path: where that process's files are)."""
+        for placement in self.program.placements:
+            if placement.binary in binaries:
+                semaphore = placement.location.semaphore
+                self._uprobes.attach(
+                    self.program.entry_fd(placement.entry),
+                    path(placement.binary.path),
+                    placement.location.offset,
+                    pid,
+                    semaphore.offset if semaphore else 0,
+                )
+        for binary in binaries:
+            self._raise_line_semaphore(pid, binary, path(binary.path))
+        if self.follow_forks:
+            processes = self.program.table("processes")
+            processes[processes.Key(pid)] = processes.Leaf(PROCESS_TRACED)
+
+    def _follow(self, parent: int, child: int) -> bool:
+        """Attach to a child forked by a traced process: its memory map is its parent's, and
+        so are its files, named through its own /proc entry."""
+        binaries = self.targets.binaries.get(parent)
+        if binaries is None:
+            return False
+        self.targets.binaries[child] = binaries
+        try:
+            self._attach_process(child, binaries, lambda p: p.replace(f"/proc/{parent}/", f"/proc/{child}/"))
+        except AttachError:
+            return False  # it exited, or exec'd something else, before we got there
+        return True
+
     def describe(self) -> str:
-        """What is traced, e.g. `PID 42 (CPython 3.11.2 /usr/bin/python3.11)`."""
+        """What is traced, e.g. `PID 42 (CPython 3.11.2 at /usr/bin/python3.11)`."""
         parts = []
         for pid, binaries in self.targets.binaries.items():
             what = ", ".join(binary.describe() for binary in binaries)
             parts.append(f"PID {pid} ({what})")
-        return f"{', '.join(parts)} with {len(self._uprobes)} uprobes"
+        forks = " and the processes they fork" if self.follow_forks else ""
+        return f"{', '.join(parts)}{forks} with {len(self._uprobes)} uprobes"
 
-    def _raise_line_semaphore(self, pid: int, binary: PythonBinary) -> None:
+    def _raise_line_semaphore(self, pid: int, binary: PythonBinary, path: str) -> None:
         """CPython 3.11 runs function__entry only while the line semaphore is up (gh-98894).
         A uprobe carrying that semaphore, placed at the entry of a function a healthy
         interpreter never calls, makes the kernel raise it, and lower it whatever happens to
@@ -164,7 +238,7 @@ class Session:
         offset = binary.never_called_offset
         for semaphore in line.semaphores:
             place = offset if offset is not None else line.locations[0].offset
-            self._uprobes.attach(None, binary.path, place, pid, semaphore.offset)
+            self._uprobes.attach(None, path, place, pid, semaphore.offset)
 
     def _switch(self, on: bool) -> None:
         tracing = self.program.table("tracing")
@@ -190,44 +264,47 @@ class Session:
     def _on_signal(self, number: int, _frame) -> None:
         self._stop = signal.Signals(number).name
 
-    def run(self, consume: Callable[[list[tuple]], None], duration: Optional[float]) -> Summary:
-        """Drain events into consume until a signal, the duration, or every target's exit."""
+    def run(
+        self,
+        consume: Callable[[list[tuple]], None],
+        duration: Optional[float],
+        on_fork: Callable[[int], None] = lambda pid: None,
+    ) -> Summary:
+        """Drain events into consume until a signal, the duration, or every traced process's
+        exit; with follow_forks, attach to each child as it is forked (on_fork hears of it)."""
         summary = Summary()
         poller = select.epoll()
-        poller.register(self._events.fd, select.EPOLLIN)
-        poller.register(self._names_ring.fd, select.EPOLLIN)
-        pidfds = {}
+        for ring in filter(None, (self._events, self._names_ring, self._forks)):
+            poller.register(ring.fd, select.EPOLLIN)
+        processes = _Processes(poller)
         for pid in self.targets.pids:
-            try:
-                pidfds[os.pidfd_open(pid)] = pid
-            except ProcessLookupError:
-                pass
-        for fd in pidfds:
-            poller.register(fd, select.EPOLLIN)
-        alive = set(pidfds.values())
+            processes.add(pid)
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         poller.register(wake_read, select.EPOLLIN)
         previous_wakeup = signal.set_wakeup_fd(wake_write)
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         deadline = self.start + int(duration * 1e9) if duration else None
         try:
-            while alive:
+            while processes:
                 timeout = 0.5
                 if deadline is not None:
                     timeout = max(0.0, min(timeout, (deadline - time.monotonic_ns()) / 1e9))
                 for fd, _ in poller.poll(timeout):
-                    if fd in pidfds:
-                        alive.discard(pidfds[fd])
-                        poller.unregister(fd)
-                    elif fd == wake_read:
+                    if fd == wake_read:
                         os.read(wake_read, 64)
+                    else:
+                        processes.exited(fd)
+                for parent, child in self._forks.drain() if self._forks else ():
+                    if self._follow(parent, child):
+                        processes.add(child)
+                        on_fork(child)
                 batch = self._drain(consume)
                 summary.records += batch
                 if self._stop or (deadline is not None and time.monotonic_ns() >= deadline):
                     break
                 if 0 < batch < SMALL_BATCH:
                     time.sleep(COALESCE_SECONDS)
-            summary.ended_by = self._stop or ("duration" if alive else "target exited")
+            summary.ended_by = self._stop or ("duration" if processes else "target exited")
         finally:
             self._switch(False)
             stopped = time.monotonic_ns()
@@ -235,19 +312,36 @@ class Session:
             signal.set_wakeup_fd(previous_wakeup)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            for fd in [*pidfds, wake_read, wake_write]:
+            processes.close()
+            for fd in (wake_read, wake_write):
                 os.close(fd)
             poller.close()
         summary.records += self._drain(consume)
         summary.lost = self.lost()
         summary.seconds = (stopped - self.start) / 1e9
+        summary.processes = processes.seen
         return summary
 
     def close(self) -> None:
         self._uprobes.close()
-        self._events.close()
-        self._names_ring.close()
+        for ring in filter(None, (self._events, self._names_ring, self._forks)):
+            ring.close()
         self.program.close()
+
+
+TRACEFS = "/sys/kernel/tracing"
+
+
+def ensure_tracefs() -> None:
+    """Following forks takes a tracepoint, which bcc finds through tracefs: mount it where the
+    system has not (as `mount -t tracefs nodev /sys/kernel/tracing` would)."""
+    if os.path.isdir(f"{TRACEFS}/events"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
+        error = ctypes.get_errno()
+        raise KernelSetup(f"--follow-forks needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
+    print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for --follow-forks)", file=sys.stderr)
 
 
 def flush_stdout_quietly() -> None:

@@ -41,6 +41,7 @@ class StackOptions:
     per_thread: bool = False
     durations: bool = False
     buffer_mib: float = 16
+    follow_forks: bool = False
 
 
 def function_filter(name: str) -> bytes:
@@ -79,6 +80,9 @@ class Consumer:
     def handle(self, event: CallEvent) -> None:
         raise NotImplementedError
 
+    def on_fork(self, pid: int) -> None:
+        """A child is traced from now on."""
+
 
 class Stream(Consumer):
     """Writes each event as it arrives, with its call's duration on returns."""
@@ -115,6 +119,9 @@ class Fold(Consumer):
     def handle(self, event: CallEvent) -> None:
         self.trees.feed(event)
 
+    def on_fork(self, pid: int) -> None:
+        self.sources.watch(pid)
+
 
 def configure(session: Session, options: StackOptions) -> None:
     """Filters go to the kernel through maps, never into the program's source."""
@@ -138,7 +145,7 @@ def run(options: StackOptions) -> int:
     targets: Targets = find_targets(options.pids, options.command, "stack")
     launched = targets.launched
     try:
-        session = Session(SPEC, targets, "events", CALL_EVENT, options.buffer_mib)
+        session = Session(SPEC, targets, "events", CALL_EVENT, options.buffer_mib, options.follow_forks)
         configure(session, options)
         session.attach()
     except BaseException:
@@ -148,7 +155,7 @@ def run(options: StackOptions) -> int:
     out = options.output or sys.stdout
     consumer = Fold(session, options) if options.folded else Stream(session, options, out)
     try:
-        summary = session.run(consumer.feed, options.duration)
+        summary = session.run(consumer.feed, options.duration, consumer.on_fork)
     except BrokenPipeError:
         flush_stdout_quietly()
         return 0

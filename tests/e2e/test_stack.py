@@ -198,3 +198,37 @@ def test_truncated_and_null_names(which, function, file, tmp_path):
     named = [(e["event"], e["function"], e["file"]) for e in events if e["file"] in ("names-test.py", "<null>")]
     assert named == [("call", function, file), ("return", function, file)]
     assert summary_line(result.stderr.decode()).endswith("(target exited)")
+
+
+def forks_trace(*options):
+    result = run_tracer("stack", "--json", "--filename", "forks.py", *options, "--", PYTHON311, script("forks.py"),
+                        input=b"go\n")
+    assert result.returncode == 0
+    events = [json.loads(line) for line in result.stdout.decode().splitlines() if line.startswith("{")]
+    by_pid = {}
+    for event in events:
+        by_pid.setdefault(event["pid"], []).append((event["event"], event["function"], event["line"]))
+    return by_pid, result
+
+
+def test_follow_forks_traces_children_from_when_they_are_attached():
+    by_pid, result = forks_trace("--follow-forks")
+    line = lambda marker: line_of("forks.py", marker)  # noqa: E731
+    parent = [pid for pid, events in by_pid.items() if ("call", "<module>", 0) in events]
+    children = [events for pid, events in by_pid.items() if pid not in parent]
+    assert len(parent) == 1 and len(children) == 2
+    assert ("call", "parent_work", line("def parent_work")) in by_pid[parent[0]]
+    for events in children:  # child_work began before its process was attached
+        assert events == [
+            ("call", "child_step", line("def child_step")),
+            ("return", "child_step", line("child_step returns")),
+            ("return", "child_work", line("child_work returns")),
+        ]
+    assert ", 3 processes, 3 threads," in summary_line(result.stderr.decode())
+    assert b"[0, 0]\n" in result.stdout
+
+
+def test_children_are_not_traced_without_follow_forks():
+    by_pid, result = forks_trace()
+    assert len(by_pid) == 1
+    assert "processes" not in summary_line(result.stderr.decode())

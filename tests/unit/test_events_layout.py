@@ -10,6 +10,7 @@ from pybpftrace.program import bpf_dir
 LAYOUTS = {
     "call_event": (events.CALL_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "depth", "kind"]),
     "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "flags", "first_text", "second_text"]),
+    "fork_event": (events.FORK_EVENT, ["parent", "child"]),
 }
 
 
@@ -48,6 +49,6 @@ def test_constants_match_the_header():
     header = (bpf_dir() / "events.h").read_text()
     defined = dict(re.findall(r"\b([A-Z_]+) = (\d+)", header))
     assert int(re.search(r"#define STRING_MAX (\d+)", header).group(1)) == events.STRING_MAX
-    for name in ("EVENT_CALL", "EVENT_RETURN", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
+    for name in ("EVENT_CALL", "EVENT_RETURN", "EVENT_CREATED", "PROCESS_TRACED", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
                  "FIRST_UNREADABLE", "SECOND_UNREADABLE", "COUNTER_EVENTS_LOST", "COUNTER_NAMES_LOST"):
         assert int(defined[name]) == getattr(events, name), name
