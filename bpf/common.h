@@ -121,10 +121,8 @@ static __always_inline int intern_names(__u32 pid, __u64 first, __u64 second)
 		return *known;
 
 	struct names_event *event = names.ringbuf_reserve(sizeof(struct names_event));
-	if (!event) {
-		count(COUNTER_NAMES_LOST);
+	if (!event)
 		return -1;
-	}
 	event->first = first;
 	event->second = second;
 	event->pid = pid;

@@ -60,10 +60,10 @@ enum process_state {
 	PROCESS_TRACED = 1,
 };
 
-/* Per-CPU counters of what could not be sent to user space. */
+/* Per-CPU counters: events the programs handled, and those they could not send on. */
 enum counter {
-	COUNTER_EVENTS_LOST = 0,
-	COUNTER_NAMES_LOST = 1,
+	COUNTER_EVENTS = 0,
+	COUNTER_EVENTS_LOST = 1,
 	COUNTER_MAX = 2,
 };
 

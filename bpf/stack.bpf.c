@@ -52,6 +52,7 @@ static __always_inline __u8 names_match(const char *file, const char *text)
 
 static __always_inline int emit(__u8 kind, __u32 pid, __u32 tid, __u64 *args, __s32 depth)
 {
+	count(COUNTER_EVENTS);
 	if (intern_names(pid, args[0], args[1]) < 0) {
 		count(COUNTER_EVENTS_LOST);
 		return 0;

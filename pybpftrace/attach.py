@@ -114,10 +114,12 @@ class Uprobes:
         offset: int,
         pid: int,
         ref_ctr_offset: int = 0,
-        cpu: int = -1,
     ) -> None:
-        """A uprobe at path+offset in process pid (-1: every process, one per cpu), running
-        program_fd when hit; without a program it only holds the semaphore raised."""
+        """A uprobe at path+offset in process pid (-1: every process running the file, now
+        and later), running program_fd when hit; without a program it only holds the
+        semaphore raised. A system-wide perf event must name a CPU, but its program runs for
+        hits on every CPU: one event, on CPU 0, is enough."""
+        cpu = 0 if pid == -1 else -1
         fd = perf_event_open_uprobe(self._pmu, path, offset, pid, ref_ctr_offset, cpu)
         self._fds.append(fd)
         try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
 from .errors import EXIT_CODES, EXIT_USAGE, TraceError
 from .render import WEIGHTS
+from .session import DEFAULT_BUFFER_MIB, TraceOptions
+from .target import TargetOptions
 
 
 class WithCommand(click.Command):
@@ -47,36 +50,68 @@ def list_command(target: str, json_output: bool) -> None:
     sys.exit(probe_list.run(target, json_output, sys.stdout))
 
 
-def _targets(ctx: click.Context, pids: tuple[int, ...], more_pids: tuple[int, ...]) -> tuple[list[int], list[str]]:
-    command = ctx.meta.get("command", [])
+_TRACING_OPTIONS = [
+    click.argument("pids", nargs=-1, type=click.IntRange(min=1), metavar="[PID]..."),
+    click.option("-p", "--pid", "more_pids", multiple=True, type=click.IntRange(min=1),
+                 help="A process to trace (repeatable)."),
+    click.option("--binary", "binaries", multiple=True, metavar="PATH",
+                 help="Trace every process running PATH, now and later (repeatable)."),
+    click.option("--all", "all_pythons", is_flag=True,
+                 help="Trace every process running any CPython with the probes, now and later."),
+    click.option("--follow-forks", is_flag=True,
+                 help="Also trace the processes the targets fork, from the moment each is attached."),
+    click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                 help="Stop after SECONDS."),
+    click.option("-o", "--output", type=click.File("w"), help="Write to FILE instead of stdout."),
+    click.option("--json", "json_output", is_flag=True, help="Print JSON."),
+    click.option("--buffer-size", type=click.FloatRange(min=0.1), default=DEFAULT_BUFFER_MIB,
+                 show_default=True, metavar="MIB", help="Ring buffer size."),
+]
+_TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size")
+
+
+def tracing_command(function: Callable) -> Callable:
+    """A command that traces: PIDs, `-- CMD`, --binary or --all, and the common options, handed
+    to the function as `trace` (a TraceOptions), `output` and `json_output`."""
+
+    @functools.wraps(function)
+    def command(**options):
+        ctx = click.get_current_context()
+        common = {name: options.pop(name) for name in _TRACING_NAMES}
+        options["trace"] = _trace_options(ctx, **common)
+        return function(**options)
+
+    for decorator in reversed(_TRACING_OPTIONS):
+        command = decorator(command)
+    return cli.command(cls=WithCommand)(command)
+
+
+def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, duration, buffer_size) -> TraceOptions:
+    argv = ctx.meta.get("command", [])
     all_pids = [*pids, *more_pids]
-    if "command" in ctx.meta and not command:
+    if "command" in ctx.meta and not argv:
         raise click.UsageError("no command after --")
-    if command and all_pids:
-        raise click.UsageError("give PIDs or a command after --, not both")
-    if not command and not all_pids:
-        raise click.UsageError("give a PID (or -p PID) or a command after --")
-    return all_pids, command
+    given = sum(map(bool, (all_pids, argv, binaries or all_pythons)))
+    if given > 1:
+        raise click.UsageError("give PIDs, a command after --, or --binary/--all: one of them")
+    if not given:
+        raise click.UsageError("give a PID (or -p PID), a command after --, --binary PATH or --all")
+    target = TargetOptions(pids=all_pids, argv=argv, binaries=list(binaries), all_pythons=all_pythons)
+    return TraceOptions(target, duration, buffer_size, follow_forks)
 
 
-@cli.command(cls=WithCommand)
-@click.argument("pids", nargs=-1, type=click.IntRange(min=1), metavar="[PID]...")
-@click.option("-p", "--pid", "more_pids", multiple=True, type=click.IntRange(min=1), help="A process to trace (repeatable).")
+@tracing_command
 @click.option("--function", metavar="NAME", help="Trace only inside calls of the function NAME.")
 @click.option("--filename", metavar="SUBSTRING", help="Show only calls in files whose path contains SUBSTRING.")
-@click.option("--max-depth", type=click.IntRange(min=1), default=None, metavar="N", help="Show only the N outermost levels of calls.")
+@click.option("--max-depth", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Show only the N outermost levels of calls.")
 @click.option("--tid", "tids", multiple=True, type=click.IntRange(min=1), help="Trace only this thread (repeatable).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop after SECONDS.")
-@click.option("-o", "--output", type=click.File("w"), help="Write the trace to FILE instead of stdout.")
-@click.option("--json", "json_output", is_flag=True, help="One JSON object per event.")
 @click.option("--durations", is_flag=True, help="Show each call's elapsed time on its return line.")
 @click.option("--folded", is_flag=True, help="At the end, print folded stacks for flamegraph.pl.")
-@click.option("--weight", type=click.Choice(WEIGHTS), default="time", show_default=True, help="Folded weight: self time in microseconds, or calls.")
+@click.option("--weight", type=click.Choice(WEIGHTS), default="time", show_default=True,
+              help="Folded weight: self time in microseconds, or calls.")
 @click.option("--per-thread", is_flag=True, help="Folded: root each stack at its thread instead of merging threads.")
-@click.option("--buffer-size", type=click.FloatRange(min=0.1), default=16, show_default=True, metavar="MIB", help="Ring buffer size.")
-@click.option("--follow-forks", is_flag=True, help="Also trace the processes the targets fork (multiprocessing), from the moment each is attached.")
-@click.pass_context
-def stack(ctx: click.Context, pids, more_pids, function, filename, max_depth, tids, duration, output, json_output, durations, folded, weight, per_thread, buffer_size, follow_forks) -> None:  # noqa: E501
+def stack(trace, output, json_output, function, filename, max_depth, tids, durations, folded, weight, per_thread) -> None:
     """Stream each thread's calls and returns: `stack PID`, `stack -p PID -p PID`, or
     `stack [OPTIONS] -- CMD ARGS...` to launch CMD and trace it from its first call.
 
@@ -85,27 +120,13 @@ def stack(ctx: click.Context, pids, more_pids, function, filename, max_depth, ti
     targets exit; a summary line goes to stderr."""
     from .tools import stack as stack_tool
 
-    pid_list, command = _targets(ctx, pids, more_pids)
     if folded and json_output:
         raise click.UsageError("--folded and --json do not go together")
-    options = stack_tool.StackOptions(
-        pids=pid_list,
-        command=command,
-        function=function,
-        filename=filename,
-        max_depth=max_depth or 0,
-        tids=list(tids),
-        duration=duration,
-        output=output,
-        json=json_output,
-        folded=folded,
-        weight=weight,
-        per_thread=per_thread,
+    sys.exit(stack_tool.run(stack_tool.StackOptions(
+        trace=trace, function=function, filename=filename, max_depth=max_depth or 0, tids=list(tids),
+        output=output, json=json_output, folded=folded, weight=weight, per_thread=per_thread,
         durations=durations,
-        buffer_mib=buffer_size,
-        follow_forks=follow_forks,
-    )
-    sys.exit(stack_tool.run(options))
+    )))
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -118,8 +139,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     except TraceError as error:
         click.echo(f"pybpftrace: {error}", err=True)
         sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         sys.exit(130)
     sys.exit(0)

@@ -17,8 +17,8 @@ SECOND_TRUNCATED = 2
 FIRST_UNREADABLE = 4
 SECOND_UNREADABLE = 8
 
-COUNTER_EVENTS_LOST = 0
-COUNTER_NAMES_LOST = 1
+COUNTER_EVENTS = 0
+COUNTER_EVENTS_LOST = 1
 
 # struct call_event: timestamp, file, function, pid, tid, line, depth, kind
 CALL_EVENT = struct.Struct("<QQQIIiiB7x")

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .attach import AttachError, Uprobes
-from .errors import KernelSetup, NotFound, NotPermitted
+from .errors import KernelSetup, NotFound, NotPermitted, TraceError
 from .events import (
+    COUNTER_EVENTS,
     COUNTER_EVENTS_LOST,
-    COUNTER_NAMES_LOST,
     FORK_EVENT,
     NAMES_EVENT,
     PROCESS_TRACED,
@@ -27,15 +27,8 @@ from .events import (
 )
 from .program import LoadedProgram, ProgramSpec, generate
 from .ringbuf import RingBuffer
+from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets
 from .tools import NEEDED_PROBES
-from .target import (
-    Launched,
-    PythonBinary,
-    command_binaries,
-    process_binaries,
-    process_exists,
-    select_binaries,
-)
 
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
@@ -58,32 +51,6 @@ def require_privileges(what: str) -> None:
     raise NotPermitted(f"{what} needs root (CAP_BPF and CAP_PERFMON): run it with sudo")
 
 
-@dataclass
-class Targets:
-    """The processes to trace and, in each, the binaries carrying the needed probes."""
-
-    binaries: dict[int, list[PythonBinary]]
-    launched: Optional[Launched] = None
-
-    @property
-    def pids(self) -> list[int]:
-        return list(self.binaries)
-
-
-def find_targets(pids: list[int], argv: list[str], command: str) -> Targets:
-    """The processes (or the launched argv) to trace for `command`, with their binaries."""
-    if argv:
-        binaries = select_binaries(command_binaries(argv), command, NEEDED_PROBES, argv[0])
-        launched = Launched(argv)
-        return Targets({launched.pid: binaries}, launched)
-    found = {}
-    for pid in pids:
-        if not process_exists(pid):
-            raise NotFound(f"no process with PID {pid}")
-        found[pid] = select_binaries(process_binaries(pid), command, NEEDED_PROBES, f"PID {pid}")
-    return Targets(found)
-
-
 def pages_for(mebibytes: float) -> int:
     """Ring buffer pages for about this many MiB: a power of two, as the kernel wants."""
     pages = max(1, int(mebibytes * (1 << 20)) // mmap.PAGESIZE)
@@ -92,17 +59,20 @@ def pages_for(mebibytes: float) -> int:
 
 @dataclass
 class Summary:
-    records: int = 0
-    lost: int = 0
+    """What the end-of-run line reports."""
+
+    events: int = 0  # handled by the programs
+    lost: int = 0  # handled but not sent on: the ring buffer was full
     seconds: float = 0.0
     ended_by: str = ""
     processes: int = 0
+    threads: int = 0
 
-    def line(self, threads: int) -> str:
+    def line(self) -> str:
         processes = f"{self.processes} processes, " if self.processes > 1 else ""
         return (
-            f"pybpftrace: {self.records} events, {self.lost} lost, {processes}{threads} threads, "
-            f"{self.seconds:.2f} s ({self.ended_by})"
+            f"pybpftrace: {self.events} events, {self.lost} lost, {processes}{self.threads} "
+            f"threads, {self.seconds:.2f} s ({self.ended_by})"
         )
 
 
@@ -222,7 +192,7 @@ class Session:
         parts = []
         for pid, binaries in self.targets.binaries.items():
             what = ", ".join(binary.describe() for binary in binaries)
-            parts.append(f"PID {pid} ({what})")
+            parts.append(f"every process running {what}" if pid == SYSTEM_WIDE else f"PID {pid} ({what})")
         forks = " and the processes they fork" if self.follow_forks else ""
         return f"{', '.join(parts)}{forks} with {len(self._uprobes)} uprobes"
 
@@ -244,11 +214,8 @@ class Session:
         tracing = self.program.table("tracing")
         tracing[tracing.Key(0)] = tracing.Leaf(int(on))
 
-    def lost(self) -> int:
-        counters = self.program.table("counters")
-        return sum(
-            counters.sum(index).value for index in (COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST)
-        )
+    def counter(self, index: int) -> int:
+        return self.program.table("counters").sum(index).value
 
     def _drain(self, consume: Callable[[list[tuple]], None]) -> int:
         # Names first: an event's names were submitted before the event was reserved, so
@@ -269,9 +236,12 @@ class Session:
         consume: Callable[[list[tuple]], None],
         duration: Optional[float],
         on_fork: Callable[[int], None] = lambda pid: None,
+        interval: Optional[float] = None,
+        on_interval: Callable[[], bool] = lambda: False,
     ) -> Summary:
-        """Drain events into consume until a signal, the duration, or every traced process's
-        exit; with follow_forks, attach to each child as it is forked (on_fork hears of it)."""
+        """Drain events into consume until a signal, the duration, every traced process's
+        exit, or on_interval (called every `interval` seconds) saying it is done; with
+        follow_forks, attach to each child as it is forked (on_fork hears of it)."""
         summary = Summary()
         poller = select.epoll()
         for ring in filter(None, (self._events, self._names_ring, self._forks)):
@@ -279,17 +249,18 @@ class Session:
         processes = _Processes(poller)
         for pid in self.targets.pids:
             processes.add(pid)
+        system_wide = SYSTEM_WIDE in self.targets.binaries
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         poller.register(wake_read, select.EPOLLIN)
         previous_wakeup = signal.set_wakeup_fd(wake_write)
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         deadline = self.start + int(duration * 1e9) if duration else None
+        next_tick = self.start + int(interval * 1e9) if interval else None
         try:
-            while processes:
-                timeout = 0.5
-                if deadline is not None:
-                    timeout = max(0.0, min(timeout, (deadline - time.monotonic_ns()) / 1e9))
-                for fd, _ in poller.poll(timeout):
+            while processes or system_wide:
+                now = time.monotonic_ns()
+                wake = min(filter(None, (deadline, next_tick)), default=now + 500_000_000)
+                for fd, _ in poller.poll(max(0.0, min(0.5, (wake - now) / 1e9))):
                     if fd == wake_read:
                         os.read(wake_read, 64)
                     else:
@@ -299,12 +270,16 @@ class Session:
                         processes.add(child)
                         on_fork(child)
                 batch = self._drain(consume)
-                summary.records += batch
-                if self._stop or (deadline is not None and time.monotonic_ns() >= deadline):
+                now = time.monotonic_ns()
+                if next_tick is not None and now >= next_tick:
+                    next_tick += int(interval * 1e9)
+                    if on_interval():
+                        self._stop = "done"
+                if self._stop or (deadline is not None and now >= deadline):
                     break
                 if 0 < batch < SMALL_BATCH:
                     time.sleep(COALESCE_SECONDS)
-            summary.ended_by = self._stop or ("duration" if processes else "target exited")
+            summary.ended_by = self._stop or ("target exited" if not (processes or system_wide) else "duration")
         finally:
             self._switch(False)
             stopped = time.monotonic_ns()
@@ -316,8 +291,9 @@ class Session:
             for fd in (wake_read, wake_write):
                 os.close(fd)
             poller.close()
-        summary.records += self._drain(consume)
-        summary.lost = self.lost()
+        self._drain(consume)
+        summary.events = self.counter(COUNTER_EVENTS)
+        summary.lost = self.counter(COUNTER_EVENTS_LOST)
         summary.seconds = (stopped - self.start) / 1e9
         summary.processes = processes.seen
         return summary
@@ -342,6 +318,77 @@ def ensure_tracefs() -> None:
         error = ctypes.get_errno()
         raise KernelSetup(f"--follow-forks needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
     print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for --follow-forks)", file=sys.stderr)
+
+
+@dataclass
+class TraceOptions:
+    """What every tracing command takes: what to trace, for how long, how."""
+
+    target: TargetOptions = field(default_factory=TargetOptions)
+    duration: Optional[float] = None
+    buffer_mib: float = DEFAULT_BUFFER_MIB
+    follow_forks: bool = False
+
+
+class Consumer:
+    """What a command does with its events. `interval`: seconds between on_interval calls."""
+
+    interval: Optional[float] = None
+
+    def __init__(self, session: "Session"):
+        self.session = session
+        self.threads: set[int] = set()
+
+    def feed(self, records: list[tuple]) -> None:
+        """A batch of records from the events ring buffer, in order."""
+
+    def on_fork(self, pid: int) -> None:
+        """A forked child is traced from now on."""
+
+    def on_interval(self) -> bool:
+        """Called every `interval` seconds; True ends the trace."""
+        return False
+
+    def finish(self, summary: Summary) -> None:
+        """The trace has ended; the program's maps can still be read."""
+
+
+def run_tool(
+    command: str,
+    spec: ProgramSpec,
+    layout: struct.Struct,
+    options: TraceOptions,
+    make_consumer: Callable[[Session], Consumer],
+    configure: Callable[[Session], None] = lambda session: None,
+) -> int:
+    """Trace for `command` from start to end: the exit code (a launched command's own)."""
+    require_privileges(f"pybpftrace {command}")
+    if options.follow_forks and (options.target.binaries or options.target.all_pythons):
+        raise TraceError("--follow-forks goes with PIDs or a command: --binary and --all trace every process already")
+    targets = find_targets(options.target, command, NEEDED_PROBES)
+    launched = targets.launched
+    try:
+        session = Session(spec, targets, "events", layout, options.buffer_mib, options.follow_forks)
+        configure(session)
+        session.attach()
+    except BaseException:
+        if launched:
+            launched.abandon()
+        raise
+    try:
+        consumer = make_consumer(session)
+        summary = session.run(
+            consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval
+        )
+        summary.threads = len(consumer.threads)
+        consumer.finish(summary)
+    except BrokenPipeError:  # `| head` had enough
+        flush_stdout_quietly()
+        return launched.wait() if launched else 0
+    finally:
+        session.close()
+    print(summary.line(), file=sys.stderr)
+    return launched.wait() if launched else 0
 
 
 def flush_stdout_quietly() -> None:

@@ -39,9 +39,11 @@ class FirstLines:
     def __init__(self) -> None:
         self._roots: dict[int, tuple[int, int]] = {}
         self._files: dict[tuple[int, str], dict[str, list[int]]] = {}
+        self._watched: set[int] = set()
 
     def watch(self, pid: int, root: str = "", cwd: str = "") -> None:
         """Keep pid's files reachable: through /proc/PID unless root and cwd are given."""
+        self._watched.add(pid)
         try:
             self._roots[pid] = (
                 os.open(root or f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
@@ -64,6 +66,9 @@ class FirstLines:
                 except (OSError, ValueError):
                     pass
         return self._files[key]
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._watched
 
     def resolve(self, pid: int, file: str, function: str, line: int) -> Optional[int]:
         """The first line of the definition of `function` that `line` falls in, or None

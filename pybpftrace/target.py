@@ -7,7 +7,7 @@ import os
 import shlex
 import shutil
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
 
@@ -333,3 +333,92 @@ class Launched:
 def _exit_code(wait_status: int) -> int:
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
+
+
+SYSTEM_WIDE = -1  # the "PID" of uprobes on files, in every process that runs them
+
+
+@dataclass
+class Targets:
+    """The processes to trace (SYSTEM_WIDE: every process running the binaries, now and
+    later) and, for each, the binaries carrying the needed probes."""
+
+    binaries: dict[int, list[PythonBinary]]
+    launched: Optional[Launched] = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for pid in self.binaries if pid != SYSTEM_WIDE]
+
+
+@dataclass
+class TargetOptions:
+    """What to trace, as the command line says it: PIDs, a command to launch, or binaries
+    (--binary PATH, --all) whose every process is traced."""
+
+    pids: list[int] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+    binaries: list[str] = field(default_factory=list)
+    all_pythons: bool = False
+
+
+def find_targets(options: TargetOptions, command: str, commands: dict[str, tuple[str, ...]]) -> Targets:
+    """The processes (or the launched argv, or binaries) to trace for `command`; commands
+    holds the probes each command needs, to say what works where this one cannot."""
+    if options.argv:
+        binaries = select_binaries(command_binaries(options.argv), command, commands, options.argv[0])
+        launched = Launched(options.argv)
+        return Targets({launched.pid: binaries}, launched)
+    found: dict[int, list[PythonBinary]] = {}
+    for pid in options.pids:
+        if not process_exists(pid):
+            raise NotFound(f"no process with PID {pid}")
+        found[pid] = select_binaries(process_binaries(pid), command, commands, f"PID {pid}")
+    chosen = []
+    for path in options.binaries:
+        if not os.path.exists(path):
+            raise NotFound(f"no such file: {path}")
+        binary = inspect_binary(os.path.realpath(path), path)
+        chosen += select_binaries([binary] if binary else [], command, commands, path)
+    if options.all_pythons:
+        chosen += _all_pythons(commands[command])
+        if not chosen:
+            raise NoProbes(f"no Python with the probes pybpftrace {command} needs is running or installed")
+    if chosen:
+        found[SYSTEM_WIDE] = _distinct(chosen)
+    return Targets(found)
+
+
+PYTHON_DIRECTORIES = ("/usr/bin", "/usr/local/bin")
+
+
+def _all_pythons(needed: tuple[str, ...]) -> list[PythonBinary]:
+    """Every CPython binary with the needed probes that a running process maps, or that is
+    installed as python3* in the usual directories (so that ones started later are traced)."""
+    candidates = []
+    for directory in PYTHON_DIRECTORIES:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        candidates += [os.path.join(directory, name) for name in names if name.startswith("python3")]
+    found = [inspect_binary(os.path.realpath(path), path) for path in candidates]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                found += process_binaries(int(entry))
+            except (NotFound, OSError):
+                continue  # gone meanwhile, or not ours to read
+    return [binary for binary in found if binary is not None and binary.has(needed)]
+
+
+def _distinct(binaries: list[PythonBinary]) -> list[PythonBinary]:
+    """One binary per file (inode), whatever path led to it."""
+    seen: set[tuple[int, int]] = set()
+    distinct = []
+    for binary in binaries:
+        stat = os.stat(binary.path)
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            distinct.append(binary)
+    return distinct

@@ -11,7 +11,7 @@ from ..errors import TraceError
 from ..events import CALL_EVENT, STRING_MAX, CallEvent
 from ..program import Handler, ProgramSpec
 from ..render import JsonRenderer, TextRenderer, folded
-from ..session import Session, Targets, find_targets, flush_stdout_quietly, require_privileges
+from ..session import Consumer, Session, Summary, TraceOptions, run_tool
 from ..sources import FirstLines
 from ..stacks import CallTrees, Creations, Pairing
 
@@ -27,21 +27,17 @@ SPEC = ProgramSpec(
 
 @dataclass
 class StackOptions:
-    pids: list[int] = field(default_factory=list)
-    command: list[str] = field(default_factory=list)
+    trace: TraceOptions = field(default_factory=TraceOptions)
     function: Optional[str] = None
     filename: Optional[str] = None
     max_depth: int = 0
     tids: list[int] = field(default_factory=list)
-    duration: Optional[float] = None
     output: Optional[TextIO] = None
     json: bool = False
     folded: bool = False
     weight: str = "time"
     per_thread: bool = False
     durations: bool = False
-    buffer_mib: float = 16
-    follow_forks: bool = False
 
 
 def function_filter(name: str) -> bytes:
@@ -51,16 +47,17 @@ def function_filter(name: str) -> bytes:
     return encoded
 
 
-class Consumer:
-    """Turns records into events, takes back generator creations where the CPython needs it,
-    applies the file name filter, and hands each event to `handle`."""
+class CallConsumer(Consumer):
+    """Turns records into call events, takes back generator creations where the CPython
+    needs it, applies the file name filter, and hands each event to `handle`."""
 
     def __init__(self, session: Session, options: StackOptions):
+        super().__init__(session)
         self._call_event = session.names.call_event
         self._filename = options.filename
         binaries = [b for group in session.targets.binaries.values() for b in group]
-        self._creations = Creations() if any(b.quirks.generator_creation_marker for b in binaries) else None
-        self.threads: set[int] = set()
+        needs = any(b.quirks.generator_creation_marker for b in binaries)
+        self._creations = Creations() if needs else None
 
     def feed(self, records: list[tuple]) -> None:
         for record in records:
@@ -68,7 +65,7 @@ class Consumer:
             self.threads.add(event.tid)
             self._pass(self._creations.feed(event) if self._creations else (event,))
 
-    def finish(self) -> None:
+    def finish(self, summary: Summary) -> None:
         if self._creations:
             self._pass(self._creations.flush())
 
@@ -80,11 +77,8 @@ class Consumer:
     def handle(self, event: CallEvent) -> None:
         raise NotImplementedError
 
-    def on_fork(self, pid: int) -> None:
-        """A child is traced from now on."""
 
-
-class Stream(Consumer):
+class Stream(CallConsumer):
     """Writes each event as it arrives, with its call's duration on returns."""
 
     def __init__(self, session: Session, options: StackOptions, out: TextIO):
@@ -98,17 +92,23 @@ class Stream(Consumer):
         super().feed(records)
         self._out.flush()
 
+    def finish(self, summary: Summary) -> None:
+        super().finish(summary)
+        self._out.flush()
+
     def handle(self, event: CallEvent) -> None:
         self._renderer.event(event, *self._pairing.feed(event))
 
 
-class Fold(Consumer):
-    """Builds call trees to print as folded stacks at the end."""
+class Fold(CallConsumer):
+    """Builds call trees, printed as folded stacks at the end."""
 
-    def __init__(self, session: Session, options: StackOptions):
+    def __init__(self, session: Session, options: StackOptions, out: TextIO):
         super().__init__(session, options)
         self.trees = CallTrees(session.start)
         self.sources = FirstLines()
+        self._options = options
+        self._out = out
         launched = session.targets.launched
         for pid in session.targets.pids:
             if launched and pid == launched.pid:
@@ -117,10 +117,20 @@ class Fold(Consumer):
                 self.sources.watch(pid)
 
     def handle(self, event: CallEvent) -> None:
+        if event.pid not in self.sources:
+            self.sources.watch(event.pid)  # a process found by --binary or --all
         self.trees.feed(event)
 
     def on_fork(self, pid: int) -> None:
         self.sources.watch(pid)
+
+    def finish(self, summary: Summary) -> None:
+        super().finish(summary)
+        self.trees.finish(self.session.start + int(summary.seconds * 1e9))
+        stacks = folded(self.trees.threads, self._options.weight, self._options.per_thread, self.sources)
+        self.sources.close()
+        self._out.write("".join(line + "\n" for line in stacks))
+        self._out.flush()
 
 
 def configure(session: Session, options: StackOptions) -> None:
@@ -139,34 +149,11 @@ def configure(session: Session, options: StackOptions) -> None:
 
 
 def run(options: StackOptions) -> int:
-    require_privileges("pybpftrace stack")
     if options.function is not None:
         function_filter(options.function)
-    targets: Targets = find_targets(options.pids, options.command, "stack")
-    launched = targets.launched
-    try:
-        session = Session(SPEC, targets, "events", CALL_EVENT, options.buffer_mib, options.follow_forks)
-        configure(session, options)
-        session.attach()
-    except BaseException:
-        if launched:
-            launched.abandon()
-        raise
     out = options.output or sys.stdout
-    consumer = Fold(session, options) if options.folded else Stream(session, options, out)
-    try:
-        summary = session.run(consumer.feed, options.duration, consumer.on_fork)
-    except BrokenPipeError:
-        flush_stdout_quietly()
-        return 0
-    finally:
-        session.close()
-    consumer.finish()
-    if isinstance(consumer, Fold):
-        consumer.trees.finish(session.start + int(summary.seconds * 1e9))
-        stacks = folded(consumer.trees.threads, options.weight, options.per_thread, consumer.sources)
-        consumer.sources.close()
-        out.write("".join(line + "\n" for line in stacks))
-        out.flush()
-    print(summary.line(len(consumer.threads)), file=sys.stderr)
-    return launched.wait() if launched else 0
+
+    def consumer(session: Session) -> Consumer:
+        return Fold(session, options, out) if options.folded else Stream(session, options, out)
+
+    return run_tool("stack", SPEC, CALL_EVENT, options.trace, consumer, lambda s: configure(s, options))

@@ -101,8 +101,9 @@ def test_shebang_script_resolves_to_its_interpreter(tmp_path):
     "args, message",
     [
         (["stack", "--bogus"], "No such option '--bogus'"),
-        (["stack"], "give a PID (or -p PID) or a command after --"),
-        (["stack", "12", "--", "python3"], "give PIDs or a command after --, not both"),
+        (["stack"], "give a PID (or -p PID), a command after --, --binary PATH or --all"),
+        (["stack", "12", "--", "python3"], "give PIDs, a command after --, or --binary/--all: one of them"),
+        (["stack", "12", "--all"], "give PIDs, a command after --, or --binary/--all: one of them"),
         (["stack", "--"], "no command after --"),
         (["stack", "abc"], "'abc' is not a valid integer"),
         (["stack", "1", "--max-depth", "0"], "0 is not in the range x>=1"),

@@ -50,5 +50,5 @@ def test_constants_match_the_header():
     defined = dict(re.findall(r"\b([A-Z_]+) = (\d+)", header))
     assert int(re.search(r"#define STRING_MAX (\d+)", header).group(1)) == events.STRING_MAX
     for name in ("EVENT_CALL", "EVENT_RETURN", "EVENT_CREATED", "PROCESS_TRACED", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
-                 "FIRST_UNREADABLE", "SECOND_UNREADABLE", "COUNTER_EVENTS_LOST", "COUNTER_NAMES_LOST"):
+                 "FIRST_UNREADABLE", "SECOND_UNREADABLE", "COUNTER_EVENTS", "COUNTER_EVENTS_LOST"):
         assert int(defined[name]) == getattr(events, name), name
