@@ -62,9 +62,12 @@ TRACEPOINT_PROBE(task, task_newtask)
 }
 #endif
 
-/* Whether this process's events count: with --follow-forks, only once fully attached. */
+/* Whether this process's events count: never the tracer's own (it may run the very binary
+ * traced with --binary or --all); with --follow-forks, only once fully attached. */
 static __always_inline int process_traced(__u32 pid)
 {
+	if (pid == TRACER_PID)
+		return 0;
 #ifdef FOLLOW_FORKS
 	__u8 *state = processes.lookup(&pid);
 	return state && *state == PROCESS_TRACED;

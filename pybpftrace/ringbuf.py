@@ -32,15 +32,15 @@ class RingBuffer:
     def producer_position(self) -> int:
         return _POSITION.unpack_from(self._producer, 0)[0]
 
-    def drain(self, until: int | None = None) -> list[tuple]:
-        """Every submitted record (up to position `until`), unpacked, in order."""
+    def drain(self, until: int | None = None, limit: int | None = None) -> list[tuple]:
+        """Submitted records (up to position `until`, at most `limit`), unpacked, in order."""
         consumer = _POSITION.unpack_from(self._consumer, 0)[0]
         producer = self.producer_position() if until is None else until
         data, mask = self._data, self._mask
         unpack = self._record.unpack_from
         header = _HEADER_LENGTH.unpack_from
-        records = []
-        while consumer < producer:
+        records: list[tuple] = []
+        while consumer < producer and (limit is None or len(records) < limit):
             position = consumer & mask
             (length,) = header(data, position)
             if length & BUSY_BIT:

@@ -38,6 +38,8 @@ FORKS_PAGES = 1
 DEFAULT_BUFFER_MIB = 16
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
 SMALL_BATCH = 512
+# At most this many records a drain, so that signals and the deadline are seen in time.
+MAX_BATCH = 65536
 COALESCE_SECONDS = 0.01
 
 
@@ -126,7 +128,7 @@ class Session:
         self.start = 0
         self._stop: Optional[str] = None
         pages = pages_for(self.buffer_mib)
-        defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, **self.defines}
+        defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **self.defines}
         if self.follow_forks:
             ensure_tracefs()
             defines["FOLLOW_FORKS"] = 1
@@ -223,7 +225,7 @@ class Session:
         until = self._events.producer_position()
         for record in self._names_ring.drain():
             self.names.add(record)
-        records = self._events.drain(until)
+        records = self._events.drain(until, limit=MAX_BATCH)
         if records:
             consume(records)
         return len(records)
@@ -291,7 +293,8 @@ class Session:
             for fd in (wake_read, wake_write):
                 os.close(fd)
             poller.close()
-        self._drain(consume)
+        while self._drain(consume):
+            pass
         summary.events = self.counter(COUNTER_EVENTS)
         summary.lost = self.counter(COUNTER_EVENTS_LOST)
         summary.seconds = (stopped - self.start) / 1e9

@@ -3,6 +3,7 @@ kernel left behind in a target."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import select
@@ -22,7 +23,8 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TIMEOUT = 60
 # The version matrix's chroots (scripts/matrix.sh builds them), and where scripts go in them.
 MATRIX = Path(os.environ.get("PYBPFTRACE_MATRIX", "/var/cache/pybpftrace-tests")) / "chroots"
-CHROOT_SCRIPTS = "/opt/pybpftrace-tests"
+# One directory per checkout, so that two checkouts testing at once keep to their own scripts.
+CHROOT_SCRIPTS = f"/opt/pybpftrace-tests/{hashlib.sha1(str(SCRIPTS).encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
