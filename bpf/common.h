@@ -89,11 +89,14 @@ struct names_key {
 };
 
 BPF_RINGBUF_OUTPUT(names, NAMES_PAGES);
-/* Value: the pair's match flags (see names_match in the program). */
+/* Value: the pair's match flags (see NAMES_MATCH). */
 BPF_TABLE("lru_hash", struct names_key, __u8, known_names, KNOWN_NAMES_MAX);
 
-/* Programs define this: flags worth caching for a newly read pair. */
-static __always_inline __u8 names_match(const char *first, const char *second);
+/* Flags worth caching for a newly read pair: a program that filters on names defines
+ * NAMES_MATCH(first, second) before including this header. */
+#ifndef NAMES_MATCH
+#define NAMES_MATCH(first, second) 0
+#endif
 
 static __always_inline __u8 read_name(char *text, __u64 address, __u8 truncated, __u8 unreadable)
 {
@@ -131,7 +134,7 @@ static __always_inline int intern_names(__u32 pid, __u64 first, __u64 second)
 	event->pid = pid;
 	event->flags = read_name(event->first_text, first, FIRST_TRUNCATED, FIRST_UNREADABLE) |
 		       read_name(event->second_text, second, SECOND_TRUNCATED, SECOND_UNREADABLE);
-	__u8 flags = names_match(event->first_text, event->second_text);
+	__u8 flags = NAMES_MATCH(event->first_text, event->second_text);
 	int unreadable = event->flags & (FIRST_UNREADABLE | SECOND_UNREADABLE);
 	names.ringbuf_submit(event, 0);
 	if (!unreadable) /* else read it again next time */

@@ -11,6 +11,7 @@ enum event_kind {
 	EVENT_CALL = 1,
 	EVENT_RETURN = 2,
 	EVENT_CREATED = 3, /* the thread's last call was a generator's creation: take it back */
+	EVENT_LINE = 4,    /* a new line runs (the line probe); depth is 0 */
 };
 
 /* Every event starts with its timestamp. */
@@ -46,6 +47,58 @@ struct names_event {
 	__u8 pad[3];
 	char first_text[STRING_MAX];  /* NUL-terminated */
 	char second_text[STRING_MAX];
+};
+
+/* A garbage collection, reported when it is done. */
+struct gc_event {
+	__u64 timestamp;  /* when it ended */
+	__u64 duration;   /* its pause, from gc__start; 0 when that was not seen */
+	__s64 collected;  /* objects collected plus uncollectable found */
+	__u32 pid;
+	__u32 tid;
+	__s32 generation; /* -1 when its start was not seen */
+	__u32 pad;
+};
+
+#define IMPORT_NAME_MAX 128
+
+enum import_kind {
+	IMPORT_START = 1,
+	IMPORT_DONE = 2,
+};
+
+/* import__find__load__start/done: the module's name is read each time (module names are
+ * short-lived strings whose addresses are soon reused). */
+struct import_event {
+	__u64 timestamp;
+	__u32 pid;
+	__u32 tid;
+	__u8 kind;
+	__u8 found;     /* IMPORT_DONE: the module was found and loaded */
+	__u8 truncated; /* the name is longer than IMPORT_NAME_MAX - 1 bytes */
+	__u8 pad[5];
+	char name[IMPORT_NAME_MAX];
+};
+
+#define HISTOGRAM_BUCKETS 64
+
+/* calls: what the kernel keeps per function (key: its pid and its two name pointers). */
+struct function_key {
+	__u64 file;
+	__u64 function;
+	__u32 pid;
+	__u32 pad;
+};
+
+struct function_stats {
+	__u64 calls;   /* returns seen */
+	__u64 timed;   /* of those, calls whose entry was seen */
+	__u64 total;   /* ns, inclusive, over the timed calls */
+	__u64 self;    /* ns, without the callees' time */
+	__u64 max;     /* ns */
+	__s32 line;    /* a line its entries reported */
+	__u32 pad;
+	__u32 histogram[HISTOGRAM_BUCKETS]; /* timed calls by log2 of their ns */
 };
 
 /* A traced process forked a child (with --follow-forks). */

@@ -1,6 +1,9 @@
 /* pybpftrace stack: every function entry and return of the traced threads, in order. */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
+
+#define NAMES_MATCH(file, function) function_matches(function)
+static __always_inline __u8 function_matches(const char *function);
 #include "common.h"
 
 #ifndef EVENTS_PAGES
@@ -34,8 +37,8 @@ BPF_ARRAY(settings, struct settings, 1);
 BPF_HASH(tids, __u32, __u8, 4096);
 BPF_TABLE("lru_hash", __u32, struct thread_state, threads, 65536);
 
-/* Names are (file, function). */
-static __always_inline __u8 names_match(const char *file, const char *text)
+/* Names are (file, function): whether function is --function's. */
+static __always_inline __u8 function_matches(const char *text)
 {
 	__u32 zero = 0;
 	struct settings *config = settings.lookup(&zero);

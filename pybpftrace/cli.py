@@ -129,6 +129,65 @@ def stack(trace, output, json_output, function, filename, max_depth, tids, durat
     )))
 
 
+@tracing_command
+def gc(trace, output, json_output) -> None:
+    """Every garbage collection of the targets: generation, pause, objects collected; at the
+    end, a summary per generation and a histogram of pauses."""
+    from .tools import gc as gc_tool
+
+    sys.exit(gc_tool.run(trace, output, json_output))
+
+
+@tracing_command
+def imports(trace, output, json_output) -> None:
+    """Each module import of the targets, nested under the import that triggered it, with its
+    duration and whether it was found; at the end a tree, slowest first (like -X importtime)."""
+    from .tools import imports as imports_tool
+
+    sys.exit(imports_tool.run(trace, output, json_output))
+
+
+@tracing_command
+@click.option("--stream", is_flag=True, help="Print every line as it runs instead of counting.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",
+              help="Show the N most run lines.")
+@click.option("--filename", metavar="SUBSTRING", help="Only lines in files whose path contains SUBSTRING.")
+def lines(trace, output, json_output, stream, top, filename) -> None:
+    """The hot lines of the targets (how often each file:line runs, counted in the kernel),
+    or with --stream each line as it runs. Needs the line probe (CPython up to 3.11)."""
+    from .tools import lines as lines_tool
+
+    sys.exit(lines_tool.run(lines_tool.LinesOptions(trace, output, json_output, stream, top, filename)))
+
+
+@tracing_command
+@click.option("--sort", type=click.Choice(["total", "self", "calls", "mean", "max"]), default="total",
+              show_default=True, help="Order of the table.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",
+              help="Show the first N functions.")
+@click.option("--histogram", metavar="FUNCTION", help="Draw the log2 latency histogram of FUNCTION instead.")
+def calls(trace, output, json_output, sort, top, histogram) -> None:
+    """Per function: calls and latency (total, self, mean, p50/p99, max), counted in the
+    kernel and printed when tracing ends. Percentiles come from power-of-two buckets."""
+    from .tools import calls as calls_tool
+
+    sys.exit(calls_tool.run(calls_tool.CallsOptions(trace, output, json_output, sort, top, histogram)))
+
+
+@tracing_command
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, metavar="SECONDS",
+              help="Refresh every SECONDS.")
+@click.option("--once", is_flag=True, help="Show one interval, then stop.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",
+              help="Rows of a plain table (the live screen shows what fits).")
+def top(trace, output, json_output, interval, once, top) -> None:
+    """The functions entered most often in each interval, across every traced process: a
+    live screen on a terminal (q quits), plain tables otherwise."""
+    from .tools import top as top_tool
+
+    sys.exit(top_tool.run(top_tool.TopOptions(trace, output, json_output, interval, once, top)))
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     try:
         cli.main(args=argv, prog_name="pybpftrace", standalone_mode=False)

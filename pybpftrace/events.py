@@ -11,6 +11,7 @@ STRING_MAX = 256
 EVENT_CALL = 1
 EVENT_RETURN = 2
 EVENT_CREATED = 3
+EVENT_LINE = 4
 
 FIRST_TRUNCATED = 1
 SECOND_TRUNCATED = 2
@@ -22,6 +23,15 @@ COUNTER_EVENTS_LOST = 1
 
 # struct call_event: timestamp, file, function, pid, tid, line, depth, kind
 CALL_EVENT = struct.Struct("<QQQIIiiB7x")
+# struct gc_event: timestamp, duration, collected, pid, tid, generation
+GC_EVENT = struct.Struct("<QQqIIi4x")
+
+IMPORT_NAME_MAX = 128
+IMPORT_START = 1
+IMPORT_DONE = 2
+# struct import_event: timestamp, pid, tid, kind, found, truncated, name
+IMPORT_EVENT = struct.Struct(f"<QIIBBB5x{IMPORT_NAME_MAX}s")
+
 # struct fork_event: parent, child
 FORK_EVENT = struct.Struct("<II")
 PROCESS_TRACED = 1  # value in the `processes` map once a process's uprobes are all attached

@@ -167,7 +167,10 @@ class LoadedProgram:
         self.placements = generated.placements
 
     def entry_fd(self, name: str) -> int:
-        return self._bpf.load_func(name.encode(), self._kprobe).fd
+        try:
+            return self._bpf.load_func(name.encode(), self._kprobe).fd
+        except Exception as error:  # bcc raises bare Exception, after printing the verifier's log
+            raise TraceError(f"the kernel refused the BPF program: {error}") from None
 
     def table(self, name: str):
         return self._bpf.get_table(name)

@@ -128,3 +128,30 @@ def folded(
         if round(value / scale):
             lines.append(f"{stack} {round(value / scale)}")
     return lines
+
+
+def log2_buckets(values: Iterable[float]) -> dict[int, int]:
+    """Counts by power-of-two bucket: bucket b holds [2**(b-1), 2**b - 1], bucket 0 holds 0."""
+    counts: dict[int, int] = defaultdict(int)
+    for value in values:
+        counts[max(0, int(value)).bit_length()] += 1
+    return counts
+
+
+def bucket_bounds(bucket: int) -> tuple[int, int]:
+    return (0, 0) if bucket == 0 else (1 << (bucket - 1), (1 << bucket) - 1)
+
+
+def log2_histogram(counts: dict[int, int], unit: str, width: int = 40) -> list[str]:
+    """A power-of-two histogram, as bcc's tools draw them: `low -> high : count |***|`."""
+    counts = {bucket: count for bucket, count in counts.items() if count}
+    if not counts:
+        return []
+    top = max(counts.values())
+    lines = [f"{unit:>22} : count    distribution"]
+    for bucket in range(min(counts), max(counts) + 1):
+        low, high = bucket_bounds(bucket)
+        count = counts.get(bucket, 0)
+        bar = "*" * round(width * count / top)
+        lines.append(f"{low:>9} -> {high:<9} : {count:<8} |{bar:<{width}}|")
+    return lines

@@ -33,7 +33,7 @@ from .tools import NEEDED_PROBES
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
-NAMES_PAGES = 64
+NAMES_PAGES = 256  # 1 MiB: the names of the functions first seen between two drains
 FORKS_PAGES = 1
 DEFAULT_BUFFER_MIB = 16
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
@@ -68,13 +68,14 @@ class Summary:
     seconds: float = 0.0
     ended_by: str = ""
     processes: int = 0
-    threads: int = 0
+    threads: Optional[int] = None  # None where the events were counted in the kernel
 
     def line(self) -> str:
         processes = f"{self.processes} processes, " if self.processes > 1 else ""
+        threads = f"{self.threads} threads, " if self.threads is not None else ""
         return (
-            f"pybpftrace: {self.events} events, {self.lost} lost, {processes}{self.threads} "
-            f"threads, {self.seconds:.2f} s ({self.ended_by})"
+            f"pybpftrace: {self.events} events, {self.lost} lost, {processes}{threads}"
+            f"{self.seconds:.2f} s ({self.ended_by})"
         )
 
 
@@ -117,8 +118,8 @@ class _Processes:
 class Session:
     spec: ProgramSpec
     targets: Targets
-    ring: str  # the program's event ring buffer
-    layout: struct.Struct  # the one record layout it carries
+    ring: Optional[str]  # the program's event ring buffer, if it has one
+    layout: Optional[struct.Struct]  # the one record layout it carries
     buffer_mib: float = DEFAULT_BUFFER_MIB
     follow_forks: bool = False
     defines: dict[str, int] = field(default_factory=dict)
@@ -134,7 +135,7 @@ class Session:
             defines["FOLLOW_FORKS"] = 1
         binaries = [b for group in self.targets.binaries.values() for b in group]
         self.program = LoadedProgram(generate(self.spec, binaries), defines)
-        self._events = self._ring(self.ring, pages, self.layout)
+        self._events = self._ring(self.ring, pages, self.layout) if self.ring else None
         self._names_ring = self._ring("names", NAMES_PAGES, NAMES_EVENT)
         self._forks = self._ring("forks", FORKS_PAGES, FORK_EVENT) if self.follow_forks else None
         self._uprobes = Uprobes()
@@ -151,6 +152,11 @@ class Session:
         except AttachError as error:
             if error.errno == errno.ESRCH:
                 raise NotFound(f"the target exited while attaching ({error})") from None
+            if error.errno == errno.EINVAL:
+                raise TraceError(
+                    f"the kernel refused a uprobe ({error}): most likely another tracer (bcc's "
+                    "tools or bpftrace) probes the same place without its semaphore; stop it and retry"
+                ) from None
             raise KernelSetup(f"cannot attach: {error}") from None
         self.start = time.monotonic_ns()
         self._switch(True)
@@ -205,7 +211,8 @@ class Session:
         the tracer, without a trap per line. With no such function found, the line probe
         itself carries it, at the cost of a trap per line."""
         line = binary.probes.probe("line")
-        if not binary.quirks.entry_needs_line_semaphore or line is None:
+        needed = "function__entry" in self.spec.probe_names and binary.quirks.entry_needs_line_semaphore
+        if not needed or line is None:
             return
         offset = binary.never_called_offset
         for semaphore in line.semaphores:
@@ -222,9 +229,11 @@ class Session:
     def _drain(self, consume: Callable[[list[tuple]], None]) -> int:
         # Names first: an event's names were submitted before the event was reserved, so
         # every event up to this producer position has its names among those drained now.
-        until = self._events.producer_position()
+        until = self._events.producer_position() if self._events else 0
         for record in self._names_ring.drain():
             self.names.add(record)
+        if not self._events:
+            return 0
         records = self._events.drain(until, limit=MAX_BATCH)
         if records:
             consume(records)
@@ -340,7 +349,7 @@ class Consumer:
 
     def __init__(self, session: "Session"):
         self.session = session
-        self.threads: set[int] = set()
+        self.threads: Optional[set[int]] = set()  # None where the kernel aggregates
 
     def feed(self, records: list[tuple]) -> None:
         """A batch of records from the events ring buffer, in order."""
@@ -355,11 +364,14 @@ class Consumer:
     def finish(self, summary: Summary) -> None:
         """The trace has ended; the program's maps can still be read."""
 
+    def close(self) -> None:
+        """Whatever happened: give back what the consumer holds (a terminal, say)."""
+
 
 def run_tool(
     command: str,
     spec: ProgramSpec,
-    layout: struct.Struct,
+    layout: Optional[struct.Struct],
     options: TraceOptions,
     make_consumer: Callable[[Session], Consumer],
     configure: Callable[[Session], None] = lambda session: None,
@@ -371,24 +383,28 @@ def run_tool(
     targets = find_targets(options.target, command, NEEDED_PROBES)
     launched = targets.launched
     try:
-        session = Session(spec, targets, "events", layout, options.buffer_mib, options.follow_forks)
+        ring = "events" if layout else None
+        session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks)
         configure(session)
         session.attach()
     except BaseException:
         if launched:
             launched.abandon()
         raise
+    consumer = None
     try:
         consumer = make_consumer(session)
         summary = session.run(
             consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval
         )
-        summary.threads = len(consumer.threads)
+        summary.threads = None if consumer.threads is None else len(consumer.threads)
         consumer.finish(summary)
     except BrokenPipeError:  # `| head` had enough
         flush_stdout_quietly()
         return launched.wait() if launched else 0
     finally:
+        if consumer is not None:
+            consumer.close()
         session.close()
     print(summary.line(), file=sys.stderr)
     return launched.wait() if launched else 0

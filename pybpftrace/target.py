@@ -402,7 +402,7 @@ def _all_pythons(needed: tuple[str, ...]) -> list[PythonBinary]:
         except OSError:
             continue
         candidates += [os.path.join(directory, name) for name in names if name.startswith("python3")]
-    found = [inspect_binary(os.path.realpath(path), path) for path in candidates]
+    found = [inspect_binary(os.path.realpath(path)) for path in candidates]
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -417,7 +417,10 @@ def _distinct(binaries: list[PythonBinary]) -> list[PythonBinary]:
     seen: set[tuple[int, int]] = set()
     distinct = []
     for binary in binaries:
-        stat = os.stat(binary.path)
+        try:
+            stat = os.stat(binary.path)
+        except OSError:  # found in a process that exited since
+            continue
         if (stat.st_dev, stat.st_ino) not in seen:
             seen.add((stat.st_dev, stat.st_ino))
             distinct.append(binary)

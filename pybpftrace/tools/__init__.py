@@ -4,4 +4,9 @@
 NEEDED_PROBES: dict[str, tuple[str, ...]] = {
     "list": (),
     "stack": ("function__entry", "function__return"),
+    "gc": ("gc__start", "gc__done"),
+    "imports": ("import__find__load__start", "import__find__load__done"),
+    "lines": ("line",),
+    "calls": ("function__entry", "function__return"),
+    "top": ("function__entry",),
 }

@@ -1,0 +1,152 @@
+"""`pybpftrace imports`: each module import, nested under the import that triggered it, with
+its duration and whether it was found; at the end a tree sorted by time, like
+`python -X importtime` from the outside."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, TextIO
+
+from ..events import IMPORT_EVENT, IMPORT_START, TRUNCATION_MARK
+from ..program import Handler, ProgramSpec
+from ..render import format_duration
+from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+
+SPEC = ProgramSpec(
+    "imports.bpf.c",
+    (
+        ("import__find__load__done", Handler("on_import_done", 2)),
+        ("import__find__load__start", Handler("on_import_start", 1)),
+    ),
+)
+INDENT = "  "
+
+
+@dataclass
+class Import:
+    name: str
+    pid: int
+    tid: int
+    start: Optional[int]  # ns; None: it began before tracing
+    depth: int
+    end: Optional[int] = None  # None: still running when tracing ended
+    found: Optional[bool] = None
+    children: list["Import"] = field(default_factory=list)
+
+    @property
+    def duration(self) -> Optional[int]:
+        return None if self.start is None or self.end is None else self.end - self.start
+
+    @property
+    def self_time(self) -> Optional[int]:
+        if self.duration is None or any(child.duration is None for child in self.children):
+            return None
+        return self.duration - sum(child.duration for child in self.children)
+
+    @property
+    def status(self) -> str:
+        return {True: "", False: " (not found)", None: " (unfinished)"}[self.found]
+
+
+class ImportTrees:
+    """Nests imports per thread: an import started while another runs on the same thread was
+    triggered by it."""
+
+    def __init__(self) -> None:
+        self.roots: list[Import] = []
+        self._open: dict[int, list[Import]] = {}
+
+    def start(self, name: str, pid: int, tid: int, timestamp: int) -> Import:
+        stack = self._open.setdefault(tid, [])
+        started = Import(name, pid, tid, timestamp, len(stack))
+        (stack[-1].children if stack else self.roots).append(started)
+        stack.append(started)
+        return started
+
+    def done(self, name: str, pid: int, tid: int, timestamp: int, found: bool) -> Import:
+        stack = self._open.setdefault(tid, [])
+        for index in range(len(stack) - 1, -1, -1):
+            if stack[index].name == name:
+                done = stack[index]
+                del stack[index:]  # anything above it lost its end
+                break
+        else:  # it began before tracing
+            done = Import(name, pid, tid, None, 0)
+            self.roots.append(done)
+        done.end, done.found = timestamp, found
+        return done
+
+
+def by_time(imports: list[Import]) -> list[Import]:
+    return sorted(imports, key=lambda i: (i.duration is None, -(i.duration or 0), i.start or 0))
+
+
+def walk(imports: list[Import], level: int = 0) -> Iterator[tuple[int, Import]]:
+    """The tree depth first, slowest first at each level."""
+    for imported in by_time(imports):
+        yield level, imported
+        yield from walk(imported.children, level + 1)
+
+
+def _time(ns: Optional[int]) -> str:
+    return "?" if ns is None else format_duration(ns)
+
+
+def as_json(imported: Import) -> dict:
+    return {"module": imported.name, "pid": imported.pid, "tid": imported.tid, "found": imported.found,
+            "duration_ns": imported.duration, "self_ns": imported.self_time,
+            "imports": [as_json(child) for child in by_time(imported.children)]}
+
+
+class Imports(Consumer):
+    header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8} {'CUMULATIVE':>12} {'SELF':>12}  MODULE"
+
+    def __init__(self, session: Session, out: TextIO, json_output: bool):
+        super().__init__(session)
+        self.trees = ImportTrees()
+        self._out = out
+        self._json = json_output
+        if not json_output:
+            out.write(self.header + "\n")
+
+    def feed(self, records: list[tuple]) -> None:
+        for timestamp, pid, tid, kind, found, truncated, raw in records:
+            self.threads.add(tid)
+            name = raw.split(b"\0", 1)[0].decode("utf-8", "replace") + (TRUNCATION_MARK if truncated else "")
+            if kind == IMPORT_START:
+                self.trees.start(name, pid, tid, timestamp)
+            else:
+                self._write(self.trees.done(name, pid, tid, timestamp, bool(found)))
+        self._out.flush()
+
+    def _write(self, done: Import) -> None:
+        time = (done.end - self.session.start) / 1e9
+        if self._json:
+            self._out.write(json.dumps({
+                "time": round(time, 9), "pid": done.pid, "tid": done.tid, "module": done.name,
+                "depth": done.depth, "found": done.found, "duration_ns": done.duration, "self_ns": done.self_time,
+            }) + "\n")
+            return
+        self._out.write(
+            f"{time:12.6f} {done.pid:>8} {done.tid:>8} {_time(done.duration):>12} {_time(done.self_time):>12}  "
+            f"{INDENT * done.depth}{done.name}{done.status}\n"
+        )
+
+    def finish(self, summary: Summary) -> None:
+        if self._json:
+            self._out.write(json.dumps({"tree": [as_json(root) for root in by_time(self.trees.roots)]}) + "\n")
+        elif self.trees.roots:
+            self._out.write(f"\nImports, slowest first\n{'CUMULATIVE':>12} {'SELF':>12}  MODULE\n")
+            for level, imported in walk(self.trees.roots):
+                self._out.write(
+                    f"{_time(imported.duration):>12} {_time(imported.self_time):>12}  "
+                    f"{INDENT * level}{imported.name}{imported.status}\n"
+                )
+        self._out.flush()
+
+
+def run(trace: TraceOptions, output: Optional[TextIO], json_output: bool) -> int:
+    out = output or sys.stdout
+    return run_tool("imports", SPEC, IMPORT_EVENT, trace, lambda session: Imports(session, out, json_output))

@@ -1,0 +1,94 @@
+"""`pybpftrace lines`: the hot lines (runs per file:line, counted in the kernel), or with
+--stream every line as it runs. Needs the line probe: CPython up to 3.11."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Optional, TextIO
+
+from ..events import CALL_EVENT
+from ..program import Handler, ProgramSpec
+from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+
+SPEC = ProgramSpec("lines.bpf.c", (("line", Handler("on_line", 3)),))
+
+
+@dataclass
+class LinesOptions:
+    trace: TraceOptions
+    output: Optional[TextIO] = None
+    json: bool = False
+    stream: bool = False
+    top: int = 20
+    filename: Optional[str] = None
+
+
+class StreamedLines(Consumer):
+    header = f"{'TIME(s)':>12} {'TID':>8}  LINE"
+
+    def __init__(self, session: Session, options: LinesOptions, out: TextIO):
+        super().__init__(session)
+        self._options = options
+        self._out = out
+        if not options.json:
+            out.write(self.header + "\n")
+
+    def feed(self, records: list[tuple]) -> None:
+        call_event = self.session.names.call_event
+        filename = self._options.filename
+        for record in records:
+            event = call_event(record)
+            self.threads.add(event.tid)
+            if filename is not None and filename not in event.file:
+                continue
+            time = (event.timestamp - self.session.start) / 1e9
+            if self._options.json:
+                line = json.dumps({"time": round(time, 9), "pid": event.pid, "tid": event.tid,
+                                   "file": event.file, "line": event.line, "function": event.function})
+            else:
+                line = f"{time:12.6f} {event.tid:>8}  {event.file}:{event.line} ({event.function})"
+            self._out.write(line + "\n")
+        self._out.flush()
+
+
+class HotLines(Consumer):
+    """Reads the kernel's counts at the end."""
+
+    def __init__(self, session: Session, options: LinesOptions, out: TextIO):
+        super().__init__(session)
+        self.threads = None
+        self._options = options
+        self._out = out
+
+    def finish(self, summary: Summary) -> None:
+        names = self.session.names
+        counts: list[tuple[int, int, str, int, str]] = []
+        for key, value in self.session.program.table("lines").items():
+            file, function = names.get(key.pid, key.file, key.function)
+            if self._options.filename is None or self._options.filename in file:
+                counts.append((value.value, key.pid, file, key.line, function))
+        counts.sort(key=lambda row: (-row[0], row[2], row[3]))
+        top = counts[: self._options.top]
+        if self._options.json:
+            self._out.write(json.dumps({"lines": [
+                {"count": count, "pid": pid, "file": file, "line": line, "function": function}
+                for count, pid, file, line, function in top
+            ]}) + "\n")
+        else:
+            self._out.write(f"{'COUNT':>10} {'PID':>8}  LINE\n")
+            for count, pid, file, line, function in top:
+                self._out.write(f"{count:>10} {pid:>8}  {file}:{line} ({function})\n")
+        self._out.flush()
+
+
+def run(options: LinesOptions) -> int:
+    out = options.output or sys.stdout
+    consumer = StreamedLines if options.stream else HotLines
+
+    def configure(session: Session) -> None:
+        streaming = session.program.table("streaming")
+        streaming[streaming.Key(0)] = streaming.Leaf(int(options.stream))
+
+    return run_tool("lines", SPEC, CALL_EVENT, options.trace, lambda s: consumer(s, options, out), configure)

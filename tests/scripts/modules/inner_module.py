@@ -1,0 +1,2 @@
+"""Imported by outer_module."""
+VALUE = 1
