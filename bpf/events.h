@@ -101,6 +101,32 @@ struct function_stats {
 	__u32 histogram[HISTOGRAM_BUCKETS]; /* timed calls by log2 of their ns */
 };
 
+/* stack --folded: the call tree, kept in the kernel. A node is a call path: its id mixes its
+ * parent's id with its frame, so equal paths meet at the same node without any allocation.
+ * Each thread's tree hangs from a root: the frames running when tracing began. */
+struct call_node {
+	__u64 parent; /* a node's or a root's id */
+	__u64 file;
+	__u64 function;
+	__u64 self;   /* ns with this call on top of its thread's stack */
+	__u64 calls;
+	__u32 pid;
+	__s32 line;   /* the line the entry reported */
+};
+
+/* The frames that were running when a thread was first seen, one root per frame: a root is
+ * named when its frame returns (its name is then known), and a new root becomes its parent. */
+struct call_root {
+	__u64 parent; /* the root above, once this one is named; 0 while it is the top */
+	__u64 file;   /* 0 until named */
+	__u64 function;
+	__u64 self;
+	__u32 pid;
+	__u32 tid;
+	__s32 line;   /* the line its return reported */
+	__u32 pad;
+};
+
 /* A traced process forked a child (with --follow-forks). */
 struct fork_event {
 	__u32 parent;

@@ -16,13 +16,15 @@ struct frame {
 	__u64 function;
 	__u64 start;
 	__u64 callees; /* time spent in the calls it made */
+	__u64 node_id; /* the program's own use (stack --folded: the call path's id) */
 	__s32 line;    /* the line the call reported on entry */
-	__u32 node;    /* the program's own use (a call path's id) */
+	__u32 pad;
 };
 
 struct frames {
 	__s32 depth; /* calls running; MAX_FRAMES and more are untimed */
-	__u32 root;  /* the program's own use */
+	__u32 pad;
+	__u64 root;  /* the program's own use (stack --folded: the thread's root) */
 	__u64 idle;  /* since when no call seen entering is running (the thread is in frames
 	              * that began before tracing) */
 	struct frame stack[MAX_FRAMES];
@@ -72,7 +74,7 @@ static __always_inline struct frame *frames_push(struct frames *frames, __u64 *a
 	frame->start = now;
 	frame->callees = 0;
 	frame->line = (__s32)args[2];
-	frame->node = 0;
+	frame->node_id = 0;
 	return frame;
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Iterable, Optional, TextIO
+from typing import Callable, Iterable, Optional, TextIO
 
 from .events import EVENT_CALL, CallEvent
 from .sources import FirstLines
@@ -107,21 +107,29 @@ class FrameLabels:
         return self._labels[key]
 
 
+View = Callable[[list[Frame]], Optional[list[Frame]]]
+
+
 def folded(
     trees: dict[int, CallTree],
     weight: str = "time",
     per_thread: bool = False,
     sources: Optional[FirstLines] = None,
+    view: View = lambda path: path,
 ) -> list[str]:
     """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds
-    or the number of calls. Threads merge unless per_thread roots each stack at its thread."""
+    or the number of calls. Threads merge unless per_thread roots each stack at its thread.
+    view: the frames of a path to show (None: none); the self time of a frame it hides counts
+    toward the deepest frame shown above it, its calls toward nothing."""
     labels = FrameLabels(trees.values(), sources)
     totals: dict[str, int] = defaultdict(int)
     value = (lambda node: node.calls) if weight == "calls" else (lambda node: node.self_ns)
     for tid, tree in trees.items():
         prefix = [f"thread {tid}"] if per_thread else []
         for path, amount in weighted_paths(tree.root, value):
-            totals[";".join(prefix + [labels.label(tree.pid, frame) for frame in path])] += amount
+            shown = view(path)
+            if shown and (weight != "calls" or shown[-1] is path[-1]):
+                totals[";".join(prefix + [labels.label(tree.pid, frame) for frame in shown])] += amount
     scale = 1 if weight == "calls" else 1000  # self time goes out in microseconds
     lines = []
     for stack, value in sorted(totals.items()):

@@ -10,6 +10,7 @@ so each resumption is a call of its own.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
@@ -90,77 +91,105 @@ class Node:
     self_ns: int = 0
     calls: int = 0
 
-    def child(self, frame: Frame) -> "Node":
-        node = self.children.get(frame)
-        if node is None:
-            node = self.children[frame] = Node(frame)
-        return node
+
+@dataclass(frozen=True)
+class KernelNode:
+    """A call path as the kernel keeps it (struct call_node), names resolved."""
+
+    parent: int
+    frame: Frame
+    self_ns: int
+    calls: int
+    pid: int
 
 
+@dataclass(frozen=True)
+class KernelRoot:
+    """The frames a thread was in when tracing began (struct call_root): named once its frame
+    returned, with the root above it as parent."""
+
+    parent: int
+    frame: Optional[Frame]
+    self_ns: int
+    pid: int
+    tid: int
+
+
+@dataclass(frozen=True)
+class OpenFrame:
+    """A call still running when tracing ended (the kernel's shadow stack)."""
+
+    node: int  # 0: a call whose path the kernel could not keep
+    start: int
+    callees: int
+
+
+@dataclass
 class CallTree:
     """One thread's calls merged by path, with the time each path spent on top of the stack
     (self time, wall clock) and how many calls it made."""
 
-    def __init__(self, pid: int, start: int):
-        self.pid = pid
-        self.root = Node(None)
-        self._stack: list[tuple[Node, int]] = []  # open calls: (node, depth)
-        self._last = start
-
-    def _top(self) -> Node:
-        return self._stack[-1][0] if self._stack else self.root
-
-    def _advance(self, now: int) -> None:
-        self._top().self_ns += max(0, now - self._last)
-        self._last = max(self._last, now)
-
-    def feed(self, event: CallEvent) -> None:
-        self._advance(event.timestamp)
-        if event.kind == EVENT_CALL:
-            while self._stack and self._stack[-1][1] >= event.depth:  # returns lost
-                self._stack.pop()
-            node = self._top().child(Frame(event.function, event.file, event.line))
-            node.calls += 1
-            self._stack.append((node, event.depth))
-            return
-        while self._stack and self._stack[-1][1] > event.depth:
-            self._stack.pop()
-        frame = Frame(event.function, event.file, event.line, entered=False)
-        if self._stack and self._stack[-1][1] == event.depth:
-            self._stack.pop()
-            return
-        if self._stack:  # its entry was lost: count the call, its time stays with its caller
-            self._top().child(frame).calls += 1
-            return
-        # A call that began before tracing returned: it was the unnamed root; name it and
-        # put a new unnamed root (its caller) above it.
-        named = self.root
-        named.frame = frame
-        named.calls += 1
-        self.root = Node(None, children={named.frame: named})
-        self._stack = []
-
-    def finish(self, end: int) -> None:
-        """Charge the time up to the end of tracing to the call still running."""
-        self._advance(end)
+    pid: int
+    root: Node
 
 
-class CallTrees:
-    """A call tree per thread, fed with events in order."""
+def build_call_trees(
+    kernel_nodes: dict[int, KernelNode],
+    kernel_roots: dict[int, KernelRoot],
+    running: dict[int, tuple[int, int, list[OpenFrame]]],
+    end: int,
+) -> dict[int, CallTree]:
+    """Per thread, the call tree the kernel kept. running: per thread, (its current root, since
+    when it has been idle in it, its open calls outermost first), whose time up to `end` is
+    charged here: the kernel charges a call only when it returns."""
+    extra: dict[int, int] = {}
+    for tid, (root, idle, open_frames) in running.items():
+        if not open_frames:
+            extra[root] = extra.get(root, 0) + end - idle
+        for frame, inner in zip(open_frames, open_frames[1:] + [None]):
+            if frame.node:
+                until = inner.start if inner else end
+                extra[frame.node] = extra.get(frame.node, 0) + until - frame.start - frame.callees
+    children: dict[int, list[int]] = defaultdict(list)
+    for node_id, node in kernel_nodes.items():
+        children[node.parent].append(node_id)
+    for root_id, root in kernel_roots.items():
+        if root.parent in kernel_roots:
+            children[root.parent].append(root_id)
 
-    def __init__(self, start: int):
-        self.start = start
-        self.threads: dict[int, CallTree] = {}
+    def make(record_id: int) -> Node:
+        extra_ns = extra.get(record_id, 0)
+        if record_id in kernel_roots:
+            root = kernel_roots[record_id]
+            return Node(root.frame, self_ns=root.self_ns + extra_ns, calls=1 if root.frame else 0)
+        node = kernel_nodes[record_id]
+        return Node(node.frame, self_ns=node.self_ns + extra_ns, calls=node.calls)
 
-    def feed(self, event: CallEvent) -> None:
-        tree = self.threads.get(event.tid)
-        if tree is None:
-            tree = self.threads[event.tid] = CallTree(event.pid, self.start)
-        tree.feed(event)
+    trees: dict[int, CallTree] = {}
+    for root_id, root in kernel_roots.items():
+        if root.parent in kernel_roots:
+            continue  # below another root
+        top = make(root_id)
+        trees[root.tid] = CallTree(root.pid, top)
+        pending = [(root_id, top)]  # iteratively: trees can be deep
+        while pending:
+            record_id, node = pending.pop()
+            for child_id in children[record_id]:
+                pending.append((child_id, _adopt(node, make(child_id))))
+    return trees
 
-    def finish(self, end: int) -> None:
-        for tree in self.threads.values():
-            tree.finish(end)
+
+def _adopt(parent: Node, child: Node) -> Node:
+    """Attach child (still without children of its own), merging it into a sibling with the
+    same frame (two code objects can have the same names: code run by exec, a reloaded
+    module); the node the child's own children go under."""
+    sibling = parent.children.get(child.frame)
+    if sibling is None:
+        parent.children[child.frame] = child
+        return child
+    sibling.self_ns += child.self_ns
+    sibling.calls += child.calls
+    return sibling
 
 
 def nodes(root: Node) -> Iterator[Node]:

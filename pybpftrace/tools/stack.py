@@ -9,11 +9,21 @@ from typing import Optional, TextIO
 
 from ..errors import TraceError
 from ..events import CALL_EVENT, STRING_MAX, CallEvent
+MAX_FRAMES = 128  # bpf/frames.h
 from ..program import Handler, ProgramSpec
 from ..render import JsonRenderer, TextRenderer, folded
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool
 from ..sources import FirstLines
-from ..stacks import CallTrees, Creations, Pairing
+from ..stacks import (
+    CallTree,
+    Creations,
+    Frame,
+    KernelNode,
+    KernelRoot,
+    OpenFrame,
+    Pairing,
+    build_call_trees,
+)
 
 SPEC = ProgramSpec(
     "stack.bpf.c",
@@ -23,6 +33,7 @@ SPEC = ProgramSpec(
     ),
     markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),  # no arguments: zeros
 )
+FOLDED_SPEC = ProgramSpec("folded.bpf.c", SPEC.handlers, SPEC.markers)  # the tree kept in the kernel
 
 
 @dataclass
@@ -100,12 +111,11 @@ class Stream(CallConsumer):
         self._renderer.event(event, *self._pairing.feed(event))
 
 
-class Fold(CallConsumer):
-    """Builds call trees, printed as folded stacks at the end."""
+class Fold(Consumer):
+    """Reads the call tree the kernel kept, at the end, and prints it as folded stacks."""
 
     def __init__(self, session: Session, options: StackOptions, out: TextIO):
-        super().__init__(session, options)
-        self.trees = CallTrees(session.start)
+        super().__init__(session)
         self.sources = FirstLines()
         self._options = options
         self._out = out
@@ -116,21 +126,68 @@ class Fold(CallConsumer):
             else:
                 self.sources.watch(pid)
 
-    def handle(self, event: CallEvent) -> None:
-        if event.pid not in self.sources:
-            self.sources.watch(event.pid)  # a process found by --binary or --all
-        self.trees.feed(event)
-
     def on_fork(self, pid: int) -> None:
         self.sources.watch(pid)
 
     def finish(self, summary: Summary) -> None:
-        super().finish(summary)
-        self.trees.finish(self.session.start + int(summary.seconds * 1e9))
-        stacks = folded(self.trees.threads, self._options.weight, self._options.per_thread, self.sources)
+        trees = self.read(self.session.start + int(summary.seconds * 1e9))
+        self.threads = set(trees)
+        summary.threads = len(trees)
+        for tree in trees.values():
+            if tree.pid not in self.sources:
+                self.sources.watch(tree.pid)  # a process found by --binary or --all
+        stacks = folded(trees, self._options.weight, self._options.per_thread, self.sources,
+                        folded_view(self._options))
         self.sources.close()
         self._out.write("".join(line + "\n" for line in stacks))
         self._out.flush()
+
+    def read(self, end: int) -> dict[int, CallTree]:
+        program, names = self.session.program, self.session.names
+
+        def frame(pid: int, file: int, function: int, line: int, entered: bool = True) -> Frame:
+            file_name, function_name = names.get(pid, file, function)
+            return Frame(function_name, file_name, line, entered)
+
+        kernel_nodes = {
+            key.value: KernelNode(node.parent, frame(node.pid, node.file, node.function, node.line),
+                                  node.self, node.calls, node.pid)
+            for key, node in program.table("nodes").items()
+        }
+        kernel_roots = {
+            key.value: KernelRoot(
+                root.parent,
+                frame(root.pid, root.file, root.function, root.line, entered=False)
+                if root.file or root.function else None,
+                root.self, root.pid, root.tid,
+            )
+            for key, root in program.table("roots").items()
+        }
+        running = {}
+        for tid, frames in program.table("thread_frames").items():
+            depth = max(0, min(frames.depth, MAX_FRAMES))
+            open_frames = [OpenFrame(f.node_id, f.start, f.callees) for f in frames.stack[:depth]]
+            running[tid.value] = (frames.root, frames.idle, open_frames)
+        return build_call_trees(kernel_nodes, kernel_roots, running, end)
+
+
+def folded_view(options: StackOptions):
+    """--function, --filename and --max-depth applied to the paths of the folded tree: what a
+    view hides counts toward the frames it shows."""
+
+    def view(path: list[Frame]) -> Optional[list[Frame]]:
+        if options.function is not None:
+            starts = [i for i, frame in enumerate(path) if frame.function == options.function]
+            if not starts:
+                return None
+            path = path[starts[0]:]
+        if options.filename is not None:
+            path = [frame for frame in path if options.filename in frame.file]
+        if options.max_depth:
+            path = path[: options.max_depth]
+        return path
+
+    return view
 
 
 def configure(session: Session, options: StackOptions) -> None:
@@ -148,12 +205,21 @@ def configure(session: Session, options: StackOptions) -> None:
         tids[tids.Key(tid)] = tids.Leaf(1)
 
 
+def configure_folded(session: Session, options: StackOptions) -> None:
+    only = session.program.table("only_tids")
+    only[only.Key(0)] = only.Leaf(int(bool(options.tids)))
+    tids = session.program.table("tids")
+    for tid in options.tids:
+        tids[tids.Key(tid)] = tids.Leaf(1)
+
+
 def run(options: StackOptions) -> int:
     if options.function is not None:
         function_filter(options.function)
     out = options.output or sys.stdout
 
-    def consumer(session: Session) -> Consumer:
-        return Fold(session, options, out) if options.folded else Stream(session, options, out)
-
-    return run_tool("stack", SPEC, CALL_EVENT, options.trace, consumer, lambda s: configure(s, options))
+    if options.folded:
+        return run_tool("stack", FOLDED_SPEC, None, options.trace, lambda s: Fold(s, options, out),
+                        lambda s: configure_folded(s, options))
+    return run_tool("stack", SPEC, CALL_EVENT, options.trace, lambda s: Stream(s, options, out),
+                    lambda s: configure(s, options))

@@ -1,9 +1,10 @@
-"""Stack rebuilding from entry/return events, and folded rendering."""
+"""Stack rebuilding: pairing streamed events, call trees from what the kernel kept, and
+folded rendering."""
 
 from pybpftrace.events import EVENT_CALL, EVENT_CREATED, EVENT_RETURN, CallEvent
 from pybpftrace.render import folded
 from pybpftrace.sources import FirstLines
-from pybpftrace.stacks import CallTrees, Creations, Pairing
+from pybpftrace.stacks import Creations, Frame, KernelNode, KernelRoot, OpenFrame, Pairing, build_call_trees
 
 US = 1000  # ns
 
@@ -14,14 +15,6 @@ def call(t, depth, function, line=1, tid=1, file="app.py"):
 
 def ret(t, depth, function, line=2, tid=1, file="app.py"):
     return CallEvent(t * US, 100, tid, EVENT_RETURN, depth, function, file, line)
-
-
-def fold(events, weight="time", per_thread=False, end=None, sources=None):
-    trees = CallTrees(0)
-    for event in events:
-        trees.feed(event)
-    trees.finish((end if end is not None else events[-1].timestamp // US) * US)
-    return folded(trees.threads, weight, per_thread, sources)
 
 
 def test_pairing_gives_durations_and_indentation():
@@ -51,74 +44,81 @@ def test_threads_pair_independently():
     assert [pairing.feed(e)[1] for e in events] == [None, None, 2 * US, 4 * US]
 
 
+def tree(*nodes, roots=None, running=None, end=0):
+    """Call trees from kernel records: nodes are (id, parent, function, self_us, calls[, line,
+    file]); roots map id -> (parent, frame or None, self_us, tid)."""
+    kernel_nodes = {}
+    for node_id, parent, function, self_us, calls, *rest in nodes:
+        line, file = (rest + [1, "app.py"][len(rest):])[:2]
+        kernel_nodes[node_id] = KernelNode(parent, Frame(function, file, line), self_us * US, calls, 100)
+    roots = roots or {1: (0, None, 0, 1)}
+    kernel_roots = {root_id: KernelRoot(parent, frame, self_us * US, 100, tid)
+                    for root_id, (parent, frame, self_us, tid) in roots.items()}
+    return build_call_trees(kernel_nodes, kernel_roots, running or {}, end * US)
+
+
 def test_folded_self_time_in_microseconds():
-    events = [call(0, 0, "main"), call(10, 1, "work"), ret(40, 1, "work"), ret(50, 0, "main")]
-    assert fold(events) == [
-        "main (app.py:1) 20",
-        "main (app.py:1);work (app.py:1) 30",
-    ]
+    trees = tree((10, 1, "main", 20, 1), (11, 10, "work", 30, 1))
+    assert folded(trees) == ["main (app.py:1) 20", "main (app.py:1);work (app.py:1) 30"]
+    assert folded(trees, weight="calls") == ["main (app.py:1) 1", "main (app.py:1);work (app.py:1) 1"]
 
 
-def test_folded_merges_equal_paths_and_counts_calls():
-    events = [call(0, 0, "main"), call(1, 1, "f"), ret(2, 1, "f"), call(3, 1, "f"), ret(4, 1, "f"),
-              call(5, 1, "g"), call(6, 2, "f"), ret(7, 2, "f"), ret(8, 1, "g"), ret(9, 0, "main")]
-    assert fold(events, weight="calls") == [
-        "main (app.py:1) 1",
-        "main (app.py:1);f (app.py:1) 2",
-        "main (app.py:1);g (app.py:1) 1",
-        "main (app.py:1);g (app.py:1);f (app.py:1) 1",
-    ]
-
-
-def test_folded_names_frames_that_began_before_tracing():
-    # attached inside handle() called by loop(); handle's first line known from a later call
-    events = [call(0, 0, "parse", line=5), ret(3, 0, "parse"), ret(4, -1, "handle", line=9),
-              call(6, -1, "handle", line=7), ret(8, -1, "handle", line=9)]
-    assert fold(events, weight="calls") == [
-        "handle (app.py:7) 2",
-        "handle (app.py:7);parse (app.py:5) 1",
-    ]
-    assert fold(events) == [
-        "handle (app.py:7) 3",  # 0-0 before parse, 3-4 after it, 6-8 second call
-        "handle (app.py:7);parse (app.py:5) 3",
-    ]
-
-
-def test_time_in_frames_never_named_is_not_counted():
-    events = [call(5, 0, "f"), ret(7, 0, "f")]
-    assert fold(events, end=100) == ["f (app.py:1) 2"]
+def test_frames_that_began_before_tracing_are_named_roots():
+    # attached inside handle(), called from a loop: handle returned (root 1 named, root 2 above
+    # it), then was called again
+    roots = {1: (2, Frame("handle", "app.py", 9, entered=False), 1, 1), 2: (0, None, 5, 1)}
+    trees = tree((10, 1, "parse", 3, 1, 5), (20, 2, "handle", 2, 1, 7), roots=roots)
+    assert folded(trees, weight="calls") == ["handle (app.py:7) 2", "handle (app.py:7);parse (app.py:5) 1"]
+    assert folded(trees) == ["handle (app.py:7) 3", "handle (app.py:7);parse (app.py:5) 3"]
 
 
 def test_calls_still_running_at_the_end_are_charged_up_to_the_end():
-    assert fold([call(0, 0, "main"), call(10, 1, "wait")], end=1000) == [
-        "main (app.py:1) 10",
-        "main (app.py:1);wait (app.py:1) 990",
-    ]
+    running = {1: (1, 0, [OpenFrame(10, 0, 0), OpenFrame(11, 10 * US, 0)])}
+    trees = tree((10, 1, "main", 0, 1), (11, 10, "wait", 0, 1), running=running, end=1000)
+    assert folded(trees) == ["main (app.py:1) 10", "main (app.py:1);wait (app.py:1) 990"]
 
 
-def test_per_thread_roots_each_stack_at_its_thread():
-    events = [call(0, 0, "a", tid=1), call(0, 0, "a", tid=2), ret(3, 0, "a", tid=1), ret(5, 0, "a", tid=2)]
-    assert fold(events) == ["a (app.py:1) 8"]
-    assert fold(events, per_thread=True) == ["thread 1;a (app.py:1) 3", "thread 2;a (app.py:1) 5"]
+def test_an_idle_thread_charges_its_root_until_the_end():
+    roots = {1: (2, Frame("loop", "app.py", 3, entered=False), 4, 1), 2: (0, None, 0, 1)}
+    trees = tree(roots=roots, running={1: (2, 100 * US, [])}, end=150)
+    assert folded(trees) == ["loop (app.py:3) 4"]  # the unnamed top root's 50 us: frames unknown
+
+
+def test_threads_merge_unless_per_thread():
+    roots = {1: (0, None, 0, 1), 2: (0, None, 0, 2)}
+    trees = tree((10, 1, "a", 3, 1), (20, 2, "a", 5, 1), roots=roots)
+    assert folded(trees) == ["a (app.py:1) 8"]
+    assert folded(trees, per_thread=True) == ["thread 1;a (app.py:1) 3", "thread 2;a (app.py:1) 5"]
+
+
+def test_equal_frames_under_one_parent_merge():
+    # two code objects with the same names (exec'd code): two kernel nodes, one frame
+    trees = tree((10, 1, "f", 1, 1), (11, 1, "f", 2, 1), (12, 11, "g", 4, 1), (13, 10, "g", 8, 2))
+    assert folded(trees, weight="calls") == ["f (app.py:1) 2", "f (app.py:1);g (app.py:1) 3"]
 
 
 def test_deep_recursion_beyond_any_fixed_buffer():
     depth = 20000  # far beyond Python's recursion limit: the rebuilding is iterative
-    events = [call(0, i, "r") for i in range(depth)] + [call(0, depth, "leaf"), ret(7, depth, "leaf")]
-    events += [ret(7, depth - 1 - i, "r") for i in range(depth)]
-    (line,) = fold(events)
+    nodes = [(10 + i, 10 + i - 1 if i else 1, "r", 0, 1) for i in range(depth)]
+    nodes.append((10 + depth, 10 + depth - 1, "leaf", 7, 1))
+    (line,) = folded(tree(*nodes))
     assert line == ";".join(["r (app.py:1)"] * depth) + ";leaf (app.py:1) 7"
 
 
-def test_lost_entry_keeps_the_caller_open():
-    events = [call(0, 0, "main"), ret(2, 1, "lost"), ret(3, 0, "main")]
-    assert fold(events, weight="calls") == ["main (app.py:1) 1", "main (app.py:1);lost (app.py:2) 1"]
-
-
 def test_zero_weight_stacks_are_left_out_and_semicolons_escaped():
-    events = [call(0, 0, "main", file="a;b.py"), call(0, 1, "instant", file="a;b.py"),
-              ret(0, 1, "instant", file="a;b.py"), ret(4, 0, "main", file="a;b.py")]
-    assert fold(events) == ["main (a:b.py:1) 4"]
+    trees = tree((10, 1, "main", 4, 1, 1, "a;b.py"), (11, 10, "instant", 0, 1, 1, "a;b.py"))
+    assert folded(trees) == ["main (a:b.py:1) 4"]
+
+
+def test_views_hide_frames_and_give_their_time_to_what_they_show():
+    trees = tree((10, 1, "main", 1, 1), (11, 10, "helper", 2, 1, 1, "lib.py"), (12, 11, "work", 4, 1),
+                 (13, 12, "deep", 8, 1))
+    only_app = lambda path: [frame for frame in path if frame.file == "app.py"]  # noqa: E731
+    assert folded(trees, view=only_app) == [
+        "main (app.py:1) 3", "main (app.py:1);work (app.py:1) 4", "main (app.py:1);work (app.py:1);deep (app.py:1) 8"]
+    assert folded(trees, weight="calls", view=only_app) == [
+        "main (app.py:1) 1", "main (app.py:1);work (app.py:1) 1", "main (app.py:1);work (app.py:1);deep (app.py:1) 1"]
+    assert folded(trees, view=lambda path: path[:2]) == ["main (app.py:1) 1", "main (app.py:1);helper (lib.py:1) 14"]
 
 
 def test_generator_resumptions_merge_by_first_line_from_the_source(tmp_path):
@@ -126,13 +126,12 @@ def test_generator_resumptions_merge_by_first_line_from_the_source(tmp_path):
     source.write_text("def numbers(n):\n    for i in range(n):\n        yield i\n")
     sources = FirstLines()
     sources.watch(100, root="/", cwd=str(tmp_path))
-    events = [call(0, 0, "numbers", line=1, file="gen.py"), ret(1, 0, "numbers", line=3, file="gen.py"),
-              call(2, 0, "numbers", line=3, file="gen.py"), ret(3, 0, "numbers", line=3, file="gen.py")]
+    trees = tree((10, 1, "numbers", 1, 1, 1, "gen.py"), (11, 1, "numbers", 1, 2, 3, "gen.py"))
     try:
-        assert fold(events, weight="calls", sources=sources) == ["numbers (gen.py:1) 2"]
+        assert folded(trees, weight="calls", sources=sources) == ["numbers (gen.py:1) 3"]
     finally:
         sources.close()
-    assert fold(events, weight="calls") == ["numbers (gen.py:1) 1", "numbers (gen.py:3) 1"]
+    assert folded(trees, weight="calls") == ["numbers (gen.py:1) 1", "numbers (gen.py:3) 2"]
 
 
 def created(t, depth, tid=1):
@@ -148,3 +147,15 @@ def test_creations_take_back_the_entry_before_them_per_thread():
         (1, EVENT_CALL, "main"), (1, EVENT_CALL, "gen"), (1, EVENT_RETURN, "gen"), (1, EVENT_RETURN, "main"),
         (2, EVENT_CALL, "other"),  # held to the end: nothing followed it
     ]
+
+
+def test_stack_options_become_a_view():
+    from pybpftrace.tools.stack import StackOptions, folded_view
+
+    path = [Frame("main", "app.py", 1), Frame("helper", "lib.py", 2), Frame("handle", "app.py", 3),
+            Frame("work", "app.py", 4)]
+    assert folded_view(StackOptions(function="handle"))(path) == path[2:]
+    assert folded_view(StackOptions(function="absent"))(path) is None
+    assert folded_view(StackOptions(filename="app"))(path) == [path[0], path[2], path[3]]
+    assert folded_view(StackOptions(max_depth=2))(path) == path[:2]
+    assert folded_view(StackOptions(function="handle", max_depth=1))(path) == [path[2]]
