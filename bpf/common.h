@@ -142,4 +142,44 @@ static __always_inline int intern_names(__u32 pid, __u64 first, __u64 second)
 	return flags;
 }
 
+/* Counts kept in the kernel, by process, name pair and line (the programs that aggregate:
+ * lines, top); `generation` is the program's own use. */
+#ifndef COUNTS_MAX
+#define COUNTS_MAX 131072
+#endif
+
+struct count_key {
+	__u64 first;
+	__u64 second;
+	__u32 pid;
+	__s32 line;
+	__u32 generation;
+	__u32 pad;
+};
+
+BPF_HASH(counts, struct count_key, __u64, COUNTS_MAX);
+
+/* One more under key. A new key's names are announced first; when they cannot be, the event
+ * is dropped and counted lost. */
+static __always_inline void count_under(struct count_key *key)
+{
+	__u64 *counted = counts.lookup(key);
+	if (counted) {
+		__sync_fetch_and_add(counted, 1);
+		return;
+	}
+	if (intern_names(key->pid, key->first, key->second) < 0) {
+		count(COUNTER_EVENTS_LOST);
+		return;
+	}
+	__u64 one = 1;
+	if (counts.insert(key, &one) < 0) { /* another CPU was first, or the map is full */
+		counted = counts.lookup(key);
+		if (counted)
+			__sync_fetch_and_add(counted, 1);
+		else
+			count(COUNTER_EVENTS_LOST);
+	}
+}
+
 #endif

@@ -45,19 +45,26 @@ static __always_inline void charge_root(__u64 root, __u64 nanoseconds)
 		__sync_fetch_and_add(&found->self, nanoseconds);
 }
 
+/* The thread's frames, with a root, if the thread is traced. */
+static __always_inline struct frames *traced_frames(__u32 pid, __u32 tid, __u64 now)
+{
+	if (!traced_thread(pid, tid))
+		return NULL;
+	count(COUNTER_EVENTS);
+	struct frames *frames = frames_of(tid, now);
+	if (frames && !frames->root)
+		frames->root = new_root(pid, tid, now);
+	return frames;
+}
+
 /* function__entry(filename, funcname, lineno) */
 static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
 	__u32 pid = id >> 32, tid = (__u32)id;
-	if (!traced_thread(pid, tid))
-		return 0;
-	count(COUNTER_EVENTS);
-	struct frames *frames = frames_of(tid, now);
+	struct frames *frames = traced_frames(pid, tid, now);
 	if (!frames)
 		return 0;
-	if (!frames->root)
-		frames->root = new_root(pid, tid, now);
 	__s32 depth = frames->depth;
 	if (depth >= MAX_FRAMES) {
 		frames->depth = depth + 1; /* too deep: its time stays with the deepest frame kept */
@@ -93,14 +100,9 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
 	__u32 pid = id >> 32, tid = (__u32)id;
-	if (!traced_thread(pid, tid))
-		return 0;
-	count(COUNTER_EVENTS);
-	struct frames *frames = frames_of(tid, now);
+	struct frames *frames = traced_frames(pid, tid, now);
 	if (!frames)
 		return 0;
-	if (!frames->root)
-		frames->root = new_root(pid, tid, now);
 	struct frame *frame = NULL;
 	__u64 elapsed = 0;
 	int result = frames_pop(frames, args, now, &frame, &elapsed);

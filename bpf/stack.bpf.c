@@ -5,10 +5,7 @@
 #define NAMES_MATCH(file, function) function_matches(function)
 static __always_inline __u8 function_matches(const char *function);
 #include "common.h"
-
-#ifndef EVENTS_PAGES
-#define EVENTS_PAGES 1024
-#endif
+#include "call_events.h"
 
 struct settings {
 	__u32 max_depth;      /* 0: unlimited; else only calls shallower than this */
@@ -32,7 +29,6 @@ enum names_match {
 	MATCHES_FUNCTION = 1,
 };
 
-BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
 BPF_ARRAY(settings, struct settings, 1);
 BPF_HASH(tids, __u32, __u8, 4096);
 BPF_TABLE("lru_hash", __u32, struct thread_state, threads, 65536);
@@ -50,30 +46,6 @@ static __always_inline __u8 function_matches(const char *text)
 		if (!text[i])
 			return MATCHES_FUNCTION;
 	}
-	return 0;
-}
-
-static __always_inline int emit(__u8 kind, __u32 pid, __u32 tid, __u64 *args, __s32 depth)
-{
-	count(COUNTER_EVENTS);
-	if (intern_names(pid, args[0], args[1]) < 0) {
-		count(COUNTER_EVENTS_LOST);
-		return 0;
-	}
-	struct call_event *event = events.ringbuf_reserve(sizeof(struct call_event));
-	if (!event) {
-		count(COUNTER_EVENTS_LOST);
-		return 0;
-	}
-	event->timestamp = bpf_ktime_get_ns();
-	event->file = args[0];
-	event->function = args[1];
-	event->pid = pid;
-	event->tid = tid;
-	event->line = (__s32)args[2];
-	event->depth = depth;
-	event->kind = kind;
-	events.ringbuf_submit(event, 0);
 	return 0;
 }
 
@@ -112,11 +84,11 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	}
 	if (config->max_depth && level >= config->max_depth)
 		return 0;
-	return emit(EVENT_CALL, pid, tid, args, depth);
+	return emit_call_event(EVENT_CALL, pid, tid, args, depth);
 }
 
-/* function__return(filename, funcname, lineno): also fires when an exception unwinds */
-static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
+/* A call ends (EVENT_RETURN), or is taken back (EVENT_CREATED: it created a generator). */
+static __always_inline int leave(__u64 *args, __u8 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, tid = (__u32)id;
@@ -137,29 +109,18 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 	}
 	if (config->max_depth && level >= config->max_depth)
 		return 0;
-	return emit(EVENT_RETURN, pid, tid, args, depth);
+	return emit_call_event(kind, pid, tid, args, depth);
+}
+
+/* function__return(filename, funcname, lineno): also fires when an exception unwinds */
+static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
+{
+	return leave(args, EVENT_RETURN);
 }
 
 /* Entry of _Py_MakeCoro (CPython 3.15): the function__entry just before, on this thread, was
  * a generator or coroutine being created, not run; it has no return. Undo its depth. */
 static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32, tid = (__u32)id;
-	struct settings *config;
-	struct thread_state *state = thread(pid, tid, &config);
-	if (!state)
-		return 0;
-	__s32 depth = --state->depth;
-	__s32 level = depth - state->floor;
-	if (config->only_function) {
-		if (!state->inside)
-			return 0;
-		if (depth == state->function_depth)
-			state->inside = 0;
-		level = depth = depth - state->function_depth;
-	}
-	if (config->max_depth && level >= config->max_depth)
-		return 0;
-	return emit(EVENT_CREATED, pid, tid, args, depth);
+	return leave(args, EVENT_CREATED);
 }

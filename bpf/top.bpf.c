@@ -4,25 +4,15 @@
 #include "events.h"
 #include "common.h"
 
-/* Counts go to the generation user space names: it switches generations, then reads and
- * deletes the old one's counts, which no entry touches any more. */
-struct entry_key {
-	__u64 file;
-	__u64 function;
-	__u32 pid;
-	__s32 line;
-	__u32 generation;
-	__u32 pad;
-};
-
+/* Counts (common.h's, key: file, function, entry line) go to the generation user space names:
+ * it switches generations, then reads and deletes the old one's counts. */
 struct top_settings {
 	__u32 generation;
 	__u32 retract; /* CPython 3.15: remember each thread's last entry, in case it was a creation */
 };
 
 BPF_ARRAY(top_settings, struct top_settings, 1);
-BPF_HASH(entries, struct entry_key, __u64, 131072);
-BPF_TABLE("lru_hash", __u32, struct entry_key, last_entry, 16384);
+BPF_TABLE("lru_hash", __u32, struct count_key, last_entry, 16384);
 
 /* function__entry(filename, funcname, lineno) */
 static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
@@ -33,27 +23,11 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	if (!settings || !tracer_enabled() || !process_traced(pid))
 		return 0;
 	count(COUNTER_EVENTS);
-	struct entry_key key = {.file = args[0], .function = args[1], .pid = pid,
+	struct count_key key = {.first = args[0], .second = args[1], .pid = pid,
 				.line = (__s32)args[2], .generation = settings->generation};
 	if (settings->retract)
 		last_entry.update(&tid, &key);
-	__u64 *counted = entries.lookup(&key);
-	if (counted) {
-		__sync_fetch_and_add(counted, 1);
-		return 0;
-	}
-	if (intern_names(pid, args[0], args[1]) < 0) {
-		count(COUNTER_EVENTS_LOST);
-		return 0;
-	}
-	__u64 one = 1;
-	if (entries.insert(&key, &one) < 0) { /* another CPU inserted it first, or the map is full */
-		counted = entries.lookup(&key);
-		if (counted)
-			__sync_fetch_and_add(counted, 1);
-		else
-			count(COUNTER_EVENTS_LOST);
-	}
+	count_under(&key);
 	return 0;
 }
 
@@ -63,21 +37,21 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
-	struct entry_key *last = last_entry.lookup(&tid);
+	struct count_key *last = last_entry.lookup(&tid);
 	struct top_settings *settings = top_settings.lookup(&zero);
 	if (!last || !settings)
 		return 0;
-	struct entry_key key = *last;
+	struct count_key key = *last;
 	last_entry.delete(&tid);
 	key.generation = settings->generation;
-	__u64 *counted = entries.lookup(&key);
+	__u64 *counted = counts.lookup(&key);
 	if (counted) {
 		__sync_fetch_and_add(counted, -1);
 		return 0;
 	}
 	__u64 minus_one = (__u64)-1;
-	if (entries.insert(&key, &minus_one) < 0) {
-		counted = entries.lookup(&key);
+	if (counts.insert(&key, &minus_one) < 0) {
+		counted = counts.lookup(&key);
 		if (counted)
 			__sync_fetch_and_add(counted, -1);
 	}

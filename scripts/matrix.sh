@@ -22,11 +22,9 @@ if [ "$(id -u)" -ne 0 ]; then
     say "needs root for debootstrap: run 'sudo make matrix'" >&2
     exit 1
 fi
-if ! command -v debootstrap >/dev/null; then
-    say "installing debootstrap"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-fi
+# shellcheck source=scripts/apt.sh
+source "$(dirname "$0")/apt.sh"
+apt_install debootstrap
 
 mkdir -p "$MATRIX/chroots" "$MATRIX/debs"
 for entry in "${CHROOTS[@]}"; do

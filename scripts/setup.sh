@@ -25,27 +25,8 @@ if ! command -v apt-get >/dev/null; then
     exit 1
 fi
 
-missing() {
-    local package
-    for package in "$@"; do
-        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
-            || printf '%s\n' "$package"
-    done
-}
-
-apt_install() {
-    local wanted
-    mapfile -t wanted < <(missing "$@")
-    if [ ${#wanted[@]} -eq 0 ]; then
-        return
-    fi
-    say "installing ${wanted[*]}"
-    if [ -z "${APT_UPDATED:-}" ]; then
-        apt-get update -qq
-        APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
-}
+# shellcheck source=scripts/apt.sh
+source scripts/apt.sh
 
 apt_install "${APT_PACKAGES[@]}"
 

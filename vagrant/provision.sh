@@ -12,10 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "provision: run as root (sudo $0)" >&2
     exit 1
 fi
-if ! command -v make >/dev/null; then
-    echo "provision: installing make"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make >/dev/null
-fi
+# shellcheck source=scripts/apt.sh
+source "$CHECKOUT/scripts/apt.sh"
+apt_install make
 echo "provision: kernel $(uname -r); running make test in $CHECKOUT"
 make -C "$CHECKOUT" test

@@ -65,8 +65,8 @@ class HotLines(Consumer):
     def finish(self, summary: Summary) -> None:
         names = self.session.names
         counts: list[tuple[int, int, str, int, str]] = []
-        for key, value in self.session.program.table("lines").items():
-            file, function = names.get(key.pid, key.file, key.function)
+        for key, value in self.session.program.table("counts").items():
+            file, function = names.get(key.pid, key.first, key.second)
             if self._options.filename is None or self._options.filename in file:
                 counts.append((value.value, key.pid, file, key.line, function))
         counts.sort(key=lambda row: (-row[0], row[2], row[3]))

@@ -63,13 +63,13 @@ class Top(Consumer):
         self._generation ^= 1
         configure(self.session, self._generation)
         names = self.session.names
-        table = self.session.program.table("entries")
+        table = self.session.program.table("counts")
         calls: Counter = Counter()
         for key, value in list(table.items()):
             if key.generation != old and not everything:
                 continue
             del table[key]
-            file, function = names.get(key.pid, key.file, key.function)
+            file, function = names.get(key.pid, key.first, key.second)
             if key.pid not in self._sources:
                 self._sources.watch(key.pid)
             line = self._sources.resolve(key.pid, file, function, key.line) or key.line
