@@ -172,6 +172,30 @@ class Tracer:
         return self.process.returncode, out.decode(), (self.stderr + err).decode()
 
 
+@dataclass
+class TracedRun:
+    code: int  # the tracer's
+    stdout: str
+    stderr: str
+    target_output: bytes
+    path: str  # the script, as the target sees it
+
+
+def trace_held(name: str, arguments, interpreter: Interpreter = HOST, script_args=()) -> TracedRun:
+    """Start a held script, attach the tracer (arguments(pid): its command line), let the
+    script run to its end, then collect what both said."""
+    target = Target(name, *script_args, interpreter=interpreter)
+    try:
+        tracer = Tracer(*arguments(target.pid))
+        tracer.wait_attached()
+        target.go()
+        target_output, _ = target.finish()
+        code, stdout, stderr = tracer.finish()
+    finally:
+        target.kill()
+    return TracedRun(code, stdout, stderr, target_output, target.path)
+
+
 def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(
         pybpftrace_command(*args), input=input, capture_output=True, timeout=timeout,

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from ..argspec import ArgSpecError, format_operand, parse_spec
 from ..errors import NotFound, NotPython
-from ..probes import Location, NotAnElf, read_probes
+from ..probes import Location, NotAnElf
 from ..target import PythonBinary, describe_process, inspect_binary, process_binaries, process_exists
 from ..versions import format_version
 

@@ -24,21 +24,15 @@ from support import (
     run_tracer,
     script,
     summary_line,
+    trace_held,
 )
 
 
 def attach_and_run(interpreter, name, *arguments):
     """Trace a held script by PID with `arguments` (a command and its options); the tracer's
     (exit code, stdout, stderr)."""
-    target = Target(name, interpreter=interpreter)
-    try:
-        tracer = Tracer(*arguments[:1], target.pid, *arguments[1:])
-        tracer.wait_attached()
-        target.go()
-        target.finish()
-        return tracer.finish()
-    finally:
-        target.kill()
+    run = trace_held(name, lambda pid: [arguments[0], pid, *arguments[1:]], interpreter)
+    return run.code, run.stdout, run.stderr
 
 
 def json_lines(stdout):

@@ -11,29 +11,21 @@ from support import (
     HOST,
     PYTHON311,
     Target,
-    Tracer,
     calls,
     calls_by_thread,
     line_of,
     run_tracer,
     script,
     summary_line,
+    trace_held,
 )
 
 
 def attach_and_run(interpreter, name, *options, args=()):
     """Trace a held script by PID, let it run; (tracer exit code, stdout, stderr, the target's
     stdout, the script's path as the target sees it)."""
-    target = Target(name, *args, interpreter=interpreter)
-    try:
-        tracer = Tracer("stack", target.pid, "--filename", name, *options)
-        tracer.wait_attached()
-        target.go()
-        out, _ = target.finish()
-        code, stdout, stderr = tracer.finish()
-    finally:
-        target.kill()
-    return code, stdout, stderr, out, target.path
+    run = trace_held(name, lambda pid: ["stack", pid, "--filename", name, *options], interpreter, args)
+    return run.code, run.stdout, run.stderr, run.target_output, run.path
 
 
 def test_known_hierarchy_attached_by_pid(interpreter):
@@ -140,28 +132,11 @@ def test_max_depth_and_json():
 
 def test_tid_filter_and_output_file(tmp_path):
     output = tmp_path / "trace.txt"
-    target = Target("calls.py")
-    try:
-        tracer = Tracer("stack", "-p", target.pid, "--tid", target.pid, "--filename", "calls.py", "-o", output)
-        tracer.wait_attached()
-        target.go()
-        target.finish()
-        code, stdout, _ = tracer.finish()
-    finally:
-        target.kill()
-    assert code == 0 and stdout == ""
+    run = trace_held("calls.py", lambda pid: ["stack", "-p", pid, "--tid", pid, "--filename", "calls.py", "-o", output])
+    assert run.code == 0 and run.stdout == ""
     assert calls(output.read_text()) == expected.calls_attached(script("calls.py"))
-
-    other = Target("calls.py")
-    try:
-        tracer = Tracer("stack", other.pid, "--tid", other.pid + 100000, "--filename", "calls.py")
-        tracer.wait_attached()
-        other.go()
-        other.finish()
-        code, stdout, _ = tracer.finish()
-    finally:
-        other.kill()
-    assert code == 0 and calls(stdout) == []
+    other = trace_held("calls.py", lambda pid: ["stack", pid, "--tid", pid + 100000, "--filename", "calls.py"])
+    assert other.code == 0 and calls(other.stdout) == []
 
 
 def test_duration_stops_a_trace_of_a_process_that_keeps_running():
