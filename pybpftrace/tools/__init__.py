@@ -4,4 +4,5 @@
 NEEDED_PROBES: dict[str, tuple[str, ...]] = {
     "list": (),
     "stack": ("function__entry", "function__return"),
+    "audit": ("audit",),
 }

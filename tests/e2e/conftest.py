@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from support import WITH_FUNCTION_PROBES
+from support import ALL_INTERPRETERS, WITH_FUNCTION_PROBES
 
 
 @pytest.fixture(autouse=True)
@@ -13,5 +13,12 @@ def require_root():
 @pytest.fixture(params=WITH_FUNCTION_PROBES, ids=str)
 def interpreter(request):
     """Each CPython with function probes: 3.9 and 3.15 from the matrix's chroots, 3.11 here."""
+    request.param.prepare()
+    return request.param
+
+
+@pytest.fixture(params=ALL_INTERPRETERS, ids=str)
+def any_interpreter(request):
+    """Each CPython of the matrix: 3.9, 3.13, 3.14 and 3.15 from its chroots, 3.11 here."""
     request.param.prepare()
     return request.param

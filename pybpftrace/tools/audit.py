@@ -1,0 +1,218 @@
+"""`pybpftrace audit`: the stream of sys.audit events, each with its arguments decoded."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from dataclasses import dataclass, field
+from typing import Optional, TextIO
+
+from ..errors import TraceError
+from ..events import FIRST_TRUNCATED, FIRST_UNREADABLE, STRING_MAX, TRUNCATION_MARK, UNREADABLE_NAME
+from ..globs import CompiledGlob, GlobError, compile_glob
+from ..program import Handler, ProgramSpec
+from ..pyobjects import Decoder, ObjectModel, Snapshot, TypeNames, Value, object_model, to_json, to_text
+from ..session import Consumer, Session, TraceOptions, run_tool
+from ..target import PythonBinary
+
+GLOBS_MAX = 8  # as in bpf/audit.bpf.c
+# Mirrors bpf/events.h.
+AUDIT_ITEMS = 8
+AUDIT_NESTED = 4
+AUDIT_TUPLE_BYTES = 96
+AUDIT_ITEM_BYTES = 256
+AUDIT_NESTED_BYTES = 128
+# struct audit_event: timestamp, tuple, items, nested, pid, tid, binary, tuple_read,
+# items_read, nested_read, flags, name, tuple_bytes, item_bytes, nested_bytes
+AUDIT_EVENT = struct.Struct(
+    f"<QQ{AUDIT_ITEMS}Q{AUDIT_ITEMS * AUDIT_NESTED}QIIIH{AUDIT_ITEMS}H{AUDIT_ITEMS * AUDIT_NESTED}HB1x"
+    f"{STRING_MAX}s{AUDIT_TUPLE_BYTES}s{AUDIT_ITEMS * AUDIT_ITEM_BYTES}s"
+    f"{AUDIT_ITEMS * AUDIT_NESTED * AUDIT_NESTED_BYTES}s"
+)
+
+
+@dataclass
+class AuditOptions:
+    trace: TraceOptions = field(default_factory=TraceOptions)
+    events: list[str] = field(default_factory=list)  # globs; none: every event
+    output: Optional[TextIO] = None
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    timestamp: int
+    pid: int
+    tid: int
+    binary: int
+    name: str
+    args: Snapshot
+
+
+def _pieces(data: bytes, size: int, lengths: tuple[int, ...]) -> list[bytes]:
+    """The snapshots packed in data, `size` bytes apart, each cut to the bytes read."""
+    return [data[index * size : index * size + length] for index, length in enumerate(lengths)]
+
+
+def parse_record(record: tuple) -> AuditEvent:
+    """A struct audit_event, unpacked, as the args tuple's snapshot tree."""
+    n, nn = AUDIT_ITEMS, AUDIT_ITEMS * AUDIT_NESTED
+    timestamp, tuple_address = record[0], record[1]
+    items, nested = record[2 : 2 + n], record[2 + n : 2 + n + nn]
+    pid, tid, binary, tuple_read = record[2 + n + nn : 6 + n + nn]
+    items_read = record[6 + n + nn : 6 + 2 * n + nn]
+    nested_read = record[6 + 2 * n + nn : 6 + 2 * n + 2 * nn]
+    flags, name, tuple_bytes, item_bytes, nested_bytes = record[6 + 2 * n + 2 * nn :]
+    item_data = _pieces(item_bytes, AUDIT_ITEM_BYTES, items_read)
+    nested_data = _pieces(nested_bytes, AUDIT_NESTED_BYTES, nested_read)
+    children = []
+    for index, address in enumerate(items):
+        if not address:
+            break
+        inner = [
+            Snapshot(nested[index * AUDIT_NESTED + j], nested_data[index * AUDIT_NESTED + j])
+            for j in range(AUDIT_NESTED)
+            if nested[index * AUDIT_NESTED + j]
+        ]
+        children.append(Snapshot(address, item_data[index], tuple(inner)))
+    args = Snapshot(tuple_address, tuple_bytes[:tuple_read], tuple(children))
+    return AuditEvent(timestamp, pid, tid, binary, _event_name(name, flags), args)
+
+
+def _event_name(raw: bytes, flags: int) -> str:
+    if flags & FIRST_UNREADABLE:
+        return UNREADABLE_NAME
+    text = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return text + TRUNCATION_MARK if flags & FIRST_TRUNCATED else text
+
+
+class Binaries:
+    """The traced binaries, numbered for the kernel (each event says which one fired), with
+    the model of their objects."""
+
+    def __init__(self) -> None:
+        self.models: list[ObjectModel] = []
+        self._numbers: dict[PythonBinary, int] = {}
+
+    def constants(self, binary: PythonBinary) -> tuple[int, ...]:
+        """What its entry points pass after the probe's arguments (enum constant in
+        bpf/audit.bpf.c): its number and its layout's offsets, zeros when unknown."""
+        if binary not in self._numbers:
+            self._numbers[binary] = len(self.models)
+            self.models.append(object_model(binary))
+        layout = self.models[self._numbers[binary]].layout
+        offsets = (layout.ob_type, layout.ob_size, layout.tuple_items) if layout else (0, 0, 0)
+        assert all(0 <= offset < AUDIT_TUPLE_BYTES and offset % 8 == 0 for offset in offsets), offsets
+        return (self._numbers[binary], *offsets)
+
+
+def spec(binaries: Binaries) -> ProgramSpec:
+    return ProgramSpec("audit.bpf.c", (("audit", Handler("on_audit", 2)),), binary_constants=binaries.constants)
+
+
+class Decoders:
+    """A decoder per (process, binary, load bias), with the process's type names."""
+
+    def __init__(self, binaries: Binaries):
+        self._binaries = binaries
+        self._decoders: dict[tuple[int, int, Optional[int]], Decoder] = {}
+        self._type_names: dict[int, TypeNames] = {}
+
+    def decode(self, event: AuditEvent) -> Value:
+        model = self._binaries.models[event.binary]
+        bias = None
+        if model.layout is not None and len(event.args.data) >= model.layout.ob_type + 8:
+            offset = model.layout.ob_type
+            bias = model.bias(int.from_bytes(event.args.data[offset : offset + 8], "little"))
+        key = (event.pid, event.binary, bias)
+        if key not in self._decoders:
+            if event.pid not in self._type_names:
+                self._type_names[event.pid] = TypeNames(event.pid, model.layout)
+            self._decoders[key] = Decoder(model, bias, self._type_names[event.pid])
+        return self._decoders[key].decode_args(event.args)
+
+
+class TextRenderer:
+    header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8}  EVENT ARGS"
+
+    def __init__(self, stream: TextIO, start: int):
+        self._stream = stream
+        self._start = start
+        stream.write(self.header + "\n")
+
+    def event(self, event: AuditEvent, args: Value) -> None:
+        self._stream.write(
+            f"{(event.timestamp - self._start) / 1e9:12.6f} {event.pid:>8} {event.tid:>8}  "
+            f"{event.name} {to_text(args)}\n"
+        )
+
+
+class JsonRenderer:
+    def __init__(self, stream: TextIO, start: int):
+        self._stream = stream
+        self._start = start
+
+    def event(self, event: AuditEvent, args: Value) -> None:
+        record = {
+            "time": round((event.timestamp - self._start) / 1e9, 9),
+            "pid": event.pid,
+            "tid": event.tid,
+            "event": event.name,
+            "args": to_json(args),
+        }
+        self._stream.write(json.dumps(record) + "\n")
+
+
+class AuditConsumer(Consumer):
+    def __init__(self, session: Session, binaries: Binaries, options: AuditOptions, out: TextIO):
+        super().__init__(session)
+        self._decoders = Decoders(binaries)
+        renderer = JsonRenderer if options.json else TextRenderer
+        self._renderer = renderer(out, session.start)
+        self._out = out
+
+    def feed(self, records: list[tuple]) -> None:
+        for record in records:
+            event = parse_record(record)
+            self.threads.add(event.tid)
+            self._renderer.event(event, self._decoders.decode(event))
+        self._out.flush()
+
+
+def compile_globs(patterns: list[str]) -> list[CompiledGlob]:
+    if len(patterns) > GLOBS_MAX:
+        raise TraceError(f"at most {GLOBS_MAX} --event patterns")
+    try:
+        return [compile_glob(pattern) for pattern in patterns]
+    except GlobError as error:
+        raise TraceError(f"--event {error}") from None
+
+
+def configure(session: Session, globs: list[CompiledGlob]) -> None:
+    """The patterns go to the kernel through maps, never into the program's source."""
+    table = session.program.table("globs")
+    for index, glob in enumerate(globs):
+        value = table.Leaf()
+        value.start, value.stars, value.accept = glob.start, glob.stars, glob.accept
+        for character, step in enumerate(glob.steps):
+            value.steps[character] = step
+        table[table.Key(index)] = value
+    settings = session.program.table("settings")
+    config = settings.Leaf()
+    config.globs = len(globs)
+    settings[settings.Key(0)] = config
+
+
+def run(options: AuditOptions) -> int:
+    globs = compile_globs(options.events)
+    out = options.output or sys.stdout
+    binaries = Binaries()
+    return run_tool(
+        "audit",
+        spec(binaries),
+        AUDIT_EVENT,
+        options.trace,
+        lambda session: AuditConsumer(session, binaries, options, out),
+        lambda session: configure(session, globs),
+    )
