@@ -20,19 +20,18 @@ struct glob {
 /* Whether the NUL-terminated text (of at most STRING_MAX bytes) matches. A `*` keeps its
  * position on any character and lets the position after it start (no two stars are adjacent:
  * user space merges them), so one shift per character follows every way to match. The loop
- * has no branch (the state stops changing at the NUL), so the verifier walks it once per
- * pattern; unrolled, it would only make the program bigger. */
+ * is not unrolled: the verifier walks it once per pattern either way, and unrolled it would
+ * only make the program bigger. */
 static __always_inline int glob_match(const struct glob *glob, const char *text)
 {
 	__u64 state = glob->start;
-	__u64 alive = ~0ULL; /* all ones until the NUL */
 #pragma clang loop unroll(disable)
-	for (int i = 0; i < STRING_MAX; i++) {
-		__u64 c = (unsigned char)text[i];
-		alive &= -((c + 255) >> 8); /* c + 255 reaches 256 unless c is 0 */
-		__u64 next = ((state & glob->steps[c]) << 1) | (state & glob->stars);
-		next |= (next & glob->stars) << 1;
-		state = (next & alive) | (state & ~alive);
+	for (int i = 0; i < STRING_MAX && state; i++) {
+		unsigned char c = text[i];
+		if (!c)
+			break;
+		state = ((state & glob->steps[c]) << 1) | (state & glob->stars);
+		state |= (state & glob->stars) << 1;
 	}
 	return (state & glob->accept) != 0;
 }

@@ -50,32 +50,37 @@ class AuditEvent:
     args: Snapshot
 
 
-def _pieces(data: bytes, size: int, lengths: tuple[int, ...]) -> list[bytes]:
-    """The snapshots packed in data, `size` bytes apart, each cut to the bytes read."""
-    return [data[index * size : index * size + length] for index, length in enumerate(lengths)]
+def _piece(data: bytes, size: int, index: int, length: int) -> bytes:
+    """The index-th snapshot packed in data, `size` bytes apart, cut to the bytes read."""
+    return data[index * size : index * size + length]
+
+
+# Where struct audit_event's fields start in the unpacked record (arrays are flattened).
+_ITEMS = 2
+_NESTED = _ITEMS + AUDIT_ITEMS
+_IDS = _NESTED + AUDIT_ITEMS * AUDIT_NESTED
+_ITEMS_READ = _IDS + 4
+_NESTED_READ = _ITEMS_READ + AUDIT_ITEMS
 
 
 def parse_record(record: tuple) -> AuditEvent:
     """A struct audit_event, unpacked, as the args tuple's snapshot tree."""
-    n, nn = AUDIT_ITEMS, AUDIT_ITEMS * AUDIT_NESTED
     timestamp, tuple_address = record[0], record[1]
-    items, nested = record[2 : 2 + n], record[2 + n : 2 + n + nn]
-    pid, tid, binary, tuple_read = record[2 + n + nn : 6 + n + nn]
-    items_read = record[6 + n + nn : 6 + 2 * n + nn]
-    nested_read = record[6 + 2 * n + nn : 6 + 2 * n + 2 * nn]
-    flags, name, tuple_bytes, item_bytes, nested_bytes = record[6 + 2 * n + 2 * nn :]
-    item_data = _pieces(item_bytes, AUDIT_ITEM_BYTES, items_read)
-    nested_data = _pieces(nested_bytes, AUDIT_NESTED_BYTES, nested_read)
+    pid, tid, binary, tuple_read = record[_IDS:_ITEMS_READ]
+    flags, name, tuple_bytes, item_bytes, nested_bytes = record[-5:]
     children = []
-    for index, address in enumerate(items):
+    for index in range(AUDIT_ITEMS):
+        address = record[_ITEMS + index]
         if not address:
             break
-        inner = [
-            Snapshot(nested[index * AUDIT_NESTED + j], nested_data[index * AUDIT_NESTED + j])
-            for j in range(AUDIT_NESTED)
-            if nested[index * AUDIT_NESTED + j]
-        ]
-        children.append(Snapshot(address, item_data[index], tuple(inner)))
+        inner = []
+        for slot in range(index * AUDIT_NESTED, (index + 1) * AUDIT_NESTED):
+            if not record[_NESTED + slot]:
+                break
+            data = _piece(nested_bytes, AUDIT_NESTED_BYTES, slot, record[_NESTED_READ + slot])
+            inner.append(Snapshot(record[_NESTED + slot], data))
+        data = _piece(item_bytes, AUDIT_ITEM_BYTES, index, record[_ITEMS_READ + index])
+        children.append(Snapshot(address, data, tuple(inner)))
     args = Snapshot(tuple_address, tuple_bytes[:tuple_read], tuple(children))
     return AuditEvent(timestamp, pid, tid, binary, _event_name(name, flags), args)
 
