@@ -110,9 +110,9 @@ def worker_thread(path: str, steps: int) -> list[str]:
     return lines + [f"    <= {genexpr}", f"  <= {f('work', 'work returns')}", f"<= {f('worker', 'worker returns')}"]
 
 
-def audits(version: tuple[int, int], str_type: int) -> list[str]:
+def audits(version: tuple[int, int]) -> list[str]:
     """audits.py's events as `audit` shows them (after the time, PID and TID columns), with
-    heap addresses as 0x…: str_type is PyUnicode_Type's address in the process."""
+    addresses as 0x…."""
     # An item's snapshot is 256 bytes; an ASCII str's characters start after its header,
     # which lost its wstr pointer in 3.12.
     shown = 256 - (48 if version < (3, 12) else 40)
@@ -125,7 +125,7 @@ def audits(version: tuple[int, int], str_type: int) -> list[str]:
         "<int of 167 30-bit digits>, inf, -0.0, …1 more)",
         "pybpftrace.tuples ((), (1,), (1, 2, 3, 4, …2 more), ((…2 more), 'deep'), 1, 2, 3, 4, …2 more)",
         "pybpftrace.objects (<list object at 0x…>, <Custom object at 0x…>, <_io.TextIOWrapper object at 0x…>, "
-        f"<type object at {str_type:#x}>)",
+        "<type object at 0x…>)",
         f"pybpftrace.{'n' * 244}… ()",  # the name cut at 255 bytes
         "pybpftrace.last ()",
     ]
