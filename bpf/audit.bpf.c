@@ -17,25 +17,27 @@ struct settings {
 };
 
 /* Where a binary's objects keep their fields: constants its entry points pass after the
- * probe's two arguments (see layout_constants in pybpftrace/tools/audit.py). */
+ * probe's two arguments (Binaries.constants in pybpftrace/tools/audit.py). */
 enum constant {
 	BINARY = 2,        /* the binary's number, for user space */
 	OB_TYPE = 3,       /* offset of ob_type in every object */
 	OB_SIZE = 4,       /* of ob_size in a tuple */
 	TUPLE_ITEMS = 5,   /* of the item array in a tuple; 0: layout unknown, items not read */
+	TP_NAME = 6,       /* of tp_name in a type */
 };
 
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
 BPF_ARRAY(settings, struct settings, 1);
 BPF_ARRAY(globs, struct glob, GLOBS_MAX);
-/* The event name, read before deciding whether the event is wanted at all. */
-struct name_buffer {
-	char text[STRING_MAX];
+/* The event's name and objects, found before its record is reserved. */
+struct work {
+	char name[STRING_MAX];
+	struct audit_objects objects;
 };
-BPF_PERCPU_ARRAY(scratch, struct name_buffer, 1);
+BPF_PERCPU_ARRAY(scratch, struct work, 1);
 
-/* Names by id are not used: an event name from Python (sys.audit("x")) is a temporary buffer
- * whose address is soon reused, so each event carries its name. */
+/* Names by id serve type names only: an event name from Python (sys.audit("x")) is a
+ * temporary buffer whose address is soon reused, so each event carries its name. */
 static __always_inline __u8 names_match(const char *first, const char *second)
 {
 	return 0;
@@ -63,6 +65,59 @@ static __always_inline int wanted(const char *name)
 	return 0;
 }
 
+static __always_inline __u64 read_word(__u64 address)
+{
+	__u64 value = 0;
+	bpf_probe_read_user(&value, sizeof(value), (void *)address);
+	return value;
+}
+
+/* Address of a tuple's index-th item, or 0 past its end. */
+static __always_inline __u64 tuple_item(__u64 tuple, __s64 length, int index, __u64 *args)
+{
+	if (index >= length)
+		return 0;
+	return read_word(tuple + args[TUPLE_ITEMS] + index * sizeof(__u64));
+}
+
+static __always_inline __u64 type_of(__u64 object, __u64 *args)
+{
+	return object && args[TUPLE_ITEMS] ? read_word(object + args[OB_TYPE]) : 0;
+}
+
+/* The address of a type's name, made known to user space first (it drains names before the
+ * events that refer to them), keyed with the type. */
+static __always_inline __u64 type_name(__u32 pid, __u64 type, __u64 *args)
+{
+	__u64 name = type ? read_word(type + args[TP_NAME]) : 0;
+	if (name)
+		intern_owned_name(pid, name, type);
+	return name;
+}
+
+/* The args tuple, its first items, and the first items of those that are tuples of its own
+ * type (PyTuple_Type: subclasses are left alone, as user space decodes only exact tuples).
+ * Every slot is written: the per-CPU buffer holds the previous event's. */
+static __always_inline void find_objects(struct audit_objects *found, __u32 pid, __u64 tuple, __u64 *args)
+{
+	__u64 tuple_type = type_of(tuple, args);
+	__s64 length = tuple_type ? read_word(tuple + args[OB_SIZE]) : 0;
+	found->tuple = tuple;
+	found->tuple_type_name = type_name(pid, tuple_type, args);
+	for (int index = 0; index < AUDIT_ITEMS; index++) {
+		__u64 item = tuple_item(tuple, length, index, args);
+		__u64 type = type_of(item, args);
+		found->items[index] = item;
+		found->item_type_names[index] = type_name(pid, type, args);
+		__s64 inner_length = type && type == tuple_type ? read_word(item + args[OB_SIZE]) : 0;
+		for (int inner = 0; inner < AUDIT_NESTED; inner++) {
+			__u64 address = tuple_item(item, inner_length, inner, args);
+			found->nested[index][inner] = address;
+			found->nested_type_names[index][inner] = type_name(pid, type_of(address, args), args);
+		}
+	}
+}
+
 /* Copy the first `size` bytes of an object; the bytes copied. An object near the end of a
  * mapping cannot be read whole, so then it is read piece by piece up to the first page that
  * cannot be read. */
@@ -81,34 +136,16 @@ static __always_inline __u16 snapshot(__u8 *to, __u32 size, __u64 address)
 	return done;
 }
 
-static __always_inline __u64 read_word(__u64 address)
+static __always_inline void snapshot_objects(struct audit_event *event, const struct audit_objects *found)
 {
-	__u64 value = 0;
-	bpf_probe_read_user(&value, sizeof(value), (void *)address);
-	return value;
-}
-
-/* Address of a tuple's index-th item, or 0 past its end. */
-static __always_inline __u64 tuple_item(__u64 tuple, __s64 length, int index, __u64 *args)
-{
-	if (index >= length)
-		return 0;
-	return read_word(tuple + args[TUPLE_ITEMS] + index * sizeof(__u64));
-}
-
-/* The first items of an item that is a tuple: of the args tuple's own type (PyTuple_Type;
- * subclasses are left alone, as user space decodes only exact tuples). */
-static __always_inline void snapshot_nested(struct audit_event *event, int index, __u64 item,
-					    __u64 tuple_type, __u64 *args)
-{
-	__s64 length = 0;
-	if (item && read_word(item + args[OB_TYPE]) == tuple_type)
-		length = read_word(item + args[OB_SIZE]);
-	for (int inner = 0; inner < AUDIT_NESTED; inner++) {
-		__u64 address = tuple_item(item, length, inner, args);
-		event->nested[index][inner] = address;
-		event->nested_read[index][inner] =
-			snapshot(event->nested_bytes[index][inner], AUDIT_NESTED_BYTES, address);
+	bpf_probe_read_kernel(&event->objects, sizeof(event->objects), found);
+	event->tuple_read = snapshot(event->tuple_bytes, AUDIT_TUPLE_BYTES, found->tuple);
+	for (int index = 0; index < AUDIT_ITEMS; index++) {
+		event->items_read[index] =
+			snapshot(event->item_bytes[index], AUDIT_ITEM_BYTES, found->items[index]);
+		for (int inner = 0; inner < AUDIT_NESTED; inner++)
+			event->nested_read[index][inner] = snapshot(
+				event->nested_bytes[index][inner], AUDIT_NESTED_BYTES, found->nested[index][inner]);
 	}
 }
 
@@ -121,14 +158,14 @@ static __always_inline int on_audit(struct pt_regs *ctx, __u64 *args)
 	if (!tracer_enabled() || !process_traced(pid))
 		return 0;
 	__u32 zero = 0;
-	struct name_buffer *buffer = scratch.lookup(&zero);
-	if (!buffer)
+	struct work *work = scratch.lookup(&zero);
+	if (!work)
 		return 0;
-	char *name = buffer->text;
-	__u8 flags = read_name(name, args[0], FIRST_TRUNCATED, FIRST_UNREADABLE);
-	if (!wanted(name))
+	__u8 flags = read_name(work->name, args[0], FIRST_TRUNCATED, FIRST_UNREADABLE);
+	if (!wanted(work->name))
 		return 0;
 	count(COUNTER_EVENTS);
+	find_objects(&work->objects, pid, args[1], args);
 	struct audit_event *event = events.ringbuf_reserve(sizeof(struct audit_event));
 	if (!event) {
 		count(COUNTER_EVENTS_LOST);
@@ -139,23 +176,8 @@ static __always_inline int on_audit(struct pt_regs *ctx, __u64 *args)
 	event->tid = tid;
 	event->binary = args[BINARY];
 	event->flags = flags;
-	bpf_probe_read_kernel(event->name, STRING_MAX, name);
-
-	__u64 tuple = args[1];
-	event->tuple = tuple;
-	event->tuple_read = snapshot(event->tuple_bytes, AUDIT_TUPLE_BYTES, tuple);
-	__s64 length = 0;
-	__u64 tuple_type = 0;
-	if (tuple && args[TUPLE_ITEMS]) {
-		length = read_word(tuple + args[OB_SIZE]);
-		tuple_type = read_word(tuple + args[OB_TYPE]);
-	}
-	for (int index = 0; index < AUDIT_ITEMS; index++) {
-		__u64 item = tuple_item(tuple, length, index, args);
-		event->items[index] = item;
-		event->items_read[index] = snapshot(event->item_bytes[index], AUDIT_ITEM_BYTES, item);
-		snapshot_nested(event, index, item, tuple_type, args);
-	}
+	bpf_probe_read_kernel(event->name, STRING_MAX, work->name);
+	snapshot_objects(event, &work->objects);
 	events.ringbuf_submit(event, 0);
 	return 0;
 }

@@ -69,11 +69,20 @@ enum process_state {
 #define AUDIT_ITEM_BYTES 256
 #define AUDIT_NESTED_BYTES 128
 
+/* The objects an audit event snapshots, and the names of their types (the address of each
+ * one's tp_name, announced on the names ring with its type as the pair's second address). */
+struct audit_objects {
+	__u64 tuple;                             /* the args tuple */
+	__u64 items[AUDIT_ITEMS];                /* its first items; 0: none */
+	__u64 nested[AUDIT_ITEMS][AUDIT_NESTED]; /* the first items of each tuple item */
+	__u64 tuple_type_name;
+	__u64 item_type_names[AUDIT_ITEMS];
+	__u64 nested_type_names[AUDIT_ITEMS][AUDIT_NESTED];
+};
+
 struct audit_event {
 	__u64 timestamp;
-	__u64 tuple;                             /* address of the args tuple */
-	__u64 items[AUDIT_ITEMS];                /* addresses of its first items; 0: none */
-	__u64 nested[AUDIT_ITEMS][AUDIT_NESTED]; /* of the first items of each tuple item */
+	struct audit_objects objects;
 	__u32 pid;
 	__u32 tid;
 	__u32 binary;     /* which traced binary fired it: ProgramSpec.binary_constants */

@@ -42,7 +42,7 @@ class Layout:
     int_value: int = 16  # ob_size, or lv_tag
     int_digits: int = 24
     float_value: int = 16
-    type_name: int = 24  # PyTypeObject.tp_name
+    tp_name: int = 24  # in PyTypeObject
 
 
 LAYOUTS = (
@@ -155,11 +155,13 @@ Value = Union[str, bytes, int, float, bool, None, Truncated, LargeInt, Opaque, U
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The first bytes of an object, and, for a tuple, snapshots of its first items."""
+    """The first bytes of an object, for a tuple snapshots of its first items, and where the
+    name of its type is (its tp_name; 0: not read)."""
 
     address: int
     data: bytes
     items: tuple["Snapshot", ...] = ()
+    type_name: int = 0
 
 
 def _word(data: bytes, offset: int, signed: bool = False) -> int:
@@ -222,10 +224,10 @@ def _decode_known(kind: Optional[str], layout: Layout, data: bytes) -> Optional[
 
 
 class Decoder:
-    """Decodes the snapshots of one process's objects. type_name(address) names a type the
-    table does not know (from the live process), or returns None."""
+    """Decodes the snapshots of one process's objects. type_name(name address, type address)
+    is the text of a type's name, or None when it is not known."""
 
-    def __init__(self, model: ObjectModel, bias: Optional[int], type_name: Callable[[int], Optional[str]]):
+    def __init__(self, model: ObjectModel, bias: Optional[int], type_name: Callable[[int, int], Optional[str]]):
         self._model = model
         self._type_name = type_name
         self._kinds: dict[int, str] = {}
@@ -254,37 +256,14 @@ class Decoder:
         if kind == "tuple":
             return Items(tuple(self.decode(item) for item in snapshot.items), _word(data, layout.ob_size))
         decoded = _decode_known(kind, layout, data)
-        if decoded is None:
-            return Opaque(kind or self._type_name(_word(data, layout.ob_type)), address)
-        return decoded
+        if decoded is not None:
+            return decoded
+        return Opaque(kind or self._name_of_type(snapshot, layout), address)
 
-
-class TypeNames:
-    """The names of types (their tp_name), read from a live process's memory once per type:
-    type objects live as long as the classes they are."""
-
-    def __init__(self, pid: int, layout: Optional[Layout]):
-        self._pid = pid
-        self._layout = layout
-        self._names: dict[int, Optional[str]] = {}
-
-    def __call__(self, type_address: int) -> Optional[str]:
-        if type_address not in self._names:
-            self._names[type_address] = self._read(type_address)
-        return self._names[type_address]
-
-    def _read(self, type_address: int) -> Optional[str]:
-        if self._layout is None:
+    def _name_of_type(self, snapshot: Snapshot, layout: Layout) -> Optional[str]:
+        if not snapshot.type_name:
             return None
-        try:
-            with open(f"/proc/{self._pid}/mem", "rb", buffering=0) as memory:
-                memory.seek(type_address + self._layout.type_name)
-                name_address = int.from_bytes(memory.read(8), "little")
-                memory.seek(name_address)
-                name = memory.read(128).split(b"\0", 1)[0]
-        except (OSError, ValueError, OverflowError):
-            return None  # the process is gone, or that was not a type
-        return name.decode("utf-8", "replace") or None
+        return self._type_name(snapshot.type_name, _word(snapshot.data, layout.ob_type))
 
 
 # Output: a Python-like repr, and JSON values (with the type where JSON would lose it).

@@ -9,10 +9,18 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..errors import TraceError
-from ..events import FIRST_TRUNCATED, FIRST_UNREADABLE, STRING_MAX, TRUNCATION_MARK, UNREADABLE_NAME
+from ..events import (
+    FIRST_TRUNCATED,
+    FIRST_UNREADABLE,
+    STRING_MAX,
+    TRUNCATION_MARK,
+    UNKNOWN_NAME,
+    UNREADABLE_NAME,
+    Names,
+)
 from ..globs import CompiledGlob, GlobError, compile_glob
 from ..program import Handler, ProgramSpec
-from ..pyobjects import Decoder, ObjectModel, Snapshot, TypeNames, Value, object_model, to_json, to_text
+from ..pyobjects import Decoder, ObjectModel, Snapshot, Value, object_model, to_json, to_text
 from ..session import Consumer, Session, TraceOptions, run_tool
 from ..target import PythonBinary
 
@@ -23,10 +31,13 @@ AUDIT_NESTED = 4
 AUDIT_TUPLE_BYTES = 96
 AUDIT_ITEM_BYTES = 256
 AUDIT_NESTED_BYTES = 128
-# struct audit_event: timestamp, tuple, items, nested, pid, tid, binary, tuple_read,
-# items_read, nested_read, flags, name, tuple_bytes, item_bytes, nested_bytes
+_OBJECT_COUNT = 1 + AUDIT_ITEMS + AUDIT_ITEMS * AUDIT_NESTED  # the tuple, its items, theirs
+# struct audit_objects: tuple, items, nested, then the same objects' type names
+_OBJECTS = f"Q{AUDIT_ITEMS}Q{AUDIT_ITEMS * AUDIT_NESTED}Q" * 2
+# struct audit_event: timestamp, objects, pid, tid, binary, tuple_read, items_read,
+# nested_read, flags, name, tuple_bytes, item_bytes, nested_bytes
 AUDIT_EVENT = struct.Struct(
-    f"<QQ{AUDIT_ITEMS}Q{AUDIT_ITEMS * AUDIT_NESTED}QIIIH{AUDIT_ITEMS}H{AUDIT_ITEMS * AUDIT_NESTED}HB1x"
+    f"<Q{_OBJECTS}IIIH{AUDIT_ITEMS}H{AUDIT_ITEMS * AUDIT_NESTED}HB1x"
     f"{STRING_MAX}s{AUDIT_TUPLE_BYTES}s{AUDIT_ITEMS * AUDIT_ITEM_BYTES}s"
     f"{AUDIT_ITEMS * AUDIT_NESTED * AUDIT_NESTED_BYTES}s"
 )
@@ -55,19 +66,21 @@ def _piece(data: bytes, size: int, index: int, length: int) -> bytes:
     return data[index * size : index * size + length]
 
 
-# Where struct audit_event's fields start in the unpacked record (arrays are flattened).
+# Where struct audit_event's fields start in the unpacked record (arrays are flattened):
+# objects in the order the tuple, its items, each item's items; then their type names.
 _ITEMS = 2
 _NESTED = _ITEMS + AUDIT_ITEMS
-_IDS = _NESTED + AUDIT_ITEMS * AUDIT_NESTED
+_TYPE_NAMES = 1 + _OBJECT_COUNT
+_IDS = _TYPE_NAMES + _OBJECT_COUNT
 _ITEMS_READ = _IDS + 4
 _NESTED_READ = _ITEMS_READ + AUDIT_ITEMS
 
 
 def parse_record(record: tuple) -> AuditEvent:
     """A struct audit_event, unpacked, as the args tuple's snapshot tree."""
-    timestamp, tuple_address = record[0], record[1]
     pid, tid, binary, tuple_read = record[_IDS:_ITEMS_READ]
     flags, name, tuple_bytes, item_bytes, nested_bytes = record[-5:]
+    names = record[_TYPE_NAMES:_IDS]
     children = []
     for index in range(AUDIT_ITEMS):
         address = record[_ITEMS + index]
@@ -78,11 +91,11 @@ def parse_record(record: tuple) -> AuditEvent:
             if not record[_NESTED + slot]:
                 break
             data = _piece(nested_bytes, AUDIT_NESTED_BYTES, slot, record[_NESTED_READ + slot])
-            inner.append(Snapshot(record[_NESTED + slot], data))
+            inner.append(Snapshot(record[_NESTED + slot], data, (), names[_NESTED - 1 + slot]))
         data = _piece(item_bytes, AUDIT_ITEM_BYTES, index, record[_ITEMS_READ + index])
-        children.append(Snapshot(address, data, tuple(inner)))
-    args = Snapshot(tuple_address, tuple_bytes[:tuple_read], tuple(children))
-    return AuditEvent(timestamp, pid, tid, binary, _event_name(name, flags), args)
+        children.append(Snapshot(address, data, tuple(inner), names[_ITEMS - 1 + index]))
+    args = Snapshot(record[1], tuple_bytes[:tuple_read], tuple(children), names[0])
+    return AuditEvent(record[0], pid, tid, binary, _event_name(name, flags), args)
 
 
 def _event_name(raw: bytes, flags: int) -> str:
@@ -107,7 +120,7 @@ class Binaries:
             self._numbers[binary] = len(self.models)
             self.models.append(object_model(binary))
         layout = self.models[self._numbers[binary]].layout
-        offsets = (layout.ob_type, layout.ob_size, layout.tuple_items) if layout else (0, 0, 0)
+        offsets = (layout.ob_type, layout.ob_size, layout.tuple_items, layout.tp_name) if layout else (0,) * 4
         assert all(0 <= offset < AUDIT_TUPLE_BYTES and offset % 8 == 0 for offset in offsets), offsets
         return (self._numbers[binary], *offsets)
 
@@ -117,12 +130,12 @@ def spec(binaries: Binaries) -> ProgramSpec:
 
 
 class Decoders:
-    """A decoder per (process, binary, load bias), with the process's type names."""
+    """A decoder per (process, binary, load bias); type names come from the names ring."""
 
-    def __init__(self, binaries: Binaries):
+    def __init__(self, binaries: Binaries, names: Names):
         self._binaries = binaries
+        self._names = names
         self._decoders: dict[tuple[int, int, Optional[int]], Decoder] = {}
-        self._type_names: dict[int, TypeNames] = {}
 
     def decode(self, event: AuditEvent) -> Value:
         model = self._binaries.models[event.binary]
@@ -132,10 +145,12 @@ class Decoders:
             bias = model.bias(int.from_bytes(event.args.data[offset : offset + 8], "little"))
         key = (event.pid, event.binary, bias)
         if key not in self._decoders:
-            if event.pid not in self._type_names:
-                self._type_names[event.pid] = TypeNames(event.pid, model.layout)
-            self._decoders[key] = Decoder(model, bias, self._type_names[event.pid])
+            self._decoders[key] = Decoder(model, bias, lambda name, type_: self._type_name(event.pid, name, type_))
         return self._decoders[key].decode_args(event.args)
+
+    def _type_name(self, pid: int, name: int, type_address: int) -> Optional[str]:
+        text = self._names.get(pid, name, type_address)[0]
+        return None if text in (UNKNOWN_NAME, UNREADABLE_NAME) else text
 
 
 class TextRenderer:
@@ -172,7 +187,7 @@ class JsonRenderer:
 class AuditConsumer(Consumer):
     def __init__(self, session: Session, binaries: Binaries, options: AuditOptions, out: TextIO):
         super().__init__(session)
-        self._decoders = Decoders(binaries)
+        self._decoders = Decoders(binaries, session.names)
         renderer = JsonRenderer if options.json else TextRenderer
         self._renderer = renderer(out, session.start)
         self._out = out

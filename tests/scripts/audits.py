@@ -1,5 +1,5 @@
-"""sys.audit events with arguments of every kind pybpftrace decodes, then waits (a line on
-stdin) so that the tracer can still read type names from its memory."""
+"""sys.audit events with arguments of every kind pybpftrace decodes; then it waits for a line
+on stdin, so that a test can stop the tracer while it still runs."""
 import sys
 
 
@@ -17,7 +17,7 @@ def main():
     sys.audit("pybpftrace." + "n" * 300)
     sys.audit("pybpftrace.last")
     print("done", flush=True)
-    sys.stdin.readline()  # wait until the tracer has shown everything
+    sys.stdin.readline()
 
 
 main()

@@ -12,9 +12,11 @@ LAYOUTS = {
     "call_event": (events.CALL_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "depth", "kind"]),
     "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "flags", "first_text", "second_text"]),
     "fork_event": (events.FORK_EVENT, ["parent", "child"]),
-    "audit_event": (audit.AUDIT_EVENT, ["timestamp", "tuple", "items", "nested", "pid", "tid", "binary", "tuple_read",
-                                        "items_read", "nested_read", "flags", "name", "tuple_bytes", "item_bytes",
-                                        "nested_bytes"]),
+    "audit_event": (audit.AUDIT_EVENT, [
+        "timestamp", "objects.tuple", "objects.items", "objects.nested", "objects.tuple_type_name",
+        "objects.item_type_names", "objects.nested_type_names", "pid", "tid", "binary", "tuple_read", "items_read",
+        "nested_read", "flags", "name", "tuple_bytes", "item_bytes", "nested_bytes",
+    ]),
 }
 
 

@@ -34,7 +34,7 @@ SYMBOLS = {
 }
 
 
-def decoder(version, type_name=lambda address: None, bias=0, pie=False):
+def decoder(version, type_name=lambda name, type_address: None, bias=0, pie=False):
     model = ObjectModel(layout_for(version), dict(zip(SYMBOL_NAMES, SYMBOLS[version[:2]])), pie)
     return Decoder(model, bias, type_name)
 
@@ -132,7 +132,7 @@ def test_legacy_strings_and_short_reads_are_not_guessed():
     str_type = SYMBOLS[(3, 11)][0]
     legacy = bytearray(synthetic_str((3, 11), "abc", str_type))
     legacy[32] &= ~(1 << 5)  # not compact: its characters live elsewhere
-    decode = decoder((3, 11), type_name=lambda address: "never asked").decode
+    decode = decoder((3, 11), type_name=lambda name, type_address: "never asked").decode
     assert decode(Snapshot(0x10, bytes(legacy))) == Opaque("str", 0x10)
     assert decode(Snapshot(0x10, synthetic_str((3, 11), "abc", str_type)[:32])) == Opaque("str", 0x10)
     assert decode(Snapshot(0x10, b"")) == Unreadable(0x10)
@@ -146,17 +146,19 @@ def test_ints_too_long_for_their_snapshot():
     assert decoder((3, 9)).decode(Snapshot(1, old)) == LargeInt(167, negative=False)
 
 
-def test_unknown_types_are_named_by_the_process():
+def test_unknown_types_are_named_through_their_tp_name():
     asked = []
 
-    def type_name(address):
-        asked.append(address)
+    def type_name(name, type_address):
+        asked.append((name, type_address))
         return "socket"
 
-    snapshot = Snapshot(0x7F0000002000, struct.pack("<qQ", 1, 0x7F0000009000).ljust(64, b"\0"))
-    assert decoder((3, 11), type_name).decode(snapshot) == Opaque("socket", 0x7F0000002000)
-    assert asked == [0x7F0000009000]
-    assert decoder((3, 11)).decode(snapshot) == Opaque(None, 0x7F0000002000)
+    data = struct.pack("<qQ", 1, 0x7F0000009000).ljust(64, b"\0")
+    named = Snapshot(0x7F0000002000, data, (), type_name=0x7F0000009100)
+    assert decoder((3, 11), type_name).decode(named) == Opaque("socket", 0x7F0000002000)
+    assert asked == [(0x7F0000009100, 0x7F0000009000)]
+    assert decoder((3, 11)).decode(named) == Opaque(None, 0x7F0000002000)  # its name never announced
+    assert decoder((3, 11), type_name).decode(Snapshot(0x7F0000002000, data)) == Opaque(None, 0x7F0000002000)
 
 
 def test_tuples_show_their_length_beyond_the_items_read():
@@ -169,7 +171,7 @@ def test_tuples_show_their_length_beyond_the_items_read():
 
 def test_unknown_layout_shows_the_args_by_address():
     model = ObjectModel(None, dict(zip(SYMBOL_NAMES, SYMBOLS[(3, 11)])), pie=False)
-    decoded = Decoder(model, 0, lambda address: "never asked").decode_args(Snapshot(0x1234, b"\0" * 96))
+    decoded = Decoder(model, 0, lambda name, type_address: "never asked").decode_args(Snapshot(0x1234, b"\0" * 96))
     assert decoded == Opaque("tuple", 0x1234)
     assert layout_for((3, 16, 0)) is None and layout_for(None) is None and layout_for((3, 7, 3)) is None
 
