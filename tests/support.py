@@ -182,6 +182,21 @@ class Tracer:
         return self.process.returncode, (self.stdout + out).decode(), (self.stderr + err).decode()
 
 
+def trace_held(target: Target, command: str, *options, releases: int = 1) -> tuple[int, str, str, bytes, bytes]:
+    """Trace a held target by PID, let it go (`releases` lines on its stdin) and run to its
+    end: (tracer exit code, stdout, stderr, the target's stdout and stderr)."""
+    try:
+        tracer = Tracer(command, target.pid, *options)
+        tracer.wait_attached()
+        for _ in range(releases):
+            target.go()
+        out, err = target.finish()
+        code, stdout, stderr = tracer.finish()
+    finally:
+        target.kill()
+    return code, stdout, stderr, out, err
+
+
 def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(
         pybpftrace_command(*args), input=input, capture_output=True, timeout=timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import sys
@@ -145,7 +146,7 @@ class Decoders:
             bias = model.bias(int.from_bytes(event.args.data[offset : offset + 8], "little"))
         key = (event.pid, event.binary, bias)
         if key not in self._decoders:
-            self._decoders[key] = Decoder(model, bias, lambda name, type_: self._type_name(event.pid, name, type_))
+            self._decoders[key] = Decoder(model, bias, functools.partial(self._type_name, event.pid))
         return self._decoders[key].decode_args(event.args)
 
     def _type_name(self, pid: int, name: int, type_address: int) -> Optional[str]:

@@ -22,6 +22,7 @@ from support import (
     script,
     semaphores,
     summary_line,
+    trace_held,
 )
 
 _COLUMNS = re.compile(r"^\s*\d+\.\d{6}\s+(\d+)\s+(\d+)  (.*)$")
@@ -45,19 +46,11 @@ def symbol_address(binary: str, name: str) -> int:
 
 
 def trace_audits(interpreter, *options):
-    """audits.py traced by PID, let run to its end (the tracer names the types of its objects
-    after it exited): (tracer exit code, stdout, stderr, the target, its stdout, stderr and
-    exit code)."""
+    """audits.py traced by PID and let run to its end (the tracer names the types of its
+    objects after it exited): (tracer exit code, stdout, stderr, the target, its stdout,
+    stderr and exit code)."""
     target = Target("audits.py", interpreter=interpreter)
-    try:
-        tracer = Tracer("audit", target.pid, *options)
-        tracer.wait_attached()
-        target.go()
-        target.go()
-        out, err = target.finish()
-        code, stdout, stderr = tracer.finish()
-    finally:
-        target.kill()
+    code, stdout, stderr, out, err = trace_held(target, "audit", *options, releases=2)
     return code, stdout, stderr, target, (out, err, target.process.returncode)
 
 
@@ -189,14 +182,7 @@ def test_which_code_opens_sockets(any_interpreter, namespace):
     try:
         assert listener.stdout.readline() == b"listening\n"
         target = Target("connects.py", LISTENER, PORT, interpreter=any_interpreter, preexec_fn=namespace)
-        try:
-            tracer = Tracer("audit", target.pid, "--event", "socket.connect")
-            tracer.wait_attached()
-            target.go()
-            out, err = target.finish()
-            code, stdout, stderr = tracer.finish()
-        finally:
-            target.kill()
+        code, stdout, stderr, out, err = trace_held(target, "audit", "--event", "socket.connect")
         assert listener.wait(timeout=10) == 0
     finally:
         if listener.poll() is None:

@@ -18,6 +18,7 @@ from support import (
     run_tracer,
     script,
     summary_line,
+    trace_held,
 )
 
 
@@ -25,14 +26,7 @@ def attach_and_run(interpreter, name, *options, args=()):
     """Trace a held script by PID, let it run; (tracer exit code, stdout, stderr, the target's
     stdout, the script's path as the target sees it)."""
     target = Target(name, *args, interpreter=interpreter)
-    try:
-        tracer = Tracer("stack", target.pid, "--filename", name, *options)
-        tracer.wait_attached()
-        target.go()
-        out, _ = target.finish()
-        code, stdout, stderr = tracer.finish()
-    finally:
-        target.kill()
+    code, stdout, stderr, out, _ = trace_held(target, "stack", "--filename", name, *options)
     return code, stdout, stderr, out, target.path
 
 
