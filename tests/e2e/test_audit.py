@@ -13,6 +13,7 @@ from pyroute2 import NetNS, netns
 
 import expected
 from support import (
+    ALL_INTERPRETERS,
     HOST,
     PYTHON311,
     Target,
@@ -105,6 +106,29 @@ def test_event_filter_in_the_kernel_and_nothing_left_behind():
     assert re.fullmatch(  # the other events never left the kernel
         r"pybpftrace: 2 events, 0 lost, 1 threads, \d+\.\d\d s \(SIGINT\)", summary_line(stderr)
     )
+
+
+def test_every_version_at_once_each_by_its_own_layout():
+    """--binary for all five interpreters: one program, with each binary's layout offsets in
+    its own entry points (3.14 and 3.15 keep a tuple's items 8 bytes further)."""
+    for interpreter in ALL_INTERPRETERS:
+        interpreter.prepare()
+    binaries = [option for i in ALL_INTERPRETERS for option in ("--binary", i.host_python)]
+    tracer = Tracer("audit", *binaries, "--event", "pybpftrace.test")
+    tracer.wait_attached()
+    pids = []
+    for interpreter in ALL_INTERPRETERS:
+        target = Target("audits.py", interpreter=interpreter)
+        pids.append(target.pid)
+        target.go()
+        target.go()
+        assert target.finish() == (b"done\n", b"")
+        tracer.wait_output(f" {target.pid}  pybpftrace.test ")
+    tracer.signal(signal.SIGINT)
+    code, stdout, _ = tracer.finish()
+    assert code == 0
+    ours = sorted((pid, rest) for pid, _, rest in events(stdout) if pid in pids)
+    assert ours == [(pid, expected.audits((3, 11))[0]) for pid in sorted(pids)]
 
 
 def test_launched_command_is_traced_from_its_start():
