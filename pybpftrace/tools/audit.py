@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -108,22 +109,26 @@ def _event_name(raw: bytes, flags: int) -> str:
 
 class Binaries:
     """The traced binaries, numbered for the kernel (each event says which one fired), with
-    the model of their objects."""
+    the model of their objects. A file is numbered once, however many processes map it, so
+    that they share entry points."""
 
     def __init__(self) -> None:
         self.models: list[ObjectModel] = []
-        self._numbers: dict[PythonBinary, int] = {}
+        self._numbers: dict[tuple[int, int], int] = {}
 
     def constants(self, binary: PythonBinary) -> tuple[int, ...]:
         """What its entry points pass after the probe's arguments (enum constant in
         bpf/audit.bpf.c): its number and its layout's offsets, zeros when unknown."""
-        if binary not in self._numbers:
-            self._numbers[binary] = len(self.models)
+        stat = os.stat(binary.path)
+        identity = (stat.st_dev, stat.st_ino)
+        if identity not in self._numbers:
+            self._numbers[identity] = len(self.models)
             self.models.append(object_model(binary))
-        layout = self.models[self._numbers[binary]].layout
+        number = self._numbers[identity]
+        layout = self.models[number].layout
         offsets = (layout.ob_type, layout.ob_size, layout.tuple_items, layout.tp_name) if layout else (0,) * 4
         assert all(0 <= offset < AUDIT_TUPLE_BYTES and offset % 8 == 0 for offset in offsets), offsets
-        return (self._numbers[binary], *offsets)
+        return (number, *offsets)
 
 
 def spec(binaries: Binaries) -> ProgramSpec:

@@ -5,6 +5,7 @@ import re
 from pybpftrace.events import FIRST_TRUNCATED, FIRST_UNREADABLE
 from pybpftrace.program import bpf_dir
 from pybpftrace.pyobjects import Snapshot
+from pybpftrace.target import inspect_binary
 from pybpftrace.tools import audit
 
 
@@ -52,3 +53,11 @@ def test_names_cut_or_unreadable():
 def test_patterns_fit_the_program():
     source = (bpf_dir() / "audit.bpf.c").read_text()
     assert int(re.search(r"#define GLOBS_MAX (\d+)", source).group(1)) == audit.GLOBS_MAX
+
+
+def test_a_file_is_numbered_once_whatever_the_path(python311):
+    binaries = audit.Binaries()
+    direct = binaries.constants(inspect_binary(python311))
+    through_proc = binaries.constants(inspect_binary(f"/proc/self/root{python311}"))
+    assert direct == through_proc == (0, 8, 16, 24, 24)  # number; ob_type, ob_size, items, tp_name
+    assert len(binaries.models) == 1

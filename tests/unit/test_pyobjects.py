@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from pybpftrace import pyobjects
 from pybpftrace.pyobjects import (
     Decoder,
     Items,
@@ -212,3 +213,12 @@ VALUES = [
 def test_text_and_json(value, text, json_value):
     assert to_text(value) == text
     assert to_json(value) == json_value
+
+
+def test_free_threaded_builds_have_no_known_layout(python311, monkeypatch):
+    binary = inspect_binary(python311)
+    symbols = dict(zip(SYMBOL_NAMES, SYMBOLS[(3, 11)]))
+    monkeypatch.setattr(pyobjects, "_read_symbols", lambda path: {**symbols, "_Py_DecRefShared": 0x1000})
+    assert object_model(binary).layout is None
+    monkeypatch.setattr(pyobjects, "_read_symbols", lambda path: symbols)
+    assert object_model(binary).layout == layout_for((3, 11, 2))
