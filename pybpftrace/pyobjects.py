@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Optional, Union
 
 from .probes import open_elf
@@ -92,7 +91,6 @@ class ObjectModel:
         return bias if valid else None
 
 
-@lru_cache(maxsize=64)
 def _read_symbols(path: str) -> dict[str, int]:
     with open(path, "rb") as stream:
         return defined_symbols(open_elf(stream), (*TYPE_SYMBOLS, *SINGLETONS, FREE_THREADED_SYMBOL))
