@@ -117,9 +117,10 @@ static __always_inline __u8 read_name(char *text, __u64 address, __u8 truncated,
 	return 0;
 }
 
-/* Make sure user space knows the pair; return its cached flags, or -1 when it could not be
- * announced (the caller must then drop its event, which would name nothing). */
-static __always_inline int intern_names(__u32 pid, __u64 first, __u64 second)
+/* Make sure user space knows the pair (reading the second text at second_text: the second
+ * address itself, or 0 when it is only part of the key); return its cached flags, or -1 when
+ * it could not be announced. */
+static __always_inline int announce_names(__u32 pid, __u64 first, __u64 second, __u64 second_text)
 {
 	struct names_key key = {.first = first, .second = second, .pid = pid};
 	__u8 *known = known_names.lookup(&key);
@@ -133,13 +134,28 @@ static __always_inline int intern_names(__u32 pid, __u64 first, __u64 second)
 	event->second = second;
 	event->pid = pid;
 	event->flags = read_name(event->first_text, first, FIRST_TRUNCATED, FIRST_UNREADABLE) |
-		       read_name(event->second_text, second, SECOND_TRUNCATED, SECOND_UNREADABLE);
+		       read_name(event->second_text, second_text, SECOND_TRUNCATED, SECOND_UNREADABLE);
 	__u8 flags = NAMES_MATCH(event->first_text, event->second_text);
 	int unreadable = event->flags & (FIRST_UNREADABLE | SECOND_UNREADABLE);
 	names.ringbuf_submit(event, 0);
 	if (!unreadable) /* else read it again next time */
 		known_names.update(&key, &flags);
 	return flags;
+}
+
+/* The pair of strings at first and second; -1 when it could not be announced (the caller
+ * must then drop its event, which would name nothing). */
+static __always_inline int intern_names(__u32 pid, __u64 first, __u64 second)
+{
+	return announce_names(pid, first, second, second);
+}
+
+/* The string at text, keyed with the object that owns it (say, a type and its tp_name): the
+ * owner comes with an empty second text. Both are reused together far more rarely than the
+ * string's address alone. */
+static __always_inline int intern_owned_name(__u32 pid, __u64 text, __u64 owner)
+{
+	return announce_names(pid, text, owner, 0);
 }
 
 /* Counts kept in the kernel, by process, name pair and line (the programs that aggregate:

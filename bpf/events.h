@@ -139,6 +139,44 @@ enum process_state {
 	PROCESS_TRACED = 1,
 };
 
+/* An audit event (sys.audit): its name inline, the args tuple and its items as raw snapshots of
+ * their memory, which user space decodes with the traced version's object layout
+ * (pybpftrace/pyobjects.py). A tuple among the items has its first items snapshotted too. */
+#define AUDIT_ITEMS 8
+#define AUDIT_NESTED 4
+#define AUDIT_TUPLE_BYTES 96
+#define AUDIT_ITEM_BYTES 256
+#define AUDIT_NESTED_BYTES 128
+
+/* The objects an audit event snapshots, and the names of their types (the address of each
+ * one's tp_name, announced on the names ring with its type as the pair's second address). */
+struct audit_objects {
+	__u64 tuple;                             /* the args tuple */
+	__u64 items[AUDIT_ITEMS];                /* its first items; 0: none */
+	__u64 nested[AUDIT_ITEMS][AUDIT_NESTED]; /* the first items of each tuple item */
+	__u64 tuple_type_name;
+	__u64 item_type_names[AUDIT_ITEMS];
+	__u64 nested_type_names[AUDIT_ITEMS][AUDIT_NESTED];
+};
+
+struct audit_event {
+	__u64 timestamp;
+	struct audit_objects objects;
+	__u32 pid;
+	__u32 tid;
+	__u32 binary;     /* which traced binary fired it: ProgramSpec.binary_constants */
+	/* bytes of each snapshot read: an object at the end of a mapping is read in part */
+	__u16 tuple_read;
+	__u16 items_read[AUDIT_ITEMS];
+	__u16 nested_read[AUDIT_ITEMS][AUDIT_NESTED];
+	__u8 flags;       /* of the name: FIRST_TRUNCATED, FIRST_UNREADABLE */
+	__u8 pad[1];
+	char name[STRING_MAX];
+	__u8 tuple_bytes[AUDIT_TUPLE_BYTES];
+	__u8 item_bytes[AUDIT_ITEMS][AUDIT_ITEM_BYTES];
+	__u8 nested_bytes[AUDIT_ITEMS][AUDIT_NESTED][AUDIT_NESTED_BYTES];
+};
+
 /* Per-CPU counters: events the programs handled, and those they could not send on. */
 enum counter {
 	COUNTER_EVENTS = 0,

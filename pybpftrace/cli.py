@@ -188,6 +188,20 @@ def top(trace, output, json_output, interval, once, top) -> None:
     sys.exit(top_tool.run(top_tool.TopOptions(trace, output, json_output, interval, once, top)))
 
 
+@tracing_command
+@click.option("--event", "events", multiple=True, metavar="GLOB",
+              help="Show only events whose name matches GLOB (* any run, ? one byte; repeatable).")
+def audit(trace, output, json_output, events) -> None:
+    """Stream sys.audit events: `audit PID`, or `audit [OPTIONS] -- CMD ARGS...`.
+
+    Lines read: time since start, PID, thread id, event name, and its arguments decoded
+    (str, bytes, int, float, bool, None, tuples; other objects as <type object at address>).
+    --event filters in the kernel. A summary line goes to stderr."""
+    from .tools import audit as audit_tool
+
+    sys.exit(audit_tool.run(audit_tool.AuditOptions(trace=trace, events=list(events), output=output, json=json_output)))
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     try:
         cli.main(args=argv, prog_name="pybpftrace", standalone_mode=False)

@@ -7,12 +7,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .argspec import ArgSpecError, Argument, parse_spec
 from .errors import KernelSetup, NoProbes, TraceError
 from .probes import Location
-from .readers import reader_function
+from .readers import integer_literal, reader_function
 from .target import PythonBinary
 
 
@@ -57,6 +57,10 @@ class ProgramSpec:
     handlers: tuple[tuple[str, Handler], ...]  # (probe name, handler), in attach order
     # (function, handler): uprobes on function entries some versions need (Quirks.markers)
     markers: tuple[tuple[str, Handler], ...] = ()
+    # Integers a binary's handlers get after the probe's arguments (args[Handler.arguments]
+    # on): per-binary facts such as object layout offsets, so that binaries of different
+    # versions traced at once each get their own entry points.
+    binary_constants: Callable[[PythonBinary], tuple[int, ...]] = lambda binary: ()
 
     @property
     def probe_names(self) -> tuple[str, ...]:
@@ -82,7 +86,7 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary]) -> GeneratedProgra
     """The program's C text and where each entry point goes. Locations whose specs read the
     same way share one reader and one entry point."""
     readers: dict[tuple[Argument, ...], str] = {}
-    entries: dict[tuple[str, tuple[Argument, ...]], str] = {}
+    entries: dict[tuple[str, tuple[Argument, ...], tuple[int, ...]], str] = {}
     placements = []
     generated = []
     for probe_name, handler in spec.handlers:
@@ -90,6 +94,7 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary]) -> GeneratedProgra
             probe = binary.probes.probe(probe_name)
             if probe is None:
                 continue
+            constants = spec.binary_constants(binary)
             for location in probe.locations:
                 try:
                     arguments = parse_spec(location.args, binary.probes.machine)
@@ -103,11 +108,11 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary]) -> GeneratedProgra
                 if arguments not in readers:
                     readers[arguments] = f"read_arguments_{len(readers)}"
                     generated.append(reader_function(readers[arguments], arguments))
-                key = (probe_name, arguments)
+                key = (probe_name, arguments, constants)
                 if key not in entries:
                     entries[key] = f"probe_{probe_name}_{len(entries)}"
                     generated.append(
-                        _entry_point(entries[key], readers[arguments], handler, len(arguments))
+                        _entry_point(entries[key], readers[arguments], handler, len(arguments), constants)
                     )
                 placements.append(Placement(entries[key], binary, location))
     for symbol, handler in spec.markers:
@@ -122,11 +127,17 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary]) -> GeneratedProgra
     return GeneratedProgram(source + "\n".join(generated), placements)
 
 
-def _entry_point(name: str, reader: Optional[str], handler: Handler, count: int) -> str:
+def _entry_point(
+    name: str, reader: Optional[str], handler: Handler, count: int, constants: tuple[int, ...] = ()
+) -> str:
+    """The constants go after the handler's arguments, over any probe argument it ignores."""
     read = f"\t{reader}(ctx, args);\n" if reader else ""
+    read += "".join(
+        f"\targs[{handler.arguments + index}] = {integer_literal(value)};\n" for index, value in enumerate(constants)
+    )
     return (
         f"int {name}(struct pt_regs *ctx)\n{{\n"
-        f"\t__u64 args[{count}] = {{}};\n{read}"
+        f"\t__u64 args[{max(count, handler.arguments + len(constants))}] = {{}};\n{read}"
         f"\treturn {handler.function}(ctx, args);\n}}\n"
     )
 
@@ -169,7 +180,7 @@ class LoadedProgram:
     def entry_fd(self, name: str) -> int:
         try:
             return self._bpf.load_func(name.encode(), self._kprobe).fd
-        except Exception as error:  # bcc raises bare Exception, after printing the verifier's log
+        except Exception as error:  # bcc raises bare Exception and prints the verifier's log
             raise TraceError(f"the kernel refused the BPF program: {error}") from None
 
     def table(self, name: str):

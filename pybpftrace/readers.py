@@ -22,7 +22,7 @@ def _register(register: Register) -> str:
     return expression
 
 
-def _integer(value: int) -> str:
+def integer_literal(value: int) -> str:
     """A 64-bit C literal of any Python int, two's complement for negatives."""
     return f"0x{value & 0xFFFFFFFFFFFFFFFF:x}ULL"
 
@@ -32,7 +32,7 @@ def _address(memory: Memory) -> str:
     if memory.index is not None:
         parts.append(f"{_register(memory.index)} * {memory.scale}")
     if memory.offset:
-        parts.append(_integer(memory.offset))
+        parts.append(integer_literal(memory.offset))
     return " + ".join(parts)
 
 
@@ -45,7 +45,7 @@ def _widen(expression: str, argument: Argument) -> str:
 def _read_statement(index: int, argument: Argument) -> list[str]:
     operand: Operand = argument.operand
     if isinstance(operand, Constant):
-        return [f"args[{index}] = {_widen(_integer(operand.value), argument)};"]
+        return [f"args[{index}] = {_widen(integer_literal(operand.value), argument)};"]
     if isinstance(operand, Register):
         return [f"args[{index}] = {_widen(_register(operand), argument)};"]
     value_type = (_SIGNED if argument.signed else _UNSIGNED)[argument.size]

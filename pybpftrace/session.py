@@ -211,8 +211,8 @@ class Session:
         the tracer, without a trap per line. With no such function found, the line probe
         itself carries it, at the cost of a trap per line."""
         line = binary.probes.probe("line")
-        needed = "function__entry" in self.spec.probe_names and binary.quirks.entry_needs_line_semaphore
-        if not needed or line is None:
+        entries = "function__entry" in self.spec.probe_names
+        if not entries or not binary.quirks.entry_needs_line_semaphore or line is None:
             return
         offset = binary.never_called_offset
         for semaphore in line.semaphores:

@@ -1,6 +1,7 @@
 """The exact call hierarchies of the test scripts, for every CPython version with function
 probes: built from the `# marker` comments in the scripts, with each version's own line
-numbers spelled out where CPython reports them differently."""
+numbers spelled out where CPython reports them differently; and the exact audit events of
+audits.py on every version."""
 
 from __future__ import annotations
 
@@ -107,3 +108,24 @@ def worker_thread(path: str, steps: int) -> list[str]:
             f"    => {genexpr}",
         ]
     return lines + [f"    <= {genexpr}", f"  <= {f('work', 'work returns')}", f"<= {f('worker', 'worker returns')}"]
+
+
+def audits(version: tuple[int, int]) -> list[str]:
+    """audits.py's events as `audit` shows them (after the time, PID and TID columns), with
+    addresses as 0x…."""
+    # An item's snapshot is 256 bytes; an ASCII str's characters start after its header,
+    # which lost its wstr pointer in 3.12.
+    shown = 256 - (48 if version < (3, 12) else 40)
+    zeros_and_ones = "\\x00\\xff" * 112  # 224 bytes: the snapshot after the bytes header
+    return [
+        "pybpftrace.test ('text', b'bytes', 42, -7, 1267650600228229401496703205376, 1.5, None, ('nested', 1))",
+        f"pybpftrace.strings ('', 'café', '€uro', '😀!', '{'x' * shown}'…(300 chars), b'', "
+        f"b'{zeros_and_ones}'…(400 bytes), ('ü', '€'))",
+        "pybpftrace.numbers (0, -1267650600228229401496703205376, 1073741824, True, False, "
+        "<int of 167 30-bit digits>, inf, -0.0, …1 more)",
+        "pybpftrace.tuples ((), (1,), (1, 2, 3, 4, …2 more), ((…2 more), 'deep'), 1, 2, 3, 4, …2 more)",
+        "pybpftrace.objects (<list object at 0x…>, <Custom object at 0x…>, <_io.TextIOWrapper object at 0x…>, "
+        "<type object at 0x…>)",
+        f"pybpftrace.{'n' * 244}… ()",  # the name cut at 255 bytes
+        "pybpftrace.last ()",
+    ]

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 from pybpftrace.probes import read_probes
@@ -72,6 +73,7 @@ WITHOUT_FUNCTION_PROBES = [
     Interpreter((3, 13), "/usr/bin/python3.13", "trixie"),
     Interpreter((3, 14), "/usr/bin/python3.14", "sid"),
 ]
+ALL_INTERPRETERS = sorted(WITH_FUNCTION_PROBES + WITHOUT_FUNCTION_PROBES, key=lambda i: i.version)
 
 
 def pybpftrace_command(*args):
@@ -111,10 +113,10 @@ class Target:
     """A test script that waits for a line on stdin before its work, so the tracer can attach
     first; under this machine's CPython 3.11 unless told otherwise."""
 
-    def __init__(self, name: str, *args: str, interpreter: Interpreter = HOST):
+    def __init__(self, name: str, *args: str, interpreter: Interpreter = HOST, preexec_fn=None):
         self.process = subprocess.Popen(
             interpreter.command(name, *args),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec_fn,
         )
         self.pid = self.process.pid
         self.path = interpreter.script(name)
@@ -152,48 +154,60 @@ class Tracer:
         self.process = subprocess.Popen(
             pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
+        self.stdout = b""
         self.stderr = b""
 
     def wait_attached(self) -> None:
         """Until the tracer announces it is tracing."""
+        self._read_until("stderr", b"pybpftrace: tracing", "tracer never attached")
+
+    def wait_output(self, text: str) -> None:
+        """Until the tracer has written `text` (while its target still runs, say)."""
+        self._read_until("stdout", text.encode(), f"tracer never wrote {text!r}")
+
+    def _read_until(self, stream: str, text: bytes, failure: str) -> None:
         deadline = time.monotonic() + TIMEOUT
-        while b"pybpftrace: tracing" not in self.stderr:
+        pipe = getattr(self.process, stream)
+        while text not in getattr(self, stream):
             assert self.process.poll() is None, f"tracer exited: {self.stderr.decode()}"
-            assert time.monotonic() < deadline, "tracer never attached"
-            ready, _, _ = select.select([self.process.stderr], [], [], 0.1)
+            assert time.monotonic() < deadline, failure
+            ready, _, _ = select.select([pipe], [], [], 0.1)
             if ready:
-                self.stderr += os.read(self.process.stderr.fileno(), 65536)
+                setattr(self, stream, getattr(self, stream) + os.read(pipe.fileno(), 65536))
 
     def signal(self, number: int = signal.SIGINT) -> None:
         self.process.send_signal(number)
 
     def finish(self) -> tuple[int, str, str]:
         out, err = self.process.communicate(timeout=TIMEOUT)
-        return self.process.returncode, out.decode(), (self.stderr + err).decode()
+        return self.process.returncode, (self.stdout + out).decode(), (self.stderr + err).decode()
 
 
-@dataclass
-class TracedRun:
-    code: int  # the tracer's
-    stdout: str
+PID = object()  # in a tracer's command line: the target's PID
+
+
+class TracedRun(NamedTuple):
+    code: int  # the tracer's exit code
+    stdout: str  # the tracer's
     stderr: str
     target_output: bytes
+    target_errors: bytes
     path: str  # the script, as the target sees it
 
 
-def trace_held(name: str, arguments, interpreter: Interpreter = HOST, script_args=()) -> TracedRun:
-    """Start a held script, attach the tracer (arguments(pid): its command line), let the
-    script run to its end, then collect what both said."""
-    target = Target(name, *script_args, interpreter=interpreter)
+def trace_held(target: Target, *arguments, releases: int = 1) -> TracedRun:
+    """Attach the tracer (its command line, PID standing for the target's) to a held target,
+    let it go (`releases` lines on its stdin) and run to its end; what both said."""
     try:
-        tracer = Tracer(*arguments(target.pid))
+        tracer = Tracer(*(target.pid if argument is PID else argument for argument in arguments))
         tracer.wait_attached()
-        target.go()
-        target_output, _ = target.finish()
+        for _ in range(releases):
+            target.go()
+        target_output, target_errors = target.finish()
         code, stdout, stderr = tracer.finish()
     finally:
         target.kill()
-    return TracedRun(code, stdout, stderr, target_output, target.path)
+    return TracedRun(code, stdout, stderr, target_output, target_errors, target.path)
 
 
 def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:

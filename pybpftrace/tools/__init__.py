@@ -9,4 +9,5 @@ NEEDED_PROBES: dict[str, tuple[str, ...]] = {
     "lines": ("line",),
     "calls": ("function__entry", "function__return"),
     "top": ("function__entry",),
+    "audit": ("audit",),
 }

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from support import WITH_FUNCTION_PROBES, WITHOUT_FUNCTION_PROBES
+from support import ALL_INTERPRETERS, WITH_FUNCTION_PROBES
 
 
 @pytest.fixture(autouse=True)
@@ -17,12 +17,11 @@ def interpreter(request):
     return request.param
 
 
-ALL = sorted(WITH_FUNCTION_PROBES + WITHOUT_FUNCTION_PROBES, key=lambda i: i.version)
 WITH_LINE_PROBE = [i for i in WITH_FUNCTION_PROBES if i.version <= (3, 11)]
 
 
-@pytest.fixture(params=ALL, ids=str)
+@pytest.fixture(params=ALL_INTERPRETERS, ids=str)
 def any_interpreter(request):
-    """Each CPython of the matrix: 3.9, 3.11, 3.13, 3.14, 3.15."""
+    """Each CPython of the matrix: 3.9, 3.13, 3.14 and 3.15 from its chroots, 3.11 here."""
     request.param.prepare()
     return request.param

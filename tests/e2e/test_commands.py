@@ -13,6 +13,7 @@ import pytest
 
 from conftest import WITH_LINE_PROBE
 from support import (
+    PID,
     HOST,
     PYTHON311,
     WITH_FUNCTION_PROBES,
@@ -31,7 +32,7 @@ from support import (
 def attach_and_run(interpreter, name, *arguments):
     """Trace a held script by PID with `arguments` (a command and its options); the tracer's
     (exit code, stdout, stderr)."""
-    run = trace_held(name, lambda pid: [arguments[0], pid, *arguments[1:]], interpreter)
+    run = trace_held(Target(name, interpreter=interpreter), arguments[0], PID, *arguments[1:])
     return run.code, run.stdout, run.stderr
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PYTHON311, line_of, run_tracer, script, trace_held
+from support import PID, PYTHON311, Target, line_of, run_tracer, script, trace_held
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ def test_call_counts_are_exact():
 def test_time_weights_add_up_to_the_measured_time():
     """Tolerance: each frame's self time within 10% of what the script sleeps in it (sleep
     overshoots by well under a millisecond; the trap per call costs about a microsecond)."""
-    run = trace_held("timed.py", lambda pid: ["stack", pid, "--folded", "--filename", "timed.py"])
+    run = trace_held(Target("timed.py"), "stack", PID, "--folded", "--filename", "timed.py")
     assert run.code == 0
     weights = folded_lines(run.stdout)
     main, slow, fast = (label("timed.py", f, f"def {f}") for f in ("main", "slow", "fast"))

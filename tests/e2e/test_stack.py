@@ -8,6 +8,7 @@ import pytest
 
 import expected
 from support import (
+    PID,
     HOST,
     PYTHON311,
     Target,
@@ -24,7 +25,7 @@ from support import (
 def attach_and_run(interpreter, name, *options, args=()):
     """Trace a held script by PID, let it run; (tracer exit code, stdout, stderr, the target's
     stdout, the script's path as the target sees it)."""
-    run = trace_held(name, lambda pid: ["stack", pid, "--filename", name, *options], interpreter, args)
+    run = trace_held(Target(name, *args, interpreter=interpreter), "stack", PID, "--filename", name, *options)
     return run.code, run.stdout, run.stderr, run.target_output, run.path
 
 
@@ -132,10 +133,10 @@ def test_max_depth_and_json():
 
 def test_tid_filter_and_output_file(tmp_path):
     output = tmp_path / "trace.txt"
-    run = trace_held("calls.py", lambda pid: ["stack", "-p", pid, "--tid", pid, "--filename", "calls.py", "-o", output])
+    run = trace_held(Target("calls.py"), "stack", "-p", PID, "--tid", PID, "--filename", "calls.py", "-o", output)
     assert run.code == 0 and run.stdout == ""
     assert calls(output.read_text()) == expected.calls_attached(script("calls.py"))
-    other = trace_held("calls.py", lambda pid: ["stack", pid, "--tid", pid + 100000, "--filename", "calls.py"])
+    other = trace_held(Target("calls.py"), "stack", PID, "--tid", 4_194_000, "--filename", "calls.py")  # no such thread
     assert other.code == 0 and calls(other.stdout) == []
 
 

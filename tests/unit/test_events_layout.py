@@ -6,11 +6,17 @@ import subprocess
 
 from pybpftrace import events
 from pybpftrace.program import bpf_dir
+from pybpftrace.tools import audit
 
 LAYOUTS = {
     "call_event": (events.CALL_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "depth", "kind"]),
     "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "flags", "first_text", "second_text"]),
     "fork_event": (events.FORK_EVENT, ["parent", "child"]),
+    "audit_event": (audit.AUDIT_EVENT, [
+        "timestamp", "objects.tuple", "objects.items", "objects.nested", "objects.tuple_type_name",
+        "objects.item_type_names", "objects.nested_type_names", "pid", "tid", "binary", "tuple_read", "items_read",
+        "nested_read", "flags", "name", "tuple_bytes", "item_bytes", "nested_bytes",
+    ]),
 }
 
 
@@ -52,3 +58,12 @@ def test_constants_match_the_header():
     for name in ("EVENT_CALL", "EVENT_RETURN", "EVENT_CREATED", "PROCESS_TRACED", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
                  "FIRST_UNREADABLE", "SECOND_UNREADABLE", "COUNTER_EVENTS", "COUNTER_EVENTS_LOST"):
         assert int(defined[name]) == getattr(events, name), name
+
+
+def test_audit_sizes_match_the_header():
+    header = (bpf_dir() / "events.h").read_text()
+    defined = dict(re.findall(r"#define (AUDIT_[A-Z_]+) (\d+)", header))
+    assert {name: int(value) for name, value in defined.items()} == {
+        name: getattr(audit, name) for name in defined
+    }
+    assert len(defined) == 5

@@ -66,3 +66,22 @@ def test_markers_are_placed_only_where_the_version_needs_them():
     markers = [p for p in program.placements if p.entry == "marker_Py_MakeCoro"]
     assert [(p.binary.path, p.location.offset) for p in markers] == [("/py315", 0x5000)]
     assert "int marker_Py_MakeCoro(struct pt_regs *ctx)\n{\n\t__u64 args[3] = {};\n\treturn on_generator_created(ctx, args);\n}" in program.source
+
+
+def test_binary_constants_follow_the_handler_arguments_and_split_entry_points():
+    spec = ProgramSpec(
+        "stack.bpf.c",
+        (("audit", Handler("on_audit", 2)),),
+        binary_constants=lambda binary: (7, 24) if binary.path == "/a" else (8, 32),
+    )
+    # 3 probe arguments: the constants go over the third, which the handler ignores
+    first = binary(("audit", ["8@%rbp 8@%r12 8@%r13", "8@%rbp 8@%r12 8@%r13"]), path="/a")
+    second = binary(("audit", ["8@%rbp 8@%r12 8@%r13"]), path="/b")  # same spec, other constants
+    program = generate(spec, [first, second])
+    assert [p.entry for p in program.placements] == ["probe_audit_0", "probe_audit_0", "probe_audit_1"]
+    assert program.source.count("static __always_inline void read_arguments_") == 1
+    assert (
+        "int probe_audit_0(struct pt_regs *ctx)\n{\n\t__u64 args[4] = {};\n\tread_arguments_0(ctx, args);\n"
+        "\targs[2] = 0x7ULL;\n\targs[3] = 0x18ULL;\n\treturn on_audit(ctx, args);\n}"
+    ) in program.source
+    assert "\targs[2] = 0x8ULL;\n\targs[3] = 0x20ULL;\n" in program.source
