@@ -159,6 +159,34 @@ def load_segments(elf: ELFFile) -> list[Segment]:
     ]
 
 
+def defined_symbols(elf: ELFFile, names: Iterable[str]) -> dict[str, int]:
+    """The addresses of the named symbols this file defines (not those it imports), from
+    .dynsym (else .symtab). Read with struct rather than pyelftools' symbol objects, which
+    take most of a second on an interpreter's thousands of symbols."""
+    section = elf.get_section_by_name(".dynsym") or elf.get_section_by_name(".symtab")
+    if section is None or section["sh_entsize"] == 0:
+        return {}
+    strings = elf.get_section(section["sh_link"]).data()
+    # A name sits at one or more string offsets (tables may share suffixes): find them all.
+    offsets: dict[int, str] = {}
+    for name in names:
+        encoded = name.encode() + b"\0"
+        start = strings.find(encoded)
+        while start >= 0:
+            offsets[start] = name
+            start = strings.find(encoded, start + 1)
+    order = "<" if elf.little_endian else ">"
+    if elf.elfclass == 64:  # Elf64_Sym: name, info, other, shndx, value, size
+        layout, name_at, shndx_at, value_at = f"{order}I2xHQ8x", 0, 1, 2
+    else:  # Elf32_Sym: name, value, size, info, other, shndx
+        layout, name_at, shndx_at, value_at = f"{order}II4x2xH", 0, 2, 1
+    found = {}
+    for entry in struct.iter_unpack(layout, section.data()):
+        if entry[name_at] in offsets and entry[shndx_at] != 0:  # 0, SHN_UNDEF: imported
+            found[offsets[entry[name_at]]] = entry[value_at]
+    return found
+
+
 def open_elf(stream: BinaryIO) -> ELFFile:
     try:
         return ELFFile(stream)

@@ -14,9 +14,9 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from .probes import open_elf
+from .probes import defined_symbols, open_elf
 from .target import PythonBinary
-from .versions import Version, defined_symbols
+from .versions import Version
 
 PAGE = 4096
 DIGIT_BITS = 30  # CPython's int digits on 64-bit builds

@@ -1,11 +1,12 @@
 """A BPF ring buffer read straight from its memory mapping, many records per call.
 
 The kernel maps a ring buffer as one consumer page (ours to write), one producer page, and the
-data area twice in a row, so a record that wraps around the end is still contiguous. Each
-record starts with an 8-byte header: its length, whose top bits say busy (reserved, not yet
-submitted) and discarded, then its data, padded to 8 bytes. A pybpftrace ring carries records
-of one layout and never discards one, so records sit a fixed stride apart: the committed ones
-before the first still busy are unpacked in one call.
+data area (twice in a row, if asked: we map it once, since both views would count in our
+resident memory, and join the two ends of a batch that wraps). Each record starts with an
+8-byte header: its length, whose top bits say busy (reserved, not yet submitted) and
+discarded, then its data, padded to 8 bytes. A pybpftrace ring carries records of one layout
+and never discards one, so records sit a fixed stride apart: the committed ones before the
+first still busy are unpacked in one call.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ class RingBuffer:
         page = mmap.PAGESIZE
         self.fd = map_fd
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self._producer = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._producer = mmap.mmap(map_fd, page + size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data = memoryview(self._producer)[page:]
+        self._size = size
         self._mask = size - 1
         self._stride = (record.size + HEADER_SIZE + 7) & ~7
         self._records = struct.Struct(f"{record.format[0]}{HEADER_SIZE}x{record.format[1:]}"
@@ -43,7 +45,11 @@ class RingBuffer:
         if count <= 0:
             return []
         start = consumer & self._mask
-        chunk = self._data[start : start + count * self._stride]
+        end = start + count * self._stride
+        if end <= self._size:
+            chunk = self._data[start:end]
+        else:  # across the end of the data area: join its two pieces
+            chunk = memoryview(bytes(self._data[start:]) + bytes(self._data[: end - self._size]))
         flags = bytes(chunk[3 :: self._stride])  # each length's top byte: busy, discarded
         committed = len(flags) - len(flags.lstrip(b"\0"))
         records = list(self._records.iter_unpack(chunk[: committed * self._stride]))

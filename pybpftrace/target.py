@@ -14,13 +14,22 @@ from typing import Optional
 from elftools.elf.dynamic import DynamicSection
 
 from .errors import CommandNotFound, NoProbes, NotFound, NotPython
-from .probes import ElfProbes, NotAnElf, file_offset, load_segments, open_elf, read_elf_probes
+from .probes import (
+    ElfProbes,
+    NotAnElf,
+    defined_symbols,
+    file_offset,
+    load_segments,
+    open_elf,
+    read_elf_probes,
+)
 from .versions import (
     PROBE_HISTORY,
     Quirks,
     Version,
     quirks,
-    defined_symbols,
+    INTERPRETER_SYMBOLS,
+    VERSION_SYMBOL,
     detect_version,
     format_version,
     is_interpreter,
@@ -74,17 +83,16 @@ def _inspect(path: str, shown_path: str, identity: tuple) -> Optional[PythonBina
         try:
             elf = open_elf(stream)
             probes = read_elf_probes(elf, shown_path)
-            interpreter = is_interpreter(elf)
+            symbols = defined_symbols(elf, INTERPRETER_SYMBOLS + (VERSION_SYMBOL,) + NEVER_CALLED + MARKERS)
         except NotAnElf:
             return None
+        interpreter = is_interpreter(symbols)
         if not probes.probes and not interpreter:
             return None
-        version = detect_version(elf) if interpreter else None
+        version = detect_version(elf, symbols) if interpreter else None
         segments = load_segments(elf)
-        offsets = {
-            name: file_offset(address, segments)
-            for name, address in defined_symbols(elf, NEVER_CALLED + MARKERS).items()
-        }
+        offsets = {name: file_offset(address, segments) for name, address in symbols.items()
+                   if name in NEVER_CALLED + MARKERS}
     never_called = next((offsets[name] for name in NEVER_CALLED if name in offsets), None)
     markers = {name: offsets[name] for name in MARKERS if name in offsets}
     return PythonBinary(path, shown_path, probes, version, interpreter, never_called, markers)

@@ -12,15 +12,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
 
 from .probes import file_offset, load_segments
 
 Version = tuple[int, int, int]
 
-# Defined (not imported) in every CPython interpreter: the executable or libpython.
-_INTERPRETER_SYMBOLS = ("Py_Initialize", "Py_InitializeEx")
-_PY_VERSION_HEX = "Py_Version"  # exported since 3.11
 # PY_VERSION as compiled in, e.g. "3.9.2" or "3.15.0a1+".
 _PY_VERSION_TEXT = re.compile(rb"\x00(3\.(\d{1,2})\.(\d{1,2})(?:(?:a|b|rc)\d+)?\+?)\x00")
 
@@ -75,21 +71,14 @@ def format_version(version: Optional[Version]) -> str:
     return "CPython " + (".".join(map(str, version)) if version else "(version unknown)")
 
 
-def defined_symbols(elf: ELFFile, names: tuple[str, ...]) -> dict[str, int]:
-    section = elf.get_section_by_name(".dynsym") or elf.get_section_by_name(".symtab")
-    if not isinstance(section, SymbolTableSection):
-        return {}
-    found = {}
-    for name in names:
-        for symbol in section.get_symbol_by_name(name) or ():
-            if symbol["st_shndx"] != "SHN_UNDEF":
-                found[name] = symbol["st_value"]
-    return found
+INTERPRETER_SYMBOLS = ("Py_Initialize", "Py_InitializeEx")  # defined, not imported
+VERSION_SYMBOL = "Py_Version"  # PY_VERSION_HEX, exported since 3.11
 
 
-def is_interpreter(elf: ELFFile) -> bool:
-    """Whether this file holds a CPython interpreter (not just links to one)."""
-    return bool(defined_symbols(elf, _INTERPRETER_SYMBOLS))
+def is_interpreter(symbols: dict[str, int]) -> bool:
+    """Whether a file defining these symbols holds a CPython interpreter (not just links to
+    one)."""
+    return any(name in symbols for name in INTERPRETER_SYMBOLS)
 
 
 def _version_from_hex(elf: ELFFile, address: int) -> Version:
@@ -117,9 +106,9 @@ def _version_from_text(elf: ELFFile) -> Optional[Version]:
     return best
 
 
-def detect_version(elf: ELFFile) -> Optional[Version]:
-    """The CPython version compiled into this interpreter file, or None."""
-    symbols = defined_symbols(elf, (_PY_VERSION_HEX,))
-    if _PY_VERSION_HEX in symbols:
-        return _version_from_hex(elf, symbols[_PY_VERSION_HEX])
+def detect_version(elf: ELFFile, symbols: dict[str, int]) -> Optional[Version]:
+    """The CPython version compiled into this interpreter file (symbols: its defined
+    symbols, VERSION_SYMBOL among them if it has it), or None."""
+    if VERSION_SYMBOL in symbols:
+        return _version_from_hex(elf, symbols[VERSION_SYMBOL])
     return _version_from_text(elf)

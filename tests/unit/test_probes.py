@@ -189,3 +189,22 @@ def test_cpython_311_of_this_machine(python311):
         ["audit", "gc__done", "gc__start", "line", "import__find__load__start",
          "import__find__load__done", "function__entry", "function__return"]
     )
+
+
+def test_defined_symbols_match_readelf(require_tools):
+    from elftools.elf.elffile import ELFFile
+
+    from pybpftrace.probes import defined_symbols
+
+    require_tools("readelf")
+    table = subprocess.run(["readelf", "--dyn-syms", "-W", "/usr/bin/python3.11"], capture_output=True,
+                           text=True, check=True).stdout
+    wanted = ("Py_Initialize", "Py_Version", "Py_FatalError", "PyUnicode_Type", "_Py_NoneStruct", "no_such_symbol")
+    expected = {}
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) == 8 and fields[7] in wanted and fields[6] != "UND":
+            expected[fields[7]] = int(fields[1], 16)
+    with open("/usr/bin/python3.11", "rb") as stream:
+        assert defined_symbols(ELFFile(stream), wanted) == expected
+    assert len(expected) == 5

@@ -11,8 +11,8 @@ BUSY = 1 << 31
 
 
 def ring_file(tmp_path, records, consumer=0):
-    """(file, producer position): records written from `consumer` on, as (value, flags), each
-    also in the second copy of the data area, as the kernel's double mapping shows it."""
+    """A ring with records written from `consumer` on, as (value, flags), wrapping around the
+    data area as the kernel writes them (the file holds a second, unused copy of it)."""
     page = mmap.PAGESIZE
     data = bytearray(2 * SIZE)
     position = consumer
