@@ -47,7 +47,9 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
 }
 
-apt_install "${APT_PACKAGES[@]}"
+# A make target may need more (make bench: the peers it measures pybpftrace against).
+read -r -a EXTRA_PACKAGES <<<"${EXTRA_APT_PACKAGES:-}"
+apt_install "${APT_PACKAGES[@]}" "${EXTRA_PACKAGES[@]}"
 
 # bcc compiles BPF programs at run time against the running kernel's headers, found through
 # /lib/modules/$(uname -r)/build.
