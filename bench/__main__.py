@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from .measure import Run, count_events, measure
 from .report import UNTRACED, Cell, Row, document, goals, summarize
@@ -34,13 +34,19 @@ NOTES = [
     "probes in a chrooted process (it looks the binary up through /proc/PID/root), so there the "
     "script probes the chroot's binary by its path from the host, for every process running it, "
     "with a `/pid == PID/` predicate.",
+    "`3.15 (sid, host root)` is the same sid interpreter started from the host's root through "
+    "the chroot's own dynamic loader and libraries (`ld-linux-x86-64.so.2 --library-path ...`), "
+    "because bcc's tools cannot attach to a chrooted process (see below); it runs the "
+    "call-heavy workload only, to keep the run near ten minutes.",
     "uflow and ucalls are Python programs: they run with PYTHONUNBUFFERED=1 so that their "
     "`Tracing` line shows as soon as it is printed; uflow then writes a line per event, as it "
-    "does on a terminal. ucalls and the chroot's bpftrace do not stop when the target exits: "
-    "they are sent SIGINT (and print their counts) half a second after it has.",
+    "does on a terminal. A peer still running half a second after the target has exited "
+    "(they do not watch it) is sent SIGINT, on which ucalls and bpftrace print their counts.",
     "Each tracer's output (stack's file, the folded stacks, the peers' lines) goes to a scratch "
     "directory deleted after each run.",
 ]
+# Failures that trying again cannot mend.
+FINAL_FAILURES = ("Failed to enable USDT probe",)
 # Failures seen in runs, and what they mean: said once in the notes when they happen.
 KNOWN_FAILURES = {
     "Failed to enable USDT probe": "bcc's tools (uflow, ucalls) do not attach to a chrooted "
@@ -66,6 +72,8 @@ def main(argv: list[str]) -> int:
     rows: list[Row] = []
     for interpreter in chosen(INTERPRETERS, options.interpreter, lambda i: i.name):
         for workload in chosen(WORKLOADS, options.workload, lambda w: w.name):
+            if not interpreter.runs(workload):
+                continue
             found, counts = bench_workload(interpreter, workload, options.repeats)
             cells += found
             workloads.append({"interpreter": interpreter.name, "workload": workload.name, "counts": counts})
@@ -99,7 +107,7 @@ def chosen(items, wanted: Optional[list[str]], name) -> list:
     return [item for item in items if not wanted or any(name(item).startswith(w) for w in wanted)]
 
 
-def bench_workload(interpreter: Interpreter, workload: Workload, repeats: int) -> tuple[list[Cell], object]:
+def bench_workload(interpreter: Interpreter, workload: Workload, repeats: int) -> tuple[list[Cell], Union[dict, str]]:
     """Every tracer's cell for one workload, and its event counts (or why there are none)."""
     cells = {name: Cell(interpreter.name, workload.name, name, kind)
              for name, kind in [(UNTRACED, "untraced"), *((t.name, t.kind) for t in TRACERS)]}
@@ -137,7 +145,7 @@ def measure_once(interpreter: Interpreter, workload: Workload, tracer: Optional[
     been in the way), and the first failure is kept if all fail."""
     run = measure(interpreter, workload, tracer)
     for _ in range(RETRIES):
-        if not (run.error and run.error.startswith("did not attach")):
+        if not (run.error and run.error.startswith("did not attach")) or any(f in run.error for f in FINAL_FAILURES):
             break
         time.sleep(RETRY_PAUSE)
         retry = measure(interpreter, workload, tracer)

@@ -359,7 +359,8 @@ def document(meta: dict, workloads: list[dict], rows: list[Row], found: list[Goa
         "probes). It writes this file and the raw numbers to `bench/results.json`.",
         "",
         f"Last run: {meta['date']}, Linux {meta['kernel']}, {meta['cpu']} ({meta['cores']} cores), "
-        f"pybpftrace {meta['commit']}, {meta['repeats']} runs of each measurement (medians), "
+        f"pybpftrace {meta['commit']}, bpfcc-tools {meta['versions']['bpfcc-tools']}, "
+        f"{meta['versions']['bpftrace']}; {meta['repeats']} runs of each measurement (medians), "
         f"load average {meta['load_before']} before and {meta['load_after']} after; {meta['minutes']:.1f} minutes.",
         "",
         "**Read these as ratios.** The machine is shared (other jobs ran tests on its two cores during",

@@ -158,7 +158,7 @@ def _bpftrace_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
     (it looks for the binary through /proc/PID/root), so there the probes go on the binary
     by its path from here, for every process running it, and a predicate keeps the target's."""
     binary = interpreter.host_python
-    select, predicate = (["-p", str(pid)], "") if not interpreter.suite else ([], f"/pid == {pid}/ ")
+    select, predicate = (["-p", str(pid)], "") if not interpreter.chrooted else ([], f"/pid == {pid}/ ")
     script = " ".join(
         f"usdt:{binary}:python:function__{kind} {predicate}{{ @{kind} = count(); }}" for kind in ("entry", "return")
     )
