@@ -3,9 +3,11 @@ line, the line that says it is tracing, and how to read what it saw from its out
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -190,18 +192,10 @@ PEERS = (
            semaphores=("function__entry", "function__return"), stops_itself=False),
 )
 TRACERS = (FLOOR, *MODES, *PEERS)
-PEER_NAMES = tuple(peer.name for peer in PEERS)
-
-_availability_cache: dict[str, Optional[str]] = {}
 
 
+@functools.cache
 def _availability(name: str) -> Optional[str]:
-    if name not in _availability_cache:
-        _availability_cache[name] = _check(name)
-    return _availability_cache[name]
-
-
-def _check(name: str) -> Optional[str]:
     if name in PYBPFTRACE_MODES:
         command = PYBPFTRACE_MODES[name].split()[0]
         probe = subprocess.run([*PYBPFTRACE, command, "--help"], capture_output=True, cwd="/")
@@ -209,9 +203,5 @@ def _check(name: str) -> Optional[str]:
     if name in BCC_TOOL_NAMES:
         return None if bcc_tool(name) else f"{name} is not installed (Debian's bpfcc-tools)"
     if name == "bpftrace":
-        return None if _which("bpftrace") else "bpftrace is not installed"
+        return None if shutil.which("bpftrace") else "bpftrace is not installed"
     return None
-
-
-def _which(program: str) -> bool:
-    return any(os.access(os.path.join(d, program), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep))
