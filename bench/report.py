@@ -260,7 +260,10 @@ def _against_peers(rows: list[Row]) -> Goal:
     for row in rows:
         peer = peers.get((row.interpreter, row.workload, PEER_FOR.get(row.tracer, "")))
         if row.kind == "pybpftrace" and row.slowdown and peer and not row.partial:
-            checked.append((row, row.slowdown <= peer.slowdown, f"{row.slowdown:.1f}x vs {peer.tracer}'s {peer.slowdown:.1f}x"))
+            entries_only = f"; {peer.tracer} probes entries only, half the hits" if peer.tracer in ENTRY_ONLY_PEERS else ""
+            figure = (f"{row.slowdown:.1f}x vs {peer.tracer}'s {peer.slowdown:.1f}x (per event "
+                      f"{fmt(row.cost_ratio)} vs {fmt(peer.cost_ratio)} of the floor's{entries_only})")
+            checked.append((row, row.slowdown <= peer.slowdown, figure))
     why = "" if checked else "no peer doing the same job worked on any workload here (see the notes)"
     return _verdict("Every mode: slowdown no worse than the peer doing the same job (uflow for stack, ucalls for calls and top), where the peer works", checked, why)
 
@@ -349,7 +352,8 @@ COLUMNS = """\
 """
 
 
-def document(meta: dict, workloads: list[dict], rows: list[Row], found: list[Goal]) -> str:
+def document(meta: dict, workloads: list[dict], rows: list[Row], found: list[Goal], failures: list[str]) -> str:
+    """BENCHMARKS.md. failures: what the failures seen mean, said after the run's notes."""
     lines = [
         "# Benchmarks",
         "",
@@ -385,5 +389,5 @@ def document(meta: dict, workloads: list[dict], rows: list[Row], found: list[Goa
         )
         lines.append(f"| {workload['name']} | {_escape(workload['description'])} | {_escape(counts)} |")
     lines += ["", "## Results", "", *table(rows), "", "## Columns", "", COLUMNS.rstrip(), "", "## Notes", ""]
-    lines += [f"- {note}" for note in meta["notes"]]
+    lines += [f"- {note}" for note in dict.fromkeys(meta["notes"] + failures)]
     return "\n".join(lines) + "\n"
