@@ -2,7 +2,7 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup matrix demo test clean
+.PHONY: setup matrix demo test bench clean
 
 setup:
 	@MAKE_TARGET=$(firstword $(MAKECMDGOALS) setup) bash scripts/setup.sh
@@ -16,6 +16,12 @@ demo: setup
 
 test: setup matrix
 	$(VENV)/bin/python -m pytest -q -ra
+
+# What tracing costs, side by side with an empty BPF program and the peers (bcc's uflow and
+# ucalls, bpftrace, installed here): BENCHMARKS.md and bench/results.json. About 10 minutes.
+bench: matrix
+	@MAKE_TARGET=bench EXTRA_APT_PACKAGES="bpfcc-tools bpftrace" bash scripts/setup.sh
+	$(VENV)/bin/python -m bench
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -28,7 +28,9 @@ fi
 # shellcheck source=scripts/apt.sh
 source scripts/apt.sh
 
-apt_install "${APT_PACKAGES[@]}"
+# A make target may need more (make bench: the peers it measures pybpftrace against).
+read -r -a EXTRA_PACKAGES <<<"${EXTRA_APT_PACKAGES:-}"
+apt_install "${APT_PACKAGES[@]}" "${EXTRA_PACKAGES[@]}"
 
 # bcc compiles BPF programs at run time against the running kernel's headers, found through
 # /lib/modules/$(uname -r)/build.

@@ -1,0 +1,108 @@
+"""The floor tracer: pybpftrace's own program generation and uprobe placements, with a BPF
+program whose handlers do nothing (bench/floor.bpf.c). What a mode costs above the floor is
+then the mode's own work, not the price of the probes themselves.
+
+    python -m bench.floor [--count] PID
+
+It says `floor: tracing ...` on stderr once attached, and stops when the target exits (or on
+SIGINT or SIGTERM). With --count the handlers count the hits of each probe, and it ends with
+`floor: E entries, R returns` on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import sys
+from pathlib import Path
+
+from pybpftrace.attach import Uprobes
+from pybpftrace.program import Handler, LoadedProgram, ProgramSpec, generate
+from pybpftrace.target import PythonBinary, TargetOptions, Targets, find_targets
+from pybpftrace.tools import NEEDED_PROBES
+from pybpftrace.tools.stack import SPEC as STACK_SPEC
+
+SOURCE = Path(__file__).resolve().parent / "floor.bpf.c"
+HANDLERS = {"function__entry": "on_entry", "function__return": "on_return"}
+HIT_ENTRY, HIT_RETURN = 0, 1  # enum hit in floor.bpf.c
+
+
+def floor_spec() -> ProgramSpec:
+    """stack's probes and markers, each given a handler that does nothing: the same
+    placements as `pybpftrace stack`, the same generated argument readers."""
+    return ProgramSpec(
+        str(SOURCE),  # absolute, so program.bpf_dir() / SOURCE is SOURCE itself
+        tuple((probe, Handler(HANDLERS[probe], h.arguments)) for probe, h in STACK_SPEC.handlers),
+        markers=tuple((symbol, Handler("on_marker", h.arguments)) for symbol, h in STACK_SPEC.markers),
+    )
+
+
+def attach(program: LoadedProgram, targets: Targets, uprobes: Uprobes) -> None:
+    """Every placement in every target, semaphores raised by the kernel through
+    ref_ctr_offset, as pybpftrace's Session attaches them."""
+    for pid, binaries in targets.binaries.items():
+        for placement in program.placements:
+            if placement.binary in binaries:
+                semaphore = placement.location.semaphore
+                uprobes.attach(
+                    program.entry_fd(placement.entry),
+                    placement.binary.path,
+                    placement.location.offset,
+                    pid,
+                    semaphore.offset if semaphore else 0,
+                )
+        for binary in binaries:
+            raise_line_semaphore(uprobes, pid, binary)
+
+
+def raise_line_semaphore(uprobes: Uprobes, pid: int, binary: PythonBinary) -> None:
+    """CPython 3.11 fires function__entry only while the line semaphore is up: raise it the
+    way pybpftrace does, with a program-less uprobe on a function never called."""
+    line = binary.probes.probe("line")
+    if not binary.quirks.entry_needs_line_semaphore or line is None:
+        return
+    offset = binary.never_called_offset
+    for semaphore in line.semaphores:
+        place = offset if offset is not None else line.locations[0].offset
+        uprobes.attach(None, binary.path, place, pid, semaphore.offset)
+
+
+def wait_for_exit(pid: int) -> None:
+    """Until the target exits, or SIGINT or SIGTERM."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    pidfd = os.pidfd_open(pid)
+    try:
+        select.select([pidfd], [], [])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", action="store_true", help="count the hits of each probe")
+    parser.add_argument("pid", type=int)
+    options = parser.parse_args(argv)
+    targets = find_targets(TargetOptions(pids=[options.pid]), "stack", NEEDED_PROBES)
+    binaries = [b for group in targets.binaries.values() for b in group]
+    program = LoadedProgram(generate(floor_spec(), binaries), {"COUNT_HITS": 1} if options.count else {})
+    uprobes = Uprobes()
+    try:
+        attach(program, targets, uprobes)
+        print(f"floor: tracing PID {options.pid} with {len(uprobes)} uprobes", file=sys.stderr, flush=True)
+        wait_for_exit(options.pid)
+        uprobes.close()
+        if options.count:
+            hits = program.table("hits")
+            print(f"floor: {hits.sum(HIT_ENTRY).value} entries, {hits.sum(HIT_RETURN).value} returns", flush=True)
+    finally:
+        uprobes.close()
+        program.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
