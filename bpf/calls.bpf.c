@@ -51,6 +51,8 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 	struct frame *frame = NULL;
 	__u64 elapsed = 0;
 	int result = frames_pop(frames, args, now, &frame, &elapsed);
+	if (result == SHIM)
+		return 0;
 	struct function_stats *stats = stats_of(pid, args);
 	if (!stats) {
 		count(COUNTER_EVENTS_LOST);

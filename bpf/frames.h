@@ -34,6 +34,7 @@ enum pop_result {
 	POPPED = 0,       /* the frame returned is *frame */
 	BEGAN_BEFORE = 1, /* the call began before tracing */
 	UNTIMED = 2,      /* deeper than MAX_FRAMES, or its entry was never seen */
+	SHIM = 3,         /* CPython 3.15's shim frame under a specialized __init__: not a call */
 };
 
 BPF_TABLE("lru_hash", __u32, struct frames, thread_frames, MAX_THREADS);
@@ -79,8 +80,9 @@ static __always_inline struct frame *frames_push(struct frames *frames, __u64 *a
 }
 
 /* A call returns. Its frame is popped when it is the one on top; a return that matches no
- * entry (CPython 3.15 resumes a generator in throw() without function__entry) leaves the
- * stack as it is. The elapsed time is charged to the caller's callees. */
+ * entry leaves the stack as it is (CPython 3.15 fires those: a generator resumed by throw(),
+ * and a specialized __init__ call, entered without function__entry under a shim frame whose
+ * return fires too). The elapsed time is charged to the caller's callees. */
 static __always_inline int frames_pop(struct frames *frames, __u64 *args, __u64 now,
 				      struct frame **popped, __u64 *elapsed)
 {
@@ -95,7 +97,7 @@ static __always_inline int frames_pop(struct frames *frames, __u64 *args, __u64 
 	}
 	struct frame *frame = frame_at(frames, depth);
 	if (frame->file != args[0] || frame->function != args[1])
-		return UNTIMED;
+		return args[0] == args[1] ? SHIM : UNTIMED; /* the shim's file and function: one string */
 	frames->depth = depth;
 	*popped = frame;
 	*elapsed = now - frame->start;

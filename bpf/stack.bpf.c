@@ -11,9 +11,12 @@ struct settings {
 	__u32 max_depth;      /* 0: unlimited; else only calls shallower than this */
 	__u8 only_tids;       /* trace only the threads in `tids` */
 	__u8 only_function;   /* trace only inside calls of `function` */
-	__u8 pad[2];
+	__u8 check_returns;   /* match returns with entries (CPython 3.15: see on_function_return) */
+	__u8 pad;
 	char function[STRING_MAX];
 };
+
+#define CHECKED_FRAMES 64 /* open calls whose names are kept for check_returns */
 
 /* Events carry the depth relative to the thread's depth when tracing began (negative for
  * frames that began before), or, with only_function, relative to that function's frame.
@@ -23,6 +26,7 @@ struct thread_state {
 	__s32 floor;          /* lowest depth seen: frames entered before tracing began */
 	__s32 function_depth; /* depth of the outermost call of `function` running */
 	__u32 inside;         /* that call is running */
+	__u64 open[CHECKED_FRAMES]; /* check_returns: each open call's names, by depth above floor */
 };
 
 enum names_match {
@@ -31,7 +35,8 @@ enum names_match {
 
 BPF_ARRAY(settings, struct settings, 1);
 BPF_HASH(tids, __u32, __u8, 4096);
-BPF_TABLE("lru_hash", __u32, struct thread_state, threads, 65536);
+BPF_TABLE("lru_hash", __u32, struct thread_state, threads, 16384);
+BPF_PERCPU_ARRAY(blank_state, struct thread_state, 1); /* zeros, too big for the BPF stack */
 
 /* Names are (file, function): whether function is --function's. */
 static __always_inline __u8 function_matches(const char *text)
@@ -57,8 +62,29 @@ static __always_inline struct thread_state *thread(__u32 pid, __u32 tid, struct 
 		return NULL;
 	if ((*config)->only_tids && !tids.lookup(&tid))
 		return NULL;
-	struct thread_state fresh = {};
-	return threads.lookup_or_try_init(&tid, &fresh);
+	struct thread_state *state = threads.lookup(&tid);
+	if (state)
+		return state;
+	struct thread_state *blank = blank_state.lookup(&zero);
+	if (!blank)
+		return NULL;
+	threads.update(&tid, blank);
+	return threads.lookup(&tid);
+}
+
+static __always_inline __u64 names_key(__u64 *args)
+{
+	return args[0] ^ (args[1] * 0x9E3779B97F4A7C15ULL);
+}
+
+/* The slot of the call open at depth, or NULL where none is kept. */
+static __always_inline __u64 *open_call(struct thread_state *state, __s32 depth)
+{
+	__u32 index = depth - state->floor;
+	if (depth < state->floor || index >= CHECKED_FRAMES)
+		return NULL;
+	asm volatile("" : "+r"(index)); /* keep the mask: the verifier needs it */
+	return &state->open[index & (CHECKED_FRAMES - 1)];
 }
 
 /* function__entry(filename, funcname, lineno) */
@@ -72,6 +98,11 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 		return 0;
 	__s32 depth = state->depth++;
 	__s32 level = depth - state->floor;
+	if (config->check_returns) {
+		__u64 *slot = open_call(state, depth);
+		if (slot)
+			*slot = names_key(args);
+	}
 	if (config->only_function) {
 		if (!state->inside) {
 			int flags = intern_names(pid, args[0], args[1]);
@@ -96,9 +127,19 @@ static __always_inline int leave(__u64 *args, __u8 kind)
 	struct thread_state *state = thread(pid, tid, &config);
 	if (!state)
 		return 0;
-	__s32 depth = --state->depth;
-	if (depth < state->floor)
-		state->floor = depth;
+	__s32 depth;
+	__u64 *open = kind == EVENT_RETURN && config->check_returns ? open_call(state, state->depth - 1) : NULL;
+	if (open && *open != names_key(args)) {
+		/* No entry was seen for this return (CPython 3.15, see on_function_return): the
+		 * open call stays open, and this one shows as a call of it. */
+		if (args[0] == args[1])
+			return 0; /* the shim frame: its file and function are one string */
+		depth = state->depth;
+	} else {
+		depth = --state->depth;
+		if (depth < state->floor)
+			state->floor = depth;
+	}
 	__s32 level = depth - state->floor;
 	if (config->only_function) {
 		if (!state->inside)
@@ -112,7 +153,11 @@ static __always_inline int leave(__u64 *args, __u8 kind)
 	return emit_call_event(kind, pid, tid, args, depth);
 }
 
-/* function__return(filename, funcname, lineno): also fires when an exception unwinds */
+/* function__return(filename, funcname, lineno): also fires when an exception unwinds. CPython
+ * 3.15 also fires returns with no entry: for a generator resumed by throw(), and for __init__
+ * calls it has specialized (CALL_ALLOC_AND_ENTER_INIT pushes the __init__ frame without
+ * function__entry, under a shim frame whose return fires too, named "__init__" in a file
+ * "__init__", line -1). With check_returns such a return leaves the stack as it is. */
 static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 {
 	return leave(args, EVENT_RETURN);

@@ -22,6 +22,13 @@ def format_duration(ns: int) -> str:
     return f"{ns / 1e9:.3f} s"
 
 
+def unseen_entry(indent: int) -> str:
+    """Why a return has no duration: a call that began before tracing returns at the shallowest
+    depth so far (indent 0); one below an open call had its entry not seen (lost, or never
+    fired: CPython 3.15 resuming a generator in throw())."""
+    return "began before tracing" if indent == 0 else "entry not seen"
+
+
 class TextRenderer:
     """`TIME(s) TID  => function (file:line)`, indented by the thread's depth."""
 
@@ -40,7 +47,7 @@ class TextRenderer:
             f"{INDENT * indent}{arrow} {event.function} ({event.file}:{event.line})"
         )
         if self._durations and event.kind != EVENT_CALL:
-            line += f" [{format_duration(duration)}]" if duration is not None else " [began before tracing]"
+            line += f" [{format_duration(duration)}]" if duration is not None else f" [{unseen_entry(indent)}]"
         self._stream.write(line + "\n")
 
 

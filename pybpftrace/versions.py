@@ -32,6 +32,9 @@ class Quirks:
     # function__entry also fires when a generator or coroutine is created, with no return;
     # this function runs right after such an entry, and only then
     generator_creation_marker: Optional[str] = None
+    # function__return also fires with no entry (a generator resumed by throw(); a specialized
+    # __init__ call and the shim frame under it): returns must be matched with entries
+    returns_without_entry: bool = False
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -43,7 +46,7 @@ TABLE = (
     Quirks((3, 6), (3, 10)),
     Quirks((3, 11), (3, 11), entry_needs_line_semaphore=True),
     Quirks((3, 12), (3, 14)),
-    Quirks((3, 15), (3, 99), generator_creation_marker="_Py_MakeCoro"),
+    Quirks((3, 15), (3, 99), generator_creation_marker="_Py_MakeCoro", returns_without_entry=True),
 )
 
 NONE = Quirks((0, 0), (0, 0))

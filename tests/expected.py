@@ -129,3 +129,24 @@ def audits(version: tuple[int, int]) -> list[str]:
         f"pybpftrace.{'n' * 244}… ()",  # the name cut at 255 bytes
         "pybpftrace.last ()",
     ]
+
+
+def resumes(path: str, version: tuple[int, int]) -> list[str]:
+    """resumes.py: a generator resumed by throw() (under contextlib's hidden frames), then 50
+    __init__ calls, which 3.15 specializes after a few."""
+    f = lambda function, marker: frame(path, "resumes.py", function, marker)  # noqa: E731
+    # 3.15 resumes the generator in throw() without function__entry: the return shows alone
+    thrown = [] if version >= (3, 15) else [f"    => {f('managed', 'managed yields')}"]
+    return [
+        f"=> {f('throws', 'def throws')}",
+        f"    => {f('managed', 'def managed')}",
+        f"    <= {f('managed', 'managed yields')}",
+        *thrown,
+        f"    <= {f('managed', 'managed catches')}",
+        f"<= {f('throws', 'throws returns')}",
+        f"=> {f('boxes', 'def boxes')}",
+        *[f"  {arrow} {f('__init__', marker)}" for _ in range(50)
+          for arrow, marker in (("=>", "def init"), ("<=", "init returns"))],
+        f"<= {f('boxes', 'boxes returns')}",
+        f"<= {f('<module>', 'module ends')}",
+    ]

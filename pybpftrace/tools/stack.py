@@ -196,6 +196,8 @@ def configure(session: Session, options: StackOptions) -> None:
     value = settings.Leaf()
     value.max_depth = options.max_depth
     value.only_tids = bool(options.tids)
+    binaries = [b for group in session.targets.binaries.values() for b in group]
+    value.check_returns = any(b.quirks.returns_without_entry for b in binaries)
     if options.function is not None:
         value.only_function = 1
         value.function = function_filter(options.function)

@@ -295,3 +295,17 @@ def test_every_process_of_a_binary_including_later_ones(selector):
     assert [(e["event"], e["function"]) for e in events if e["function"] != "<module>"][:2] == [
         ("call", "top"), ("call", "middle")]
     assert "tracing every process running CPython 3.11.2 at /usr/bin/python3.11" in stderr
+
+
+@pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES, ids=str)
+def test_calls_where_returns_have_no_entry(interpreter):
+    interpreter.prepare()
+    code, stdout, _ = attach_and_run(interpreter, "resumes.py", "calls", "--json", "--top", "1000")
+    assert code == 0
+    (functions,) = [r["functions"] for r in json_lines(stdout)]
+    assert not [f for f in functions if f["file"] == "__init__"]  # 3.15's shim frame is no call
+    mine = {f["function"]: f for f in functions if f["file"] == interpreter.script("resumes.py")}
+    assert (mine["__init__"]["calls"], mine["__init__"]["timed_calls"]) == (50, 50)
+    # managed returns twice: at its yield, and when the exception thrown into it is caught;
+    # 3.15 resumes it in throw() without an entry, so that second call has no duration
+    assert (mine["managed"]["calls"], mine["managed"]["timed_calls"]) == (2, 1 if interpreter.version >= (3, 15) else 2)

@@ -46,6 +46,16 @@ def test_exceptions_generators_coroutines_and_decorators(interpreter):
     assert calls(stdout) == expected.features(path, interpreter.version, launched=False)
 
 
+def test_returns_without_entries_leave_the_stack_right(interpreter):
+    code, stdout, _, out, path = attach_and_run(interpreter, "resumes.py", "--durations")
+    assert code == 0 and out == b"50\n"
+    lines = [re.sub(r" \[(\d+\.\d{3} (us|ms)|began before tracing)\]$", "", line) for line in calls(stdout)]
+    if interpreter.version >= (3, 15):  # the return alone, its entry not seen
+        assert lines[3].endswith(f"({path}:{line_of('resumes.py', 'managed catches')}) [entry not seen]")
+        lines[3] = lines[3].removesuffix(" [entry not seen]")
+    assert lines == expected.resumes(path, interpreter.version)
+
+
 def test_attach_in_the_middle_of_a_deep_stack(interpreter):
     code, stdout, _, out, path = attach_and_run(interpreter, "midstack.py", "--durations", "--json")
     assert code == 0 and out == b"3\n"
