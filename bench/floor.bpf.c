@@ -4,6 +4,9 @@
  * With COUNT_HITS, the counting run of the benchmark: the same, plus a per-CPU count of the
  * hits of each probe, to know exactly how many events a workload makes. */
 #include <uapi/linux/ptrace.h>
+/* pybpftrace's Session wants common.h's maps: names, the switch, counters */
+#include "events.h"
+#include "common.h"
 
 enum hit { HIT_ENTRY, HIT_RETURN, HIT_MAX }; /* bench/floor.py reads them in this order */
 

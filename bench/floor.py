@@ -18,9 +18,9 @@ import signal
 import sys
 from pathlib import Path
 
-from pybpftrace.attach import Uprobes
-from pybpftrace.program import Handler, LoadedProgram, ProgramSpec, generate
-from pybpftrace.target import PythonBinary, TargetOptions, Targets, find_targets
+from pybpftrace.program import Handler, ProgramSpec
+from pybpftrace.session import Session
+from pybpftrace.target import TargetOptions, find_targets
 from pybpftrace.tools import NEEDED_PROBES
 from pybpftrace.tools.stack import SPEC as STACK_SPEC
 
@@ -37,36 +37,6 @@ def floor_spec() -> ProgramSpec:
         tuple((probe, Handler(HANDLERS[probe], h.arguments)) for probe, h in STACK_SPEC.handlers),
         markers=tuple((symbol, Handler("on_marker", h.arguments)) for symbol, h in STACK_SPEC.markers),
     )
-
-
-def attach(program: LoadedProgram, targets: Targets, uprobes: Uprobes) -> None:
-    """Every placement in every target, semaphores raised by the kernel through
-    ref_ctr_offset, as pybpftrace's Session attaches them."""
-    for pid, binaries in targets.binaries.items():
-        for placement in program.placements:
-            if placement.binary in binaries:
-                semaphore = placement.location.semaphore
-                uprobes.attach(
-                    program.entry_fd(placement.entry),
-                    placement.binary.path,
-                    placement.location.offset,
-                    pid,
-                    semaphore.offset if semaphore else 0,
-                )
-        for binary in binaries:
-            raise_line_semaphore(uprobes, pid, binary)
-
-
-def raise_line_semaphore(uprobes: Uprobes, pid: int, binary: PythonBinary) -> None:
-    """CPython 3.11 fires function__entry only while the line semaphore is up: raise it the
-    way pybpftrace does, with a program-less uprobe on a function never called."""
-    line = binary.probes.probe("line")
-    if not binary.quirks.entry_needs_line_semaphore or line is None:
-        return
-    offset = binary.never_called_offset
-    for semaphore in line.semaphores:
-        place = offset if offset is not None else line.locations[0].offset
-        uprobes.attach(None, binary.path, place, pid, semaphore.offset)
 
 
 def wait_for_exit(pid: int) -> None:
@@ -87,20 +57,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("pid", type=int)
     options = parser.parse_args(argv)
     targets = find_targets(TargetOptions(pids=[options.pid]), "stack", NEEDED_PROBES)
-    binaries = [b for group in targets.binaries.values() for b in group]
-    program = LoadedProgram(generate(floor_spec(), binaries), {"COUNT_HITS": 1} if options.count else {})
-    uprobes = Uprobes()
+    # pybpftrace's own Session: the same placements, semaphores and switch as its tools
+    session = Session(floor_spec(), targets, None, None, defines={"COUNT_HITS": 1} if options.count else {})
     try:
-        attach(program, targets, uprobes)
-        print(f"floor: tracing PID {options.pid} with {len(uprobes)} uprobes", file=sys.stderr, flush=True)
+        session.attach()
+        print(f"floor: tracing PID {options.pid}", file=sys.stderr, flush=True)
         wait_for_exit(options.pid)
-        uprobes.close()
         if options.count:
-            hits = program.table("hits")
+            hits = session.program.table("hits")
             print(f"floor: {hits.sum(HIT_ENTRY).value} entries, {hits.sum(HIT_RETURN).value} returns", flush=True)
     finally:
-        uprobes.close()
-        program.close()
+        session.close()
     return 0
 
 
