@@ -158,7 +158,8 @@ def probes_of(interpreter):
 
 def working_commands(interpreter):
     functions = interpreter.version >= (3, 15)
-    return [c for c in ("list", "stack", "gc", "imports", "calls", "top") if functions or c not in ("stack", "calls", "top")]
+    return [c for c in ("list", "stack", "gc", "imports", "calls", "top", "audit")
+            if functions or c not in ("stack", "calls", "top")]
 
 
 # calls ---------------------------------------------------------------------------------------
