@@ -8,6 +8,10 @@ import pytest
 
 from support import PYTHON311
 
+# A launched target shares the tracer's stdout; unbuffered, its print() writes the text and
+# the newline separately and tracer lines could land between them.
+os.environ.pop("PYTHONUNBUFFERED", None)
+
 
 @pytest.fixture(scope="session")
 def python311():
