@@ -5,7 +5,9 @@
 #include "common.h"
 #include "frames.h"
 
-BPF_HASH(functions, struct function_key, struct function_stats, 32768);
+/* Per CPU: each return updates its own CPU's counts, without atomic operations; user space
+ * adds them up. */
+BPF_PERCPU_HASH(functions, struct function_key, struct function_stats, 32768);
 BPF_PERCPU_ARRAY(blank_stats, struct function_stats, 1);
 
 static __always_inline struct function_stats *stats_of(__u32 pid, __u64 *args)
@@ -58,19 +60,19 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 		count(COUNTER_EVENTS_LOST);
 		return 0;
 	}
-	__sync_fetch_and_add(&stats->calls, 1);
+	stats->calls += 1;
 	if (result != POPPED || !frame)
 		return 0;
-	__sync_fetch_and_add(&stats->timed, 1);
-	__sync_fetch_and_add(&stats->total, elapsed);
-	__sync_fetch_and_add(&stats->self, elapsed - frame->callees);
+	stats->timed += 1;
+	stats->total += elapsed;
+	stats->self += elapsed - frame->callees;
 	if (elapsed > stats->max)
-		stats->max = elapsed; /* a race may keep the smaller of two maxima: rare, harmless */
+		stats->max = elapsed;
 	if (!stats->line)
 		stats->line = frame->line;
 	__u32 bucket = bpf_log2l(elapsed);
 	if (bucket < HISTOGRAM_BUCKETS)
-		__sync_fetch_and_add(&stats->histogram[bucket], 1);
+		stats->histogram[bucket] += 1;
 	return 0;
 }
 

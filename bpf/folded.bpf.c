@@ -9,7 +9,10 @@
 #define MAX_NODES 262144
 #endif
 
-BPF_HASH(nodes, __u64, struct call_node, MAX_NODES);
+/* Per CPU: calls and self time are added on the CPU the event ran on, without atomic
+ * operations (two threads would fight over the same nodes); user space adds them up. The
+ * CPU that makes a node alone holds its parent and names: the others' copies start at 0. */
+BPF_PERCPU_HASH(nodes, __u64, struct call_node, MAX_NODES);
 BPF_HASH(roots, __u64, struct call_root, 65536);
 BPF_HASH(tids, __u32, __u8, 4096);
 BPF_ARRAY(only_tids, __u32, 1);
@@ -86,7 +89,7 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 		node = nodes.lookup(&node_id);
 	}
 	if (node)
-		__sync_fetch_and_add(&node->calls, 1);
+		node->calls += 1;
 	else /* its names could not be sent, or the map is full: its time goes uncounted */
 		count(COUNTER_EVENTS_LOST);
 	struct frame *frame = frames_push(frames, args, now);
@@ -110,7 +113,7 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 		__u64 node_id = frame->node_id;
 		struct call_node *node = nodes.lookup(&node_id);
 		if (node)
-			__sync_fetch_and_add(&node->self, elapsed - frame->callees);
+			node->self += elapsed - frame->callees;
 		return 0;
 	}
 	if (result != BEGAN_BEFORE)
@@ -148,7 +151,7 @@ static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args
 		__u64 node_id = frame_at(frames, frames->depth - 1)->node_id;
 		struct call_node *node = nodes.lookup(&node_id);
 		if (node)
-			__sync_fetch_and_add(&node->calls, -1);
+			node->calls -= 1;
 	}
 	frames_retract(frames);
 	return 0;

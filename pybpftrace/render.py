@@ -32,34 +32,47 @@ def unseen_entry(indent: int) -> str:
 class TextRenderer:
     """`TIME(s) TID  => function (file:line)`, indented by the thread's depth."""
 
-    header = f"{'TIME(s)':>12} {'TID':>8}  CALL"
+    header = f"{'TIME(s)':>12} {'TID':>8}  CALL\n"
 
-    def __init__(self, stream: TextIO, start: int, durations: bool):
-        self._stream = stream
+    def __init__(self, start: int, durations: bool):
         self._start = start
         self._durations = durations
-        stream.write(self.header + "\n")
+        # What repeats, formatted once: this is the streaming hot path.
+        self._indents = [INDENT * depth for depth in range(64)]
+        self._tids: dict[int, str] = {}
+        self._labels: dict[tuple[str, str], str] = {}
 
-    def event(self, event: CallEvent, indent: int, duration: Optional[int]) -> None:
-        arrow = "=>" if event.kind == EVENT_CALL else "<="
-        line = (
-            f"{(event.timestamp - self._start) / 1e9:12.6f} {event.tid:>8}  "
-            f"{INDENT * indent}{arrow} {event.function} ({event.file}:{event.line})"
+    def line(self, event: CallEvent, indent: int, duration: Optional[int]) -> str:
+        """The event's line, newline included."""
+        tid = self._tids.get(event.tid)
+        if tid is None:
+            tid = self._tids[event.tid] = "%8d  " % event.tid
+        label = self._labels.get((event.function, event.file))
+        if label is None:
+            label = self._labels[(event.function, event.file)] = f"{event.function} ({event.file}:"
+        text = "%12.6f %s%s%s%s%d)" % (
+            (event.timestamp - self._start) / 1e9,
+            tid,
+            self._indents[indent] if indent < 64 else INDENT * indent,
+            "=> " if event.kind == EVENT_CALL else "<= ",
+            label,
+            event.line,
         )
         if self._durations and event.kind != EVENT_CALL:
-            line += f" [{format_duration(duration)}]" if duration is not None else f" [{unseen_entry(indent)}]"
-        self._stream.write(line + "\n")
+            text += f" [{format_duration(duration)}]" if duration is not None else f" [{unseen_entry(indent)}]"
+        return text + "\n"
 
 
 class JsonRenderer:
     """One JSON object per event, a line each; depth as the kernel counted it (negative for
     frames that began before tracing)."""
 
-    def __init__(self, stream: TextIO, start: int, durations: bool):
-        self._stream = stream
+    header = ""
+
+    def __init__(self, start: int, durations: bool):
         self._start = start
 
-    def event(self, event: CallEvent, indent: int, duration: Optional[int]) -> None:
+    def line(self, event: CallEvent, indent: int, duration: Optional[int]) -> str:
         record = {
             "time": round((event.timestamp - self._start) / 1e9, 9),
             "pid": event.pid,
@@ -72,7 +85,7 @@ class JsonRenderer:
         }
         if duration is not None:
             record["duration_ns"] = duration
-        self._stream.write(json.dumps(record) + "\n")
+        return json.dumps(record) + "\n"
 
 
 def _entry_lines(trees: Iterable[CallTree]) -> dict[tuple[str, str], set[int]]:

@@ -100,14 +100,26 @@ class Calls(Consumer):
     def read(self) -> list[FunctionStats]:
         names = self.session.names
         found = []
-        for key, value in self.session.program.table("functions").items():
+        for key, per_cpu in self.session.program.table("functions").items():
             file, function = names.get(key.pid, key.file, key.function)
             if key.pid not in self._sources:
                 self._sources.watch(key.pid)
-            line = self._sources.resolve(key.pid, file, function, value.line) or value.line
-            histogram = {bucket: count for bucket, count in enumerate(value.histogram) if count}
-            found.append(FunctionStats(key.pid, function, file, line, value.calls, value.timed, value.total,
-                                       value.self, value.max, histogram))
+            reported = next((value.line for value in per_cpu if value.line), 0)
+            line = self._sources.resolve(key.pid, file, function, reported) or reported
+            histogram = {
+                bucket: total
+                for bucket, total in enumerate(map(sum, zip(*(value.histogram for value in per_cpu))))
+                if total
+            }
+            found.append(FunctionStats(
+                key.pid, function, file, line,
+                calls=sum(value.calls for value in per_cpu),
+                timed=sum(value.timed for value in per_cpu),
+                total=sum(value.total for value in per_cpu),
+                self=sum(value.self for value in per_cpu),
+                max=max(value.max for value in per_cpu),
+                histogram=histogram,
+            ))
         self._sources.close()
         return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from dataclasses import dataclass, field
@@ -58,57 +59,43 @@ def function_filter(name: str) -> bytes:
     return encoded
 
 
-class CallConsumer(Consumer):
-    """Turns records into call events, takes back generator creations where the CPython
-    needs it, applies the file name filter, and hands each event to `handle`."""
+class Stream(Consumer):
+    """Writes each event as it arrives, with its call's duration on returns: turns records
+    into call events, takes back generator creations where the CPython needs it, applies the
+    file name filter, and writes a batch at a time."""
 
-    def __init__(self, session: Session, options: StackOptions):
+    def __init__(self, session: Session, options: StackOptions, out: TextIO):
         super().__init__(session)
         self._call_event = session.names.call_event
         self._filename = options.filename
         binaries = [b for group in session.targets.binaries.values() for b in group]
         needs = any(b.quirks.generator_creation_marker for b in binaries)
         self._creations = Creations() if needs else None
+        renderer = JsonRenderer if options.json else TextRenderer
+        self._renderer = renderer(session.start, options.durations)
+        self._pairing = Pairing()
+        self._out = out
+        out.write(self._renderer.header)
 
     def feed(self, records: list[tuple]) -> None:
-        for record in records:
-            event = self._call_event(record)
-            self.threads.add(event.tid)
-            self._pass(self._creations.feed(event) if self._creations else (event,))
+        events = map(self._call_event, records)
+        if self._creations:
+            events = (kept for event in events for kept in self._creations.feed(event))
+        self._write(events)
 
     def finish(self, summary: Summary) -> None:
         if self._creations:
-            self._pass(self._creations.flush())
+            self._write(self._creations.flush())
 
-    def _pass(self, events) -> None:
+    def _write(self, events) -> None:
+        lines = []
+        line, pair, threads, filename = self._renderer.line, self._pairing.feed, self.threads, self._filename
         for event in events:
-            if self._filename is None or self._filename in event.file:
-                self.handle(event)
-
-    def handle(self, event: CallEvent) -> None:
-        raise NotImplementedError
-
-
-class Stream(CallConsumer):
-    """Writes each event as it arrives, with its call's duration on returns."""
-
-    def __init__(self, session: Session, options: StackOptions, out: TextIO):
-        super().__init__(session, options)
-        renderer = JsonRenderer if options.json else TextRenderer
-        self._renderer = renderer(out, session.start, options.durations)
-        self._pairing = Pairing()
-        self._out = out
-
-    def feed(self, records: list[tuple]) -> None:
-        super().feed(records)
+            threads.add(event.tid)
+            if filename is None or filename in event.file:
+                lines.append(line(event, *pair(event)))
+        self._out.write("".join(lines))
         self._out.flush()
-
-    def finish(self, summary: Summary) -> None:
-        super().finish(summary)
-        self._out.flush()
-
-    def handle(self, event: CallEvent) -> None:
-        self._renderer.event(event, *self._pairing.feed(event))
 
 
 class Fold(Consumer):
@@ -149,11 +136,15 @@ class Fold(Consumer):
             file_name, function_name = names.get(pid, file, function)
             return Frame(function_name, file_name, line, entered)
 
-        kernel_nodes = {
-            key.value: KernelNode(node.parent, frame(node.pid, node.file, node.function, node.line),
-                                  node.self, node.calls, node.pid)
-            for key, node in program.table("nodes").items()
-        }
+        kernel_nodes = {}
+        for key, per_cpu in program.table("nodes").items():
+            # the CPU that made it holds its parent and names; the others count calls and time
+            node = next(n for n in per_cpu if n.parent)
+            kernel_nodes[key.value] = KernelNode(
+                node.parent, frame(node.pid, node.file, node.function, node.line),
+                # a creation taken back on another CPU left a count below 0 there, wrapped
+                sum(n.self for n in per_cpu), ctypes.c_int64(sum(n.calls for n in per_cpu)).value, node.pid,
+            )
         kernel_roots = {
             key.value: KernelRoot(
                 root.parent,
