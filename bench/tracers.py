@@ -29,7 +29,9 @@ PYBPFTRACE_MODES = {
 # The pybpftrace modes that aggregate (what their goals say), and the peer doing each
 # mode's job.
 AGGREGATED = ("stack --folded", "calls", "top --once")
-PEER_FOR = {"stack -o FILE": "uflow", "stack --folded": "uflow", "calls": "ucalls", "top --once": "ucalls"}
+# The peer doing each mode's job: ucalls -L times calls (entries and returns) as calls does;
+# plain ucalls counts entries, as top does.
+PEER_FOR = {"stack -o FILE": "uflow", "stack --folded": "uflow", "calls": "ucalls -L", "top --once": "ucalls"}
 ENTRY_ONLY_PEERS = ("ucalls",)  # without -L, ucalls probes function entries only
 
 # bcc's tools are named uflow-bpfcc on some Debian releases and uflow on others.
@@ -131,6 +133,18 @@ def read_ucalls(lines: Iterable[str]) -> Seen:
     return Seen(calls, None, calls)
 
 
+def read_ucalls_latency(lines: Iterable[str]) -> Seen:
+    """ucalls -L: at SIGINT, a line per function under a `# CALLS` header: name, number of
+    calls, time; it probes entries and returns."""
+    calls, counting = 0, False
+    for line in lines:
+        if counting:
+            count = re.search(r"\s(\d+)\s+[\d.]+\s*$", line)
+            calls += int(count.group(1)) if count else 0
+        counting = counting or "# CALLS" in line
+    return Seen(2 * calls, None, calls)
+
+
 def read_bpftrace(lines: Iterable[str]) -> Seen:
     counts = {}
     for line in lines:
@@ -148,9 +162,9 @@ def _counting_floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[s
     return [*_floor_argv(pid, interpreter, out), "--count"]
 
 
-def _bcc_argv(tool: str) -> Callable[[int, Interpreter, str], list[str]]:
+def _bcc_argv(tool: str, *options: str) -> Callable[[int, Interpreter, str], list[str]]:
     def argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
-        return [bcc_tool(tool) or tool, "-l", "python", str(pid)]
+        return [bcc_tool(tool) or tool, *options, "-l", "python", str(pid)]
 
     return argv
 
@@ -188,6 +202,8 @@ PEERS = (
            stops_itself=False, unbuffered=True),
     Tracer("ucalls", "peer", _bcc_argv("ucalls"), re.compile(r"^Tracing calls", re.MULTILINE), read_ucalls,
            stops_itself=False, unbuffered=True),
+    Tracer("ucalls -L", "peer", _bcc_argv("ucalls", "-L"), re.compile(r"^Tracing calls", re.MULTILINE),
+           read_ucalls_latency, stops_itself=False, unbuffered=True),
     Tracer("bpftrace", "peer", _bpftrace_argv, re.compile(r"^Attaching \d+ probes", re.MULTILINE), read_bpftrace,
            semaphores=("function__entry", "function__return"), stops_itself=False),
 )
@@ -200,8 +216,9 @@ def _availability(name: str) -> Optional[str]:
         command = PYBPFTRACE_MODES[name].split()[0]
         probe = subprocess.run([*PYBPFTRACE, command, "--help"], capture_output=True, cwd="/")
         return None if probe.returncode == 0 else f"this pybpftrace has no `{command}` command"
-    if name in BCC_TOOL_NAMES:
-        return None if bcc_tool(name) else f"{name} is not installed (Debian's bpfcc-tools)"
+    tool = name.split()[0]  # "ucalls -L": the ucalls tool
+    if tool in BCC_TOOL_NAMES:
+        return None if bcc_tool(tool) else f"{tool} is not installed (Debian's bpfcc-tools)"
     if name == "bpftrace":
         return None if shutil.which("bpftrace") else "bpftrace is not installed"
     return None
