@@ -128,6 +128,7 @@ class Session:
         self.names = Names()
         self.start = 0
         self._stop: Optional[str] = None
+        self._handlers: dict[int, object] = {}
         pages = pages_for(self.buffer_mib)
         defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **self.defines}
         if self.follow_forks:
@@ -160,6 +161,8 @@ class Session:
             raise KernelSetup(f"cannot attach: {error}") from None
         self.start = time.monotonic_ns()
         self._switch(True)
+        # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
+        self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if self.targets.launched:
             self.targets.launched.release()
@@ -264,11 +267,10 @@ class Session:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         poller.register(wake_read, select.EPOLLIN)
         previous_wakeup = signal.set_wakeup_fd(wake_write)
-        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         deadline = self.start + int(duration * 1e9) if duration else None
         next_tick = self.start + int(interval * 1e9) if interval else None
         try:
-            while processes or system_wide:
+            while (processes or system_wide) and not self._stop:
                 now = time.monotonic_ns()
                 wake = min(filter(None, (deadline, next_tick)), default=now + 500_000_000)
                 for fd, _ in poller.poll(max(0.0, min(0.5, (wake - now) / 1e9))):
@@ -296,8 +298,7 @@ class Session:
             stopped = time.monotonic_ns()
             self._uprobes.close()
             signal.set_wakeup_fd(previous_wakeup)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+            self._restore_signals()
             processes.close()
             for fd in (wake_read, wake_write):
                 os.close(fd)
@@ -310,7 +311,13 @@ class Session:
         summary.processes = processes.seen
         return summary
 
+    def _restore_signals(self) -> None:
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        self._handlers = {}
+
     def close(self) -> None:
+        self._restore_signals()
         self._uprobes.close()
         for ring in filter(None, (self._events, self._names_ring, self._forks)):
             ring.close()

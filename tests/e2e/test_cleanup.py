@@ -77,6 +77,18 @@ def test_ctrl_c_and_sigterm_end_the_trace_cleanly_with_folded_output(target, num
     finish_untouched(target)
 
 
+@pytest.mark.parametrize("command", [("stack",), ("stack", "--folded"), ("calls",), ("audit",)], ids=" ".join)
+def test_sigterm_right_after_the_announcement_ends_cleanly(target, command):
+    """Once "tracing ..." is printed, a signal ends the trace: no window where it kills."""
+    tracer = Tracer(*command, target.pid, "-o", "/dev/null")
+    tracer.wait_attached()
+    tracer.signal(signal.SIGTERM)
+    code, _, stderr = tracer.finish()
+    assert code == 0 and summary_line(stderr).endswith("(SIGTERM)")
+    assert_nothing_left(target.pid)
+    finish_untouched(target)
+
+
 def test_sigkill_of_the_tracer_leaves_nothing_raised(any_target):
     target, interpreter = any_target
     tracer = Tracer("stack", target.pid, "-o", "/dev/null")
@@ -96,15 +108,12 @@ def untraced(name, interpreter=HOST):
 @pytest.mark.parametrize("name", ["features.py", "threads.py", "calls.py"])
 def test_output_is_byte_identical_when_attached(name, interpreter):
     expected = untraced(name, interpreter)
-    target = Target(name, interpreter=interpreter)
-    try:
+    with Target(name, interpreter=interpreter) as target:
         tracer = Tracer("stack", target.pid, "-o", "/dev/null")
         tracer.wait_attached()
         target.go()
         out, err = target.finish()
         assert tracer.finish()[0] == 0
-    finally:
-        target.kill()
     assert (out, err, target.process.returncode) == expected
 
 
