@@ -54,8 +54,12 @@ static __always_inline __u8 function_matches(const char *text)
 	return 0;
 }
 
-static __always_inline struct thread_state *thread(__u32 pid, __u32 tid, struct settings **config)
+/* The calling thread's state, if it is traced, with its ids and the settings. */
+static __always_inline struct thread_state *current_thread(__u32 *pid_out, __u32 *tid_out,
+							    struct settings **config)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = *pid_out = id >> 32, tid = *tid_out = (__u32)id;
 	__u32 zero = 0;
 	*config = settings.lookup(&zero);
 	if (!*config || !tracer_enabled() || !process_traced(pid))
@@ -90,10 +94,9 @@ static __always_inline __u64 *open_call(struct thread_state *state, __s32 depth)
 /* function__entry(filename, funcname, lineno) */
 static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32, tid = (__u32)id;
+	__u32 pid, tid;
 	struct settings *config;
-	struct thread_state *state = thread(pid, tid, &config);
+	struct thread_state *state = current_thread(&pid, &tid, &config);
 	if (!state)
 		return 0;
 	__s32 depth = state->depth++;
@@ -121,10 +124,9 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 /* A call ends (EVENT_RETURN), or is taken back (EVENT_CREATED: it created a generator). */
 static __always_inline int leave(__u64 *args, __u8 kind)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32, tid = (__u32)id;
+	__u32 pid, tid;
 	struct settings *config;
-	struct thread_state *state = thread(pid, tid, &config);
+	struct thread_state *state = current_thread(&pid, &tid, &config);
 	if (!state)
 		return 0;
 	__s32 depth;
