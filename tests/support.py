@@ -135,6 +135,12 @@ class Target:
             self.process.kill()
             self.process.wait()
 
+    def __enter__(self) -> "Target":
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.kill()
+
 
 def wait_for_interpreter(pid: int, python: str) -> None:
     """Until the process has exec'd the interpreter and mapped it."""

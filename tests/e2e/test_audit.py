@@ -88,8 +88,7 @@ def test_json_values_with_their_types_where_json_would_lose_them():
 
 
 def test_event_filter_in_the_kernel_and_nothing_left_behind():
-    target = Target("audits.py")
-    try:
+    with Target("audits.py") as target:
         tracer = Tracer("audit", target.pid, "--event", "*.t?st", "--event", "pybpftrace.l*")
         tracer.wait_attached()
         assert {name for name, value in semaphores(target.pid).items() if value} == {"audit"}
@@ -100,8 +99,6 @@ def test_event_filter_in_the_kernel_and_nothing_left_behind():
         assert_nothing_left(target.pid)  # the audit semaphore is down again
         target.go()
         assert target.finish() == (b"done\n", b"")
-    finally:
-        target.kill()
     assert code == 0
     assert [rest.split(" ", 1)[0] for _, _, rest in events(stdout)] == ["pybpftrace.test", "pybpftrace.last"]
     assert re.fullmatch(  # the other events never left the kernel

@@ -136,11 +136,8 @@ def test_hot_lines_are_counted_in_the_kernel(interpreter):
 @pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES[2:] + WITHOUT_FUNCTION_PROBES, ids=str)
 def test_lines_refused_without_the_line_probe(interpreter):
     interpreter.prepare()
-    target = Target("looping.py", interpreter=interpreter)
-    try:
+    with Target("looping.py", interpreter=interpreter) as target:
         result = run_tracer("lines", target.pid)
-    finally:
-        target.kill()
     assert result.returncode == 2
     (message,) = result.stderr.decode().splitlines()
     assert message.endswith(
@@ -206,11 +203,8 @@ def test_calls_table_and_histogram():
 @pytest.mark.parametrize("interpreter", WITHOUT_FUNCTION_PROBES, ids=str)
 def test_calls_and_top_refused_without_function_probes(interpreter):
     interpreter.prepare()
-    target = Target("calls.py", interpreter=interpreter)
-    try:
+    with Target("calls.py", interpreter=interpreter) as target:
         results = [run_tracer(command, target.pid) for command in ("calls", "top")]
-    finally:
-        target.kill()
     for command, result in zip(("calls", "top"), results):
         assert result.returncode == 2
         assert f"which pybpftrace {command} needs" in result.stderr.decode()
@@ -235,12 +229,9 @@ def test_top_counts_entries(interpreter):
 
 
 def test_top_once_prints_one_table():
-    target = Target("forever.py")
-    try:
+    with Target("forever.py") as target:
         result = run_tracer("top", target.pid, "--once", "--interval", "0.5", "--top", "3")
         assert target.process.poll() is None
-    finally:
-        target.kill()
     assert result.returncode == 0
     text = result.stdout.decode()
     assert text.count("calls in the last") == 1

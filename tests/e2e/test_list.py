@@ -32,12 +32,9 @@ def test_list_a_file(path, kind):
 
 
 def test_list_a_process_as_text_and_json():
-    target = Target("calls.py")
-    try:
+    with Target("calls.py") as target:
         text = run_tracer("list", target.pid)
         data = run_tracer("list", "--json", target.pid)
-    finally:
-        target.kill()
     assert text.returncode == data.returncode == 0
     assert text.stdout.decode().splitlines() == [f"PID {target.pid} (python3.11)"] + expected_text(PYTHON311, "executable")
     listing = json.loads(data.stdout)

@@ -151,14 +151,11 @@ def test_tid_filter_and_output_file(tmp_path):
 
 
 def test_duration_stops_a_trace_of_a_process_that_keeps_running():
-    target = Target("forever.py")
-    try:
+    with Target("forever.py") as target:
         result = run_tracer("stack", target.pid, "--duration", "0.5", "--filename", "forever.py")
         assert target.process.poll() is None  # still running, untouched
         target.go()
         out, _ = target.finish()
-    finally:
-        target.kill()
     assert result.returncode == 0
     assert out == b"ticks done\n"
     assert summary_line(result.stderr.decode()).endswith("(duration)")

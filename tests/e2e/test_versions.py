@@ -39,11 +39,8 @@ def test_version_is_read_from_the_binary_not_its_name(any_interpreter, tmp_path)
 
 
 def test_list_works_everywhere(any_interpreter):
-    target = Target("calls.py", interpreter=any_interpreter)
-    try:
+    with Target("calls.py", interpreter=any_interpreter) as target:
         result = run_tracer("list", "--json", target.pid)
-    finally:
-        target.kill()
     assert result.returncode == 0
     objects = {obj["path"]: obj for obj in json.loads(result.stdout)["objects"]}
     # every mapped ELF file with probes: newer glibc carries its own (provider libc)
@@ -66,11 +63,8 @@ def test_315_has_probes_at_several_locations_with_different_specs():
 @pytest.mark.parametrize("interpreter", WITHOUT_FUNCTION_PROBES, ids=str)
 def test_stack_refuses_where_function_probes_were_removed(interpreter):
     interpreter.prepare()
-    target = Target("calls.py", interpreter=interpreter)
-    try:
+    with Target("calls.py", interpreter=interpreter) as target:
         result = run_tracer("stack", target.pid)
-    finally:
-        target.kill()
     assert result.returncode == 2
     (line,) = result.stderr.decode().splitlines()
     version = inspect_binary(interpreter.host_python).version

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ lives beside tests/
 
 from bench.report import Cell, goals, lost_text, median, per_event_ns, ratio, summarize, table  # noqa: E402
-from bench.tracers import read_bpftrace, read_pybpftrace, read_ucalls, read_uflow  # noqa: E402
+from bench.tracers import read_bpftrace, read_pybpftrace, read_ucalls, read_ucalls_latency, read_uflow  # noqa: E402
 
 COUNTS = {"entries": 1000, "returns": 1002, "work_events": 2000}
 
@@ -133,4 +133,7 @@ def test_reading_the_tracers_output():
     assert (seen.events, seen.lost, seen.entries) == (2, 7, 1)
     ucalls = "Tracing calls in process 1 (language: python)... Ctrl-C to quit.\n\nMETHOD    # CALLS\nfib.py.fib    1973\n<frozen codecs>.decode    1\n"
     assert read_ucalls(lines(ucalls)).events == 1974
+    latency = "Tracing calls in process 1 (language: python)... Ctrl-C to quit.\n\nMETHOD    # CALLS    TIME (us)\nfib.py.fib    1973    812.52\n<frozen codecs>.decode    1    3.10\n"
+    seen = read_ucalls_latency(lines(latency))
+    assert (seen.events, seen.entries) == (2 * 1974, 1974)
     assert read_bpftrace(lines("Attaching 2 probes...\n\n\n@entry: 0\n@return: 1976\n")).entries == 0
