@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -76,6 +77,8 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("bench: needs root to load BPF programs: run `sudo make bench`", file=sys.stderr)
         return 1
+    # SIGTERM unwinds like Ctrl-C, so each run's cleanup stops its target and tracer
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     meta = machine(options.repeats)
     cells: list[Cell] = []

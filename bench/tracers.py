@@ -121,28 +121,25 @@ def read_uflow(lines: Iterable[str]) -> Seen:
     return Seen(entries + returns, lost, entries)
 
 
-def read_ucalls(lines: Iterable[str]) -> Seen:
-    """At SIGINT, a line per function under a `# CALLS` header: name and number of calls
-    (it probes entries only)."""
-    calls, counting = 0, False
-    for line in lines:
-        if counting:
-            count = re.search(r"\s(\d+)\s*$", line)
-            calls += int(count.group(1)) if count else 0
-        counting = counting or "# CALLS" in line
-    return Seen(calls, None, calls)
+def _ucalls_reader(latency: bool) -> Callable[[Iterable[str]], Seen]:
+    """At SIGINT, ucalls prints a line per function under a `# CALLS` header: name, number of
+    calls and, with -L, their time. Without -L it probes entries only; with it, returns too."""
+    count_at_end = re.compile(r"\s(\d+)\s+[\d.]+\s*$" if latency else r"\s(\d+)\s*$")
+
+    def read(lines: Iterable[str]) -> Seen:
+        calls, counting = 0, False
+        for line in lines:
+            if counting:
+                count = count_at_end.search(line)
+                calls += int(count.group(1)) if count else 0
+            counting = counting or "# CALLS" in line
+        return Seen(2 * calls if latency else calls, None, calls)
+
+    return read
 
 
-def read_ucalls_latency(lines: Iterable[str]) -> Seen:
-    """ucalls -L: at SIGINT, a line per function under a `# CALLS` header: name, number of
-    calls, time; it probes entries and returns."""
-    calls, counting = 0, False
-    for line in lines:
-        if counting:
-            count = re.search(r"\s(\d+)\s+[\d.]+\s*$", line)
-            calls += int(count.group(1)) if count else 0
-        counting = counting or "# CALLS" in line
-    return Seen(2 * calls, None, calls)
+read_ucalls = _ucalls_reader(latency=False)
+read_ucalls_latency = _ucalls_reader(latency=True)
 
 
 def read_bpftrace(lines: Iterable[str]) -> Seen:
