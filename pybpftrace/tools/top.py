@@ -47,7 +47,7 @@ class Top(Consumer):
         self._generation = 0
         self._ticks = 0
         self._per_refresh = max(1, round(options.interval / TICK))
-        self._since = time.monotonic()
+        self._since = session.start / 1e9  # when tracing began, on time.monotonic's clock
         self._shown = False
         self._sources = FirstLines()
         live = out.isatty() and not options.json and not options.once
@@ -85,12 +85,13 @@ class Top(Consumer):
         self._show(self.collect())
         return self._options.once
 
-    def _show(self, calls: Counter) -> None:
+    def _show(self, calls: Counter, until: Optional[float] = None) -> None:
+        """The calls counted since the last table, up to now or to `until` (when tracing stopped)."""
         self._shown = True
-        now = time.monotonic()
+        now = until or time.monotonic()
         seconds, self._since = now - self._since, now
         rows = calls.most_common(self._screen.rows() if self._screen else self._options.top)
-        title = f"{time.strftime('%H:%M:%S')}  calls in the last {seconds:.1f} s"
+        title = f"{time.strftime('%H:%M:%S')}  calls in the last {seconds:.2f} s"
         if self._screen:
             self._screen.draw(title + "  (q to quit)", table(rows))
         elif self._options.json:
@@ -106,7 +107,7 @@ class Top(Consumer):
         self.close()
         calls = self.collect(everything=True)
         if calls and not (self._options.once and self._shown):  # the last, unfinished interval
-            self._show(calls)
+            self._show(calls, until=self.session.start / 1e9 + summary.seconds)
         self._sources.close()
 
     def close(self) -> None:

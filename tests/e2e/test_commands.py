@@ -240,6 +240,15 @@ def test_top_once_prints_one_table():
     assert summary_line(result.stderr.decode()).endswith("(done)")
 
 
+def test_top_once_over_a_shorter_run_covers_the_run():
+    """A target exiting before the interval ends: the one table says the time it covers."""
+    result = run_tracer("top", "--once", "--interval", "30", "--json", "--", PYTHON311, script("calls.py"), input=b"go\n")
+    assert result.returncode == 0
+    (record,) = json_lines(result.stdout.decode())
+    traced = float(re.search(r"([\d.]+) s \(target exited\)", summary_line(result.stderr.decode())).group(1))
+    assert abs(record["seconds"] - traced) < 0.01
+
+
 def test_top_live_screen_quits_on_q():
     target = Target("forever.py")
     controller, terminal = pty.openpty()
