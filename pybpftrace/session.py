@@ -38,8 +38,10 @@ FORKS_PAGES = 1
 DEFAULT_BUFFER_MIB = 16
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
 SMALL_BATCH = 512
-# At most this many records a drain, so that signals and the deadline are seen in time.
-MAX_BATCH = 65536
+# At most this many records a drain, so that signals and the deadline are seen in time; also
+# what a drain holds in memory at once (measured: 65536 cost a streaming tracer 30 MiB more
+# peak RSS than 8192, for no more events consumed).
+MAX_BATCH = 8192
 COALESCE_SECONDS = 0.01
 
 
