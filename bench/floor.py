@@ -2,11 +2,12 @@
 program whose handlers do nothing (bench/floor.bpf.c). What a mode costs above the floor is
 then the mode's own work, not the price of the probes themselves.
 
-    python -m bench.floor [--count] PID
+    python -m bench.floor [--count] [--entries] PID
 
 It says `floor: tracing ...` on stderr once attached, and stops when the target exits (or on
 SIGINT or SIGTERM). With --count the handlers count the hits of each probe, and it ends with
-`floor: E entries, R returns` on stdout.
+`floor: E entries, R returns` on stdout. With --entries it probes function__entry only, the
+floor of the modes that count entries (top).
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ HANDLERS = {"function__entry": "on_entry", "function__return": "on_return"}
 HIT_ENTRY, HIT_RETURN = 0, 1  # enum hit in floor.bpf.c
 
 
-def floor_spec() -> ProgramSpec:
+def floor_spec(entries_only: bool = False) -> ProgramSpec:
     """stack's probes and markers, each given a handler that does nothing: the same
     placements as `pybpftrace stack`, the same generated argument readers."""
+    probes = ("function__entry",) if entries_only else tuple(HANDLERS)
     return ProgramSpec(
         str(SOURCE),  # absolute, so program.bpf_dir() / SOURCE is SOURCE itself
-        tuple((probe, Handler(HANDLERS[probe], h.arguments)) for probe, h in STACK_SPEC.handlers),
+        tuple((probe, Handler(HANDLERS[probe], h.arguments)) for probe, h in STACK_SPEC.handlers if probe in probes),
         markers=tuple((symbol, Handler("on_marker", h.arguments)) for symbol, h in STACK_SPEC.markers),
     )
 
@@ -54,11 +56,12 @@ def wait_for_exit(pid: int) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", action="store_true", help="count the hits of each probe")
+    parser.add_argument("--entries", action="store_true", help="probe function__entry only")
     parser.add_argument("pid", type=int)
     options = parser.parse_args(argv)
     targets = find_targets(TargetOptions(pids=[options.pid]), "stack", NEEDED_PROBES)
     # pybpftrace's own Session: the same placements, semaphores and switch as its tools
-    session = Session(floor_spec(), targets, None, None, defines={"COUNT_HITS": 1} if options.count else {})
+    session = Session(floor_spec(options.entries), targets, None, None, defines={"COUNT_HITS": 1} if options.count else {})
     try:
         session.attach()
         print(f"floor: tracing PID {options.pid}", file=sys.stderr, flush=True)

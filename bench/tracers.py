@@ -24,7 +24,7 @@ PYBPFTRACE_MODES = {
     "stack -o FILE": "stack {pid} -o {out}",
     "stack --folded": "stack {pid} --folded",
     "calls": "calls {pid}",
-    "top --once": "top {pid} --once",
+    "top --once": "top {pid} --once --interval 600",  # one table, for the whole work
 }
 # The pybpftrace modes that aggregate (what their goals say), and the peer doing each
 # mode's job.
@@ -33,6 +33,11 @@ AGGREGATED = ("stack --folded", "calls", "top --once")
 # plain ucalls counts entries, as top does.
 PEER_FOR = {"stack -o FILE": "uflow", "stack --folded": "uflow", "calls": "ucalls -L", "top --once": "ucalls"}
 ENTRY_ONLY_PEERS = ("ucalls",)  # without -L, ucalls probes function entries only
+# What probes function entries only, and so is measured against the floor that does too:
+# per event, an entry-only tracer spreads the interpreter's fixed per-call tracing cost (the
+# raised semaphores) over half the hits, so beside the two-probe floor it would look dearer.
+ENTRY_FLOOR = "floor (entries)"
+ENTRY_ONLY = ("top --once", *ENTRY_ONLY_PEERS, ENTRY_FLOOR)
 
 # bcc's tools are named uflow-bpfcc on some Debian releases and uflow on others.
 BCC_TOOL_DIRS = ("/usr/sbin", "/usr/share/bcc/tools")
@@ -155,6 +160,10 @@ def _floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
     return [sys.executable, "-m", "bench.floor", str(pid)]
 
 
+def _entry_floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
+    return [*_floor_argv(pid, interpreter, out), "--entries"]
+
+
 def _counting_floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
     return [*_floor_argv(pid, interpreter, out), "--count"]
 
@@ -188,6 +197,7 @@ def bcc_tool(tool: str) -> Optional[str]:
 
 
 FLOOR = Tracer("floor", "floor", _floor_argv, re.compile(r"^floor: tracing", re.MULTILINE), read_floor)
+FLOOR_OF_ENTRIES = Tracer(ENTRY_FLOOR, "floor", _entry_floor_argv, FLOOR.attached, read_floor)
 # The floor counting each probe's hits: the exact number of events of a workload.
 COUNTING = Tracer("floor --count", "floor", _counting_floor_argv, FLOOR.attached, read_floor_counts)
 MODES = tuple(
@@ -204,7 +214,7 @@ PEERS = (
     Tracer("bpftrace", "peer", _bpftrace_argv, re.compile(r"^Attaching \d+ probes", re.MULTILINE), read_bpftrace,
            semaphores=("function__entry", "function__return"), stops_itself=False),
 )
-TRACERS = (FLOOR, *MODES, *PEERS)
+TRACERS = (FLOOR, FLOOR_OF_ENTRIES, *MODES, *PEERS)
 
 
 @functools.cache

@@ -15,7 +15,7 @@ COUNTS = {"entries": 1000, "returns": 1002, "work_events": 2000}
 
 
 def cells(**seconds_by_tracer):
-    kinds = {"untraced": "untraced", "floor": "floor", "uflow": "peer", "ucalls": "peer", "bpftrace": "peer"}
+    kinds = {"untraced": "untraced", "floor": "floor", "floor (entries)": "floor", "uflow": "peer", "ucalls": "peer", "bpftrace": "peer"}
     return [
         Cell("3.15", "fib", name, kinds.get(name, "pybpftrace"), runs=[dict(run) for run in runs])
         for name, runs in seconds_by_tracer.items()
@@ -59,14 +59,27 @@ def test_rows_take_medians_and_the_worst_loss():
 def test_a_mode_that_ends_before_the_work_is_not_judged():
     # top --once probes entries only, and stops after one interval
     rows = summarize(cells(
-        untraced=[{"seconds": 1.0}], floor=[{"seconds": 3.0}],
+        untraced=[{"seconds": 1.0}], floor=[{"seconds": 3.0}], **{"floor (entries)": [{"seconds": 2.5}]},
         **{"top --once": [{"seconds": 2.0, "events": 600, "lost": 0}]},
     ), COUNTS)
-    top = rows[2]
+    top = rows[3]
     assert top.partial and "ended before the work did (1 of 1 runs)" in top.note
-    # 1 s over its 600 events (scaled to the work's share of the run), the floor's 2 s over 2000
-    assert top.cost_ratio == pytest.approx((1.0 / (600 * 2000 / 2002)) / (2.0 / 2000))
     assert goals(rows)[0].verdict == "not evaluated"
+
+
+def test_what_probes_entries_only_is_held_against_the_entry_floor():
+    rows = summarize(cells(
+        untraced=[{"seconds": 1.0}], floor=[{"seconds": 3.0}], **{"floor (entries)": [{"seconds": 2.5}]},
+        **{"top --once": [{"seconds": 2.8, "events": 1000, "lost": 0}]},
+        ucalls=[{"seconds": 3.4, "events": 1000, "entries": 1000}],
+    ), COUNTS)
+    floor, entry_floor, top, ucalls = rows[1:]
+    assert floor.cost_ratio == entry_floor.cost_ratio == 1.0
+    # the entry floor: 1.5 s over the work's entries (1000 scaled to the work: 1000 * 2000 / 2002)
+    entries_in_work = 1000 * 2000 / 2002
+    assert entry_floor.per_event_ns == pytest.approx(1.5 / entries_in_work * 1e9)
+    assert top.cost_ratio == pytest.approx(1.8 / 1.5)
+    assert ucalls.cost_ratio == pytest.approx(2.4 / 1.5)
 
 
 def test_a_peer_that_sees_no_entries_is_not_compared():
