@@ -159,7 +159,8 @@ static __always_inline int intern_owned_name(__u32 pid, __u64 text, __u64 owner)
 }
 
 /* Counts kept in the kernel, by process, name pair and line (the programs that aggregate:
- * lines, top); `generation` is the program's own use. */
+ * lines, top); `generation` is the program's own use. Per CPU, so that threads counting the
+ * same function on two CPUs do not fight over one cache line; user space adds them up. */
 #ifndef COUNTS_MAX
 #define COUNTS_MAX 131072
 #endif
@@ -173,26 +174,26 @@ struct count_key {
 	__u32 pad;
 };
 
-BPF_HASH(counts, struct count_key, __u64, COUNTS_MAX);
+BPF_PERCPU_HASH(counts, struct count_key, __u64, COUNTS_MAX);
 
-/* One more under key. A new key's names are announced first; when they cannot be, the event
- * is dropped and counted lost. */
-static __always_inline void count_under(struct count_key *key)
+/* Add to the count under key (this CPU's share; a share below 0 wraps, and user space reads
+ * the sum as signed). A new key's names are announced first; when they cannot be, the event
+ * is lost. */
+static __always_inline void count_under(struct count_key *key, __u64 amount)
 {
 	__u64 *counted = counts.lookup(key);
 	if (counted) {
-		__sync_fetch_and_add(counted, 1);
+		*counted += amount;
 		return;
 	}
 	if (intern_names(key->pid, key->first, key->second) < 0) {
 		count(COUNTER_EVENTS_LOST);
 		return;
 	}
-	__u64 one = 1;
-	if (counts.insert(key, &one) < 0) { /* another CPU was first, or the map is full */
+	if (counts.insert(key, &amount) < 0) { /* another CPU was first, or the map is full */
 		counted = counts.lookup(key);
 		if (counted)
-			__sync_fetch_and_add(counted, 1);
+			*counted += amount;
 		else
 			count(COUNTER_EVENTS_LOST);
 	}

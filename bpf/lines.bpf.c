@@ -19,6 +19,6 @@ static __always_inline int on_line(struct pt_regs *ctx, __u64 *args)
 		return emit_call_event(EVENT_LINE, pid, (__u32)id, args, 0);
 	count(COUNTER_EVENTS);
 	struct count_key key = {.first = args[0], .second = args[1], .pid = pid, .line = (__s32)args[2]};
-	count_under(&key);
+	count_under(&key, 1);
 	return 0;
 }

@@ -14,6 +14,17 @@ struct top_settings {
 BPF_ARRAY(top_settings, struct top_settings, 1);
 BPF_TABLE("lru_hash", __u32, struct count_key, last_entry, 16384);
 
+/* The thread's last entry, written in place: an update of the LRU map per entry would
+ * allocate an element each time, and cost more than all the rest of this program. */
+static __always_inline void remember(__u32 tid, struct count_key *key)
+{
+	struct count_key *last = last_entry.lookup(&tid);
+	if (last)
+		*last = *key;
+	else
+		last_entry.update(&tid, key);
+}
+
 /* function__entry(filename, funcname, lineno) */
 static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 {
@@ -26,34 +37,24 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	struct count_key key = {.first = args[0], .second = args[1], .pid = pid,
 				.line = (__s32)args[2], .generation = settings->generation};
 	if (settings->retract)
-		last_entry.update(&tid, &key);
-	count_under(&key);
+		remember(tid, &key);
+	count_under(&key, 1);
 	return 0;
 }
 
 /* Entry of _Py_MakeCoro (CPython 3.15): the thread's last entry created a generator. Take it
- * back in the current generation (its own may have been collected meanwhile): counts are
- * summed over generations as signed numbers. */
+ * back in the current generation (its own may have been collected meanwhile): user space sums
+ * counts over generations as signed numbers. */
 static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
 	struct count_key *last = last_entry.lookup(&tid);
 	struct top_settings *settings = top_settings.lookup(&zero);
-	if (!last || !settings)
+	if (!last || !settings || !last->pid)
 		return 0;
 	struct count_key key = *last;
-	last_entry.delete(&tid);
+	last->pid = 0; /* taken back: not again */
 	key.generation = settings->generation;
-	__u64 *counted = counts.lookup(&key);
-	if (counted) {
-		__sync_fetch_and_add(counted, -1);
-		return 0;
-	}
-	__u64 minus_one = (__u64)-1;
-	if (counts.insert(&key, &minus_one) < 0) {
-		counted = counts.lookup(&key);
-		if (counted)
-			__sync_fetch_and_add(counted, -1);
-	}
+	count_under(&key, (__u64)-1);
 	return 0;
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Callable, Iterable, Optional, TextIO
+from typing import Callable, Iterable, Optional
 
 from .events import EVENT_CALL, CallEvent
 from .sources import FirstLines

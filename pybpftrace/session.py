@@ -55,6 +55,12 @@ def require_privileges(what: str) -> None:
     raise NotPermitted(f"{what} needs root (CAP_BPF and CAP_PERFMON): run it with sudo")
 
 
+def signed_total(per_cpu) -> int:
+    """A count kept per CPU, summed. A count taken back on another CPU than the one that
+    counted it leaves that CPU's share below 0, stored wrapped as an unsigned 64-bit value."""
+    return ctypes.c_int64(sum(per_cpu)).value
+
+
 def pages_for(mebibytes: float) -> int:
     """Ring buffer pages for about this many MiB: a power of two, as the kernel wants."""
     pages = max(1, int(mebibytes * (1 << 20)) // mmap.PAGESIZE)

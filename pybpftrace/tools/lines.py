@@ -10,7 +10,7 @@ from typing import Optional, TextIO
 
 from ..events import CALL_EVENT
 from ..program import Handler, ProgramSpec
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
 
 SPEC = ProgramSpec("lines.bpf.c", (("line", Handler("on_line", 3)),))
 
@@ -68,7 +68,7 @@ class HotLines(Consumer):
         for key, value in self.session.program.table("counts").items():
             file, function = names.get(key.pid, key.first, key.second)
             if self._options.filename is None or self._options.filename in file:
-                counts.append((value.value, key.pid, file, key.line, function))
+                counts.append((signed_total(value), key.pid, file, key.line, function))
         counts.sort(key=lambda row: (-row[0], row[2], row[3]))
         top = counts[: self._options.top]
         if self._options.json:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..errors import TraceError
-from ..events import CALL_EVENT, STRING_MAX, CallEvent
-MAX_FRAMES = 128  # bpf/frames.h
+from ..events import CALL_EVENT, STRING_MAX
 from ..program import Handler, ProgramSpec
 from ..render import JsonRenderer, TextRenderer, folded
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
 from ..sources import FirstLines
 from ..stacks import (
     CallTree,
@@ -25,6 +23,8 @@ from ..stacks import (
     Pairing,
     build_call_trees,
 )
+
+MAX_FRAMES = 128  # bpf/frames.h: deeper calls are counted, not timed
 
 SPEC = ProgramSpec(
     "stack.bpf.c",
@@ -142,8 +142,7 @@ class Fold(Consumer):
             node = next(n for n in per_cpu if n.parent)
             kernel_nodes[key.value] = KernelNode(
                 node.parent, frame(node.pid, node.file, node.function, node.line),
-                # a creation taken back on another CPU left a count below 0 there, wrapped
-                sum(n.self for n in per_cpu), ctypes.c_int64(sum(n.calls for n in per_cpu)).value, node.pid,
+                sum(n.self for n in per_cpu), signed_total(n.calls for n in per_cpu), node.pid,
             )
         kernel_roots = {
             key.value: KernelRoot(

@@ -3,7 +3,6 @@ each interval: a live screen on a terminal (q quits), plain tables otherwise."""
 
 from __future__ import annotations
 
-import ctypes
 import curses
 import json
 import sys
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, TextIO
 
 from ..program import Handler, ProgramSpec
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
 from ..sources import FirstLines
 
 SPEC = ProgramSpec(
@@ -73,7 +72,7 @@ class Top(Consumer):
             if key.pid not in self._sources:
                 self._sources.watch(key.pid)
             line = self._sources.resolve(key.pid, file, function, key.line) or key.line
-            calls[(key.pid, function, file, line)] += ctypes.c_int64(value.value).value
+            calls[(key.pid, function, file, line)] += signed_total(value)
         return +calls  # without the rows that came to zero
 
     def on_interval(self) -> bool:
