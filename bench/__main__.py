@@ -77,8 +77,11 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("bench: needs root to load BPF programs: run `sudo make bench`", file=sys.stderr)
         return 1
-    # SIGTERM unwinds like Ctrl-C, so each run's cleanup stops its target and tracer
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM unwinds like Ctrl-C, so each run's cleanup stops its target and tracer. SIGINT
+    # gets a handler too: started in the background, the harness inherits SIGINT ignored, and
+    # so would the peers it stops with SIGINT; a handler is reset to the default by exec.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.default_int_handler)
     started = time.monotonic()
     meta = machine(options.repeats)
     cells: list[Cell] = []
