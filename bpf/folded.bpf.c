@@ -48,9 +48,11 @@ static __always_inline void charge_root(__u64 root, __u64 nanoseconds)
 		__sync_fetch_and_add(&found->self, nanoseconds);
 }
 
-/* The thread's frames, with a root, if the thread is traced. */
-static __always_inline struct frames *traced_frames(__u32 pid, __u32 tid, __u64 now)
+/* The calling thread's frames, with a root, if the thread is traced; its ids, and the time. */
+static __always_inline struct frames *current_frames(__u32 *pid_out, __u32 *tid_out, __u64 *now_out)
 {
+	__u64 id = bpf_get_current_pid_tgid(), now = *now_out = bpf_ktime_get_ns();
+	__u32 pid = *pid_out = id >> 32, tid = *tid_out = (__u32)id;
 	if (!traced_thread(pid, tid))
 		return NULL;
 	count(COUNTER_EVENTS);
@@ -63,9 +65,9 @@ static __always_inline struct frames *traced_frames(__u32 pid, __u32 tid, __u64 
 /* function__entry(filename, funcname, lineno) */
 static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
-	__u32 pid = id >> 32, tid = (__u32)id;
-	struct frames *frames = traced_frames(pid, tid, now);
+	__u32 pid, tid;
+	__u64 now;
+	struct frames *frames = current_frames(&pid, &tid, &now);
 	if (!frames)
 		return 0;
 	__s32 depth = frames->depth;
@@ -101,9 +103,9 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 /* function__return(filename, funcname, lineno) */
 static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
-	__u32 pid = id >> 32, tid = (__u32)id;
-	struct frames *frames = traced_frames(pid, tid, now);
+	__u32 pid, tid;
+	__u64 now;
+	struct frames *frames = current_frames(&pid, &tid, &now);
 	if (!frames)
 		return 0;
 	struct frame *frame = NULL;
