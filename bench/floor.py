@@ -2,12 +2,13 @@
 program whose handlers do nothing (bench/floor.bpf.c). What a mode costs above the floor is
 then the mode's own work, not the price of the probes themselves.
 
-    python -m bench.floor [--count] [--entries] PID
+    python -m bench.floor [--count] [--entries] [--clock] PID
 
 It says `floor: tracing ...` on stderr once attached, and stops when the target exits (or on
 SIGINT or SIGTERM). With --count the handlers count the hits of each probe, and it ends with
 `floor: E entries, R returns` on stdout. With --entries it probes function__entry only, the
-floor of the modes that count entries (top).
+floor of the modes that count entries (top). With --clock each handler reads the clock once,
+as a tracer that times calls must on every entry and return.
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", action="store_true", help="count the hits of each probe")
     parser.add_argument("--entries", action="store_true", help="probe function__entry only")
+    parser.add_argument("--clock", action="store_true", help="read the clock in each handler")
     parser.add_argument("pid", type=int)
     options = parser.parse_args(argv)
     targets = find_targets(TargetOptions(pids=[options.pid]), "stack", NEEDED_PROBES)
     # pybpftrace's own Session: the same placements, semaphores and switch as its tools
-    session = Session(floor_spec(options.entries), targets, None, None, defines={"COUNT_HITS": 1} if options.count else {})
+    defines = {name: 1 for name, wanted in (("COUNT_HITS", options.count), ("READ_CLOCK", options.clock)) if wanted}
+    session = Session(floor_spec(options.entries), targets, None, None, defines=defines)
     try:
         session.attach()
         print(f"floor: tracing PID {options.pid}", file=sys.stderr, flush=True)

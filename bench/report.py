@@ -133,7 +133,7 @@ def _row(cell: Cell, untraced: Optional[float], floor_ns: Optional[float], count
         return row
     if counts:
         row.per_event_ns = per_event_ns(seconds, untraced, _probe_hits(cell, good, counts))
-        row.cost_ratio = 1.0 if cell.kind == "floor" else ratio(row.per_event_ns, floor_ns)
+        row.cost_ratio = ratio(row.per_event_ns, floor_ns)  # a floor against itself: 1.00
     if cell.kind == "pybpftrace":
         _losses(row, [run.get("lost") for run in good], [run.get("events") for run in good])
         _partial(row, good, counts)
@@ -340,8 +340,10 @@ COLUMNS = """\
   at the least. What probes entries only (`top`, plain `ucalls`) is held against `floor
   (entries)`, the same program on `function__entry` alone: per hit, the interpreter's fixed
   per-call cost of a raised semaphore weighs twice as much when only entries are hit, so the
-  two-probe floor would not be a fair base. On a workload with few events (realistic) this
-  ratio is the noisiest figure.
+  two-probe floor would not be a fair base. `floor (clock)` is the two-probe floor with one
+  clock read (`bpf_ktime_get_ns`) in each handler: what the modes that time calls (`stack
+  --folded`, `calls`) pay at the least, beyond the floor, for their timestamps. On a workload
+  with few events (realistic) this ratio is the noisiest figure.
 - **lost (worst run)**: events lost in the worst run, and their share of the events. For
   pybpftrace, from its summary line (`pybpftrace: N events, M lost`); for the peers, the
   events the counting run says happened while they traced minus the events they printed or

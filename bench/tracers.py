@@ -164,6 +164,10 @@ def _entry_floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]
     return [*_floor_argv(pid, interpreter, out), "--entries"]
 
 
+def _clock_floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
+    return [*_floor_argv(pid, interpreter, out), "--clock"]
+
+
 def _counting_floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
     return [*_floor_argv(pid, interpreter, out), "--count"]
 
@@ -198,6 +202,8 @@ def bcc_tool(tool: str) -> Optional[str]:
 
 FLOOR = Tracer("floor", "floor", _floor_argv, re.compile(r"^floor: tracing", re.MULTILINE), read_floor)
 FLOOR_OF_ENTRIES = Tracer(ENTRY_FLOOR, "floor", _entry_floor_argv, FLOOR.attached, read_floor)
+# The floor reading the clock in each handler: what timing calls costs at the least.
+FLOOR_WITH_CLOCK = Tracer("floor (clock)", "floor", _clock_floor_argv, FLOOR.attached, read_floor)
 # The floor counting each probe's hits: the exact number of events of a workload.
 COUNTING = Tracer("floor --count", "floor", _counting_floor_argv, FLOOR.attached, read_floor_counts)
 MODES = tuple(
@@ -214,7 +220,7 @@ PEERS = (
     Tracer("bpftrace", "peer", _bpftrace_argv, re.compile(r"^Attaching \d+ probes", re.MULTILINE), read_bpftrace,
            semaphores=("function__entry", "function__return"), stops_itself=False),
 )
-TRACERS = (FLOOR, FLOOR_OF_ENTRIES, *MODES, *PEERS)
+TRACERS = (FLOOR, FLOOR_OF_ENTRIES, FLOOR_WITH_CLOCK, *MODES, *PEERS)
 
 
 @functools.cache

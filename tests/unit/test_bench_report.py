@@ -15,7 +15,7 @@ COUNTS = {"entries": 1000, "returns": 1002, "work_events": 2000}
 
 
 def cells(**seconds_by_tracer):
-    kinds = {"untraced": "untraced", "floor": "floor", "floor (entries)": "floor", "uflow": "peer", "ucalls": "peer", "bpftrace": "peer"}
+    kinds = {"untraced": "untraced", "floor": "floor", "floor (entries)": "floor", "floor (clock)": "floor", "uflow": "peer", "ucalls": "peer", "bpftrace": "peer"}
     return [
         Cell("3.15", "fib", name, kinds.get(name, "pybpftrace"), runs=[dict(run) for run in runs])
         for name, runs in seconds_by_tracer.items()
@@ -80,6 +80,15 @@ def test_what_probes_entries_only_is_held_against_the_entry_floor():
     assert entry_floor.per_event_ns == pytest.approx(1.5 / entries_in_work * 1e9)
     assert top.cost_ratio == pytest.approx(1.8 / 1.5)
     assert ucalls.cost_ratio == pytest.approx(2.4 / 1.5)
+
+
+def test_the_clock_floor_is_held_against_the_floor():
+    rows = summarize(cells(
+        untraced=[{"seconds": 1.0}], floor=[{"seconds": 3.0}], **{"floor (clock)": [{"seconds": 3.2}]},
+    ), COUNTS)
+    floor, clock = rows[1:]
+    assert floor.cost_ratio == 1.0
+    assert clock.cost_ratio == pytest.approx(2.2 / 2.0)
 
 
 def test_a_peer_that_sees_no_entries_is_not_compared():
