@@ -40,8 +40,8 @@ A64_PT_REGS = "struct pt_regs { unsigned long regs[31]; unsigned long sp, pc, ps
 def run_reader(tmp_path, spec, arch, pt_regs, setup):
     """Compile a reader for spec, run it with registers set by `setup` (C statements that may
     use `memory`, a 64-byte buffer filled with bytes 0x80..0xbf), return the argument values."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to compile the generated readers (make setup installs it)")
+    # a failure, not a skip: make setup installs gcc, and a skip would hide a broken setup
+    assert shutil.which("gcc"), "gcc is needed to compile the generated readers: run make setup"
     arguments = parse_spec(spec, arch)
     source = HARNESS + pt_regs + reader_function("read_arguments", arguments) + textwrap.dedent(f"""
         int main(void)
