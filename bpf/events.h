@@ -177,6 +177,132 @@ struct audit_event {
 	__u8 nested_bytes[AUDIT_ITEMS][AUDIT_NESTED][AUDIT_NESTED_BYTES];
 };
 
+/* Python stacks read out of the interpreter's memory (bpf/pystacks.h). */
+
+#define OFFSET_NONE 0xffff   /* a field this version does not have */
+#define OWNER_NONE 0xff
+
+enum instruction_kind {
+	INSTR_LASTI_BYTES = 1, /* 3.9: f_lasti, an int counting bytes */
+	INSTR_LASTI_UNITS = 2, /* 3.10: f_lasti, an int counting 2-byte code units */
+	INSTR_POINTER = 3,     /* 3.11+: a pointer into the code object's co_code_adaptive */
+};
+
+/* Where one CPython keeps what the walker reads, in bytes (pybpftrace/interpreter.py: from a
+ * table before 3.13, from _Py_DebugOffsets after). */
+struct py_layout {
+	__u16 runtime_interpreters;      /* in _PyRuntime: the first interpreter */
+	__u16 interp_next;
+	__u16 interp_threads;            /* the interpreter's first thread state */
+	__u16 tstate_next;
+	__u16 tstate_thread_id;          /* pthread_self(): glibc's struct pthread */
+	__u16 tstate_native_thread_id;   /* the kernel's TID; OFFSET_NONE before 3.11 */
+	__u16 tstate_frame;              /* the current frame, or the cframe holding it */
+	__u16 cframe_current_frame;      /* OFFSET_NONE: tstate_frame is the frame */
+	__u16 pthread_tid;               /* the TID in glibc's struct pthread (found at run time) */
+	__u16 frame_previous;
+	__u16 frame_code;
+	__u16 frame_instruction;
+	__u16 frame_owner;               /* OFFSET_NONE before 3.11 */
+	__u16 code_filename;
+	__u16 code_name;
+	__u16 code_firstlineno;
+	__u16 code_linetable;
+	__u16 code_instructions;         /* co_code_adaptive (3.11+): the first instruction */
+	__u16 code_firsttraceable;       /* _co_firsttraceable; OFFSET_NONE where absent */
+	__u16 str_length;                /* in characters */
+	__u16 str_state;                 /* interned:2, kind:3, compact:1, ascii:1 */
+	__u16 str_ascii_data;            /* characters of a compact ASCII str */
+	__u16 str_compact_data;          /* of another compact str */
+	__u16 bytes_size;
+	__u16 bytes_data;
+	__u16 tstate_read;               /* bytes to read of a thread state, a frame, a code */
+	__u16 frame_read;
+	__u16 code_read;
+	__u8 instruction_kind;           /* enum instruction_kind */
+	__u8 owner_skipped;              /* frames owned by this or above are not Python's: the
+	                                  * C stack's shim, the interpreter's; OWNER_NONE */
+	__u8 owner_generator;            /* a generator's frame is never incomplete */
+	__u8 pad[5];
+	__u64 code_tag_mask;             /* 3.14+: f_executable is a tagged _PyStackRef */
+};
+
+/* A process whose Python stacks are read: its interpreter's layout and addresses. */
+struct py_process {
+	struct py_layout layout;
+	__u64 runtime;                   /* _PyRuntime */
+	__u64 code_type;                 /* PyCode_Type */
+	__u16 version;                   /* major << 8 | minor: how its line tables read */
+	__u8 pad[6];
+};
+
+#define SAMPLE_FRAMES_MAX 1024       /* frames a sample holds; deeper stacks are truncated */
+
+/* One frame of a sample: its code object, by an id mixing the process, the code object's
+ * address and what it holds (code_id in pystacks.h), and its instruction. While the walk
+ * runs, the same slot holds the frame as found: the code object's address and its owner. */
+struct sample_frame {
+	__u64 code;                      /* 0: not a code object, or unreadable */
+	__s32 instruction;               /* byte offset of the instruction in the code's bytecode */
+	__u32 owner;                     /* while walking: the frame's owner */
+};
+
+enum sample_kind {
+	SAMPLE_CPU = 1,                  /* a tick of the sampling clock, on a CPU */
+	SAMPLE_DUMP = 2,                 /* a thread's stack, read by pybpftrace dump */
+};
+
+enum sample_flags {
+	SAMPLE_TRUNCATED = 1,            /* deeper than SAMPLE_FRAMES_MAX (or more shims than expected) */
+	SAMPLE_NO_THREAD_STATE = 2,      /* the thread has no Python thread state (yet) */
+	SAMPLE_UNREADABLE = 4,           /* a frame could not be read: the stack stops there */
+	SAMPLE_THREADS_UNSEARCHED = 8,   /* its state was not among the first THREADS_WALKED_MAX */
+};
+
+/* A stack, innermost frame first; only `depth` frames are sent. */
+struct sample_event {
+	__u64 timestamp;
+	__u64 weight;                    /* SAMPLE_CPU: 1 */
+	__u64 thread_id;                 /* SAMPLE_DUMP: the thread's pthread_self() */
+	__u32 pid;
+	__u32 tid;
+	__u16 depth;
+	__u8 kind;
+	__u8 flags;
+	__u32 pad;
+	struct sample_frame frames[SAMPLE_FRAMES_MAX];
+};
+
+#define CODE_TEXT_MAX 256
+#define LINETABLE_MAX 16384
+
+enum code_flags {
+	CODE_NAME_UNREADABLE = 1,
+	CODE_FILE_UNREADABLE = 2,
+	CODE_LINETABLE = 4,              /* its line table follows (perhaps cut, perhaps empty) */
+};
+
+/* A code object, announced once per process (and again should its id be forgotten): names
+ * as CPython stores them (1, 2 or 4 bytes a character), and, when asked, its line table. */
+struct code_event {
+	__u64 code;                      /* the id frames refer to it by */
+	__u64 address;
+	__u32 pid;
+	__s32 firstlineno;
+	__u32 name_length;               /* in characters */
+	__u32 file_length;
+	__u32 linetable_size;            /* in bytes, whole */
+	__u32 linetable_read;            /* bytes that follow the texts */
+	__u16 version;                   /* the process's: major << 8 | minor */
+	__u8 name_kind;                  /* bytes a character */
+	__u8 file_kind;
+	__u8 flags;
+	__u8 pad[3];
+	__u8 name[CODE_TEXT_MAX];
+	__u8 file[CODE_TEXT_MAX];
+	__u8 linetable[LINETABLE_MAX];
+};
+
 /* Per-CPU counters: events the programs handled, and those they could not send on. */
 enum counter {
 	COUNTER_EVENTS = 0,

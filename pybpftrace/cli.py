@@ -130,6 +130,23 @@ def stack(trace, output, json_output, function, filename, max_depth, tids, durat
 
 
 @tracing_command
+@click.option("--rate", type=click.IntRange(min=1, max=10000), default=None, metavar="HZ",
+              help="Samples a second of each busy thread [default: 99].")
+@click.option("--per-thread", is_flag=True, help="Root each stack at its thread instead of merging threads.")
+@click.option("--lines", is_flag=True, help="Key frames by the line running instead of the function's first line.")
+def profile(trace, output, json_output, rate, per_thread, lines) -> None:
+    """Where the targets spend their CPU time: their Python stacks, read by the kernel out of
+    the interpreter's memory at each tick of a sampling clock (no probes needed, nothing
+    paused), counted and printed as folded stacks when tracing ends."""
+    from .tools import profile as profile_tool
+    from .sampling import DEFAULT_RATE
+
+    sys.exit(profile_tool.run(profile_tool.ProfileOptions(
+        trace=trace, output=output, json=json_output, rate=rate or DEFAULT_RATE, per_thread=per_thread, lines=lines,
+    )))
+
+
+@tracing_command
 def gc(trace, output, json_output) -> None:
     """Every garbage collection of the targets: generation, pause, objects collected; at the
     end, a summary per generation and a histogram of pauses."""

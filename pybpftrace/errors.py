@@ -45,6 +45,12 @@ class CommandNotFound(TraceError):
     exit_code = 7
 
 
+class Unsupported(TraceError):
+    """A CPython whose stacks pybpftrace cannot read: its version or build."""
+
+    exit_code = 8
+
+
 EXIT_USAGE = 64  # a bad option or argument (sysexits' EX_USAGE), kept apart from 2 = no probes
 
 EXIT_CODES = {
@@ -55,6 +61,7 @@ EXIT_CODES = {
     NotPermitted.exit_code: "not permitted: run as root",
     KernelSetup.exit_code: "bcc, kernel headers or a kernel feature is missing",
     CommandNotFound.exit_code: "the command to launch was not found",
+    Unsupported.exit_code: "a CPython version or build whose stacks cannot be read",
     EXIT_USAGE: "bad option or argument",
     TraceError.exit_code: "any other error",
 }

@@ -85,3 +85,32 @@ class Names:
         timestamp, file, function, pid, tid, line, depth, kind = record
         file_name, function_name = self.get(pid, file, function)
         return CallEvent(timestamp, pid, tid, kind, depth, function_name, file_name, line)
+
+
+# Python stacks read out of the interpreter's memory (bpf/pystacks.h).
+OFFSET_NONE = 0xFFFF
+OWNER_NONE = 0xFF
+INSTR_LASTI_BYTES = 1
+INSTR_LASTI_UNITS = 2
+INSTR_POINTER = 3
+
+SAMPLE_FRAMES_MAX = 1024
+SAMPLE_CPU = 1
+SAMPLE_DUMP = 2
+SAMPLE_TRUNCATED = 1
+SAMPLE_NO_THREAD_STATE = 2
+SAMPLE_UNREADABLE = 4
+SAMPLE_THREADS_UNSEARCHED = 8
+# struct sample_event, up to its frames: timestamp, weight, thread_id, pid, tid, depth, kind, flags
+SAMPLE_HEAD = struct.Struct("<QQQIIHBB4x")
+# struct sample_frame: code, instruction (owner is the walk's own)
+SAMPLE_FRAME = struct.Struct("<Qi4x")
+
+CODE_TEXT_MAX = 256
+LINETABLE_MAX = 16384
+CODE_NAME_UNREADABLE = 1
+CODE_FILE_UNREADABLE = 2
+CODE_LINETABLE = 4
+# struct code_event, up to its line table: code, address, pid, firstlineno, name_length,
+# file_length, linetable_size, linetable_read, version, name_kind, file_kind, flags, name, file
+CODE_EVENT_HEAD = struct.Struct(f"<QQIiIIIIHBBB3x{CODE_TEXT_MAX}s{CODE_TEXT_MAX}s")

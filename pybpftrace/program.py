@@ -61,6 +61,10 @@ class ProgramSpec:
     # on): per-binary facts such as object layout offsets, so that binaries of different
     # versions traced at once each get their own entry points.
     binary_constants: Callable[[PythonBinary], tuple[int, ...]] = lambda binary: ()
+    # The program walks Python stacks (bpf/pystacks.h): its code objects come on `codes`;
+    # `continuation` is the function its walks tail-call until done.
+    walker: bool = False
+    continuation: Optional[str] = None
 
     @property
     def probe_names(self) -> tuple[str, ...]:
@@ -174,14 +178,25 @@ class LoadedProgram:
             self._bpf = bcc.BPF(text=generated.source, cflags=cflags)
         except Exception as error:  # bcc raises bare Exception and prints clang's errors
             raise TraceError(f"the BPF program did not compile: {error}") from None
-        self._kprobe = bcc.BPF.KPROBE
+        self._types = {"kprobe": bcc.BPF.KPROBE, "perf_event": bcc.BPF.PERF_EVENT}
         self.placements = generated.placements
 
     def entry_fd(self, name: str) -> int:
+        return self.function_fd(name, "kprobe")
+
+    def function_fd(self, name: str, kind: str) -> int:
+        """A function of the program loaded as a program of this kind: kprobe (uprobes too),
+        perf_event."""
         try:
-            return self._bpf.load_func(name.encode(), self._kprobe).fd
+            return self._bpf.load_func(name.encode(), self._types[kind]).fd
         except Exception as error:  # bcc raises bare Exception and prints the verifier's log
             raise TraceError(f"the kernel refused the BPF program: {error}") from None
+
+    def attach_perf_event(self, event_type: int, config: int, name: str, sample_period: int) -> None:
+        """name run at each `sample_period` of the event, on every CPU."""
+        self.function_fd(name, "perf_event")
+        self._bpf.attach_perf_event(ev_type=event_type, ev_config=config, fn_name=name.encode(),
+                                    sample_period=sample_period)
 
     def table(self, name: str):
         return self._bpf.get_table(name)

@@ -45,7 +45,7 @@ class Layout:
 
 
 LAYOUTS = (
-    Layout((3, 8), (3, 11), tuple_items=24, ascii_data=48, compact_data=72, int_tag=False),
+    Layout((3, 7), (3, 11), tuple_items=24, ascii_data=48, compact_data=72, int_tag=False),
     Layout((3, 12), (3, 13), tuple_items=24, ascii_data=40, compact_data=56, int_tag=True),
     Layout((3, 14), (3, 15), tuple_items=32, ascii_data=40, compact_data=56, int_tag=True),
 )

@@ -121,8 +121,8 @@ class FrameLabels:
     def label(self, pid: int, frame: Frame) -> str:
         key = (pid, frame)
         if key not in self._labels:
-            # `;` separates frames in folded stacks
-            text = f"{frame.function} ({frame.file}:{self._first_line(pid, frame)})"
+            # `;` separates frames in folded stacks; a frame with no file says what is missing
+            text = f"{frame.function} ({frame.file}:{self._first_line(pid, frame)})" if frame.file else frame.function
             self._labels[key] = text.replace(";", ":")
         return self._labels[key]
 
@@ -137,20 +137,21 @@ def folded(
     sources: Optional[FirstLines] = None,
     view: View = lambda path: path,
 ) -> list[str]:
-    """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds
-    or the number of calls. Threads merge unless per_thread roots each stack at its thread.
-    view: the frames of a path to show (None: none); the self time of a frame it hides counts
-    toward the deepest frame shown above it, its calls toward nothing."""
+    """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds,
+    the number of calls or the number of samples. Threads merge unless per_thread roots each
+    stack at its thread. view: the frames of a path to show (None: none); the self time of a
+    frame it hides counts toward the deepest frame shown above it, its calls toward nothing."""
     labels = FrameLabels(trees.values(), sources)
     totals: dict[str, int] = defaultdict(int)
-    value = (lambda node: node.calls) if weight == "calls" else (lambda node: node.self_ns)
+    value = {"calls": lambda node: node.calls, "samples": lambda node: node.samples}.get(
+        weight, lambda node: node.self_ns)
     for tid, tree in trees.items():
         prefix = [f"thread {tid}"] if per_thread else []
         for path, amount in weighted_paths(tree.root, value):
             shown = view(path)
             if shown and (weight != "calls" or shown[-1] is path[-1]):
                 totals[";".join(prefix + [labels.label(tree.pid, frame) for frame in shown])] += amount
-    scale = 1 if weight == "calls" else 1000  # self time goes out in microseconds
+    scale = 1000 if weight == "time" else 1  # self time goes out in microseconds
     lines = []
     for stack, value in sorted(totals.items()):
         if round(value / scale):

@@ -25,8 +25,10 @@ from .events import (
     PROCESS_TRACED,
     Names,
 )
+from .codes import Codes
 from .program import LoadedProgram, ProgramSpec, generate
-from .ringbuf import RingBuffer
+from .ringbuf import RecordRing, RingBuffer
+from .sampling import Sampling, WalkedBinary, Walker, find_walked_targets
 from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets
 from .tools import NEEDED_PROBES
 
@@ -34,6 +36,7 @@ CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
 NAMES_PAGES = 256  # 1 MiB: the names of the functions first seen between two drains
+CODES_PAGES = 1024  # 4 MiB: the code objects first seen between two drains, line tables and all
 FORKS_PAGES = 1
 DEFAULT_BUFFER_MIB = 16
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
@@ -43,6 +46,7 @@ SMALL_BATCH = 512
 # streaming tracer's peak RSS and consumes no more events.
 MAX_BATCH = 8192
 COALESCE_SECONDS = 0.01
+REGISTER_POLL_NS = 1_000_000  # how often to look whether a launched command mapped its interpreter
 
 
 def require_privileges(what: str) -> None:
@@ -77,13 +81,16 @@ class Summary:
     ended_by: str = ""
     processes: int = 0
     threads: Optional[int] = None  # None where the events were counted in the kernel
+    unit: str = "events"  # what the programs handle: events, samples
+    notes: list[str] = field(default_factory=list)  # what is missing from the output, and why
 
     def line(self) -> str:
         processes = f"{self.processes} processes, " if self.processes > 1 else ""
         threads = f"{self.threads} threads, " if self.threads is not None else ""
+        notes = "".join(f"; {note}" for note in self.notes)
         return (
-            f"pybpftrace: {self.events} events, {self.lost} lost, {processes}{threads}"
-            f"{self.seconds:.2f} s ({self.ended_by})"
+            f"pybpftrace: {self.events} {self.unit}, {self.lost} lost, {processes}{threads}"
+            f"{self.seconds:.2f} s ({self.ended_by}){notes}"
         )
 
 
@@ -127,18 +134,23 @@ class Session:
     spec: ProgramSpec
     targets: Targets
     ring: Optional[str]  # the program's event ring buffer, if it has one
-    layout: Optional[struct.Struct]  # the one record layout it carries
+    layout: Optional[struct.Struct]  # the one record layout it carries; None: records of any length
     buffer_mib: float = DEFAULT_BUFFER_MIB
     follow_forks: bool = False
     defines: dict[str, int] = field(default_factory=dict)
+    walked: dict[int, WalkedBinary] = field(default_factory=dict)  # processes whose stacks are read
+    sampling: Sampling = field(default_factory=Sampling)
 
     def __post_init__(self) -> None:
         self.names = Names()
+        self.codes = Codes()
         self.start = 0
         self._stop: Optional[str] = None
         self._handlers: dict[int, object] = {}
         pages = pages_for(self.buffer_mib)
         defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **self.defines}
+        if self.spec.walker:
+            defines["CODES_PAGES"] = CODES_PAGES
         if self.follow_forks:
             ensure_tracefs()
             defines["FOLLOW_FORKS"] = 1
@@ -147,10 +159,15 @@ class Session:
         self._events = self._ring(self.ring, pages, self.layout) if self.ring else None
         self._names_ring = self._ring("names", NAMES_PAGES, NAMES_EVENT)
         self._forks = self._ring("forks", FORKS_PAGES, FORK_EVENT) if self.follow_forks else None
+        self._codes_ring = self._ring("codes", CODES_PAGES, None) if self.spec.walker else None
+        self.walker = (
+            Walker(self.program, self.spec.continuation, self.sampling.linetables) if self.spec.walker else None
+        )
         self._uprobes = Uprobes()
 
-    def _ring(self, name: str, pages: int, layout: struct.Struct) -> RingBuffer:
-        return RingBuffer(self.program.table(name).map_fd, pages * mmap.PAGESIZE, layout)
+    def _ring(self, name: str, pages: int, layout: Optional[struct.Struct]) -> RingBuffer | RecordRing:
+        fd, size = self.program.table(name).map_fd, pages * mmap.PAGESIZE
+        return RingBuffer(fd, size, layout) if layout else RecordRing(fd, size)
 
     def attach(self) -> None:
         """Attach to every target, then switch the programs on, then let a launched command
@@ -167,13 +184,22 @@ class Session:
                     "tools or bpftrace) probes the same place without its semaphore; stop it and retry"
                 ) from None
             raise KernelSetup(f"cannot attach: {error}") from None
+        launched = self.targets.launched
+        if self.walker:
+            for pid, walked in self.walked.items():
+                if launched and pid == launched.pid:
+                    self.walker.register_soon(pid, walked)
+                elif not self.walker.register(pid, walked):
+                    raise NotFound(f"PID {pid} no longer maps {walked.binary.shown_path}")
+            if self.sampling.rate:
+                self.walker.start_clock(self.sampling.rate)
         self.start = time.monotonic_ns()
         self._switch(True)
         # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
         self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
-        if self.targets.launched:
-            self.targets.launched.release()
+        if launched:
+            launched.release()
 
     def _attach_process(self, pid: int, binaries: list[PythonBinary], path=lambda path: path) -> None:
         """The program's uprobes in one process (path: where that process's files are)."""
@@ -210,10 +236,16 @@ class Session:
         """What is traced, e.g. `PID 42 (CPython 3.11.2 at /usr/bin/python3.11)`."""
         parts = []
         for pid, binaries in self.targets.binaries.items():
-            what = ", ".join(binary.describe() for binary in binaries)
+            shown = binaries or ([self.walked[pid].binary] if pid in self.walked else [])
+            what = ", ".join(binary.describe() for binary in shown)
             parts.append(f"every process running {what}" if pid == SYSTEM_WIDE else f"PID {pid} ({what})")
         forks = " and the processes they fork" if self.follow_forks else ""
-        return f"{', '.join(parts)}{forks} with {len(self._uprobes)} uprobes"
+        how = []
+        if self._uprobes:
+            how.append(f"{len(self._uprobes)} uprobes")
+        if self.sampling.rate:
+            how.append(f"{self.sampling.rate} samples a second")
+        return f"{', '.join(parts)}{forks} with {' and '.join(how) or 'nothing attached'}"
 
     def _raise_line_semaphore(self, pid: int, binary: PythonBinary, path: str) -> None:
         """CPython 3.11 runs function__entry only while the line semaphore is up (gh-98894).
@@ -238,11 +270,15 @@ class Session:
         return self.program.table("counters").sum(index).value
 
     def _drain(self, consume: Callable[[list[tuple]], None]) -> int:
-        # Names first: an event's names were submitted before the event was reserved, so
-        # every event up to this producer position has its names among those drained now.
+        # Names first: an event's names (a stack's code objects) were submitted before the
+        # event was, so every event up to this producer position has its names among those
+        # drained now.
         until = self._events.producer_position() if self._events else 0
         for record in self._names_ring.drain():
             self.names.add(record)
+        if self._codes_ring:
+            for record in self._codes_ring.drain():
+                self.codes.add(record)
         if not self._events:
             return 0
         records = self._events.drain(until, limit=MAX_BATCH)
@@ -281,6 +317,9 @@ class Session:
             while (processes or system_wide) and not self._stop:
                 now = time.monotonic_ns()
                 wake = min(filter(None, (deadline, next_tick)), default=now + 500_000_000)
+                if self.walker and self.walker.waiting:  # a launched command maps its interpreter
+                    self.walker.register_pending()
+                    wake = min(wake, now + REGISTER_POLL_NS)
                 for fd, _ in poller.poll(max(0.0, min(0.5, (wake - now) / 1e9))):
                     if fd == wake_read:
                         os.read(wake_read, 64)
@@ -327,7 +366,7 @@ class Session:
     def close(self) -> None:
         self._restore_signals()
         self._uprobes.close()
-        for ring in filter(None, (self._events, self._names_ring, self._forks)):
+        for ring in filter(None, (self._events, self._names_ring, self._forks, self._codes_ring)):
             ring.close()
         self.program.close()
 
@@ -390,16 +429,23 @@ def run_tool(
     options: TraceOptions,
     make_consumer: Callable[[Session], Consumer],
     configure: Callable[[Session], None] = lambda session: None,
+    sampling: Optional[Sampling] = None,
 ) -> int:
-    """Trace for `command` from start to end: the exit code (a launched command's own)."""
+    """Trace for `command` from start to end: the exit code (a launched command's own). A
+    program that walks stacks (spec.walker) streams records of any length on `samples`."""
     require_privileges(f"pybpftrace {command}")
     if options.follow_forks and (options.target.binaries or options.target.all_pythons):
         raise TraceError("--follow-forks goes with PIDs or a command: --binary and --all trace every process already")
-    targets = find_targets(options.target, command, NEEDED_PROBES)
+    walked: dict[int, WalkedBinary] = {}
+    if spec.walker:
+        targets, walked = find_walked_targets(options.target)
+    else:
+        targets = find_targets(options.target, command, NEEDED_PROBES)
     launched = targets.launched
     try:
-        ring = "events" if layout else None
-        session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks)
+        ring = "samples" if spec.walker else "events" if layout else None
+        session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks,
+                          walked=walked, sampling=sampling or Sampling())
         configure(session)
         session.attach()
     except BaseException:

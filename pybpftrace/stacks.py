@@ -90,6 +90,7 @@ class Node:
     children: dict[Frame, "Node"] = field(default_factory=dict)
     self_ns: int = 0
     calls: int = 0
+    samples: int = 0  # sampled stacks that ended here
 
 
 @dataclass(frozen=True)

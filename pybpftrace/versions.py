@@ -17,8 +17,9 @@ from .probes import file_offset, load_segments
 
 Version = tuple[int, int, int]
 
-# PY_VERSION as compiled in, e.g. "3.9.2" or "3.15.0a1+".
-_PY_VERSION_TEXT = re.compile(rb"\x00(3\.(\d{1,2})\.(\d{1,2})(?:(?:a|b|rc)\d+)?\+?)\x00")
+# PY_VERSION as compiled in, e.g. "3.9.2" or "3.15.0a1+"; the linker may have merged it into
+# the tail of a longer string that ends the same way ("/root/.pyenv/versions/3.9.18").
+_PY_VERSION_TEXT = re.compile(rb"[\x00/](3\.(\d{1,2})\.(\d{1,2})(?:(?:a|b|rc)\d+)?\+?)\x00")
 
 
 @dataclass(frozen=True)

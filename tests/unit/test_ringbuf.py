@@ -3,11 +3,10 @@
 import mmap
 import struct
 
-from pybpftrace.ringbuf import RingBuffer
+from pybpftrace.ringbuf import BUSY, DISCARDED, RecordRing, RingBuffer
 
 RECORD = struct.Struct("<QI4x")  # 16 bytes: a stride of 24 with the header
 SIZE = mmap.PAGESIZE  # the data area
-BUSY = 1 << 31
 
 
 def ring_file(tmp_path, records, consumer=0):
@@ -60,3 +59,52 @@ def test_a_record_across_the_end_of_the_data_area(tmp_path):
     records, consumer = drain(ring_file(tmp_path, [(1, 0), (2, 0), (3, 0)], consumer=start))
     assert records == [(1, 2), (2, 4), (3, 6)]
     assert consumer == start + 72
+
+
+def record_ring_file(tmp_path, payloads, consumer=0, flags=None):
+    """A ring of records of any length written from `consumer` on (each padded to 8 bytes),
+    wrapping around the data area."""
+    page = mmap.PAGESIZE
+    data = bytearray(2 * SIZE)
+    position = consumer
+    for index, payload in enumerate(payloads):
+        header = struct.pack("<II", len(payload) | (flags or {}).get(index, 0), 0)
+        record = header + payload + b"\0" * (-len(payload) % 8)
+        for offset, byte in enumerate(record):
+            data[(position + offset) % SIZE] = byte
+            data[(position + offset) % SIZE + SIZE] = byte
+        position += len(record)
+    path = tmp_path / "ring"
+    path.write_bytes(struct.pack("<Q", consumer).ljust(page, b"\0") + struct.pack("<Q", position).ljust(page, b"\0")
+                     + bytes(data))
+    return path
+
+
+def drain_records(path, **options):
+    with open(path, "r+b") as stream:
+        ring = RecordRing(stream.fileno(), SIZE)
+        try:
+            return ring.drain(**options), struct.unpack("<Q", path.read_bytes()[:8])[0]
+        finally:
+            ring.close()
+
+
+def test_records_of_any_length(tmp_path):
+    payloads = [bytes([n % 256]) * n for n in (1, 8, 13, 300)]
+    start = SIZE - 40  # the third record wraps around the data area's end
+    records, consumer = drain_records(record_ring_file(tmp_path, payloads, consumer=start))
+    assert records == payloads
+    assert consumer == start + sum(8 + ((len(p) + 7) & ~7) for p in payloads)
+
+
+def test_record_ring_stops_at_a_busy_record_and_skips_discarded_ones(tmp_path):
+    payloads = [b"a" * 5, b"b" * 9, b"c" * 3, b"d" * 2]
+    path = record_ring_file(tmp_path, payloads, flags={1: DISCARDED, 2: BUSY})
+    records, consumer = drain_records(path)
+    assert records == [b"a" * 5]
+    assert consumer == 16 + 24  # up to the busy one, past the discarded one
+
+
+def test_record_ring_limit(tmp_path):
+    records, consumer = drain_records(record_ring_file(tmp_path, [b"x" * 8] * 5), limit=2)
+    assert records == [b"x" * 8] * 2 and consumer == 32

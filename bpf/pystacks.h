@@ -1,0 +1,460 @@
+/* Python stacks read out of the interpreter's memory: the one frame walker that every program
+ * needing stacks shares. No probe is needed: the kernel follows the interpreter's own pointers,
+ * from _PyRuntime to the thread's state and down its frames, with each version's layout
+ * (struct py_layout, in a map) telling where the pointers are.
+ *
+ * A walk is a state machine advanced a bounded number of steps at a time (walk_steps), so that
+ * the verifier sees short loops: a program that runs in the target's context (a tick, a
+ * tracepoint) tail-calls itself until the walk is done; the dump iterator, which cannot tail
+ * call, is run again by user space. Phases: find the thread's state, follow its frames, read
+ * their code objects, announce the code objects new to the kernel.
+ *
+ * The includer defines, before including this file,
+ *   static __always_inline long read_target(void *dst, __u64 size, __u64 address, void *task)
+ * which reads the traced process's memory: bpf_probe_read_user where the program runs in the
+ * target's context (task unused), bpf_copy_from_user_task in the dump iterator (ours). */
+#ifndef PYBPFTRACE_PYSTACKS_H
+#define PYBPFTRACE_PYSTACKS_H
+
+#include "events.h"
+
+#ifndef PY_PROCESSES_MAX
+#define PY_PROCESSES_MAX 8192
+#endif
+#ifndef THREAD_STATES_MAX
+#define THREAD_STATES_MAX 65536
+#endif
+#ifndef CODES_KNOWN_MAX
+#define CODES_KNOWN_MAX 262144
+#endif
+#ifndef CODES_PAGES
+#define CODES_PAGES 1024
+#endif
+#define THREADS_WALKED_MAX 4096      /* thread states looked at to find a thread's */
+#define SKIPPED_FRAMES_MAX 1024      /* shim frames a walk steps over */
+#define ANNOUNCED_PER_WALK 32        /* new code objects a walk announces; others at the next */
+/* Steps of each phase per call of walk_steps: what keeps the verifier's work bounded. */
+#define THREAD_STEPS 256
+#define FRAME_STEPS 256
+#define CODE_STEPS 64
+#define ANNOUNCE_STEPS 4
+
+#define TSTATE_BUF 512
+#define FRAME_BUF 256
+#define CODE_BUF 512
+#define STR_HEAD 64
+
+enum walk_phase {
+	WALK_THREAD = 0,                 /* looking for the thread's state */
+	WALK_FRAMES = 1,                 /* following the frames */
+	WALK_CODES = 2,                  /* reading each frame's code object */
+	WALK_ANNOUNCE = 3,               /* announcing the code objects new to the kernel */
+	WALK_DONE = 4,
+};
+
+struct walk_settings {
+	__u8 linetables;                 /* announce code objects with their line tables */
+	__u8 pad[7];
+};
+
+/* A walk in progress, and its result in `sample`. */
+struct walk {
+	__u8 phase;
+	__u8 pad[3];
+	__u32 steps;                     /* thread states or shim frames looked at */
+	__u32 found;                     /* frames found */
+	__u32 read;                      /* WALK_CODES: frames whose code object was read */
+	__u32 announced;                 /* code objects put aside to announce */
+	__u32 announcing;                /* WALK_ANNOUNCE: the next to announce */
+	__u64 interpreter;               /* WALK_THREAD: the interpreter whose list is searched */
+	__u64 cursor;                    /* WALK_THREAD: the next thread state; then the next frame */
+	__u64 last_code;                 /* WALK_CODES: the previous frame's code object and id */
+	__u64 last_id;
+	__u64 announce[ANNOUNCED_PER_WALK];
+	__u64 announce_id[ANNOUNCED_PER_WALK];
+	struct sample_event sample;
+};
+
+/* Buffers for what is read of the target. */
+struct walk_buffers {
+	__u8 tstate[TSTATE_BUF + 8];
+	__u8 frame[FRAME_BUF + 8];
+	__u8 code[CODE_BUF + 8];
+	__u64 name[STR_HEAD / 8];
+	__u64 file[STR_HEAD / 8];
+};
+
+BPF_HASH(py_processes, __u32, struct py_process, PY_PROCESSES_MAX);
+/* A thread's state, found once by walking the interpreter's list, checked at every use. */
+BPF_TABLE("lru_hash", __u32, __u64, thread_states, THREAD_STATES_MAX);
+/* The code objects announced on `codes`, by id: forgetting one only announces it again. */
+BPF_TABLE("lru_hash", __u64, __u8, codes_known, CODES_KNOWN_MAX);
+BPF_ARRAY(walk_settings, struct walk_settings, 1);
+BPF_PERCPU_ARRAY(walk_buffers, struct walk_buffers, 1);
+BPF_PERCPU_ARRAY(code_scratch, struct code_event, 1);
+BPF_RINGBUF_OUTPUT(codes, CODES_PAGES);
+
+/* Fields of a buffer read from the target, at offsets from the layout: the mask keeps the
+ * verifier sure of the bounds (the buffers have 8 spare bytes), the asm keeps the mask. */
+static __always_inline __u64 u64_at(const __u8 *buffer, __u32 offset, __u32 size)
+{
+	asm volatile("" : "+r"(offset));
+	offset &= size - 1;
+	return *(const __u64 *)(buffer + offset);
+}
+
+static __always_inline __u32 u32_at(const __u8 *buffer, __u32 offset, __u32 size)
+{
+	asm volatile("" : "+r"(offset));
+	offset &= size - 1;
+	return *(const __u32 *)(buffer + offset);
+}
+
+static __always_inline __u8 u8_at(const __u8 *buffer, __u32 offset, __u32 size)
+{
+	asm volatile("" : "+r"(offset));
+	offset &= size - 1;
+	return buffer[offset];
+}
+
+/* A read of at most `most` bytes; 64-bit throughout, so that the compiler checks and passes
+ * the same register (a 32-bit copy loses the bound the verifier needs). */
+static __always_inline long read_bounded(void *dst, __u64 size, __u64 most, __u64 address, void *task)
+{
+	if (size > most)
+		size = most;
+	asm volatile("" : "+r"(size));
+	return read_target(dst, size, address, task);
+}
+
+static __always_inline __u64 read_pointer(__u64 address, void *task)
+{
+	__u64 value = 0;
+	if (read_target(&value, sizeof(value), address, task))
+		return 0;
+	return value;
+}
+
+static __always_inline __u64 mix(__u64 hash, __u64 value)
+{
+	hash = (hash ^ value) * 0x9E3779B97F4A7C15ULL;
+	return hash ^ (hash >> 29);
+}
+
+/* The thread state at `tstate`, read into the buffers; its thread's TID: 3.11+ keep the
+ * kernel's TID; before, only pthread_self(), glibc's struct pthread, which holds the TID.
+ * 0 when unreadable. */
+static __always_inline __u32 read_thread_state(struct py_layout *layout, struct walk_buffers *buffers, __u64 tstate,
+					       void *task)
+{
+	if (read_bounded(buffers->tstate, layout->tstate_read, TSTATE_BUF, tstate, task))
+		return 0;
+	if (layout->tstate_native_thread_id != OFFSET_NONE)
+		return u32_at(buffers->tstate, layout->tstate_native_thread_id, TSTATE_BUF);
+	__u64 pthread = u64_at(buffers->tstate, layout->tstate_thread_id, TSTATE_BUF);
+	__u32 tid = 0;
+	if (!pthread || read_target(&tid, sizeof(tid), pthread + layout->pthread_tid, task))
+		return 0;
+	return tid;
+}
+
+/* Start following the frames of the thread state in the buffers. */
+static __always_inline void start_frames(struct walk *walk, struct py_layout *layout, struct walk_buffers *buffers,
+					 void *task)
+{
+	__u64 frame = u64_at(buffers->tstate, layout->tstate_frame, TSTATE_BUF);
+	if (frame && layout->cframe_current_frame != OFFSET_NONE)
+		frame = read_pointer(frame + layout->cframe_current_frame, task);
+	walk->sample.thread_id = u64_at(buffers->tstate, layout->tstate_thread_id, TSTATE_BUF);
+	walk->cursor = frame;
+	walk->steps = 0;
+	walk->found = 0;
+	walk->phase = WALK_FRAMES;
+}
+
+/* Start a walk of thread tid's stack. */
+static __always_inline void walk_start(struct walk *walk, __u32 pid, __u32 tid)
+{
+	walk->phase = WALK_THREAD;
+	walk->steps = 0;
+	walk->found = 0;
+	walk->read = 0;
+	walk->announced = 0;
+	walk->announcing = 0;
+	walk->interpreter = 0;
+	walk->cursor = 0;
+	walk->last_code = 0;
+	walk->last_id = 0;
+	walk->sample.pid = pid;
+	walk->sample.tid = tid;
+	walk->sample.thread_id = 0;
+	walk->sample.depth = 0;
+	walk->sample.flags = 0;
+}
+
+/* Start a walk of the stack of a thread state already read into the buffers (dump). */
+static __always_inline void walk_start_at(struct walk *walk, struct py_process *process, struct walk_buffers *buffers,
+					  __u32 pid, __u32 tid, void *task)
+{
+	walk_start(walk, pid, tid);
+	start_frames(walk, &process->layout, buffers, task);
+}
+
+/* WALK_THREAD: the thread's state, from the cache (checked) or the interpreters' lists. */
+static __always_inline void find_thread(struct walk *walk, struct py_process *process, struct walk_buffers *buffers,
+					void *task)
+{
+	struct py_layout *layout = &process->layout;
+	__u32 tid = walk->sample.tid;
+	if (!walk->interpreter) {
+		__u64 *cached = thread_states.lookup(&tid);
+		if (cached && *cached && read_thread_state(layout, buffers, *cached, task) == tid) {
+			start_frames(walk, layout, buffers, task);
+			return;
+		}
+		walk->interpreter = read_pointer(process->runtime + layout->runtime_interpreters, task);
+		walk->cursor = walk->interpreter ? read_pointer(walk->interpreter + layout->interp_threads, task) : 0;
+	}
+	for (int i = 0; i < THREAD_STEPS; i++) {
+		if (!walk->cursor) {
+			walk->interpreter = walk->interpreter ? read_pointer(walk->interpreter + layout->interp_next, task) : 0;
+			if (!walk->interpreter) {
+				walk->sample.flags |= SAMPLE_NO_THREAD_STATE;
+				walk->phase = WALK_DONE;
+				return;
+			}
+			walk->cursor = read_pointer(walk->interpreter + layout->interp_threads, task);
+			continue;
+		}
+		__u64 tstate = walk->cursor;
+		if (read_thread_state(layout, buffers, tstate, task) == tid) {
+			thread_states.update(&tid, &tstate);
+			start_frames(walk, layout, buffers, task);
+			return;
+		}
+		walk->cursor = u64_at(buffers->tstate, layout->tstate_next, TSTATE_BUF);
+		if (++walk->steps >= THREADS_WALKED_MAX) {
+			walk->sample.flags |= SAMPLE_NO_THREAD_STATE | SAMPLE_THREADS_UNSEARCHED;
+			walk->phase = WALK_DONE;
+			return;
+		}
+	}
+}
+
+/* WALK_FRAMES: follow the frames, keeping each Python frame's code object, instruction (as
+ * an offset from the code's first) and owner; shims (frames the C stack or the interpreter
+ * own) are stepped over. */
+static __always_inline void follow_frames(struct walk *walk, struct py_layout *layout, struct walk_buffers *buffers,
+					  void *task)
+{
+	for (int i = 0; i < FRAME_STEPS; i++) {
+		__u64 frame = walk->cursor;
+		if (!frame) {
+			walk->phase = WALK_CODES;
+			return;
+		}
+		if (read_bounded(buffers->frame, layout->frame_read, FRAME_BUF, frame, task)) {
+			walk->sample.flags |= SAMPLE_UNREADABLE;
+			walk->phase = WALK_CODES;
+			return;
+		}
+		walk->cursor = u64_at(buffers->frame, layout->frame_previous, FRAME_BUF);
+		__u64 code = u64_at(buffers->frame, layout->frame_code, FRAME_BUF) & ~layout->code_tag_mask;
+		__u8 owner = 0;
+		if (layout->frame_owner != OFFSET_NONE)
+			owner = u8_at(buffers->frame, layout->frame_owner, FRAME_BUF);
+		if (owner >= layout->owner_skipped) {
+			if (++walk->steps >= SKIPPED_FRAMES_MAX) {
+				walk->sample.flags |= SAMPLE_TRUNCATED;
+				walk->phase = WALK_CODES;
+				return;
+			}
+			continue;
+		}
+		if (walk->found >= SAMPLE_FRAMES_MAX) {
+			walk->sample.flags |= SAMPLE_TRUNCATED;
+			walk->phase = WALK_CODES;
+			return;
+		}
+		__s64 offset;
+		if (layout->instruction_kind == INSTR_POINTER)
+			offset = u64_at(buffers->frame, layout->frame_instruction, FRAME_BUF) -
+				 (code + layout->code_instructions);
+		else if (layout->instruction_kind == INSTR_LASTI_UNITS)
+			offset = (__s64)(__s32)u32_at(buffers->frame, layout->frame_instruction, FRAME_BUF) * 2;
+		else
+			offset = (__s32)u32_at(buffers->frame, layout->frame_instruction, FRAME_BUF);
+		struct sample_frame *slot = &walk->sample.frames[walk->found & (SAMPLE_FRAMES_MAX - 1)];
+		slot->code = code;
+		slot->instruction = offset;
+		slot->owner = owner;
+		walk->found++;
+	}
+}
+
+/* A code object's id: the process, its address and what it holds, so that another code
+ * object at the same address later gets another id. Its names are read as far as their
+ * header and first characters (the name's cached hash, computed for every interned str, the
+ * lengths, the first bytes); their reference counts are left out, as they change. */
+static __always_inline __u64 code_id(struct py_layout *layout, struct walk_buffers *buffers, __u32 pid, __u64 code,
+				     void *task)
+{
+	__u64 name = u64_at(buffers->code, layout->code_name, CODE_BUF);
+	__u64 file = u64_at(buffers->code, layout->code_filename, CODE_BUF);
+	__u64 id = mix(mix(mix(pid, code), name), file);
+	id = mix(id, u32_at(buffers->code, layout->code_firstlineno, CODE_BUF));
+	id = mix(id, u64_at(buffers->code, layout->code_linetable, CODE_BUF));
+	if (read_target(buffers->name, STR_HEAD, name, task) || read_target(buffers->file, STR_HEAD, file, task))
+		return mix(id, 1) | 1; /* an unreadable name: its announcement will say so */
+	for (int word = 1; word < STR_HEAD / 8; word++)
+		id = mix(mix(id, buffers->name[word]), buffers->file[word]);
+	return id | 1; /* never 0, which marks a frame whose code object could not be read */
+}
+
+/* WALK_CODES: each frame's code object read and identified; the frames written back in place
+ * (never past the one being read), incomplete frames (pushed, their first instruction not yet
+ * run) left out. Code objects new to the kernel are put aside to be announced. */
+static __always_inline void read_codes(struct walk *walk, struct py_process *process, struct walk_buffers *buffers,
+				       void *task)
+{
+	struct py_layout *layout = &process->layout;
+	for (int i = 0; i < CODE_STEPS; i++) {
+		if (walk->read >= walk->found || walk->read >= SAMPLE_FRAMES_MAX) {
+			walk->phase = WALK_ANNOUNCE;
+			return;
+		}
+		struct sample_frame *frame = &walk->sample.frames[walk->read & (SAMPLE_FRAMES_MAX - 1)];
+		walk->read++;
+		__u64 code = frame->code, id = walk->last_id;
+		__s32 offset = frame->instruction;
+		__u32 owner = frame->owner;
+		if (code != walk->last_code) {
+			id = 0;
+			if (!read_bounded(buffers->code, layout->code_read, CODE_BUF, code, task) &&
+			    u64_at(buffers->code, 8, CODE_BUF) == process->code_type)
+				id = code_id(layout, buffers, walk->sample.pid, code, task);
+			walk->last_code = code;
+			walk->last_id = id;
+			if (id && walk->announced < ANNOUNCED_PER_WALK && !codes_known.lookup(&id)) {
+				__u32 slot = walk->announced & (ANNOUNCED_PER_WALK - 1);
+				walk->announce[slot] = code;
+				walk->announce_id[slot] = id;
+				walk->announced++;
+			}
+		}
+		if (id && layout->code_firsttraceable != OFFSET_NONE && owner != layout->owner_generator &&
+		    offset < (__s32)u32_at(buffers->code, layout->code_firsttraceable, CODE_BUF) * 2)
+			continue; /* incomplete */
+		struct sample_frame *out = &walk->sample.frames[walk->sample.depth & (SAMPLE_FRAMES_MAX - 1)];
+		out->code = id;
+		out->instruction = offset < 0 ? 0 : offset;
+		out->owner = 0;
+		walk->sample.depth++;
+	}
+}
+
+/* A str's text as CPython stores it (compact: 1, 2 or 4 bytes a character), cut to what the
+ * event holds, and its length in characters. */
+static __always_inline int read_text(struct py_layout *layout, struct walk_buffers *buffers, __u64 str, __u8 *text,
+				     __u32 *length, __u8 *kind, void *task)
+{
+	if (!str || read_target(buffers->name, STR_HEAD, str, task))
+		return -1;
+	const __u8 *bytes = (const __u8 *)buffers->name;
+	__u32 state = u32_at(bytes, layout->str_state, STR_HEAD);
+	if (!(state & (1 << 5)))
+		return -1; /* not compact: no code object's name is */
+	*kind = (state >> 2) & 7;
+	*length = u64_at(bytes, layout->str_length, STR_HEAD);
+	__u64 data = str + ((state & (1 << 6)) ? layout->str_ascii_data : layout->str_compact_data);
+	return read_bounded(text, (__u64)*length * *kind, CODE_TEXT_MAX, data, task) ? -1 : 0;
+}
+
+/* A code object's names, first line and (when asked) line table, on the `codes` ring. */
+static __always_inline void announce_code(struct py_process *process, struct walk_buffers *buffers, __u32 pid,
+					  __u64 code, __u64 id, void *task)
+{
+	struct py_layout *layout = &process->layout;
+	__u32 zero = 0;
+	struct code_event *event = code_scratch.lookup(&zero);
+	struct walk_settings *settings = walk_settings.lookup(&zero);
+	if (!event || read_bounded(event->linetable, layout->code_read, CODE_BUF, code, task))
+		return;
+	const __u8 *head = event->linetable; /* the code object's head, for a moment */
+	__u64 name = u64_at(head, layout->code_name, CODE_BUF);
+	__u64 file = u64_at(head, layout->code_filename, CODE_BUF);
+	__u64 linetable = u64_at(head, layout->code_linetable, CODE_BUF);
+	event->firstlineno = u32_at(head, layout->code_firstlineno, CODE_BUF);
+	event->code = id;
+	event->address = code;
+	event->pid = pid;
+	event->version = process->version;
+	event->flags = 0;
+	event->name_length = event->file_length = 0;
+	event->name_kind = event->file_kind = 1;
+	if (read_text(layout, buffers, name, event->name, &event->name_length, &event->name_kind, task))
+		event->flags |= CODE_NAME_UNREADABLE;
+	if (read_text(layout, buffers, file, event->file, &event->file_length, &event->file_kind, task))
+		event->flags |= CODE_FILE_UNREADABLE;
+	event->linetable_size = event->linetable_read = 0;
+	if (settings && settings->linetables && linetable) {
+		__u64 size = read_pointer(linetable + layout->bytes_size, task);
+		/* at most LINETABLE_MAX - 1 bytes, so that the mask below keeps every length */
+		__u32 wanted = size >= LINETABLE_MAX ? LINETABLE_MAX - 1 : size;
+		event->linetable_size = size;
+		if (!read_bounded(event->linetable, wanted, LINETABLE_MAX - 1, linetable + layout->bytes_data, task)) {
+			event->linetable_read = wanted;
+			event->flags |= CODE_LINETABLE;
+		}
+	}
+	__u64 read = event->linetable_read & (LINETABLE_MAX - 1);
+	if (codes.ringbuf_output(event, offsetof(struct code_event, linetable) + read, 0) == 0) {
+		__u8 known = 1;
+		codes_known.update(&id, &known);
+	}
+}
+
+/* WALK_ANNOUNCE: the code objects put aside, announced. */
+static __always_inline void announce_codes(struct walk *walk, struct py_process *process,
+					   struct walk_buffers *buffers, void *task)
+{
+	for (int i = 0; i < ANNOUNCE_STEPS; i++) {
+		__u32 next = walk->announcing;
+		if (next >= walk->announced || next >= ANNOUNCED_PER_WALK) {
+			walk->phase = WALK_DONE;
+			return;
+		}
+		walk->announcing++;
+		next &= ANNOUNCED_PER_WALK - 1;
+		announce_code(process, buffers, walk->sample.pid, walk->announce[next], walk->announce_id[next], task);
+	}
+}
+
+/* Advance the walk a bounded number of steps; 1 when it is done (or cannot go on). */
+static __always_inline int walk_steps(struct walk *walk, void *task)
+{
+	__u32 zero = 0, pid = walk->sample.pid;
+	struct py_process *process = py_processes.lookup(&pid);
+	struct walk_buffers *buffers = walk_buffers.lookup(&zero);
+	if (!process || !buffers)
+		return 1;
+	switch (walk->phase) {
+	case WALK_THREAD:
+		find_thread(walk, process, buffers, task);
+		break;
+	case WALK_FRAMES:
+		follow_frames(walk, &process->layout, buffers, task);
+		break;
+	case WALK_CODES:
+		read_codes(walk, process, buffers, task);
+		break;
+	case WALK_ANNOUNCE:
+		announce_codes(walk, process, buffers, task);
+		break;
+	default:
+		return 1;
+	}
+	return walk->phase == WALK_DONE;
+}
+
+#endif

@@ -1,0 +1,82 @@
+"""Code objects as the kernel announced them: a name, a file, a first line and, when asked, a
+line table, by the id frames refer to them with. The kernel reads them while the process runs,
+so processes that exit before user space looks still have names.
+
+An id mixes the process, the code object's address and what it holds (bpf/pystacks.h,
+code_id): a code object freed and another made at its address get different ids, so a cached
+name is never given to another function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .events import (
+    CODE_EVENT_HEAD,
+    CODE_FILE_UNREADABLE,
+    CODE_LINETABLE,
+    CODE_NAME_UNREADABLE,
+    CODE_TEXT_MAX,
+    TRUNCATION_MARK,
+    UNREADABLE_NAME,
+)
+from .linetable import NO_LINE, LineTable
+
+UNKNOWN_CODE = "<unknown code object>"  # a frame whose code object could not be read
+_ENCODINGS = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
+
+
+@dataclass
+class Code:
+    function: str
+    file: str
+    first_line: int
+    lines: Optional[LineTable]  # None: not asked for
+    linetable_cut: bool = False  # larger than the kernel copies: late lines are unknown
+
+    def line(self, offset: int) -> Optional[int]:
+        """The line running at this instruction offset; None where unknown."""
+        if self.lines is None:
+            return None
+        line = self.lines.line(offset)
+        return None if line in (None, NO_LINE) else line
+
+
+def _text(raw: bytes, length: int, kind: int, unreadable: bool) -> str:
+    """A str as CPython stores it: latin-1, UCS-2 or UCS-4, cut to what the event holds."""
+    if unreadable or kind not in _ENCODINGS:
+        return UNREADABLE_NAME
+    size = length * kind
+    text = raw[: min(size, CODE_TEXT_MAX)]
+    text = text[: len(text) - len(text) % kind].decode(_ENCODINGS[kind], "replace")
+    return text + TRUNCATION_MARK if size > CODE_TEXT_MAX else text
+
+
+class Codes:
+    """Every code object announced, by id."""
+
+    def __init__(self) -> None:
+        self._codes: dict[int, Code] = {}
+
+    def add(self, record: bytes) -> None:
+        (code_id, _address, _pid, first_line, name_length, file_length, linetable_size, linetable_read,
+         version, name_kind, file_kind, flags, name, file) = CODE_EVENT_HEAD.unpack_from(record)
+        lines = None
+        if flags & CODE_LINETABLE:
+            version = (version >> 8, version & 0xFF)
+            table = record[CODE_EVENT_HEAD.size : CODE_EVENT_HEAD.size + linetable_read]
+            lines = LineTable(version, table, first_line)
+        self._codes[code_id] = Code(
+            _text(name, name_length, name_kind, bool(flags & CODE_NAME_UNREADABLE)),
+            _text(file, file_length, file_kind, bool(flags & CODE_FILE_UNREADABLE)),
+            first_line,
+            lines,
+            linetable_read < linetable_size,
+        )
+
+    def get(self, code_id: int) -> Optional[Code]:
+        return self._codes.get(code_id)
+
+    def __len__(self) -> int:
+        return len(self._codes)

@@ -1,0 +1,233 @@
+"""Where a CPython keeps its threads and frames, for the kernel's frame walker (bpf/pystacks.h):
+read out of the binary's `_Py_DebugOffsets` on 3.13+, from one table before.
+
+From 3.13, `_PyRuntime` starts with `_Py_DebugOffsets`: a cookie, the version, whether the build
+is free-threaded, then groups of offsets. Its own layout changes with every minor version, so
+the positions of the offsets used here are kept per version. A few things the walker needs are
+in no debug offsets (`_co_firsttraceable`, the frame owners, the stack reference's tag): they
+are in the table too. Every number was checked against the real binaries: Debian's 3.9, 3.11,
+3.13, 3.14 and 3.15 and pyenv's 3.7 to 3.13 (compiled `offsetof` and live processes).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+from .errors import Unsupported
+from .events import INSTR_LASTI_BYTES, INSTR_LASTI_UNITS, INSTR_POINTER, OFFSET_NONE, OWNER_NONE
+from .probes import defined_symbols, file_offset, load_segments, open_elf
+from .pyobjects import FREE_THREADED_SYMBOL, layout_for
+from .versions import Version, format_version
+
+RUNTIME_SYMBOL = "_PyRuntime"
+CODE_TYPE_SYMBOL = "PyCode_Type"
+DEBUG_COOKIE = b"xdebugpy"
+FIRST_SUPPORTED = (3, 7)  # 3.6 has no _PyRuntime: its interpreters hang from a static variable
+# glibc's struct pthread keeps the thread's TID here on x86-64 (2.26 to 2.43 at least); 3.7 to
+# 3.10 name their threads only by pthread_self(), so the walker reads the TID there.
+GLIBC_PTHREAD_TID = 720
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """struct py_layout in bpf/events.h: byte offsets, OFFSET_NONE where a version has no such
+    field. The read sizes are derived (see `with_read_sizes`)."""
+
+    runtime_interpreters: int
+    interp_next: int
+    interp_threads: int
+    tstate_next: int
+    tstate_thread_id: int
+    tstate_native_thread_id: int
+    tstate_frame: int
+    cframe_current_frame: int
+    frame_previous: int
+    frame_code: int
+    frame_instruction: int
+    frame_owner: int
+    code_filename: int
+    code_name: int
+    code_firstlineno: int
+    code_linetable: int
+    code_instructions: int
+    code_firsttraceable: int
+    str_length: int
+    str_state: int
+    str_ascii_data: int
+    str_compact_data: int
+    bytes_size: int
+    bytes_data: int
+    instruction_kind: int
+    owner_skipped: int = OWNER_NONE
+    owner_generator: int = OWNER_NONE
+    code_tag_mask: int = 0
+    pthread_tid: int = OFFSET_NONE
+    tstate_read: int = 0
+    frame_read: int = 0
+    code_read: int = 0
+
+    def with_read_sizes(self) -> "FrameLayout":
+        """How much of a thread state, a frame and a code object the kernel reads: up to the
+        last field it uses."""
+
+        def end(*offsets: int) -> int:
+            return max(offset for offset in offsets if offset != OFFSET_NONE) + 8
+
+        return replace(
+            self,
+            tstate_read=end(self.tstate_next, self.tstate_thread_id, self.tstate_native_thread_id, self.tstate_frame),
+            frame_read=end(self.frame_previous, self.frame_code, self.frame_instruction, self.frame_owner),
+            code_read=end(8, self.code_filename, self.code_name, self.code_firstlineno, self.code_linetable,
+                          self.code_firsttraceable),
+        )
+
+    def values(self) -> dict[str, int]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def _strings(version: Version) -> dict[str, int]:
+    """Where str and bytes keep their fields (pyobjects' table, shared with audit)."""
+    objects = layout_for(version)
+    return dict(str_length=objects.str_length, str_state=objects.str_state, str_ascii_data=objects.ascii_data,
+                str_compact_data=objects.compact_data, bytes_size=objects.ob_size, bytes_data=objects.bytes_data)
+
+
+def _frame_object(version: Version, **offsets: int) -> FrameLayout:
+    """3.7-3.10: PyFrameObject, found from the thread state, counting instructions in f_lasti."""
+    return FrameLayout(
+        interp_next=0, interp_threads=8, tstate_next=8, tstate_thread_id=176, tstate_native_thread_id=OFFSET_NONE,
+        tstate_frame=24, cframe_current_frame=OFFSET_NONE, frame_previous=24, frame_code=32, frame_owner=OFFSET_NONE,
+        code_instructions=OFFSET_NONE, code_firsttraceable=OFFSET_NONE, pthread_tid=GLIBC_PTHREAD_TID,
+        **_strings(version), **offsets,
+    )
+
+
+def _interpreter_frame(version: Version, **offsets: int) -> FrameLayout:
+    """3.11-3.12: _PyInterpreterFrame, through the thread's _PyCFrame."""
+    return FrameLayout(
+        interp_next=0, tstate_next=8, code_filename=112, code_name=120, code_linetable=136,
+        frame_instruction=56, instruction_kind=INSTR_POINTER, owner_generator=1, **_strings(version), **offsets,
+    )
+
+
+TABLE: dict[tuple[int, int], FrameLayout] = {
+    (3, 7): _frame_object((3, 7), runtime_interpreters=24, frame_instruction=104, code_filename=96, code_name=104,
+                          code_firstlineno=36, code_linetable=112, instruction_kind=INSTR_LASTI_BYTES),
+    (3, 8): _frame_object((3, 8), runtime_interpreters=32, frame_instruction=104, code_filename=104, code_name=112,
+                          code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_BYTES),
+    (3, 9): _frame_object((3, 9), runtime_interpreters=32, frame_instruction=104, code_filename=104, code_name=112,
+                          code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_BYTES),
+    (3, 10): _frame_object((3, 10), runtime_interpreters=32, frame_instruction=96, code_filename=104, code_name=112,
+                           code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_UNITS),
+    (3, 11): _interpreter_frame(
+        (3, 11), runtime_interpreters=40, interp_threads=16, tstate_thread_id=152, tstate_native_thread_id=160,
+        tstate_frame=56, cframe_current_frame=8, frame_previous=48, frame_code=32, frame_owner=69,
+        code_firstlineno=72, code_instructions=184, code_firsttraceable=168),
+    (3, 12): _interpreter_frame(
+        (3, 12), runtime_interpreters=40, interp_threads=72, tstate_thread_id=136, tstate_native_thread_id=144,
+        tstate_frame=56, cframe_current_frame=0, frame_previous=8, frame_code=0, frame_owner=70,
+        code_firstlineno=68, code_instructions=192, code_firsttraceable=176,
+        owner_skipped=3),  # FRAME_OWNED_BY_CSTACK: the <shim> frame C calls leave
+}
+
+
+@dataclass(frozen=True)
+class DebugOffsets:
+    """Where one version's _Py_DebugOffsets keeps the offsets the walker takes, and what it
+    lacks."""
+
+    positions: dict[str, int]  # FrameLayout field -> byte position of its value
+    code_firsttraceable: int
+    str_compact_data: Optional[int]  # None: in the debug offsets
+    code_tag_mask: int  # 3.14+: f_executable is a _PyStackRef, tagged in its low bits
+
+
+def _positions(base: dict[str, int], **moved: int) -> dict[str, int]:
+    return {**base, **moved}
+
+
+_DEBUG_313 = {
+    "runtime_interpreters": 40, "interp_next": 64, "interp_threads": 72, "tstate_next": 168,
+    "tstate_frame": 184, "tstate_thread_id": 192, "tstate_native_thread_id": 200, "frame_previous": 232,
+    "frame_code": 240, "frame_instruction": 248, "frame_owner": 264, "code_filename": 280, "code_name": 288,
+    "code_linetable": 304, "code_firstlineno": 312, "code_instructions": 344, "bytes_size": 520,
+    "bytes_data": 528, "str_state": 544, "str_length": 552, "str_ascii_data": 560,
+}
+_DEBUG_314 = _positions(
+    _DEBUG_313, tstate_next=192, tstate_frame=208, tstate_thread_id=216, tstate_native_thread_id=224,
+    frame_previous=256, frame_code=264, frame_instruction=272, frame_owner=288, code_filename=320, code_name=328,
+    code_linetable=344, code_firstlineno=352, code_instructions=384, bytes_size=600, bytes_data=608,
+    str_state=624, str_length=632, str_ascii_data=640,
+)
+_DEBUG_315 = _positions(
+    _DEBUG_314, tstate_thread_id=240, tstate_native_thread_id=248, frame_previous=320, frame_code=328,
+    frame_instruction=336, frame_owner=352, code_filename=384, code_name=392, code_linetable=408,
+    code_firstlineno=416, code_instructions=448, bytes_size=696, bytes_data=704, str_state=720, str_length=728,
+    str_ascii_data=736, str_compact_data=744,
+)
+DEBUG_OFFSETS: dict[tuple[int, int], DebugOffsets] = {
+    (3, 13): DebugOffsets(_DEBUG_313, code_firsttraceable=184, str_compact_data=56, code_tag_mask=0),
+    (3, 14): DebugOffsets(_DEBUG_314, code_firsttraceable=192, str_compact_data=56, code_tag_mask=3),
+    (3, 15): DebugOffsets(_DEBUG_315, code_firsttraceable=192, str_compact_data=None, code_tag_mask=3),
+}
+_DEBUG_HEAD = struct.Struct("<8sQQ")  # cookie, version (PY_VERSION_HEX), free_threaded
+
+
+def layout_from_debug_offsets(data: bytes, version: Version) -> FrameLayout:
+    """The layout a 3.13+ binary publishes at the start of _PyRuntime (data: its bytes)."""
+    known = DEBUG_OFFSETS[version[:2]]
+    values = {name: struct.unpack_from("<Q", data, position)[0] for name, position in known.positions.items()}
+    if known.str_compact_data is not None:
+        values["str_compact_data"] = known.str_compact_data
+    return FrameLayout(
+        **values, cframe_current_frame=OFFSET_NONE, code_firsttraceable=known.code_firsttraceable,
+        instruction_kind=INSTR_POINTER, code_tag_mask=known.code_tag_mask,
+        owner_skipped=3,  # 3.13 FRAME_OWNED_BY_CSTACK, 3.14+ FRAME_OWNED_BY_INTERPRETER (and CSTACK, 4)
+        owner_generator=1,
+    )
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A CPython binary whose stacks the kernel can walk: its layout and the link-time
+    addresses of _PyRuntime and PyCode_Type (moved by the load bias in each process)."""
+
+    version: Version
+    layout: FrameLayout
+    runtime: int
+    code_type: int
+
+
+def read_interpreter(path: str, shown_path: str, version: Optional[Version]) -> Interpreter:
+    """The interpreter in the ELF file at path, or Unsupported saying why its stacks cannot be
+    read (version unknown or out of range, free-threaded build, symbols missing)."""
+    what = f"{format_version(version)} at {shown_path}"
+    if version is None:
+        raise Unsupported(f"the CPython version of {shown_path} could not be read, so neither can its stacks")
+    if version[:2] < FIRST_SUPPORTED or (version[:2] not in TABLE and version[:2] not in DEBUG_OFFSETS):
+        raise Unsupported(
+            f"{what}: pybpftrace reads the stacks of CPython {FIRST_SUPPORTED[0]}.{FIRST_SUPPORTED[1]} to "
+            f"{max(DEBUG_OFFSETS)[0]}.{max(DEBUG_OFFSETS)[1]}"
+        )
+    with open(path, "rb") as stream:
+        elf = open_elf(stream)
+        symbols = defined_symbols(elf, (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL, FREE_THREADED_SYMBOL))
+        if FREE_THREADED_SYMBOL in symbols:
+            raise Unsupported(f"{what} is a free-threaded build, whose stacks pybpftrace does not read")
+        missing = [name for name in (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL) if name not in symbols]
+        if missing:
+            raise Unsupported(f"{what} does not export {' and '.join(missing)}, which reading its stacks needs")
+        if version[:2] in TABLE:
+            layout = TABLE[version[:2]]
+        else:
+            stream.seek(file_offset(symbols[RUNTIME_SYMBOL], load_segments(elf)))
+            data = stream.read(1024)
+            cookie, hexversion, free_threaded = _DEBUG_HEAD.unpack_from(data)
+            if cookie != DEBUG_COOKIE or hexversion >> 16 != (version[0] << 8 | version[1]):
+                raise Unsupported(f"{what}: _PyRuntime does not start with this version's _Py_DebugOffsets")
+            if free_threaded:
+                raise Unsupported(f"{what} is a free-threaded build, whose stacks pybpftrace does not read")
+            layout = layout_from_debug_offsets(data, version)
+    return Interpreter(version, layout.with_read_sizes(), symbols[RUNTIME_SYMBOL], symbols[CODE_TYPE_SYMBOL])

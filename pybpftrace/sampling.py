@@ -1,0 +1,156 @@
+"""The user side of the kernel's frame walker (bpf/pystacks.h): which processes it reads, with
+their interpreter's layout and addresses moved by the load bias, the programs it tail-calls,
+and the sampling clock that runs it on every CPU.
+
+A process is registered once its interpreter is mapped: at once for a running process, a few
+milliseconds after `exec` for a launched command (the dynamic loader maps libpython then).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import KernelSetup, NotFound, NotPython, TraceError
+from .interpreter import Interpreter, read_interpreter
+from .probes import load_segments, open_elf
+from .target import (
+    Launched,
+    PythonBinary,
+    TargetOptions,
+    Targets,
+    command_binaries,
+    process_binaries,
+    process_exists,
+    read_maps,
+)
+
+DEFAULT_RATE = 99  # Hz: see the README for what it costs
+PERF_TYPE_SOFTWARE = 1
+PERF_COUNT_SW_CPU_CLOCK = 0
+REGISTER_WITHIN = 10.0  # seconds a launched command has to map its interpreter
+
+
+@dataclass(frozen=True)
+class WalkedBinary:
+    """An interpreter binary the walker reads, and where its first segment is linked."""
+
+    binary: PythonBinary
+    interpreter: Interpreter
+    first_segment: int  # link-time address of the segment at file offset 0
+
+
+def walked_binary(binary: PythonBinary) -> WalkedBinary:
+    """The interpreter of a binary (Unsupported says why its stacks cannot be read)."""
+    interpreter = read_interpreter(binary.path, binary.shown_path, binary.version)
+    with open(binary.path, "rb") as stream:
+        segments = load_segments(open_elf(stream))
+    first = min((segment.vaddr - segment.offset for segment in segments), default=0)
+    return WalkedBinary(binary, interpreter, first & ~(mmap.PAGESIZE - 1))
+
+
+def load_bias(pid: int, walked: WalkedBinary) -> Optional[int]:
+    """How far the process moved the binary from its link-time addresses; None while it is not
+    mapped (yet)."""
+    for mapping in read_maps(pid):
+        if mapping.path == walked.binary.shown_path and mapping.offset == 0:
+            return mapping.start - walked.first_segment
+    return None
+
+
+class Walker:
+    """The frame walker of a loaded program: its processes, its tail calls, its clock."""
+
+    def __init__(self, program, continuation: Optional[str], linetables: bool):
+        """program: a LoadedProgram including pystacks.h; continuation: the function it
+        tail-calls until a walk is done (None: the program drives its walks itself)."""
+        self._program = program
+        self._processes = program.table("py_processes")
+        self.registered: dict[int, WalkedBinary] = {}
+        self._pending: dict[int, tuple[WalkedBinary, float]] = {}
+        settings = program.table("walk_settings")
+        value = settings.Leaf()
+        value.linetables = int(linetables)
+        settings[settings.Key(0)] = value
+        if continuation:
+            programs = program.table("walk_programs")
+            programs[ctypes.c_int(0)] = ctypes.c_int(program.function_fd(continuation, "perf_event"))
+
+    def register(self, pid: int, walked: WalkedBinary) -> bool:
+        """Let the walker read pid's stacks; False while its interpreter is not mapped."""
+        bias = load_bias(pid, walked)
+        if bias is None:
+            return False
+        value = self._processes.Leaf()
+        for name, number in walked.interpreter.layout.values().items():
+            setattr(value.layout, name, number)
+        value.runtime = walked.interpreter.runtime + bias
+        value.code_type = walked.interpreter.code_type + bias
+        major, minor = walked.interpreter.version[:2]
+        value.version = major << 8 | minor
+        self._processes[self._processes.Key(pid)] = value
+        self.registered[pid] = walked
+        return True
+
+    def register_soon(self, pid: int, walked: WalkedBinary) -> None:
+        """A launched command: registered once it has mapped its interpreter."""
+        self._pending[pid] = (walked, time.monotonic() + REGISTER_WITHIN)
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._pending)
+
+    def register_pending(self) -> None:
+        for pid, (walked, deadline) in list(self._pending.items()):
+            try:
+                done = self.register(pid, walked)
+            except NotFound:  # it exited first
+                done = True
+            if done or time.monotonic() > deadline:
+                del self._pending[pid]
+
+    def start_clock(self, rate: int) -> None:
+        """A tick every 1/rate seconds on every CPU, each walking the stack of the thread it
+        interrupts (the CPU clock ticks whoever runs, so a busy thread gets `rate` a second)."""
+        try:
+            self._program.attach_perf_event(
+                PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, "on_tick", sample_period=round(1e9 / rate)
+            )
+        except Exception as error:  # bcc raises bare Exception
+            raise KernelSetup(f"cannot start the sampling clock: {error}") from None
+
+
+
+@dataclass
+class Sampling:
+    """What a command that walks stacks asks of the session."""
+
+    rate: Optional[int] = None  # ticks a second on each CPU; None: walks start at other events
+    linetables: bool = False  # code objects come with their line tables
+
+
+def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:
+    interpreters = [binary for binary in binaries if binary.interpreter]
+    if not interpreters:
+        raise NotPython(f"{where} is not a Python: it holds no CPython interpreter")
+    return walked_binary(interpreters[0])
+
+
+def find_walked_targets(options: TargetOptions) -> tuple[Targets, dict[int, WalkedBinary]]:
+    """The processes whose stacks are read (or the command to launch), each with its
+    interpreter; no probes are needed."""
+    if options.argv:
+        walked = _walked(command_binaries(options.argv), options.argv[0])
+        launched = Launched(options.argv)
+        return Targets({launched.pid: []}, launched), {launched.pid: walked}
+    if options.binaries or options.all_pythons:
+        raise TraceError("--binary and --all are not supported here yet")
+    found = {}
+    for pid in options.pids:
+        if not process_exists(pid):
+            raise NotFound(f"no process with PID {pid}")
+        found[pid] = _walked(process_binaries(pid), f"PID {pid}")
+    return Targets({pid: [] for pid in found}), found
