@@ -216,6 +216,8 @@ struct py_layout {
 	__u16 str_compact_data;          /* of another compact str */
 	__u16 bytes_size;
 	__u16 bytes_data;
+	__u16 runtime_gil;               /* the GIL's state in _PyRuntime (up to 3.11); OFFSET_NONE */
+	__u16 interp_gil;                /* the pointer to it in the interpreter (3.12+); OFFSET_NONE */
 	__u16 tstate_read;               /* bytes to read of a thread state, a frame, a code */
 	__u16 frame_read;
 	__u16 code_read;
@@ -223,7 +225,7 @@ struct py_layout {
 	__u8 owner_skipped;              /* frames owned by this or above are not Python's: the
 	                                  * C stack's shim, the interpreter's; OWNER_NONE */
 	__u8 owner_generator;            /* a generator's frame is never incomplete */
-	__u8 pad[5];
+	__u8 pad[7];
 	__u64 code_tag_mask;             /* 3.14+: f_executable is a tagged _PyStackRef */
 };
 
@@ -257,13 +259,22 @@ enum sample_flags {
 	SAMPLE_NO_THREAD_STATE = 2,      /* the thread has no Python thread state (yet) */
 	SAMPLE_UNREADABLE = 4,           /* a frame could not be read: the stack stops there */
 	SAMPLE_THREADS_UNSEARCHED = 8,   /* its state was not among the first THREADS_WALKED_MAX */
+	SAMPLE_CUT_SHORT = 16,           /* the walk ran out of tail calls: the outer frames are missing */
+	SAMPLE_HOLDS_GIL = 32,           /* SAMPLE_DUMP: the thread held the GIL when the dump began */
+	SAMPLE_CHANGED = 64,             /* SAMPLE_DUMP: its stack kept changing while it was read */
 };
+
+/* The GIL's state (struct _gil_runtime_state), the same in 3.7 to 3.15 default builds. */
+#define GIL_LAST_HOLDER 8
+#define GIL_LOCKED 16
+#define GIL_SIZE 208
 
 /* A stack, innermost frame first; only `depth` frames are sent. */
 struct sample_event {
 	__u64 timestamp;
 	__u64 weight;                    /* SAMPLE_CPU: 1 */
 	__u64 thread_id;                 /* SAMPLE_DUMP: the thread's pthread_self() */
+	__u64 gil;                       /* SAMPLE_DUMP: the GIL its interpreter uses */
 	__u32 pid;
 	__u32 tid;
 	__u16 depth;

@@ -59,7 +59,7 @@ int walk_on_tick(struct bpf_perf_event_data *ctx)
 		return 0;
 	if (!walk_steps(walk, NULL)) {
 		walk_programs.call(ctx, 0);
-		walk->sample.flags |= SAMPLE_TRUNCATED; /* out of tail calls: what was read goes out */
+		walk->sample.flags |= SAMPLE_CUT_SHORT; /* out of tail calls: what was read goes out */
 	}
 	send_sample(&walk->sample);
 	return 0;

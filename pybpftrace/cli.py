@@ -146,6 +146,19 @@ def profile(trace, output, json_output, rate, per_thread, lines) -> None:
     )))
 
 
+@cli.command()
+@click.argument("pids", nargs=-1, required=True, type=click.IntRange(min=1), metavar="PID...")
+@click.option("-o", "--output", type=click.File("w"), help="Write to FILE instead of stdout.")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+def dump(pids, output, json_output) -> None:
+    """Every thread's Python stack now, innermost frame first, with its thread ids, name and
+    state (running, idle, waiting for the GIL), read by the kernel while the process runs on:
+    nothing is paused."""
+    from .tools import dump as dump_tool
+
+    sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output)))
+
+
 @tracing_command
 def gc(trace, output, json_output) -> None:
     """Every garbage collection of the targets: generation, pause, objects collected; at the

@@ -101,8 +101,12 @@ SAMPLE_TRUNCATED = 1
 SAMPLE_NO_THREAD_STATE = 2
 SAMPLE_UNREADABLE = 4
 SAMPLE_THREADS_UNSEARCHED = 8
-# struct sample_event, up to its frames: timestamp, weight, thread_id, pid, tid, depth, kind, flags
-SAMPLE_HEAD = struct.Struct("<QQQIIHBB4x")
+SAMPLE_CUT_SHORT = 16
+SAMPLE_HOLDS_GIL = 32
+SAMPLE_CHANGED = 64
+GIL_SIZE = 208
+# struct sample_event, up to its frames: timestamp, weight, thread_id, gil, pid, tid, depth, kind, flags
+SAMPLE_HEAD = struct.Struct("<QQQQIIHBB4x")
 # struct sample_frame: code, instruction (owner is the walk's own)
 SAMPLE_FRAME = struct.Struct("<Qi4x")
 

@@ -60,6 +60,8 @@ class FrameLayout:
     bytes_size: int
     bytes_data: int
     instruction_kind: int
+    runtime_gil: int = OFFSET_NONE
+    interp_gil: int = OFFSET_NONE
     owner_skipped: int = OWNER_NONE
     owner_generator: int = OWNER_NONE
     code_tag_mask: int = 0
@@ -114,21 +116,25 @@ def _interpreter_frame(version: Version, **offsets: int) -> FrameLayout:
 
 TABLE: dict[tuple[int, int], FrameLayout] = {
     (3, 7): _frame_object((3, 7), runtime_interpreters=24, frame_instruction=104, code_filename=96, code_name=104,
-                          code_firstlineno=36, code_linetable=112, instruction_kind=INSTR_LASTI_BYTES),
+                          code_firstlineno=36, code_linetable=112, instruction_kind=INSTR_LASTI_BYTES,
+                          runtime_gil=1264),
     (3, 8): _frame_object((3, 8), runtime_interpreters=32, frame_instruction=104, code_filename=104, code_name=112,
-                          code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_BYTES),
+                          code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_BYTES,
+                          runtime_gil=1152),
     (3, 9): _frame_object((3, 9), runtime_interpreters=32, frame_instruction=104, code_filename=104, code_name=112,
-                          code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_BYTES),
+                          code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_BYTES,
+                          runtime_gil=352),
     (3, 10): _frame_object((3, 10), runtime_interpreters=32, frame_instruction=96, code_filename=104, code_name=112,
-                           code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_UNITS),
+                           code_firstlineno=40, code_linetable=120, instruction_kind=INSTR_LASTI_UNITS,
+                           runtime_gil=352),
     (3, 11): _interpreter_frame(
         (3, 11), runtime_interpreters=40, interp_threads=16, tstate_thread_id=152, tstate_native_thread_id=160,
         tstate_frame=56, cframe_current_frame=8, frame_previous=48, frame_code=32, frame_owner=69,
-        code_firstlineno=72, code_instructions=184, code_firsttraceable=168),
+        code_firstlineno=72, code_instructions=184, code_firsttraceable=168, runtime_gil=360),
     (3, 12): _interpreter_frame(
         (3, 12), runtime_interpreters=40, interp_threads=72, tstate_thread_id=136, tstate_native_thread_id=144,
         tstate_frame=56, cframe_current_frame=0, frame_previous=8, frame_code=0, frame_owner=70,
-        code_firstlineno=68, code_instructions=192, code_firsttraceable=176,
+        code_firstlineno=68, code_instructions=192, code_firsttraceable=176, interp_gil=384,
         owner_skipped=3),  # FRAME_OWNED_BY_CSTACK: the <shim> frame C calls leave
 }
 
@@ -153,10 +159,10 @@ _DEBUG_313 = {
     "tstate_frame": 184, "tstate_thread_id": 192, "tstate_native_thread_id": 200, "frame_previous": 232,
     "frame_code": 240, "frame_instruction": 248, "frame_owner": 264, "code_filename": 280, "code_name": 288,
     "code_linetable": 304, "code_firstlineno": 312, "code_instructions": 344, "bytes_size": 520,
-    "bytes_data": 528, "str_state": 544, "str_length": 552, "str_ascii_data": 560,
+    "bytes_data": 528, "str_state": 544, "str_length": 552, "str_ascii_data": 560, "interp_gil": 112,
 }
 _DEBUG_314 = _positions(
-    _DEBUG_313, tstate_next=192, tstate_frame=208, tstate_thread_id=216, tstate_native_thread_id=224,
+    _DEBUG_313, interp_gil=120, tstate_next=192, tstate_frame=208, tstate_thread_id=216, tstate_native_thread_id=224,
     frame_previous=256, frame_code=264, frame_instruction=272, frame_owner=288, code_filename=320, code_name=328,
     code_linetable=344, code_firstlineno=352, code_instructions=384, bytes_size=600, bytes_data=608,
     str_state=624, str_length=632, str_ascii_data=640,

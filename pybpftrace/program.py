@@ -192,6 +192,15 @@ class LoadedProgram:
         except Exception as error:  # bcc raises bare Exception and prints the verifier's log
             raise TraceError(f"the kernel refused the BPF program: {error}") from None
 
+    def function_instructions(self, name: str) -> tuple[int, int]:
+        """Where bcc keeps a function's compiled instructions, and their size in bytes, for a
+        program that bcc cannot load itself (pybpftrace/iterator.py)."""
+        from bcc import libbcc
+
+        encoded = name.encode()
+        return (libbcc.lib.bpf_function_start(self._bpf.module, encoded),
+                libbcc.lib.bpf_function_size(self._bpf.module, encoded))
+
     def attach_perf_event(self, event_type: int, config: int, name: str, sample_period: int) -> None:
         """name run at each `sample_period` of the event, on every CPU."""
         self.function_fd(name, "perf_event")

@@ -2,6 +2,7 @@
 draw. What the walker could not read shows as a frame saying so, never silently dropped:
 
 - `[truncated]` above the outermost frame kept, when a stack was deeper than the walker goes;
+- `[walk cut short]` above the frames read when a walk ran out of the kernel's tail calls;
 - `[unreadable frame]` where a frame could not be read (the frames above it are unknown);
 - `[unreadable code object]` for a frame whose code object could not be read;
 - `[no Python frames]` for a thread running no Python code (C code, or between calls);
@@ -16,6 +17,7 @@ from typing import Iterable, Optional
 
 from .codes import Code, Codes
 from .events import (
+    SAMPLE_CUT_SHORT,
     SAMPLE_FRAME,
     SAMPLE_HEAD,
     SAMPLE_NO_THREAD_STATE,
@@ -26,6 +28,7 @@ from .events import (
 from .stacks import CallTree, Frame, Node
 
 TRUNCATED = Frame("[truncated]", "", 0)
+CUT_SHORT = Frame("[walk cut short]", "", 0)
 UNREADABLE_FRAME = Frame("[unreadable frame]", "", 0)
 UNREADABLE_CODE = Frame("[unreadable code object]", "", 0)
 UNANNOUNCED_CODE = Frame("[code object not announced]", "", 0)
@@ -43,6 +46,7 @@ class Sample:
     timestamp: int
     weight: int
     thread_id: int
+    gil: int
     pid: int
     tid: int
     kind: int
@@ -51,9 +55,9 @@ class Sample:
 
 
 def unpack(record: bytes) -> Sample:
-    timestamp, weight, thread_id, pid, tid, depth, kind, flags = SAMPLE_HEAD.unpack_from(record)
-    frames = [(code, offset) for code, offset in SAMPLE_FRAME.iter_unpack(record[SAMPLE_HEAD.size:])][:depth]
-    return Sample(timestamp, weight, thread_id, pid, tid, kind, flags, frames)
+    timestamp, weight, thread_id, gil, pid, tid, depth, kind, flags = SAMPLE_HEAD.unpack_from(record)
+    frames = list(SAMPLE_FRAME.iter_unpack(record[SAMPLE_HEAD.size : SAMPLE_HEAD.size + depth * SAMPLE_FRAME.size]))
+    return Sample(timestamp, weight, thread_id, gil, pid, tid, kind, flags, frames)
 
 
 @dataclass
@@ -69,7 +73,7 @@ class SampleCounts:
             sample = unpack(record)
             frames = tuple(sample.frames) if self.lines else tuple(code for code, _ in sample.frames)
             self.counts[(sample.pid, sample.tid, sample.flags, frames)] += sample.weight
-            for flag in (SAMPLE_TRUNCATED, SAMPLE_UNREADABLE, SAMPLE_NO_THREAD_STATE):
+            for flag in (SAMPLE_TRUNCATED, SAMPLE_UNREADABLE, SAMPLE_NO_THREAD_STATE, SAMPLE_CUT_SHORT):
                 if sample.flags & flag:
                     self.flagged[flag] += sample.weight
 
@@ -123,6 +127,8 @@ def stack_frames(flags: int, frames: tuple, names: FrameNames) -> list[Frame]:
         path.insert(0, UNREADABLE_FRAME)
     if flags & SAMPLE_TRUNCATED:
         path.insert(0, TRUNCATED)
+    if flags & SAMPLE_CUT_SHORT:
+        path.insert(0, CUT_SHORT)
     return path or [NO_FRAMES]
 
 

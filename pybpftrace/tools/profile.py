@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
-from ..events import SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE
+from ..events import SAMPLE_CUT_SHORT, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE
 from ..program import ProgramSpec
 from ..render import folded
 from ..samples import FrameNames, SampleCounts, call_trees
@@ -77,6 +77,8 @@ def loss_notes(counts: SampleCounts, names: FrameNames) -> list[str]:
     flagged = counts.flagged
     if flagged[SAMPLE_TRUNCATED]:
         notes.append(f"{flagged[SAMPLE_TRUNCATED]} samples deeper than the walker goes ([truncated])")
+    if flagged[SAMPLE_CUT_SHORT]:
+        notes.append(f"{flagged[SAMPLE_CUT_SHORT]} samples whose walk ran out of tail calls ([walk cut short])")
     if flagged[SAMPLE_UNREADABLE]:
         notes.append(f"{flagged[SAMPLE_UNREADABLE]} samples with an unreadable frame")
     if flagged[SAMPLE_NO_THREAD_STATE]:

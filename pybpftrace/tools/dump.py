@@ -1,0 +1,226 @@
+"""`pybpftrace dump PID`: every thread's Python stack now, innermost frame first, with its thread
+ids, name and state: running, idle (and in which system call), or waiting for the GIL.
+
+The stacks are read by the kernel from our side (a task iterator, bpf/dump.bpf.c) while the
+target runs on: nothing is paused. A thread whose innermost frame changed while its stack was
+read (it was running) is read again, up to four times, then shown as changing."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Optional, TextIO
+
+from ..codes import Codes
+from ..errors import NotFound
+from ..events import GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED
+from ..iterator import TaskIterator
+from ..program import LoadedProgram, ProgramSpec, generate
+from ..ringbuf import RecordRing
+from ..samples import Sample, unpack
+from ..sampling import WalkedBinary, Walker, find_walked_targets
+from ..session import require_privileges
+from ..target import TargetOptions, describe_process
+
+SPEC = ProgramSpec("dump.bpf.c", (), walker=True)
+SAMPLES_PAGES = 256
+CODES_PAGES = 1024
+STEPS_MAX = 100_000  # runs of the iterator a dump may take (a few per thread)
+FUTEX = 202  # x86-64
+
+
+@dataclass
+class DumpOptions:
+    pids: list[int] = field(default_factory=list)
+    output: Optional[TextIO] = None
+    json: bool = False
+
+
+@dataclass
+class ThreadStack:
+    sample: Sample
+    name: str
+    state: str  # running, idle, waiting for the GIL, gone
+    syscall: Optional[str]  # the system call an idle thread is in
+
+    @property
+    def holds_gil(self) -> bool:
+        return bool(self.sample.flags & SAMPLE_HOLDS_GIL)
+
+
+@dataclass
+class ProcessDump:
+    pid: int
+    walked: WalkedBinary
+    threads: list[ThreadStack]
+    codes: Codes
+    seconds: float
+    steps: int
+    lost: int
+
+
+def _task_file(pid: int, tid: int, name: str) -> Optional[str]:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/{name}") as stream:
+            return stream.read()
+    except OSError:
+        return None
+
+
+def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
+    """(OS thread name, state, system call) of a dumped thread: running when the scheduler has
+    it runnable; waiting for the GIL when it sleeps on a futex inside the GIL's state; idle
+    otherwise, in the system call it sleeps in."""
+    from bcc.syscall import syscall_name
+
+    name = (_task_file(pid, sample.tid, "comm") or "").strip()
+    stat = _task_file(pid, sample.tid, "stat")
+    if stat is None:
+        return name, "gone", None
+    if stat[stat.rindex(")") + 2] == "R":
+        return name, "running", None
+    syscall = (_task_file(pid, sample.tid, "syscall") or "").split()
+    if not syscall or not syscall[0].isdigit():
+        return name, "idle", None
+    number = int(syscall[0])
+    if number == FUTEX and sample.gil and sample.gil <= int(syscall[1], 16) < sample.gil + GIL_SIZE:
+        return name, "waiting for the GIL", None
+    return name, "idle", syscall_name(number).decode()
+
+
+def dump_process(pid: int) -> ProcessDump:
+    """Every thread's stack of a process, read by the kernel."""
+    targets, walked = find_walked_targets(TargetOptions(pids=[pid]))
+    program = LoadedProgram(generate(SPEC, []), {"EVENTS_PAGES": SAMPLES_PAGES, "CODES_PAGES": CODES_PAGES})
+    samples = RecordRing(program.table("samples").map_fd, SAMPLES_PAGES * mmap.PAGESIZE)
+    codes_ring = RecordRing(program.table("codes").map_fd, CODES_PAGES * mmap.PAGESIZE)
+    codes, records = Codes(), []
+    try:
+        walker = Walker(program, None, linetables=True)
+        if not walker.register(pid, walked[pid]):
+            raise NotFound(f"PID {pid} no longer maps {walked[pid].binary.shown_path}")
+        dumps = program.table("dumps")
+        state = dumps.Leaf()
+        state.pid = pid
+        dumps[dumps.Key(0)] = state
+        iterator = TaskIterator(program, "dump_step", pid)
+        start = time.monotonic()
+        try:
+            steps = 0
+            while not dumps[dumps.Key(0)].finished and steps < STEPS_MAX:
+                iterator.run()
+                steps += 1
+                records += samples.drain()
+                for record in codes_ring.drain():
+                    codes.add(record)
+        except OSError:
+            raise NotFound(f"PID {pid} exited while its stacks were read") from None
+        finally:
+            iterator.close()
+        seconds = time.monotonic() - start
+        records += samples.drain()
+        for record in codes_ring.drain():
+            codes.add(record)
+        lost = dumps[dumps.Key(0)].lost
+    finally:
+        samples.close()
+        codes_ring.close()
+        program.close()
+    threads = []
+    for sample in map(unpack, records):
+        name, state_name, syscall = thread_state(pid, sample)
+        threads.append(ThreadStack(sample, name, state_name, syscall))
+    return ProcessDump(pid, walked[pid], threads, codes, seconds, steps, lost)
+
+
+def _frames(dump: ProcessDump, thread: ThreadStack) -> list[dict]:
+    frames = []
+    for code_id, offset in thread.sample.frames:
+        code = dump.codes.get(code_id) if code_id else None
+        if code is None:
+            frames.append({"function": "[unreadable code object]" if not code_id else "[code object not announced]",
+                           "file": None, "line": None})
+        else:
+            frames.append({"function": code.function, "file": code.file, "line": code.line(offset)})
+    return frames
+
+
+def _status(thread: ThreadStack) -> str:
+    status = thread.state + (f" in {thread.syscall}" if thread.syscall else "")
+    return status + (", holds the GIL" if thread.holds_gil else "")
+
+
+def render_text(dump: ProcessDump) -> str:
+    binary = dump.walked.binary
+    lines = [
+        f"Process {dump.pid}: {_command_line(dump.pid)}",
+        f"{binary.describe()}; stacks read in {dump.seconds * 1e3:.1f} ms, the process never paused",
+    ]
+    process_name = (_task_file(dump.pid, dump.pid, "comm") or "").strip()
+    for thread in dump.threads:
+        sample = thread.sample
+        name = f' "{thread.name}"' if thread.name and thread.name != process_name else ""
+        lines.append("")
+        lines.append(f"Thread {sample.tid} ({sample.thread_id:#x}){name}: {_status(thread)}")
+        if sample.flags & SAMPLE_NO_THREAD_STATE:
+            lines.append("    [no Python thread state]")
+        frames = _frames(dump, thread)
+        for frame in frames:
+            where = f" ({frame['file']}:{frame['line'] if frame['line'] is not None else '?'})" if frame["file"] else ""
+            lines.append(f"    {frame['function']}{where}")
+        if not frames:
+            lines.append("    [no Python frames]")
+        if sample.flags & SAMPLE_TRUNCATED:
+            lines.append("    [truncated: deeper than 1024 frames]")
+        if sample.flags & SAMPLE_CHANGED:
+            lines.append("    [its stack kept changing while it was read: frames from several moments]")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(dump: ProcessDump) -> dict:
+    return {
+        "pid": dump.pid,
+        "command": _command_line(dump.pid),
+        "python": ".".join(map(str, dump.walked.interpreter.version)),
+        "binary": dump.walked.binary.shown_path,
+        "seconds": round(dump.seconds, 6),
+        "threads": [{
+            "tid": thread.sample.tid,
+            "thread_id": thread.sample.thread_id,
+            "name": thread.name,
+            "state": thread.state,
+            "syscall": thread.syscall,
+            "holds_gil": thread.holds_gil,
+            "truncated": bool(thread.sample.flags & SAMPLE_TRUNCATED),
+            "changing": bool(thread.sample.flags & SAMPLE_CHANGED),
+            "frames": _frames(dump, thread),
+        } for thread in dump.threads],
+    }
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            return " ".join(part.decode(errors="replace") for part in stream.read().split(b"\0") if part)
+    except OSError:
+        return describe_process(pid)
+
+
+def run(options: DumpOptions) -> int:
+    require_privileges("pybpftrace dump")
+    out = options.output or sys.stdout
+    dumps = [dump_process(pid) for pid in options.pids]
+    if options.json:
+        out.write(json.dumps([render_json(dump) for dump in dumps] if len(dumps) > 1 else render_json(dumps[0])) + "\n")
+    else:
+        out.write("\n".join(render_text(dump) for dump in dumps))
+    out.flush()
+    lost = sum(dump.lost for dump in dumps)
+    if lost:
+        print(f"pybpftrace: {lost} thread stacks did not fit the ring buffer and are missing", file=sys.stderr)
+        return 1
+    return 0
