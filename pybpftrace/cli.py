@@ -131,7 +131,7 @@ def stack(trace, output, json_output, function, filename, max_depth, tids, durat
 
 @tracing_command
 @click.option("--rate", type=click.IntRange(min=1, max=10000), default=None, metavar="HZ",
-              help="Samples a second of each busy thread [default: 99].")
+              help="Samples a second of each busy thread [default: 999].")
 @click.option("--per-thread", is_flag=True, help="Root each stack at its thread instead of merging threads.")
 @click.option("--lines", is_flag=True, help="Key frames by the line running instead of the function's first line.")
 def profile(trace, output, json_output, rate, per_thread, lines) -> None:

@@ -28,7 +28,7 @@ from .target import (
     read_maps,
 )
 
-DEFAULT_RATE = 99  # Hz: see the README for what it costs
+DEFAULT_RATE = 999  # Hz: see the README for what it costs
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
 REGISTER_WITHIN = 10.0  # seconds a launched command has to map its interpreter

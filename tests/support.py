@@ -74,6 +74,16 @@ WITHOUT_FUNCTION_PROBES = [
     Interpreter((3, 14), "/usr/bin/python3.14", "sid"),
 ]
 ALL_INTERPRETERS = sorted(WITH_FUNCTION_PROBES + WITHOUT_FUNCTION_PROBES, key=lambda i: i.version)
+# pyenv's builds (shared libpython, no probes), where this machine has them.
+PYENV_MINORS = [(3, minor) for minor in range(7, 14)]
+PYENV_ROOT = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+
+
+def pyenv_interpreter(version: tuple[int, int]) -> Interpreter | None:
+    """The newest pyenv build of a minor version, or None."""
+    found = sorted(PYENV_ROOT.glob(f"versions/{version[0]}.{version[1]}.*/bin/python{version[0]}.{version[1]}"),
+                   key=lambda path: int(path.parts[-3].split(".")[2]) if path.parts[-3].split(".")[2].isdigit() else -1)
+    return Interpreter(version, str(found[-1])) if found else None
 
 
 def pybpftrace_command(*args):
@@ -224,7 +234,7 @@ def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT) -> s
 
 
 def summary_line(stderr: str) -> str:
-    (line,) = [line for line in stderr.splitlines() if " events, " in line]
+    (line,) = [line for line in stderr.splitlines() if re.match(r"pybpftrace: \d+ \w+, \d+ lost", line)]
     return line
 
 

@@ -1,0 +1,202 @@
+"""profile: sampled Python stacks read out of the interpreter's memory, on every CPython the
+walker knows, probes or not: shares against the target's own timing, nesting, lines, deep
+stacks, code objects freed and reused, agreement with the exact tracer, bad input."""
+
+import json
+import re
+import subprocess
+from collections import Counter
+
+import pytest
+
+from support import (
+    HOST,
+    PID,
+    WITH_FUNCTION_PROBES,
+    Target,
+    Tracer,
+    line_of,
+    pyenv_interpreter,
+    run_tracer,
+    summary_line,
+    trace_held,
+)
+
+SHARES = {"func_a": 0.5, "func_b": 0.3, "func_c": 0.2}
+
+
+def folded_weights(text):
+    weights = Counter()
+    for line in text.splitlines():
+        if line and not line.startswith("pybpftrace:"):
+            stack, weight = line.rsplit(" ", 1)
+            weights[stack] += int(weight)
+    return weights
+
+
+def label(target, function, marker):
+    return f"{function} ({target.path}:{line_of('shares.py', marker)})"
+
+
+def test_shares_match_the_scripts_own_timing(every_interpreter):
+    """At the default rate over 5 s, each function's share of the samples is within 2 points
+    of its share of the CPU time the script measured for itself, and every stack nests as
+    called: <module>;main;func_X;timed;spin."""
+    target = Target("shares.py", "5.5", interpreter=every_interpreter)
+    run = trace_held(target, "profile", PID, "--duration", "5")
+    assert run.code == 0, run.stderr
+    spent = json.loads(run.target_output)
+    weights = folded_weights(run.stdout)
+    (module,) = {stack.split(";")[0] for stack in weights if stack.startswith("<module> (")}
+    main = label(target, "main", "def main")
+    spin = label(target, "spin", "def spin")
+    timed = label(target, "timed", "def timed")
+    in_functions = {}
+    for function in SHARES:
+        stack = f"{module};{main};{label(target, function, f'def {function}')};{timed};{spin}"
+        in_functions[function] = weights[stack]
+    total = sum(in_functions.values())
+    # what burns outside the three functions' spins: the loop between them, a sample or two
+    assert total >= 0.97 * sum(weights.values()), weights
+    assert total >= 200, f"too few samples for shares: {weights}"
+    for function in SHARES:
+        measured = spent[function] / sum(spent.values())
+        assert in_functions[function] / total == pytest.approx(measured, abs=0.02), (function, weights, spent)
+    assert re.match(rf"pybpftrace: {sum(weights.values())} samples, 0 lost, 1 threads, 5\.\d\d s \(duration\)$",
+                    summary_line(run.stderr))
+
+
+def test_lines_key_frames_by_the_line_running():
+    target = Target("shares.py", "1", interpreter=HOST)
+    run = trace_held(target, "profile", PID, "--lines", "--rate", "499")
+    assert run.code == 0
+    weights = folded_weights(run.stdout)
+    spin_loop = f"spin ({target.path}:{line_of('shares.py', 'spin loops')})"
+    func_a = f"func_a ({target.path}:{line_of('shares.py', 'func_a calls')})"
+    leaves = Counter(stack.split(";")[-1] for stack in weights.elements())
+    assert leaves.most_common(1)[0][0] == spin_loop
+    assert any(f";{func_a};" in stack for stack in weights)
+
+
+def test_a_command_is_sampled_from_its_start_and_its_exit_code_kept():
+    result = run_tracer("profile", "--rate", "499", "--", HOST.python, HOST.script("shares.py"), "1",
+                        input=b"go\n")
+    assert result.returncode == 0
+    weights = folded_weights(result.stdout.decode().split("\n", 1)[1])
+    assert any(stack.endswith(f"spin ({HOST.script('shares.py')}:{line_of('shares.py', 'def spin')})")
+               for stack in weights)
+
+
+def deep_run(depth: int, interpreter=HOST):
+    target = Target("deep.py", str(depth), interpreter=interpreter)
+    try:
+        tracer = Tracer("profile", target.pid, "--rate", "199", "--duration", "1")
+        tracer.wait_attached()
+        code, stdout, stderr = tracer.finish()
+    finally:
+        target.kill()
+    assert code == 0, stderr
+    return target, folded_weights(stdout), stderr
+
+
+@pytest.mark.parametrize("interpreter", [HOST, *[i for i in WITH_FUNCTION_PROBES if i.version == (3, 15)]], ids=str)
+def test_600_frames_are_walked_in_full(interpreter):
+    interpreter.prepare()
+    target, weights, _ = deep_run(600, interpreter)
+    down = f"down ({target.path}:{line_of('deep.py', 'def down')})"
+    spin = f"spin ({target.path}:{line_of('deep.py', 'def spin')})"
+    stack = ";".join([f"<module> ({target.path}:1)"] + [down] * 601 + [spin])
+    assert weights[stack] == sum(weights.values()) > 50
+
+
+def test_deeper_stacks_are_marked_truncated():
+    target, weights, stderr = deep_run(1500)
+    down = f"down ({target.path}:{line_of('deep.py', 'def down')})"
+    spin = f"spin ({target.path}:{line_of('deep.py', 'def spin')})"
+    stack = ";".join(["[truncated]"] + [down] * 1023 + [spin])
+    assert weights[stack] == sum(weights.values()) > 50
+    assert f"{sum(weights.values())} samples deeper than the walker goes ([truncated])" in summary_line(stderr)
+
+
+def test_freed_and_reused_code_objects_are_never_misnamed(any_interpreter):
+    """Functions made by exec in turn, each run in its own thread and freed: a sample of
+    uniq_N is always on the thread that ran uniq_N, though code objects took each other's
+    addresses."""
+    target = Target("reused.py", "400", interpreter=any_interpreter)
+    run = trace_held(target, "profile", PID, "--per-thread", "--rate", "997")
+    assert run.code == 0, run.stderr
+    threads = json.loads(run.target_output)
+    addresses = [address for _, address in threads.values()]
+    assert len(addresses) - len(set(addresses)) >= 20, "too few code objects took a freed one's address"
+    seen = 0
+    for stack, weight in folded_weights(run.stdout).items():
+        names = re.findall(r";uniq_(\d+) \(<string>:1\)", stack)
+        if names:
+            (index,) = names
+            assert stack.startswith(f"thread {threads[index][0]};"), stack
+            seen += weight
+    assert seen > 500
+
+
+@pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES, ids=str)
+def test_profile_agrees_with_the_exact_trace(interpreter):
+    """Both at once on one process: each function's share of the samples within 2 points of
+    its share of the self time `stack --folded` measured."""
+    interpreter.prepare()
+    target = Target("shares.py", "5", interpreter=interpreter)
+    try:
+        exact = Tracer("stack", target.pid, "--folded", "--filename", "shares.py")
+        sampled = Tracer("profile", target.pid, "--rate", "499")
+        exact.wait_attached()
+        sampled.wait_attached()
+        target.go()
+        target.finish()
+        _, exact_out, _ = exact.finish()
+        _, sampled_out, _ = sampled.finish()
+    finally:
+        target.kill()
+    shares = []
+    for output in (exact_out, sampled_out):
+        per_function = Counter()
+        for stack, weight in folded_weights(output).items():
+            for function in SHARES:
+                if f";{function} (" in stack:
+                    per_function[function] += weight
+        total = sum(per_function.values())
+        shares.append({function: per_function[function] / total for function in SHARES})
+    for function in SHARES:
+        assert shares[1][function] == pytest.approx(shares[0][function], abs=0.02), shares
+
+
+# bad input ------------------------------------------------------------------------------------
+
+
+def test_no_such_process():
+    result = run_tracer("profile", "999999999")
+    assert (result.returncode, result.stderr) == (3, b"pybpftrace: no process with PID 999999999\n")
+
+
+def test_not_a_python():
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        result = run_tracer("profile", str(sleeper.pid))
+    finally:
+        sleeper.kill()
+    assert result.returncode == 4
+    assert result.stderr == f"pybpftrace: PID {sleeper.pid} is not a Python: it holds no CPython interpreter\n".encode()
+
+
+def test_an_unsupported_version_is_refused():
+    python36 = pyenv_interpreter((3, 6))
+    if python36 is None:
+        pytest.skip("no pyenv build of 3.6 on this machine")
+    result = run_tracer("profile", "--", python36.python, "-c", "pass")
+    assert result.returncode == 8
+    assert re.fullmatch(
+        rb"pybpftrace: CPython 3\.6\.\d+ at \S+libpython3\.6m\.so\.1\.0: pybpftrace reads the stacks of CPython "
+        rb"3\.7 to 3\.15\n", result.stderr)
+
+
+def test_bad_rate():
+    result = run_tracer("profile", "1", "--rate", "0")
+    assert result.returncode == 64 and b"--rate" in result.stderr
