@@ -252,6 +252,9 @@ struct sample_frame {
 enum sample_kind {
 	SAMPLE_CPU = 1,                  /* a tick of the sampling clock, on a CPU */
 	SAMPLE_DUMP = 2,                 /* a thread's stack, read by pybpftrace dump */
+	SAMPLE_OFF_CPU = 3,              /* a wait in a system call, over: weight ns, syscall */
+	SAMPLE_PREEMPTED = 4,            /* taken off its CPU while runnable: its stack, weight 0 */
+	SAMPLE_RESUMED = 5,              /* back on a CPU after SAMPLE_PREEMPTED: no frames, weight ns */
 };
 
 enum sample_flags {
@@ -274,13 +277,14 @@ struct sample_event {
 	__u64 timestamp;
 	__u64 weight;                    /* SAMPLE_CPU: 1 */
 	__u64 thread_id;                 /* SAMPLE_DUMP: the thread's pthread_self() */
-	__u64 gil;                       /* SAMPLE_DUMP: the GIL its interpreter uses */
+	__u64 address;                   /* SAMPLE_DUMP: the GIL its interpreter uses;
+	                                  * SAMPLE_OFF_CPU: the system call's first argument */
 	__u32 pid;
 	__u32 tid;
 	__u16 depth;
 	__u8 kind;
 	__u8 flags;
-	__u32 pad;
+	__s32 syscall;                   /* SAMPLE_OFF_CPU: the system call it waited in */
 	struct sample_frame frames[SAMPLE_FRAMES_MAX];
 };
 
@@ -314,11 +318,15 @@ struct code_event {
 	__u8 linetable[LINETABLE_MAX];
 };
 
-/* Per-CPU counters: events the programs handled, and those they could not send on. */
+/* Per-CPU counters: events the programs handled, those they could not send on, and what
+ * off-CPU profiles leave out. */
 enum counter {
 	COUNTER_EVENTS = 0,
 	COUNTER_EVENTS_LOST = 1,
-	COUNTER_MAX = 2,
+	COUNTER_SHORT_WAITS = 2,         /* waits shorter than --min-block, not walked */
+	COUNTER_SHORT_WAITS_NS = 3,      /* their time */
+	COUNTER_UNTRACKED_THREADS = 4,   /* threads whose waits could not be tracked: map full */
+	COUNTER_MAX = 5,
 };
 
 #endif

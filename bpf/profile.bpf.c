@@ -1,5 +1,6 @@
 /* pybpftrace profile: at each tick of a CPU's clock, the Python stack of the thread running
- * there, when it belongs to a traced process; user space counts the stacks. */
+ * there, when it belongs to a traced process; with OFF_CPU, also where its threads wait off
+ * a CPU, and for how long. User space counts the stacks. */
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf_perf_event.h>
 #include "events.h"
@@ -8,12 +9,6 @@
 #ifndef EVENTS_PAGES
 #define EVENTS_PAGES 1024
 #endif
-
-/* Ticks run in the context of the thread they interrupt: its memory is the current one. */
-static __always_inline long read_target(void *dst, __u64 size, __u64 address, void *task)
-{
-	return bpf_probe_read_user(dst, size, (void *)address);
-}
 
 #include "pystacks.h"
 
@@ -31,36 +26,199 @@ static __always_inline void send_sample(struct sample_event *sample)
 		count(COUNTER_EVENTS_LOST);
 }
 
-int on_tick(struct bpf_perf_event_data *ctx)
+/* The calling thread's walk, begun: NULL when the thread is not one whose stacks are read. */
+static __always_inline struct walk *begin_walk(__u8 kind, __u64 weight)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, zero = 0;
 	if (!tracer_enabled() || !process_traced(pid) || !py_processes.lookup(&pid))
-		return 0;
+		return NULL;
 	struct walk *walk = walks.lookup(&zero);
 	if (!walk)
-		return 0;
+		return NULL;
 	count(COUNTER_EVENTS);
 	walk_start(walk, pid, (__u32)id);
 	walk->sample.timestamp = bpf_ktime_get_ns();
-	walk->sample.kind = SAMPLE_CPU;
-	walk->sample.weight = 1;
-	walk_programs.call(ctx, 0);
-	count(COUNTER_EVENTS_LOST);
+	walk->sample.kind = kind;
+	walk->sample.weight = weight;
+	walk->sample.address = 0;
+	walk->sample.syscall = -1;
+	return walk;
+}
+
+/* A walk goes on in a tail-called program, a bounded number of steps per call. The sample
+ * goes out when it is done, or when the tail calls ran out (the tail call returned). */
+static __always_inline void walk_ended(struct walk *walk, int done)
+{
+	if (!done)
+		walk->sample.flags |= SAMPLE_CUT_SHORT;
+	send_sample(&walk->sample);
+}
+
+int on_tick(struct bpf_perf_event_data *ctx)
+{
+	if (begin_walk(SAMPLE_CPU, 1))
+		walk_programs.call(ctx, 0);
 	return 0;
 }
 
-/* The walk goes on, a bounded number of steps per call, then the sample goes out. */
 int walk_on_tick(struct bpf_perf_event_data *ctx)
 {
 	__u32 zero = 0;
 	struct walk *walk = walks.lookup(&zero);
 	if (!walk)
 		return 0;
-	if (!walk_steps(walk, NULL)) {
+	int done = walk_steps(walk, NULL);
+	if (!done)
 		walk_programs.call(ctx, 0);
-		walk->sample.flags |= SAMPLE_CUT_SHORT; /* out of tail calls: what was read goes out */
+	walk_ended(walk, done);
+	return 0;
+}
+
+#ifdef OFF_CPU
+/* The stacks of threads still waiting when tracing stops: read as dump reads them. */
+#include "dump.h"
+
+/* Where the traced threads wait. A thread leaving its CPU is noted at the switch (in its
+ * context); the time it was away is known when another switch brings it back (in another
+ * thread's context, where its stack cannot be read), and its stack is read when it next runs
+ * in its own: when the system call it waited in returns. A thread taken off its CPU while
+ * runnable (preempted) has its stack read as it leaves, and its time sent when it is back. */
+struct off_cpu {
+	__u64 since;                     /* when it left its CPU; 0 while on one */
+	__u64 waited;                    /* ns off its CPU, blocked, not yet sent */
+	__u64 address;                   /* the first argument of the system call it is in */
+	__s32 syscall;                   /* the system call it is in; -1: none */
+	__u32 pid;
+	__u8 preempted;                  /* it left its CPU runnable */
+	__u8 pad[7];
+};
+
+struct profile_settings {
+	__u64 min_block;                 /* ns: shorter waits are counted, not walked */
+};
+
+BPF_HASH(off_cpu, __u32, struct off_cpu, 65536);
+BPF_ARRAY(profile_settings, struct profile_settings, 1);
+BPF_PROG_ARRAY(walk_tracepoint_programs, 1); /* [0]: walk_on_tracepoint */
+
+static __always_inline void count_by(__u32 counter, __u64 amount)
+{
+	__u64 *value = counters.lookup(&counter);
+	if (value)
+		*value += amount;
+}
+
+/* The calling thread's wait state, made the first time a traced thread is seen. */
+static __always_inline struct off_cpu *own_off_cpu(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct off_cpu *state = off_cpu.lookup(&tid);
+	if (state || !tracer_enabled() || !process_traced(pid) || !py_processes.lookup(&pid))
+		return state;
+	struct off_cpu blank = {.syscall = -1, .pid = pid};
+	if (off_cpu.insert(&tid, &blank)) {
+		count(COUNTER_UNTRACKED_THREADS);
+		return NULL;
 	}
-	send_sample(&walk->sample);
+	return off_cpu.lookup(&tid);
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+	struct off_cpu *state = own_off_cpu();
+	if (!state)
+		return 0;
+	state->syscall = args->id;
+	state->address = args->args[0];
+	return 0;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
+	struct off_cpu *state = off_cpu.lookup(&tid);
+	if (!state || !state->waited)
+		return 0;
+	__u64 waited = state->waited;
+	__s32 syscall = state->syscall;
+	__u64 address = state->address;
+	state->waited = 0;
+	state->syscall = -1;
+	struct profile_settings *settings = profile_settings.lookup(&zero);
+	if (settings && waited < settings->min_block) {
+		count(COUNTER_SHORT_WAITS);
+		count_by(COUNTER_SHORT_WAITS_NS, waited);
+		return 0;
+	}
+	struct walk *walk = begin_walk(SAMPLE_OFF_CPU, waited);
+	if (!walk)
+		return 0;
+	walk->sample.syscall = syscall;
+	walk->sample.address = address;
+	walk_tracepoint_programs.call(args, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	if (!tracer_enabled())
+		return 0; /* what is away when tracing stops stays as it is, for user space to read */
+	__u64 now = bpf_ktime_get_ns();
+	__u32 next = args->next_pid, zero = 0;
+	struct off_cpu *back = off_cpu.lookup(&next);
+	if (back && back->since) {
+		__u64 away = now - back->since;
+		back->since = 0;
+		if (back->preempted) {
+			struct walk *walk = walks.lookup(&zero);
+			if (walk) { /* no walk is under way on this CPU: programs do not nest */
+				walk_start(walk, back->pid, next);
+				walk->sample.timestamp = now;
+				walk->sample.kind = SAMPLE_RESUMED;
+				walk->sample.weight = away;
+				walk->sample.syscall = -1;
+				walk->sample.address = 0;
+				send_sample(&walk->sample);
+			}
+		} else {
+			back->waited += away;
+		}
+	}
+	struct off_cpu *leaving = own_off_cpu();
+	if (!leaving)
+		return 0;
+	leaving->since = now;
+	/* the task's state as the tracepoint reports it: 0 (or only the preemption bit above
+	 * the state bits) when it is still runnable */
+	leaving->preempted = !(args->prev_state & 0xff);
+	if (leaving->preempted && begin_walk(SAMPLE_PREEMPTED, 0))
+		walk_tracepoint_programs.call(args, 0);
+	return 0;
+}
+
+int walk_on_tracepoint(void *ctx)
+{
+	__u32 zero = 0;
+	struct walk *walk = walks.lookup(&zero);
+	if (!walk)
+		return 0;
+	int done = walk_steps(walk, NULL);
+	if (!done)
+		walk_tracepoint_programs.call(ctx, 0);
+	walk_ended(walk, done);
+	return 0;
+}
+#endif
+
+/* A thread that exits: what is kept of it goes (its TID may come back, another thread's). */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	thread_states.delete(&tid);
+#ifdef OFF_CPU
+	off_cpu.delete(&tid);
+#endif
 	return 0;
 }

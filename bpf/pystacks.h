@@ -9,14 +9,25 @@
  * call, is run again by user space. Phases: find the thread's state, follow its frames, read
  * their code objects, announce the code objects new to the kernel.
  *
- * The includer defines, before including this file,
- *   static __always_inline long read_target(void *dst, __u64 size, __u64 address, void *task)
- * which reads the traced process's memory: bpf_probe_read_user where the program runs in the
- * target's context (task unused), bpf_copy_from_user_task in the dump iterator (ours). */
+ * The traced process's memory is read in its own context (a tick, a tracepoint: task is NULL)
+ * with bpf_probe_read_user, or from ours (the dump iterator, a sleepable program: task is the
+ * target's) with bpf_copy_from_user_task. */
 #ifndef PYBPFTRACE_PYSTACKS_H
 #define PYBPFTRACE_PYSTACKS_H
 
 #include "events.h"
+
+static long (*copy_from_user_task)(void *dst, __u32 size, const void *user_ptr, void *task,
+				   __u64 flags) = (void *)BPF_FUNC_copy_from_user_task;
+
+/* With task a constant NULL, the compiler drops the first branch: programs that may not call
+ * bpf_copy_from_user_task (they cannot sleep) never do. */
+static __always_inline long read_target(void *dst, __u64 size, __u64 address, void *task)
+{
+	if (task)
+		return copy_from_user_task(dst, size, (void *)address, task, 0);
+	return bpf_probe_read_user(dst, size, (void *)address);
+}
 
 #ifndef PY_PROCESSES_MAX
 #define PY_PROCESSES_MAX 8192

@@ -134,15 +134,26 @@ def stack(trace, output, json_output, function, filename, max_depth, tids, durat
               help="Samples a second of each busy thread [default: 999].")
 @click.option("--per-thread", is_flag=True, help="Root each stack at its thread instead of merging threads.")
 @click.option("--lines", is_flag=True, help="Key frames by the line running instead of the function's first line.")
-def profile(trace, output, json_output, rate, per_thread, lines) -> None:
-    """Where the targets spend their CPU time: their Python stacks, read by the kernel out of
-    the interpreter's memory at each tick of a sampling clock (no probes needed, nothing
-    paused), counted and printed as folded stacks when tracing ends."""
+@click.option("--idle", "weighing", flag_value="idle",
+              help="Also threads off their CPU: each wait counts the samples it would have had, and ends in why.")
+@click.option("--off-cpu", "weighing", flag_value="off-cpu",
+              help="Only time off a CPU, in microseconds, each stack ending in why the thread waited.")
+@click.option("--wall", "weighing", flag_value="wall", help="Time on and off a CPU, in microseconds.")
+@click.option("--min-block", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="MS",
+              help="With --idle, --off-cpu, --wall: shorter waits are counted, not shown.")
+def profile(trace, output, json_output, rate, per_thread, lines, weighing, min_block) -> None:
+    """Where the targets spend their time: their Python stacks, read by the kernel out of the
+    interpreter's memory (no probes needed, nothing paused) at each tick of a sampling clock
+    and, with --idle, --off-cpu or --wall, when a thread comes back from a wait; counted and
+    printed as folded stacks when tracing ends."""
     from .tools import profile as profile_tool
     from .sampling import DEFAULT_RATE
 
+    if weighing == "off-cpu" and rate:
+        raise click.UsageError("--off-cpu takes no --rate: it weighs waits, not samples")
     sys.exit(profile_tool.run(profile_tool.ProfileOptions(
         trace=trace, output=output, json=json_output, rate=rate or DEFAULT_RATE, per_thread=per_thread, lines=lines,
+        weighing=weighing or "cpu", min_block=min_block / 1e3,
     )))
 
 

@@ -20,6 +20,9 @@ SECOND_UNREADABLE = 8
 
 COUNTER_EVENTS = 0
 COUNTER_EVENTS_LOST = 1
+COUNTER_SHORT_WAITS = 2
+COUNTER_SHORT_WAITS_NS = 3
+COUNTER_UNTRACKED_THREADS = 4
 
 # struct call_event: timestamp, file, function, pid, tid, line, depth, kind
 CALL_EVENT = struct.Struct("<QQQIIiiB7x")
@@ -97,6 +100,9 @@ INSTR_POINTER = 3
 SAMPLE_FRAMES_MAX = 1024
 SAMPLE_CPU = 1
 SAMPLE_DUMP = 2
+SAMPLE_OFF_CPU = 3
+SAMPLE_PREEMPTED = 4
+SAMPLE_RESUMED = 5
 SAMPLE_TRUNCATED = 1
 SAMPLE_NO_THREAD_STATE = 2
 SAMPLE_UNREADABLE = 4
@@ -105,8 +111,9 @@ SAMPLE_CUT_SHORT = 16
 SAMPLE_HOLDS_GIL = 32
 SAMPLE_CHANGED = 64
 GIL_SIZE = 208
-# struct sample_event, up to its frames: timestamp, weight, thread_id, gil, pid, tid, depth, kind, flags
-SAMPLE_HEAD = struct.Struct("<QQQQIIHBB4x")
+# struct sample_event, up to its frames: timestamp, weight, thread_id, address, pid, tid, depth, kind,
+# flags, syscall
+SAMPLE_HEAD = struct.Struct("<QQQQIIHBBi")
 # struct sample_frame: code, instruction (owner is the walk's own)
 SAMPLE_FRAME = struct.Struct("<Qi4x")
 

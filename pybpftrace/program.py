@@ -61,10 +61,11 @@ class ProgramSpec:
     # on): per-binary facts such as object layout offsets, so that binaries of different
     # versions traced at once each get their own entry points.
     binary_constants: Callable[[PythonBinary], tuple[int, ...]] = lambda binary: ()
-    # The program walks Python stacks (bpf/pystacks.h): its code objects come on `codes`;
-    # `continuation` is the function its walks tail-call until done.
+    # The program walks Python stacks (bpf/pystacks.h): its code objects come on `codes`; its
+    # walks tail-call a continuation until done: (program array, function, program kind), each
+    # loaded where the program has the array.
     walker: bool = False
-    continuation: Optional[str] = None
+    continuations: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def probe_names(self) -> tuple[str, ...]:
@@ -178,7 +179,7 @@ class LoadedProgram:
             self._bpf = bcc.BPF(text=generated.source, cflags=cflags)
         except Exception as error:  # bcc raises bare Exception and prints clang's errors
             raise TraceError(f"the BPF program did not compile: {error}") from None
-        self._types = {"kprobe": bcc.BPF.KPROBE, "perf_event": bcc.BPF.PERF_EVENT}
+        self._types = {"kprobe": bcc.BPF.KPROBE, "perf_event": bcc.BPF.PERF_EVENT, "tracepoint": bcc.BPF.TRACEPOINT}
         self.placements = generated.placements
 
     def entry_fd(self, name: str) -> int:
@@ -186,7 +187,7 @@ class LoadedProgram:
 
     def function_fd(self, name: str, kind: str) -> int:
         """A function of the program loaded as a program of this kind: kprobe (uprobes too),
-        perf_event."""
+        perf_event, tracepoint."""
         try:
             return self._bpf.load_func(name.encode(), self._types[kind]).fd
         except Exception as error:  # bcc raises bare Exception and prints the verifier's log
@@ -209,6 +210,13 @@ class LoadedProgram:
 
     def table(self, name: str):
         return self._bpf.get_table(name)
+
+    def has_table(self, name: str) -> bool:
+        try:
+            self._bpf.get_table(name)
+        except KeyError:
+            return False
+        return True
 
     def close(self) -> None:
         self._bpf.cleanup()

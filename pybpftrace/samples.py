@@ -7,6 +7,9 @@ draw. What the walker could not read shows as a frame saying so, never silently 
 - `[unreadable code object]` for a frame whose code object could not be read;
 - `[no Python frames]` for a thread running no Python code (C code, or between calls);
 - `[no Python thread state]` for a thread the interpreter does not know (not a Python thread).
+
+Time off a CPU ends in a frame saying why: `[GIL]` (waiting for it), `[preempted]` (runnable,
+waiting for a CPU), or the system call the thread waited in (`[futex]`, `[clock_nanosleep]`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from typing import Iterable, Optional
 
 from .codes import Code, Codes
 from .events import (
+    GIL_SIZE,
     SAMPLE_CUT_SHORT,
+    SAMPLE_OFF_CPU,
+    SAMPLE_PREEMPTED,
+    SAMPLE_RESUMED,
     SAMPLE_FRAME,
     SAMPLE_HEAD,
     SAMPLE_NO_THREAD_STATE,
@@ -25,7 +32,7 @@ from .events import (
     SAMPLE_TRUNCATED,
     SAMPLE_UNREADABLE,
 )
-from .stacks import CallTree, Frame, Node
+from .stacks import CallTree, Frame, Node, nodes
 
 TRUNCATED = Frame("[truncated]", "", 0)
 CUT_SHORT = Frame("[walk cut short]", "", 0)
@@ -46,48 +53,112 @@ class Sample:
     timestamp: int
     weight: int
     thread_id: int
-    gil: int
+    address: int
     pid: int
     tid: int
     kind: int
     flags: int
+    syscall: int
     frames: list[tuple[int, int]]  # (code id, instruction offset), innermost first
 
 
 def unpack(record: bytes) -> Sample:
-    timestamp, weight, thread_id, gil, pid, tid, depth, kind, flags = SAMPLE_HEAD.unpack_from(record)
+    timestamp, weight, thread_id, address, pid, tid, depth, kind, flags, syscall = SAMPLE_HEAD.unpack_from(record)
     frames = list(SAMPLE_FRAME.iter_unpack(record[SAMPLE_HEAD.size : SAMPLE_HEAD.size + depth * SAMPLE_FRAME.size]))
-    return Sample(timestamp, weight, thread_id, gil, pid, tid, kind, flags, frames)
+    return Sample(timestamp, weight, thread_id, address, pid, tid, kind, flags, syscall, frames)
+
+
+Reason = tuple  # why a thread was off its CPU: ("syscall", number), ("gil",), ("preempted",)
+PREEMPTED = ("preempted",)
+WAITING_FOR_GIL = ("gil",)
+FUTEX = 202  # x86-64
 
 
 @dataclass
 class SampleCounts:
-    """Samples counted by stack; with `lines`, frames keep their instruction offsets."""
+    """Samples counted by stack: ticks on a CPU, and time off one by why; with `lines`, frames
+    keep their instruction offsets. gils: each process's GIL, to tell its waits apart."""
 
     lines: bool = False
-    counts: Counter = field(default_factory=Counter)
+    gils: dict[int, int] = field(default_factory=dict)
+    on_cpu: Counter = field(default_factory=Counter)  # key -> ticks
+    off_cpu: Counter = field(default_factory=Counter)  # (key, reason) -> ns
     flagged: Counter = field(default_factory=Counter)  # samples by the flags they carry
+    unpaired_ns: int = 0  # time back from a preemption whose stack was lost
+    unwalked_ns: int = 0  # time of waits going on at the end in threads gone before they were read
+    _preempted: dict[int, Key] = field(default_factory=dict)  # tid -> its stack as it left its CPU
 
     def add(self, records: Iterable[bytes]) -> None:
         for record in records:
             sample = unpack(record)
-            frames = tuple(sample.frames) if self.lines else tuple(code for code, _ in sample.frames)
-            self.counts[(sample.pid, sample.tid, sample.flags, frames)] += sample.weight
+            if sample.kind == SAMPLE_RESUMED:
+                key = self._preempted.pop(sample.tid, None)
+                if key is None:
+                    self.unpaired_ns += sample.weight
+                else:
+                    self.off_cpu[(key, PREEMPTED)] += sample.weight
+                continue
+            key = self._key(sample)
+            if sample.kind == SAMPLE_PREEMPTED:
+                self._preempted[sample.tid] = key
+            elif sample.kind == SAMPLE_OFF_CPU:
+                self.off_cpu[(key, self._reason(sample))] += sample.weight
+            else:
+                self.on_cpu[key] += sample.weight
             for flag in (SAMPLE_TRUNCATED, SAMPLE_UNREADABLE, SAMPLE_NO_THREAD_STATE, SAMPLE_CUT_SHORT):
                 if sample.flags & flag:
-                    self.flagged[flag] += sample.weight
+                    self.flagged[flag] += 1
+
+    def add_waits(self, waits: dict[int, tuple[int, int, int, int, bool]], stacks: dict[int, Sample]) -> None:
+        """The waits still going on when tracing stopped (tid -> (pid, ns, system call, its
+        first argument, preempted)), with the stacks their threads are waiting in."""
+        for tid, (pid, ns, syscall, address, preempted) in waits.items():
+            if preempted:
+                key = self._preempted.pop(tid, None)
+                if key is None:
+                    self.unpaired_ns += ns
+                else:
+                    self.off_cpu[(key, PREEMPTED)] += ns
+                continue
+            sample = stacks.get(tid)
+            if sample is None:  # it exited meanwhile
+                self.unwalked_ns += ns
+                continue
+            sample.syscall, sample.address = syscall, address
+            self.off_cpu[(self._key(sample), self._reason(sample))] += ns
+
+    def _key(self, sample: Sample) -> Key:
+        frames = tuple(sample.frames) if self.lines else tuple(code for code, _ in sample.frames)
+        return (sample.pid, sample.tid, sample.flags, frames)
+
+    def _reason(self, sample: Sample) -> Reason:
+        gil = self.gils.get(sample.pid)
+        if sample.syscall == FUTEX and gil and gil <= sample.address < gil + GIL_SIZE:
+            return WAITING_FOR_GIL
+        return ("syscall", sample.syscall)
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.on_cpu.values())
 
     @property
     def threads(self) -> set[int]:
-        return {tid for _, tid, _, _ in self.counts}
+        return {key[1] for key in self.on_cpu} | {key[1] for key, _ in self.off_cpu}
 
     @property
     def processes(self) -> set[int]:
-        return {pid for pid, _, _, _ in self.counts}
+        return {key[0] for key in self.on_cpu} | {key[0] for key, _ in self.off_cpu}
+
+
+def reason_frame(reason: Reason) -> Frame:
+    """The frame an off-CPU stack ends in: why its thread waited."""
+    from bcc.syscall import syscall_name
+
+    if reason == PREEMPTED:
+        return Frame("[preempted]", "", 0)
+    if reason == WAITING_FOR_GIL:
+        return Frame("[GIL]", "", 0)
+    return Frame(f"[{syscall_name(reason[1]).decode()}]", "", 0)
 
 
 class FrameNames:
@@ -132,18 +203,41 @@ def stack_frames(flags: int, frames: tuple, names: FrameNames) -> list[Frame]:
     return path or [NO_FRAMES]
 
 
-def call_trees(counts: SampleCounts, names: FrameNames) -> dict[int, CallTree]:
-    """Per thread, its samples as a call tree: each stack's count is its last frame's."""
+WEIGHINGS = ("cpu", "idle", "off-cpu", "wall")
+
+
+def call_trees(counts: SampleCounts, names: FrameNames, weighing: str = "cpu", rate: int = 1) -> dict[int, CallTree]:
+    """Per thread, its samples as a call tree, weighed: cpu, ticks on a CPU (node.samples);
+    idle, ticks and the ticks the time off a CPU would have had at `rate` (node.samples);
+    off-cpu, ns off a CPU (node.self_ns); wall, ns on and off (node.self_ns). An off-CPU stack
+    ends in a frame saying why its thread waited."""
     trees: dict[int, CallTree] = {}
-    for (pid, tid, flags, frames), count in counts.counts.items():
+
+    def leaf(pid: int, tid: int, path: list[Frame]) -> Node:
         tree = trees.get(tid)
         if tree is None:
             tree = trees[tid] = CallTree(pid, Node(None))
         node = tree.root
-        for frame in stack_frames(flags, frames, names):
+        for frame in path:
             child = node.children.get(frame)
             if child is None:
                 child = node.children[frame] = Node(frame)
             node = child
-        node.samples += count
+        return node
+
+    if weighing != "off-cpu":
+        for (pid, tid, flags, frames), ticks in counts.on_cpu.items():
+            node = leaf(pid, tid, stack_frames(flags, frames, names))
+            if weighing == "wall":
+                node.self_ns += ticks * round(1e9 / rate)
+            else:
+                node.samples += ticks
+    if weighing != "cpu":
+        for ((pid, tid, flags, frames), reason), ns in counts.off_cpu.items():
+            leaf(pid, tid, stack_frames(flags, frames, names) + [reason_frame(reason)]).self_ns += ns
+    if weighing == "idle":  # time off a CPU as the ticks it would have had, rounded per stack
+        for tree in trees.values():
+            for node in nodes(tree.root):
+                node.samples += round(node.self_ns * rate / 1e9)
+                node.self_ns = 0
     return trees

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import KernelSetup, NotFound, NotPython, TraceError
+from .events import OFFSET_NONE
 from .interpreter import Interpreter, read_interpreter
+from .iterator import TaskIterator
 from .probes import load_segments, open_elf
 from .target import (
     Launched,
@@ -32,6 +35,7 @@ DEFAULT_RATE = 999  # Hz: see the README for what it costs
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
 REGISTER_WITHIN = 10.0  # seconds a launched command has to map its interpreter
+DUMP_STEPS_MAX = 100_000  # runs of the dump iterator a dump may take (a few per thread)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,43 @@ def walked_binary(binary: PythonBinary) -> WalkedBinary:
     return WalkedBinary(binary, interpreter, first & ~(mmap.PAGESIZE - 1))
 
 
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(entry) for entry in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def _thread_file(pid: int, tid: int, name: str) -> Optional[str]:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/{name}") as stream:
+            return stream.read()
+    except OSError:
+        return None
+
+
+def read_pointer(pid: int, address: int) -> int:
+    """A pointer of the process's memory; 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/mem", "rb") as memory:
+            memory.seek(address)
+            return int.from_bytes(memory.read(8), "little")
+    except (OSError, ValueError, OverflowError):
+        return 0
+
+
+def gil_address(pid: int, interpreter: Interpreter, runtime: int) -> int:
+    """Where the main interpreter's GIL is: in _PyRuntime up to 3.11, behind a pointer in the
+    interpreter after; 0 where unknown."""
+    layout = interpreter.layout
+    if layout.runtime_gil != OFFSET_NONE:
+        return runtime + layout.runtime_gil
+    if layout.interp_gil == OFFSET_NONE:
+        return 0
+    interpreter_state = read_pointer(pid, runtime + layout.runtime_interpreters)
+    return read_pointer(pid, interpreter_state + layout.interp_gil) if interpreter_state else 0
+
+
 def load_bias(pid: int, walked: WalkedBinary) -> Optional[int]:
     """How far the process moved the binary from its link-time addresses; None while it is not
     mapped (yet)."""
@@ -64,20 +105,22 @@ def load_bias(pid: int, walked: WalkedBinary) -> Optional[int]:
 class Walker:
     """The frame walker of a loaded program: its processes, its tail calls, its clock."""
 
-    def __init__(self, program, continuation: Optional[str], linetables: bool):
-        """program: a LoadedProgram including pystacks.h; continuation: the function it
-        tail-calls until a walk is done (None: the program drives its walks itself)."""
+    def __init__(self, program, continuations: tuple[tuple[str, str, str], ...], linetables: bool):
+        """program: a LoadedProgram including pystacks.h; continuations: (program array,
+        function, kind) its walks tail-call until done, where it has the array."""
         self._program = program
         self._processes = program.table("py_processes")
         self.registered: dict[int, WalkedBinary] = {}
+        self.gils: dict[int, int] = {}  # pid -> address of the GIL its threads wait on
         self._pending: dict[int, tuple[WalkedBinary, float]] = {}
         settings = program.table("walk_settings")
         value = settings.Leaf()
         value.linetables = int(linetables)
         settings[settings.Key(0)] = value
-        if continuation:
-            programs = program.table("walk_programs")
-            programs[ctypes.c_int(0)] = ctypes.c_int(program.function_fd(continuation, "perf_event"))
+        for array, function, kind in continuations:
+            if program.has_table(array):
+                programs = program.table(array)
+                programs[ctypes.c_int(0)] = ctypes.c_int(program.function_fd(function, kind))
 
     def register(self, pid: int, walked: WalkedBinary) -> bool:
         """Let the walker read pid's stacks; False while its interpreter is not mapped."""
@@ -93,6 +136,9 @@ class Walker:
         value.version = major << 8 | minor
         self._processes[self._processes.Key(pid)] = value
         self.registered[pid] = walked
+        gil = gil_address(pid, walked.interpreter, value.runtime)
+        if gil:
+            self.gils[pid] = gil
         return True
 
     def register_soon(self, pid: int, walked: WalkedBinary) -> None:
@@ -112,6 +158,57 @@ class Walker:
             if done or time.monotonic() > deadline:
                 del self._pending[pid]
 
+    def walk_every_thread(self, pid: int, drain: Callable[[], None]) -> tuple[int, float]:
+        """Every thread of pid walked by the dump iterator (bpf/dump.h) while it runs on, its
+        stacks sent as SAMPLE_DUMP records; drain takes them and the code objects off their
+        rings after each step. Returns how many stacks did not fit their ring, and how long
+        reading them took."""
+        dumps = self._program.table("dumps")
+        state = dumps.Leaf()
+        state.pid = pid
+        dumps[dumps.Key(0)] = state
+        iterator = TaskIterator(self._program, "dump_step", pid)
+        start = time.monotonic()
+        try:
+            for _ in range(DUMP_STEPS_MAX):
+                if dumps[dumps.Key(0)].finished:
+                    break
+                iterator.run()
+                drain()
+        except OSError:
+            raise NotFound(f"PID {pid} exited while its stacks were read") from None
+        finally:
+            seconds = time.monotonic() - start
+            iterator.close()
+        drain()
+        return dumps[dumps.Key(0)].lost, seconds
+
+    def note_waiting_threads(self, pid: int) -> None:
+        """The threads of pid off their CPU as tracing begins: their waits are counted from now
+        (else they would be unknown until their next switch)."""
+        table = self._program.table("off_cpu")
+        now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns
+        for tid in _threads(pid):
+            state = _thread_file(pid, tid, "stat")
+            if state is None or state[state.rindex(")") + 2] == "R":
+                continue
+            value = table.Leaf()
+            value.since, value.pid, value.syscall = now, pid, -1
+            syscall = (_thread_file(pid, tid, "syscall") or "").split()
+            if syscall and syscall[0].isdigit():
+                value.syscall, value.address = int(syscall[0]), int(syscall[1], 16)
+            table[table.Key(tid)] = value
+
+    def waits_at_end(self, stopped: int) -> dict[int, tuple[int, int, int, int, bool]]:
+        """The waits still going on, or not yet sent, when tracing stopped (at `stopped`, on
+        the monotonic clock): tid -> (pid, ns, system call, its first argument, preempted)."""
+        waits = {}
+        for tid, state in self._program.table("off_cpu").items():
+            waited = state.waited + (stopped - state.since if state.since else 0)
+            if waited > 0:
+                waits[tid.value] = (state.pid, waited, state.syscall, state.address, bool(state.since and state.preempted))
+        return waits
+
     def start_clock(self, rate: int) -> None:
         """A tick every 1/rate seconds on every CPU, each walking the stack of the thread it
         interrupts (the CPU clock ticks whoever runs, so a busy thread gets `rate` a second)."""
@@ -130,6 +227,8 @@ class Sampling:
 
     rate: Optional[int] = None  # ticks a second on each CPU; None: walks start at other events
     linetables: bool = False  # code objects come with their line tables
+    off_cpu: bool = False  # also where threads wait off a CPU (scheduler and system call tracepoints)
+    min_block: float = 0.0  # seconds: shorter waits are counted, not walked
 
 
 def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:

@@ -144,15 +144,18 @@ class Session:
     def __post_init__(self) -> None:
         self.names = Names()
         self.codes = Codes()
-        self.start = 0
+        self.start = self.stopped = 0  # on the monotonic clock, in ns
         self._stop: Optional[str] = None
         self._handlers: dict[int, object] = {}
         pages = pages_for(self.buffer_mib)
         defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **self.defines}
         if self.spec.walker:
             defines["CODES_PAGES"] = CODES_PAGES
+            ensure_tracefs("reading Python stacks")  # its programs take tracepoints
+            if self.sampling.off_cpu:
+                defines["OFF_CPU"] = 1
         if self.follow_forks:
-            ensure_tracefs()
+            ensure_tracefs("--follow-forks")
             defines["FOLLOW_FORKS"] = 1
         binaries = [b for group in self.targets.binaries.values() for b in group]
         self.program = LoadedProgram(generate(self.spec, binaries), defines)
@@ -161,7 +164,7 @@ class Session:
         self._forks = self._ring("forks", FORKS_PAGES, FORK_EVENT) if self.follow_forks else None
         self._codes_ring = self._ring("codes", CODES_PAGES, None) if self.spec.walker else None
         self.walker = (
-            Walker(self.program, self.spec.continuation, self.sampling.linetables) if self.spec.walker else None
+            Walker(self.program, self.spec.continuations, self.sampling.linetables) if self.spec.walker else None
         )
         self._uprobes = Uprobes()
 
@@ -191,6 +194,13 @@ class Session:
                     self.walker.register_soon(pid, walked)
                 elif not self.walker.register(pid, walked):
                     raise NotFound(f"PID {pid} no longer maps {walked.binary.shown_path}")
+            if self.sampling.off_cpu:
+                settings = self.program.table("profile_settings")
+                value = settings.Leaf()
+                value.min_block = int(self.sampling.min_block * 1e9)
+                settings[settings.Key(0)] = value
+                for pid in self.walker.registered:
+                    self.walker.note_waiting_threads(pid)
             if self.sampling.rate:
                 self.walker.start_clock(self.sampling.rate)
         self.start = time.monotonic_ns()
@@ -286,6 +296,11 @@ class Session:
             consume(records)
         return len(records)
 
+    def drain(self, consume: Callable[[list], None]) -> None:
+        """Everything left on the rings, once tracing has stopped."""
+        while self._drain(consume):
+            pass
+
     def _on_signal(self, number: int, _frame) -> None:
         self._stop = signal.Signals(number).name
 
@@ -342,7 +357,7 @@ class Session:
             summary.ended_by = self._stop or ("target exited" if not (processes or system_wide) else "duration")
         finally:
             self._switch(False)
-            stopped = time.monotonic_ns()
+            stopped = self.stopped = time.monotonic_ns()
             self._uprobes.close()
             signal.set_wakeup_fd(previous_wakeup)
             self._restore_signals()
@@ -350,8 +365,7 @@ class Session:
             for fd in (wake_read, wake_write):
                 os.close(fd)
             poller.close()
-        while self._drain(consume):
-            pass
+        self.drain(consume)
         summary.events = self.counter(COUNTER_EVENTS)
         summary.lost = self.counter(COUNTER_EVENTS_LOST)
         summary.seconds = (stopped - self.start) / 1e9
@@ -374,16 +388,16 @@ class Session:
 TRACEFS = "/sys/kernel/tracing"
 
 
-def ensure_tracefs() -> None:
-    """Following forks takes a tracepoint, which bcc finds through tracefs: mount it where the
-    system has not (as `mount -t tracefs nodev /sys/kernel/tracing` would)."""
+def ensure_tracefs(why: str) -> None:
+    """Tracepoints, which bcc finds through tracefs: mount it where the system has not (as
+    `mount -t tracefs nodev /sys/kernel/tracing` would)."""
     if os.path.isdir(f"{TRACEFS}/events"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
         error = ctypes.get_errno()
-        raise KernelSetup(f"--follow-forks needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
-    print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for --follow-forks)", file=sys.stderr)
+        raise KernelSetup(f"{why} needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
+    print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for {why})", file=sys.stderr)
 
 
 @dataclass

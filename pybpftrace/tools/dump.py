@@ -11,14 +11,12 @@ import json
 import mmap
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..codes import Codes
 from ..errors import NotFound
 from ..events import GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED
-from ..iterator import TaskIterator
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
 from ..samples import Sample, unpack
@@ -29,7 +27,6 @@ from ..target import TargetOptions, describe_process
 SPEC = ProgramSpec("dump.bpf.c", (), walker=True)
 SAMPLES_PAGES = 256
 CODES_PAGES = 1024
-STEPS_MAX = 100_000  # runs of the iterator a dump may take (a few per thread)
 FUTEX = 202  # x86-64
 
 
@@ -59,7 +56,6 @@ class ProcessDump:
     threads: list[ThreadStack]
     codes: Codes
     seconds: float
-    steps: int
     lost: int
 
 
@@ -87,7 +83,7 @@ def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
     if not syscall or not syscall[0].isdigit():
         return name, "idle", None
     number = int(syscall[0])
-    if number == FUTEX and sample.gil and sample.gil <= int(syscall[1], 16) < sample.gil + GIL_SIZE:
+    if number == FUTEX and sample.address and sample.address <= int(syscall[1], 16) < sample.address + GIL_SIZE:
         return name, "waiting for the GIL", None
     return name, "idle", syscall_name(number).decode()
 
@@ -99,33 +95,17 @@ def dump_process(pid: int) -> ProcessDump:
     samples = RecordRing(program.table("samples").map_fd, SAMPLES_PAGES * mmap.PAGESIZE)
     codes_ring = RecordRing(program.table("codes").map_fd, CODES_PAGES * mmap.PAGESIZE)
     codes, records = Codes(), []
-    try:
-        walker = Walker(program, None, linetables=True)
-        if not walker.register(pid, walked[pid]):
-            raise NotFound(f"PID {pid} no longer maps {walked[pid].binary.shown_path}")
-        dumps = program.table("dumps")
-        state = dumps.Leaf()
-        state.pid = pid
-        dumps[dumps.Key(0)] = state
-        iterator = TaskIterator(program, "dump_step", pid)
-        start = time.monotonic()
-        try:
-            steps = 0
-            while not dumps[dumps.Key(0)].finished and steps < STEPS_MAX:
-                iterator.run()
-                steps += 1
-                records += samples.drain()
-                for record in codes_ring.drain():
-                    codes.add(record)
-        except OSError:
-            raise NotFound(f"PID {pid} exited while its stacks were read") from None
-        finally:
-            iterator.close()
-        seconds = time.monotonic() - start
-        records += samples.drain()
+
+    def drain() -> None:
         for record in codes_ring.drain():
             codes.add(record)
-        lost = dumps[dumps.Key(0)].lost
+        records.extend(samples.drain())
+
+    try:
+        walker = Walker(program, (), linetables=True)
+        if not walker.register(pid, walked[pid]):
+            raise NotFound(f"PID {pid} no longer maps {walked[pid].binary.shown_path}")
+        lost, seconds = walker.walk_every_thread(pid, drain)
     finally:
         samples.close()
         codes_ring.close()
@@ -134,7 +114,7 @@ def dump_process(pid: int) -> ProcessDump:
     for sample in map(unpack, records):
         name, state_name, syscall = thread_state(pid, sample)
         threads.append(ThreadStack(sample, name, state_name, syscall))
-    return ProcessDump(pid, walked[pid], threads, codes, seconds, steps, lost)
+    return ProcessDump(pid, walked[pid], threads, codes, seconds, lost)
 
 
 def _frames(dump: ProcessDump, thread: ThreadStack) -> list[dict]:

@@ -9,15 +9,31 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
-from ..events import SAMPLE_CUT_SHORT, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE
+from ..events import (
+    COUNTER_SHORT_WAITS,
+    COUNTER_SHORT_WAITS_NS,
+    COUNTER_UNTRACKED_THREADS,
+    SAMPLE_CUT_SHORT,
+    SAMPLE_DUMP,
+    SAMPLE_NO_THREAD_STATE,
+    SAMPLE_TRUNCATED,
+    SAMPLE_UNREADABLE,
+)
 from ..program import ProgramSpec
 from ..render import folded
-from ..samples import FrameNames, SampleCounts, call_trees
+from ..errors import NotFound
+from ..samples import FrameNames, Sample, SampleCounts, call_trees, unpack
 from ..sampling import DEFAULT_RATE, Sampling
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool
 from ..stacks import weighted_paths
 
-SPEC = ProgramSpec("profile.bpf.c", (), walker=True, continuation="walk_on_tick")
+SPEC = ProgramSpec("profile.bpf.c", (), walker=True, continuations=(
+    ("walk_programs", "walk_on_tick", "perf_event"),
+    ("walk_tracepoint_programs", "walk_on_tracepoint", "tracepoint"),  # with off-CPU waits
+))
+
+
+DEFAULT_MIN_BLOCK = 0.001  # seconds
 
 
 @dataclass
@@ -28,6 +44,13 @@ class ProfileOptions:
     rate: int = DEFAULT_RATE
     per_thread: bool = False
     lines: bool = False
+    weighing: str = "cpu"  # samples.WEIGHINGS: cpu, idle, off-cpu, wall
+    min_block: float = DEFAULT_MIN_BLOCK
+
+    @property
+    def unit(self) -> str:
+        """What folded weights count: samples, or microseconds."""
+        return "time" if self.weighing in ("off-cpu", "wall") else "samples"
 
 
 class Profile(Consumer):
@@ -38,37 +61,78 @@ class Profile(Consumer):
         self.threads = None
         self._options = options
         self._out = out
-        self.counts = SampleCounts(lines=options.lines)
+        self.counts = SampleCounts(lines=options.lines, gils=session.walker.gils)
 
     def feed(self, records: list[bytes]) -> None:
         self.counts.add(records)
 
     def finish(self, summary: Summary) -> None:
-        summary.unit = "samples"
+        if self._options.weighing != "cpu":
+            self._add_waits_at_end()
+        summary.unit = "samples" if self._options.weighing == "cpu" else "stacks"  # waits too
         summary.threads = len(self.counts.threads)
         summary.processes = max(summary.processes, len(self.counts.processes))
         names = FrameNames(self.session.codes, self._options.lines)
-        trees = call_trees(self.counts, names)
+        trees = call_trees(self.counts, names, self._options.weighing, self._options.rate)
         if self._options.json:
             self._out.write(json.dumps(stacks_json(trees, self._options)) + "\n")
         else:
-            lines = folded(trees, "samples", self._options.per_thread)
+            lines = folded(trees, self._options.unit, self._options.per_thread)
             self._out.write("".join(line + "\n" for line in lines))
         self._out.flush()
         summary.notes += loss_notes(self.counts, names)
+        if self._options.weighing != "cpu":
+            summary.notes += wait_notes(self.session, self.counts, self._options)
+
+
+    def _add_waits_at_end(self) -> None:
+        """The waits still going on as tracing stopped: the stacks their threads wait in, read
+        as dump reads them (they are not running, so the stacks stay put)."""
+        session = self.session
+        waits = session.walker.waits_at_end(session.stopped)
+        stacks: dict[int, Sample] = {}
+        for pid in {pid for pid, _, _, _, preempted in waits.values() if not preempted}:
+            records: list[bytes] = []
+            try:
+                session.walker.walk_every_thread(pid, lambda: session.drain(records.extend))
+            except NotFound:
+                continue  # it exited: its waits are counted as unwalked
+            stacks.update({sample.tid: sample for sample in map(unpack, records) if sample.kind == SAMPLE_DUMP})
+        self.counts.add_waits(waits, stacks)
 
 
 def stacks_json(trees, options: ProfileOptions) -> dict:
-    """{"rate", "stacks": [{"pid", "tid", "frames": [{"function", "file", "line"}], "samples"}]},
-    frames outermost first."""
+    """{"rate", "weighing", "unit", "stacks": [{"pid", "tid", "frames": [{"function", "file",
+    "line"}], "weight"}]}, frames outermost first; weights in samples or nanoseconds."""
     stacks = []
+    weight = (lambda node: node.samples) if options.unit == "samples" else (lambda node: node.self_ns)
     for tid, tree in trees.items():
-        for path, count in weighted_paths(tree.root, lambda node: node.samples):
+        for path, value in weighted_paths(tree.root, weight):
             stacks.append({
-                "pid": tree.pid, "tid": tid, "samples": count,
+                "pid": tree.pid, "tid": tid, "weight": value,
                 "frames": [{"function": f.function, "file": f.file or None, "line": f.line or None} for f in path],
             })
-    return {"rate": options.rate, "lines": options.lines, "stacks": stacks}
+    unit = "samples" if options.unit == "samples" else "nanoseconds"
+    return {"rate": options.rate, "weighing": options.weighing, "unit": unit, "lines": options.lines,
+            "stacks": stacks}
+
+
+def wait_notes(session: Session, counts: SampleCounts, options: ProfileOptions) -> list[str]:
+    """What the off-CPU time leaves out."""
+    notes = []
+    short = session.counter(COUNTER_SHORT_WAITS)
+    if short:
+        seconds = session.counter(COUNTER_SHORT_WAITS_NS) / 1e9
+        notes.append(f"{short} waits shorter than --min-block {options.min_block * 1e3:g} ms "
+                     f"({seconds:.3f} s) not shown")
+    untracked = session.counter(COUNTER_UNTRACKED_THREADS)
+    if untracked:
+        notes.append(f"{untracked} times a thread's waits could not be tracked (the off_cpu map was full)")
+    if counts.unpaired_ns:
+        notes.append(f"{counts.unpaired_ns / 1e9:.3f} s back from preemptions whose stacks were lost")
+    if counts.unwalked_ns:
+        notes.append(f"{counts.unwalked_ns / 1e9:.3f} s of waits in threads that exited before their stacks were read")
+    return notes
 
 
 def loss_notes(counts: SampleCounts, names: FrameNames) -> list[str]:
@@ -92,6 +156,8 @@ def loss_notes(counts: SampleCounts, names: FrameNames) -> list[str]:
 
 def run(options: ProfileOptions) -> int:
     out = options.output or sys.stdout
-    sampling = Sampling(rate=options.rate, linetables=options.lines)
+    off_cpu = options.weighing != "cpu"
+    rate = None if options.weighing == "off-cpu" else options.rate
+    sampling = Sampling(rate=rate, linetables=options.lines, off_cpu=off_cpu, min_block=options.min_block)
     return run_tool("profile", SPEC, None, options.trace, lambda session: Profile(session, options, out),
                     sampling=sampling)
