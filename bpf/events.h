@@ -255,6 +255,7 @@ enum sample_kind {
 	SAMPLE_OFF_CPU = 3,              /* a wait in a system call, over: weight ns, syscall */
 	SAMPLE_PREEMPTED = 4,            /* taken off its CPU while runnable: its stack, weight 0 */
 	SAMPLE_RESUMED = 5,              /* back on a CPU after SAMPLE_PREEMPTED: no frames, weight ns */
+	SAMPLE_SHORT_WAITS = 6,          /* an exiting thread's waits shorter than --min-block: weight ns */
 };
 
 enum sample_flags {

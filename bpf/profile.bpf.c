@@ -87,6 +87,7 @@ int walk_on_tick(struct bpf_perf_event_data *ctx)
 struct off_cpu {
 	__u64 since;                     /* when it left its CPU; 0 while on one */
 	__u64 waited;                    /* ns off its CPU, blocked, not yet sent */
+	__u64 short_waits;               /* ns of its waits shorter than min_block, not walked */
 	__u64 address;                   /* the first argument of the system call it is in */
 	__s32 syscall;                   /* the system call it is in; -1: none */
 	__u32 pid;
@@ -101,6 +102,22 @@ struct profile_settings {
 BPF_HASH(off_cpu, __u32, struct off_cpu, 65536);
 BPF_ARRAY(profile_settings, struct profile_settings, 1);
 BPF_PROG_ARRAY(walk_tracepoint_programs, 1); /* [0]: walk_on_tracepoint */
+
+/* A record with no frames: a time to add to a thread's stack sent before. */
+static __always_inline void send_frameless(__u32 pid, __u32 tid, __u8 kind, __u64 weight)
+{
+	__u32 zero = 0;
+	struct walk *walk = walks.lookup(&zero);
+	if (!walk) /* no walk is under way on this CPU: programs do not nest */
+		return;
+	walk_start(walk, pid, tid);
+	walk->sample.timestamp = bpf_ktime_get_ns();
+	walk->sample.kind = kind;
+	walk->sample.weight = weight;
+	walk->sample.syscall = -1;
+	walk->sample.address = 0;
+	send_sample(&walk->sample);
+}
 
 static __always_inline void count_by(__u32 counter, __u64 amount)
 {
@@ -150,6 +167,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 	if (settings && waited < settings->min_block) {
 		count(COUNTER_SHORT_WAITS);
 		count_by(COUNTER_SHORT_WAITS_NS, waited);
+		state->short_waits += waited;
 		return 0;
 	}
 	struct walk *walk = begin_walk(SAMPLE_OFF_CPU, waited);
@@ -172,16 +190,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
 		__u64 away = now - back->since;
 		back->since = 0;
 		if (back->preempted) {
-			struct walk *walk = walks.lookup(&zero);
-			if (walk) { /* no walk is under way on this CPU: programs do not nest */
-				walk_start(walk, back->pid, next);
-				walk->sample.timestamp = now;
-				walk->sample.kind = SAMPLE_RESUMED;
-				walk->sample.weight = away;
-				walk->sample.syscall = -1;
-				walk->sample.address = 0;
-				send_sample(&walk->sample);
-			}
+			send_frameless(back->pid, next, SAMPLE_RESUMED, away);
 		} else {
 			back->waited += away;
 		}
@@ -212,12 +221,16 @@ int walk_on_tracepoint(void *ctx)
 }
 #endif
 
-/* A thread that exits: what is kept of it goes (its TID may come back, another thread's). */
+/* A thread that exits: what is kept of it goes (its TID may come back, another thread's),
+ * the time of its short waits sent first. */
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	thread_states.delete(&tid);
 #ifdef OFF_CPU
+	struct off_cpu *state = off_cpu.lookup(&tid);
+	if (state && state->short_waits && tracer_enabled())
+		send_frameless(state->pid, tid, SAMPLE_SHORT_WAITS, state->short_waits);
 	off_cpu.delete(&tid);
 #endif
 	return 0;

@@ -10,6 +10,8 @@ draw. What the walker could not read shows as a frame saying so, never silently 
 
 Time off a CPU ends in a frame saying why: `[GIL]` (waiting for it), `[preempted]` (runnable,
 waiting for a CPU), or the system call the thread waited in (`[futex]`, `[clock_nanosleep]`).
+Waits too short to be worth a walk (--min-block) are a thread's `[waits shorter than
+--min-block]`, so that its time still adds up.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .events import (
     SAMPLE_OFF_CPU,
     SAMPLE_PREEMPTED,
     SAMPLE_RESUMED,
+    SAMPLE_SHORT_WAITS,
     SAMPLE_FRAME,
     SAMPLE_HEAD,
     SAMPLE_NO_THREAD_STATE,
@@ -42,6 +45,7 @@ UNANNOUNCED_CODE = Frame("[code object not announced]", "", 0)
 NO_FRAMES = Frame("[no Python frames]", "", 0)
 NO_THREAD_STATE = Frame("[no Python thread state]", "", 0)
 UNSEARCHED = Frame("[thread state not found among the first 4096]", "", 0)
+SHORT_WAITS = Frame("[waits shorter than --min-block]", "", 0)
 
 Key = tuple[int, int, int, tuple]  # pid, tid, flags, frames (code ids, or (code id, offset) pairs)
 
@@ -86,11 +90,15 @@ class SampleCounts:
     flagged: Counter = field(default_factory=Counter)  # samples by the flags they carry
     unpaired_ns: int = 0  # time back from a preemption whose stack was lost
     unwalked_ns: int = 0  # time of waits going on at the end in threads gone before they were read
+    short_waits: Counter = field(default_factory=Counter)  # (pid, tid) -> ns in waits not walked
     _preempted: dict[int, Key] = field(default_factory=dict)  # tid -> its stack as it left its CPU
 
     def add(self, records: Iterable[bytes]) -> None:
         for record in records:
             sample = unpack(record)
+            if sample.kind == SAMPLE_SHORT_WAITS:
+                self.short_waits[(sample.pid, sample.tid)] += sample.weight
+                continue
             if sample.kind == SAMPLE_RESUMED:
                 key = self._preempted.pop(sample.tid, None)
                 if key is None:
@@ -109,10 +117,14 @@ class SampleCounts:
                 if sample.flags & flag:
                     self.flagged[flag] += 1
 
-    def add_waits(self, waits: dict[int, tuple[int, int, int, int, bool]], stacks: dict[int, Sample]) -> None:
+    def add_waits(self, waits: dict[int, tuple[int, int, int, int, bool, int]], stacks: dict[int, Sample]) -> None:
         """The waits still going on when tracing stopped (tid -> (pid, ns, system call, its
-        first argument, preempted)), with the stacks their threads are waiting in."""
-        for tid, (pid, ns, syscall, address, preempted) in waits.items():
+        first argument, preempted, ns of short waits)), with the stacks their threads are
+        waiting in."""
+        for tid, (pid, ns, syscall, address, preempted, short) in waits.items():
+            self.short_waits[(pid, tid)] += short
+            if not ns:
+                continue
             if preempted:
                 key = self._preempted.pop(tid, None)
                 if key is None:
@@ -235,6 +247,8 @@ def call_trees(counts: SampleCounts, names: FrameNames, weighing: str = "cpu", r
     if weighing != "cpu":
         for ((pid, tid, flags, frames), reason), ns in counts.off_cpu.items():
             leaf(pid, tid, stack_frames(flags, frames, names) + [reason_frame(reason)]).self_ns += ns
+        for (pid, tid), ns in counts.short_waits.items():
+            leaf(pid, tid, [SHORT_WAITS]).self_ns += ns
     if weighing == "idle":  # time off a CPU as the ticks it would have had, rounded per stack
         for tree in trees.values():
             for node in nodes(tree.root):

@@ -199,14 +199,16 @@ class Walker:
                 value.syscall, value.address = int(syscall[0]), int(syscall[1], 16)
             table[table.Key(tid)] = value
 
-    def waits_at_end(self, stopped: int) -> dict[int, tuple[int, int, int, int, bool]]:
+    def waits_at_end(self, stopped: int) -> dict[int, tuple[int, int, int, int, bool, int]]:
         """The waits still going on, or not yet sent, when tracing stopped (at `stopped`, on
-        the monotonic clock): tid -> (pid, ns, system call, its first argument, preempted)."""
+        the monotonic clock): tid -> (pid, ns, system call, its first argument, preempted, ns
+        of waits too short to be walked)."""
         waits = {}
         for tid, state in self._program.table("off_cpu").items():
             waited = state.waited + (stopped - state.since if state.since else 0)
-            if waited > 0:
-                waits[tid.value] = (state.pid, waited, state.syscall, state.address, bool(state.since and state.preempted))
+            if waited > 0 or state.short_waits:
+                preempted = bool(state.since and state.preempted)
+                waits[tid.value] = (state.pid, waited, state.syscall, state.address, preempted, state.short_waits)
         return waits
 
     def start_clock(self, rate: int) -> None:

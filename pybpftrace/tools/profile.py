@@ -91,7 +91,7 @@ class Profile(Consumer):
         session = self.session
         waits = session.walker.waits_at_end(session.stopped)
         stacks: dict[int, Sample] = {}
-        for pid in {pid for pid, _, _, _, preempted in waits.values() if not preempted}:
+        for pid in {pid for pid, waited, _, _, preempted, _ in waits.values() if waited and not preempted}:
             records: list[bytes] = []
             try:
                 session.walker.walk_every_thread(pid, lambda: session.drain(records.extend))
@@ -123,8 +123,8 @@ def wait_notes(session: Session, counts: SampleCounts, options: ProfileOptions) 
     short = session.counter(COUNTER_SHORT_WAITS)
     if short:
         seconds = session.counter(COUNTER_SHORT_WAITS_NS) / 1e9
-        notes.append(f"{short} waits shorter than --min-block {options.min_block * 1e3:g} ms "
-                     f"({seconds:.3f} s) not shown")
+        notes.append(f"{short} waits shorter than --min-block {options.min_block * 1e3:g} ms ({seconds:.3f} s), "
+                     "their stacks not read")
     untracked = session.counter(COUNTER_UNTRACKED_THREADS)
     if untracked:
         notes.append(f"{untracked} times a thread's waits could not be tracked (the off_cpu map was full)")

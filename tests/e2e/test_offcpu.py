@@ -1,0 +1,62 @@
+"""profile --off-cpu and --wall: each wait of threads that wait in known ways, on the right
+stack with the right reason and the time the script measured itself; on and off a CPU adding
+up to each thread's elapsed time; on every CPython the walker reads."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from support import PID, Target, line_of, trace_held
+
+SLEEPS = ("clock_nanosleep", "select", "pselect6")  # what time.sleep waits in, by version
+
+
+def folded_weights(text):
+    weights = Counter()
+    for line in text.splitlines():
+        if line and not line.startswith("pybpftrace:"):
+            stack, weight = line.rsplit(" ", 1)
+            weights[stack] += int(weight)
+    return weights
+
+
+def profile_waits(interpreter, weighing):
+    """The script's own timings, and its stacks per thread: {tid: {stack: microseconds}}."""
+    target = Target("waits.py", interpreter=interpreter)
+    run = trace_held(target, "profile", PID, weighing, "--per-thread", "--lines")
+    assert run.code == 0, run.stderr
+    threads = {}
+    for stack, weight in folded_weights(run.stdout).items():
+        root, rest = stack.split(";", 1)
+        threads.setdefault(int(root.split()[1]), Counter())[rest] += weight
+    return target, json.loads(run.target_output), threads
+
+
+def at_line(stacks, target, marker):
+    """The microseconds off a CPU at the line of `marker`, by reason."""
+    frame = f"{marker.split()[0]} ({target.path}:{line_of('waits.py', marker)});["
+    return Counter({stack.rsplit(";[", 1)[1].rstrip("]"): weight for stack, weight in stacks.items()
+                    if frame in stack})
+
+
+def test_each_wait_on_its_stack_with_its_reason(every_interpreter):
+    target, results, threads = profile_waits(every_interpreter, "--off-cpu")
+    for name, marker, reasons in (("sleeper", "sleeper sleeps", SLEEPS), ("waiter", "waiter waits", ("futex",)),
+                                  ("reader", "reader receives", ("recvfrom",))):
+        waits = at_line(threads[results[name]["tid"]], target, marker)
+        measured = results[name]["waited"] * 1e6
+        # the thread measured its wait and the GIL it took back after: both are there
+        assert sum(waits.values()) == pytest.approx(measured, rel=0.10), (name, waits, measured)
+        assert sum(waits[reason] for reason in reasons) >= 0.8 * sum(waits.values()), (name, waits)
+    for name in ("burner", "burner2"):  # two threads that never block share one GIL
+        waits = at_line(threads[results[name]["tid"]], target, "burner burns")
+        not_preempted = results[name]["elapsed"] * 1e6 - waits["preempted"]
+        assert waits["GIL"] >= 0.25 * not_preempted, (name, waits)
+
+
+def test_on_and_off_a_cpu_add_up_to_each_threads_time(every_interpreter):
+    _, results, threads = profile_waits(every_interpreter, "--wall")
+    for name, result in results.items():
+        total = sum(weight for stack, weight in threads[result["tid"]].items() if not stack.startswith("<module>"))
+        assert total == pytest.approx(result["elapsed"] * 1e6, rel=0.10), (name, threads[result["tid"]])
