@@ -8,6 +8,7 @@ import errno
 import mmap
 import os
 import select
+import shlex
 import signal
 import struct
 import sys
@@ -25,7 +26,9 @@ from .events import (
     PROCESS_TRACED,
     Names,
 )
+from .formats.model import Meta
 from .program import LoadedProgram, ProgramSpec, generate
+from .progress import Progress, wanted
 from .ringbuf import RingBuffer
 from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets
 from .tools import NEEDED_PROBES
@@ -135,6 +138,7 @@ class Session:
     def __post_init__(self) -> None:
         self.names = Names()
         self.start = 0
+        self.started = 0  # the wall clock at start, ns since the epoch
         self._stop: Optional[str] = None
         self._handlers: dict[int, object] = {}
         pages = pages_for(self.buffer_mib)
@@ -168,6 +172,7 @@ class Session:
                 ) from None
             raise KernelSetup(f"cannot attach: {error}") from None
         self.start = time.monotonic_ns()
+        self.started = time.time_ns()
         self._switch(True)
         # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
         self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -206,14 +211,23 @@ class Session:
             return False  # it exited, or exec'd something else, before we got there
         return True
 
-    def describe(self) -> str:
+    def target(self) -> str:
         """What is traced, e.g. `PID 42 (CPython 3.11.2 at /usr/bin/python3.11)`."""
         parts = []
         for pid, binaries in self.targets.binaries.items():
             what = ", ".join(binary.describe() for binary in binaries)
             parts.append(f"every process running {what}" if pid == SYSTEM_WIDE else f"PID {pid} ({what})")
         forks = " and the processes they fork" if self.follow_forks else ""
-        return f"{', '.join(parts)}{forks} with {len(self._uprobes)} uprobes"
+        return f"{', '.join(parts)}{forks}"
+
+    def describe(self) -> str:
+        return f"{self.target()} with {len(self._uprobes)} uprobes"
+
+    def meta(self, summary: "Summary") -> Meta:
+        """What was traced, for the headers of output files."""
+        notes = [f"{summary.lost:,} events lost (the ring buffer was full)"] if summary.lost else []
+        command = "pybpftrace " + shlex.join(sys.argv[1:])
+        return Meta(command, self.target(), summary.seconds, self.started, notes)
 
     def _raise_line_semaphore(self, pid: int, binary: PythonBinary, path: str) -> None:
         """CPython 3.11 runs function__entry only while the line semaphore is up (gh-98894).
@@ -260,6 +274,7 @@ class Session:
         on_fork: Callable[[int], None] = lambda pid: None,
         interval: Optional[float] = None,
         on_interval: Callable[[], bool] = lambda: False,
+        progress: Optional[Progress] = None,
     ) -> Summary:
         """Drain events into consume until a signal, the duration, every traced process's
         exit, or on_interval (called every `interval` seconds) saying it is done; with
@@ -292,6 +307,8 @@ class Session:
                         on_fork(child)
                 batch = self._drain(consume)
                 now = time.monotonic_ns()
+                if progress:
+                    progress.update(self.start, now)
                 if next_tick is not None and now >= next_tick:
                     next_tick += int(interval * 1e9)
                     if on_interval():
@@ -355,12 +372,16 @@ class TraceOptions:
     duration: Optional[float] = None
     buffer_mib: float = DEFAULT_BUFFER_MIB
     follow_forks: bool = False
+    quiet: bool = False  # no live status line
 
 
 class Consumer:
-    """What a command does with its events. `interval`: seconds between on_interval calls."""
+    """What a command does with its events. `interval`: seconds between on_interval calls;
+    writes_stdout: whether it writes to stdout while tracing (then no status line goes to a
+    terminal that shows both)."""
 
     interval: Optional[float] = None
+    writes_stdout = True
 
     def __init__(self, session: "Session"):
         self.session = session
@@ -378,6 +399,10 @@ class Consumer:
 
     def finish(self, summary: Summary) -> None:
         """The trace has ended; the program's maps can still be read."""
+
+    def writing(self) -> str:
+        """What it is writing, in a few words, for the status line."""
+        return ""
 
     def close(self) -> None:
         """Whatever happened: give back what the consumer holds (a terminal, say)."""
@@ -406,18 +431,25 @@ def run_tool(
         if launched:
             launched.abandon()
         raise
-    consumer = None
+    consumer = progress = None
     try:
         consumer = make_consumer(session)
+        if wanted(options.quiet, consumer.writes_stdout):
+            counts = lambda: (session.counter(COUNTER_EVENTS), session.counter(COUNTER_EVENTS_LOST))
+            progress = Progress(counts, consumer.writing)
         summary = session.run(
-            consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval
+            consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval, progress
         )
+        if progress:
+            progress.clear()
         summary.threads = None if consumer.threads is None else len(consumer.threads)
         consumer.finish(summary)
     except BrokenPipeError:  # `| head` had enough
         flush_stdout_quietly()
         return launched.wait() if launched else 0
     finally:
+        if progress:
+            progress.clear()
         if consumer is not None:
             consumer.close()
         session.close()

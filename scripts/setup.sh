@@ -67,6 +67,6 @@ if [ ! -e "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[test]'
     touch "$STAMP"
 fi
-"$VENV/bin/python" -c 'import bcc, elftools, click' \
+"$VENV/bin/python" -c 'import bcc, elftools, click, google.protobuf' \
     || { say "the venv cannot import bcc, pyelftools and click" >&2; exit 1; }
 say "ready: $VENV/bin/pybpftrace"

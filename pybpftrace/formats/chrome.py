@@ -1,0 +1,54 @@
+"""Chrome's trace-event JSON, which Perfetto (ui.perfetto.dev) and chrome://tracing open: each
+call a complete event ("X") on its thread's track, with exact begin and duration in
+microseconds (to the nanosecond), its file and line, and the process and thread names."""
+
+from __future__ import annotations
+
+import json
+from typing import BinaryIO
+
+from .. import __version__
+from .model import Timeline
+
+
+def _microseconds(ns: int) -> float:
+    return ns / 1000  # exact to the nanosecond: at most three decimals
+
+
+def events(timeline: Timeline) -> list[dict]:
+    found: list[dict] = []
+    processes = {}
+    for tid, thread in sorted(timeline.threads.items()):
+        processes.setdefault(thread.pid, thread)
+        found.append({"ph": "M", "name": "thread_name", "pid": thread.pid, "tid": tid,
+                      "args": {"name": thread.label()}})
+    for pid in sorted(processes):
+        found.append({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": f"PID {pid}"}})
+    for tid in timeline.thread_ids():
+        pid = timeline.threads[tid].pid
+        for span in timeline.spans(tid):
+            args = {"file": span.frame.file, "line": span.frame.line}
+            notes = span.notes()
+            if notes:
+                args["inexact"] = ", ".join(notes)
+            found.append({
+                "ph": "X", "name": span.frame.function, "cat": "python", "pid": pid, "tid": tid,
+                "ts": _microseconds(span.begin), "dur": _microseconds(span.end - span.begin), "args": args,
+            })
+    return found
+
+
+def document(timeline: Timeline) -> dict:
+    meta = timeline.meta
+    return {
+        "traceEvents": events(timeline),
+        "displayTimeUnit": "ns",
+        "otherData": {
+            "exporter": f"pybpftrace {__version__}", "command": meta.command, "target": meta.target,
+            "duration_seconds": meta.duration, "notes": meta.notes,
+        },
+    }
+
+
+def write(timeline: Timeline, out: BinaryIO) -> None:
+    out.write(json.dumps(document(timeline), separators=(",", ":")).encode())
