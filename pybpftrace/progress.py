@@ -36,10 +36,10 @@ class Progress:
         line = f"pybpftrace: {(now - started) / 1e9:.1f} s, {events:,} events, {lost:,} lost" + (
             f", {writing}" if writing else "")
         try:
-            width = os.get_terminal_size(self._stream.fileno()).columns
+            width = os.get_terminal_size(self._stream.fileno()).columns or 80  # 0: a pty never sized
         except OSError:
             width = 80
-        self._stream.write(ERASE + line[: max(width - 1, 1)])
+        self._stream.write(ERASE + line[: width - 1])
         self._stream.flush()
         self._shown = True
 

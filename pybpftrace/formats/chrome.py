@@ -17,13 +17,15 @@ def _microseconds(ns: int) -> float:
 
 def events(timeline: Timeline) -> list[dict]:
     found: list[dict] = []
-    processes = {}
+    processes = set()
     for tid, thread in sorted(timeline.threads.items()):
-        processes.setdefault(thread.pid, thread)
+        processes.add(thread.pid)
         found.append({"ph": "M", "name": "thread_name", "pid": thread.pid, "tid": tid,
                       "args": {"name": thread.label()}})
     for pid in sorted(processes):
-        found.append({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": f"PID {pid}"}})
+        main = timeline.threads.get(pid)
+        name = main.name if main and main.name else "python"
+        found.append({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}})
     for tid in timeline.thread_ids():
         pid = timeline.threads[tid].pid
         for span in timeline.spans(tid):

@@ -19,7 +19,7 @@ MARGIN = 10
 FRAME_HEIGHT = 17
 FONT_SIZE = 12
 CHAR_WIDTH = FONT_SIZE * 0.6  # a monospace font's advance, as flamegraph.js assumes too
-HEADER = 78  # title, subtitle, notes and the search field
+HEADER = 86  # title, what the widths weigh, the command, notes; the search field
 FOOTER = 30  # the details of the frame under the pointer
 
 Key = Union[Frame, str]  # a frame, or a thread's label at the root of its stacks
@@ -134,24 +134,26 @@ def svg(stacks: Stacks, icicle: bool = False, title: Optional[str] = None) -> st
     drawing = _Drawing(stacks, root.weight, icicle, _depth(root))
     meta, weight = stacks.meta, stacks.weight
     title = title or (f"Flame graph of {meta.target}" if meta.target else "Flame graph")
-    subtitle = (f"{meta.command}: {meta.duration:.2f} s traced; widths: {weight.described} "
-                f"({weight.format(root.weight)} in all)")
-    notes = "; ".join(meta.notes)
+    measure = f"Widths: {weight.described}, {weight.format(root.weight)} in all; {meta.duration:.2f} s traced"
+    header_width = WIDTH - 2 * MARGIN - 300  # the search field and its count take the rest
     drawing.parts.append(
         f'<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{WIDTH}" height="{drawing.height}" '
         f'viewBox="0 0 {WIDTH} {drawing.height}" data-margin="{MARGIN}" data-char-width="{CHAR_WIDTH}" '
         f'data-total="{root.weight}">\n'
+        f"<title>{escape(title)}</title>\n"
         f"<style>{_cdata(_asset('flamegraph.css'))}</style>\n"
         f'<rect class="background" x="0" y="0" width="{WIDTH}" height="{drawing.height}"/>\n'
-        f'<text id="title" x="{WIDTH / 2}" y="24">{escape(title)}</text>\n'
-        f'<text id="subtitle" x="{WIDTH / 2}" y="44">{escape(subtitle)}</text>\n'
-        f'<text id="notes" x="{WIDTH / 2}" y="62">{escape(notes)}</text>\n'
-        f'<text id="unzoom" x="{MARGIN}" y="24" class="hidden">Reset zoom</text>\n'
+        f'<text id="title" x="{MARGIN}" y="22">{escape(fitted(title, header_width * 12 / 16))}</text>\n'
+        f'<text id="subtitle" x="{MARGIN}" y="42">{escape(fitted(measure, header_width))}</text>\n'
+        f'<text id="command" x="{MARGIN}" y="60"><title>{escape(meta.command)}</title>'
+        f"{escape(fitted(meta.command, header_width))}</text>\n"
+        f'<text id="notes" x="{MARGIN}" y="76">{escape(fitted("; ".join(meta.notes), header_width))}</text>\n'
+        f'<text id="unzoom" x="{WIDTH - MARGIN}" y="60" class="hidden">Reset zoom</text>\n'
         f'<foreignObject x="{WIDTH - MARGIN - 260}" y="6" width="260" height="28">'
         f'<input xmlns="http://www.w3.org/1999/xhtml" id="search" type="search" '
         f'placeholder="Search (regex)" title="Frames whose name matches are highlighted"/></foreignObject>\n'
-        f'<text id="matched" x="{WIDTH - MARGIN}" y="50"></text>\n'
+        f'<text id="matched" x="{WIDTH - MARGIN}" y="46"></text>\n'
         f'<text id="details" x="{MARGIN}" y="{drawing.height - 10}"> </text>\n'
         f'<g id="frames" data-icicle={quoteattr(str(icicle).lower())}>\n'
     )

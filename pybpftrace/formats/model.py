@@ -182,6 +182,10 @@ class Timeline:
         """A thread's spans, callers before callees, earlier before later."""
         return sorted(self.spans(tid), key=lambda span: (span.begin, span.depth, span.end))
 
+    def __len__(self) -> int:
+        """How many spans it holds."""
+        return sum(len(values) for values in self._spans.values()) // _SPAN_FIELDS
+
     def thread_ids(self) -> list[int]:
         return sorted(self._spans)
 

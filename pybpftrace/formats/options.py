@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Optional, Sequence, TextIO
@@ -17,10 +18,19 @@ from .model import Stacks, Timeline
 
 @dataclass
 class Output:
+    """One place to write one format: a file, opened on first use (so that a trace that fails
+    to start leaves no empty file), or standard output (path None)."""
+
     format: str
-    path: Optional[str]  # None: standard output
-    stream: BinaryIO
+    path: Optional[str] = None
+    _stream: Optional[BinaryIO] = None
     _text: Optional[TextIO] = None
+
+    @property
+    def stream(self) -> BinaryIO:
+        if self._stream is None:
+            self._stream = sys.stdout.buffer if self.path is None else open(self.path, "wb")
+        return self._stream
 
     def text(self) -> TextIO:
         """The output as text, for the command's own lines."""
@@ -32,16 +42,32 @@ class Output:
         return f"{self.format} to {self.path or 'stdout'}"
 
     def written(self) -> int:
-        """Bytes written so far (0 for standard output)."""
+        """Bytes written to the file so far."""
         if self._text is not None and self.path is not None:
             self._text.flush()
-        return self.stream.tell() if self.path is not None else 0
+        return self._stream.tell() if self._stream is not None and self.path is not None else 0
 
     def close(self) -> None:
         if self.path is None:
             sys.stdout.flush()
-            return
-        (self._text or self.stream).close()
+        elif self._stream is not None:
+            (self._text or self._stream).close()
+
+
+def check_writable(path: str) -> None:
+    """A clear error now, rather than once tracing is done."""
+    if os.path.isdir(path):
+        problem = "it is a directory"
+    elif os.path.exists(path):
+        problem = "" if os.access(path, os.W_OK) else "permission denied"
+    else:
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            problem = f"no directory {directory}"
+        else:
+            problem = "" if os.access(directory, os.W_OK | os.X_OK) else f"permission denied in {directory}"
+    if problem:
+        raise click.UsageError(f"cannot write {path}: {problem}")
 
 
 @dataclass
@@ -82,7 +108,7 @@ class Outputs:
 def open_outputs(paths: Sequence[str], format: Optional[str], default: str, offered: Sequence[str],
                  icicle: bool = False) -> Outputs:
     """Each -o FILE in the format its name asks for (or `format`, or the command's default),
-    opened now, so that a bad path fails before tracing rather than after."""
+    checked now, so that a bad path fails before tracing rather than after."""
     if format is not None and len(paths) > 1:
         raise click.UsageError("--format goes with one output at most: with several -o, each file's "
                                "extension names its format")
@@ -92,17 +118,10 @@ def open_outputs(paths: Sequence[str], format: Optional[str], default: str, offe
         if name not in offered:
             raise click.UsageError(f"{path or 'stdout'}: this command writes {', '.join(offered)}, not {name}")
         chosen.append((name, path))
-    outputs = Outputs(icicle=icicle)
-    for name, path in chosen:
-        if path is None:
-            outputs.items.append(Output(name, None, sys.stdout.buffer))
-            continue
-        try:
-            outputs.items.append(Output(name, path, open(path, "wb")))
-        except OSError as error:
-            outputs.close()
-            raise click.UsageError(f"cannot write {path}: {error.strerror}") from None
-    return outputs
+    for _, path in chosen:
+        if path is not None:
+            check_writable(path)
+    return Outputs([Output(name, path) for name, path in chosen], icicle)
 
 
 def _help(offered: Sequence[str]) -> str:

@@ -122,7 +122,8 @@ class Stream(Consumer):
 
     def writing(self) -> str:
         parts = [f"{output.describe()} ({size(output.written())})" for output in self._outputs.own() if output.path]
-        parts += [f"{output.describe()} at the end" for output in self._outputs.taking(TIMELINE)]
+        held = f" ({len(self._spans.timeline):,} calls held)" if self._spans else ""
+        parts += [f"{output.describe()} at the end{held}" for output in self._outputs.taking(TIMELINE)]
         return ", ".join(parts)
 
     def _write(self, events) -> None:
