@@ -25,10 +25,13 @@
   }));
   const byElement = new Map(frames.map((frame) => [frame.g, frame]));
 
+  // As flamegraph.py's fitted(): the label, its function's name alone, that name cut, nothing
   function fit(label, width) {
     const fits = Math.floor((width - 6) / charWidth);
     if (fits >= label.length) return label;
-    return fits >= 3 ? label.slice(0, fits - 2) + ".." : "";
+    const name = label.split(" (")[0];
+    if (fits >= name.length) return name;
+    return fits >= 3 ? name.slice(0, fits - 2) + ".." : "";
   }
 
   function place(frame, x, width) {

@@ -55,11 +55,15 @@ def _tree(stacks: Stacks) -> _Node:
 
 
 def fitted(label: str, width: float) -> str:
-    """As much of the label as fits in width: whole, cut with `..`, or nothing."""
+    """As much of the label as fits in width: whole, its function's name alone, that name cut
+    with `..`, or nothing."""
     fits = int((width - 6) / CHAR_WIDTH)
     if fits >= len(label):
         return label
-    return label[: fits - 2] + ".." if fits >= 3 else ""
+    name = label.split(" (", 1)[0]
+    if fits >= len(name):
+        return name
+    return name[: fits - 2] + ".." if fits >= 3 else ""
 
 
 def color(node: _Node) -> str:
@@ -106,7 +110,7 @@ class _Drawing:
         self.parts.append(
             f'<g class="frame" data-o="{offset}" data-w="{node.weight}" data-d="{depth}">'
             f"<title>{escape(node.label)}\n{escape(details)}</title>"
-            f'<rect x="{x:.6f}" y="{y}" width="{width:.6f}" height="{FRAME_HEIGHT - 1}" rx="2" '
+            f'<rect x="{x}" y="{y}" width="{width}" height="{FRAME_HEIGHT - 1}" rx="2" '
             f'fill="{color(node)}"/>'
             f'<text x="{x + 3:.2f}" y="{y + FRAME_HEIGHT - 5}">{escape(fitted(node.label, width))}</text></g>\n'
         )

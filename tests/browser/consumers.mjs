@@ -33,12 +33,15 @@ async function flamegraph(file, shots, clickLabel, searchTerm) {
     const errors = [];
     page.on("pageerror", (error) => errors.push(String(error)));
     await page.goto("file://" + path.resolve(file));
+    const height = Number(await page.getAttribute("svg", "height"));
+    await page.setViewportSize({ width: 1200, height: Math.min(Math.max(height, 200), 1600) });
     const frames = () => page.$$eval("g.frame", (groups) => groups.map((g) => {
       const rect = g.querySelector("rect");
       const box = rect.getBoundingClientRect();
       return {
         label: g.querySelector("title").textContent.split("\n")[0],
         depth: Number(g.getAttribute("data-d")),
+        offset: Number(g.getAttribute("data-o")),
         weight: Number(g.getAttribute("data-w")),
         x: Number(rect.getAttribute("x")),
         width: Number(rect.getAttribute("width")),
