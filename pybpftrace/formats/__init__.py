@@ -4,18 +4,21 @@ written from format-neutral data (model.py): `Stacks`, weighted stacks whose fra
 function, file and line apart, with a weight unit and what was traced; and `Timeline`, the
 exact streamed trace as timed spans per thread.
 
-How a command offers them (`--format`, repeatable `-o FILE` choosing by extension, `--icicle`):
+How a command offers them (`--format`, repeatable `-o FILE` choosing by extension, `--icicle`),
+in cli.py, with one decorator under @tracing_command:
 
     @tracing_command
-    @output_options("folded", "svg", "speedscope", "pprof")     # options.py; adds `outputs`
-    def profile(trace, outputs, json_output, ...):
-        ...
-    # once the trace is done, in the tool:
-    outputs.write_stacks(stacks)       # every output that takes weighted stacks
-    outputs.write_timeline(timeline)   # every output that takes a timeline (stack's stream)
+    @output_options("svg", "speedscope", "pprof", default="folded")    # options.py
+    def profile(trace, outputs, json_output, ...):                      # `outputs` replaces `output`
 
-The command's own text output (format "text", or "json" with --json) stays the command's:
-`outputs.own()` gives the outputs it writes itself.
+and, in the tool, one call once the trace is done:
+
+    outputs.write_stacks(render.weighted_stacks(trees, "samples", per_thread, sources, view, session.meta(summary)))
+
+(a weight is a row of render.TREE_WEIGHTS: how to read a call tree's node, and its model.Weight:
+unit, pprof sample type, words). A streamed trace calls `outputs.write_timeline(timeline)` with
+the spans stacks.Spans rebuilt. The command's own text output (its default format, or "json"
+with --json) stays the command's: `outputs.own()` lists the outputs it writes itself.
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ def open_outputs(paths: Sequence[str], format: Optional[str], default: str, offe
                                "extension names its format")
     chosen = []
     for path in paths or [None]:
-        name = format or (format_for(path) if path else None) or default
+        asked = format_for(path) if path else None
+        name = format or (None if asked == "text" else asked) or default  # text: the command's own
         if name not in offered:
             raise click.UsageError(f"{path or 'stdout'}: this command writes {', '.join(offered)}, not {name}")
         chosen.append((name, path))
@@ -133,7 +134,7 @@ def output_options(*formats: str, default: str = "text") -> Callable:
     """--format, -o (repeatable), --icicle where svg is offered, for a tracing command whose
     own output is `default`; the function gets `outputs` (an Outputs) instead of them. --json
     makes the command's own output JSON lines."""
-    offered = [default, *(["json"] if default == "text" else []), *formats]
+    offered = list(dict.fromkeys([default, *(["json"] if default == "text" else []), *formats]))
 
     def decorate(function: Callable) -> Callable:
         @functools.wraps(function)
