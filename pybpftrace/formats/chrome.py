@@ -5,7 +5,7 @@ microseconds (to the nanosecond), its file and line, and the process and thread 
 from __future__ import annotations
 
 import json
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from .. import __version__
 from .model import Timeline
@@ -15,7 +15,8 @@ def _microseconds(ns: int) -> float:
     return ns / 1000  # exact to the nanosecond: at most three decimals
 
 
-def events(timeline: Timeline) -> list[dict]:
+def events(timeline: Timeline) -> Iterator[dict]:
+    """The trace's events: thread and process names, then every call."""
     found: list[dict] = []
     processes = set()
     for tid, thread in sorted(timeline.threads.items()):
@@ -26,6 +27,7 @@ def events(timeline: Timeline) -> list[dict]:
         main = timeline.threads.get(pid)
         name = main.name if main and main.name else "python"
         found.append({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}})
+    yield from found
     for tid in timeline.thread_ids():
         pid = timeline.threads[tid].pid
         for span in timeline.spans(tid):
@@ -33,24 +35,18 @@ def events(timeline: Timeline) -> list[dict]:
             notes = span.notes()
             if notes:
                 args["inexact"] = ", ".join(notes)
-            found.append({
+            yield {
                 "ph": "X", "name": span.frame.function, "cat": "python", "pid": pid, "tid": tid,
                 "ts": _microseconds(span.begin), "dur": _microseconds(span.end - span.begin), "args": args,
-            })
-    return found
-
-
-def document(timeline: Timeline) -> dict:
-    meta = timeline.meta
-    return {
-        "traceEvents": events(timeline),
-        "displayTimeUnit": "ns",
-        "otherData": {
-            "exporter": f"pybpftrace {__version__}", "command": meta.command, "target": meta.target,
-            "duration_seconds": meta.duration, "notes": meta.notes,
-        },
-    }
+            }
 
 
 def write(timeline: Timeline, out: BinaryIO) -> None:
-    out.write(json.dumps(document(timeline), separators=(",", ":")).encode())
+    """The JSON object format, an event at a time (a long trace holds millions)."""
+    meta = timeline.meta
+    other = {"exporter": f"pybpftrace {__version__}", "command": meta.command, "target": meta.target,
+             "duration_seconds": meta.duration, "notes": meta.notes}
+    out.write(b'{"traceEvents":[')
+    for index, event in enumerate(events(timeline)):
+        out.write((b"," if index else b"") + json.dumps(event, separators=(",", ":")).encode())
+    out.write(b'],"displayTimeUnit":"ns","otherData":' + json.dumps(other, separators=(",", ":")).encode() + b"}")
