@@ -30,7 +30,8 @@ from .formats.model import Meta
 from .program import LoadedProgram, ProgramSpec, generate
 from .progress import Progress, wanted
 from .ringbuf import RingBuffer
-from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets
+from .sources import FirstLines
+from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets, thread_name
 from .tools import NEEDED_PROBES
 
 CAP_SYS_ADMIN = 21
@@ -137,6 +138,8 @@ class Session:
 
     def __post_init__(self) -> None:
         self.names = Names()
+        self.sources = FirstLines()  # the targets' source files, for first lines of functions
+        self._thread_names: dict[int, str] = {}
         self.start = 0
         self.started = 0  # the wall clock at start, ns since the epoch
         self._stop: Optional[str] = None
@@ -171,6 +174,7 @@ class Session:
                     "tools or bpftrace) probes the same place without its semaphore; stop it and retry"
                 ) from None
             raise KernelSetup(f"cannot attach: {error}") from None
+        self._watch_sources()
         self.start = time.monotonic_ns()
         self.started = time.time_ns()
         self._switch(True)
@@ -179,6 +183,32 @@ class Session:
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if self.targets.launched:
             self.targets.launched.release()
+
+    def _watch_sources(self) -> None:
+        """Hold each target's root and working directory, and note its threads' names, from
+        before it is told tracing runs: a short-lived target may exit before the trace ends,
+        its files with it. A launched command's files are this process's."""
+        launched = self.targets.launched
+        for pid in self.targets.pids:
+            if launched and pid == launched.pid:
+                self.sources.watch(pid, root="/", cwd=os.getcwd())
+            else:
+                self.sources.watch(pid)
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                tids = []  # gone already
+            for tid in tids:
+                self.thread_name(pid, int(tid))
+
+    def thread_name(self, pid: int, tid: int) -> str:
+        """A thread's name: read when tracing began or when first asked, "" if it was gone."""
+        name = self._thread_names.get(tid)
+        if name is None:
+            name = thread_name(pid, tid)
+            if name:
+                self._thread_names[tid] = name
+        return name
 
     def _attach_process(self, pid: int, binaries: list[PythonBinary], path=lambda path: path) -> None:
         """The program's uprobes in one process (path: where that process's files are)."""
@@ -209,6 +239,7 @@ class Session:
             self._attach_process(child, binaries, lambda p: p.replace(f"/proc/{parent}/", f"/proc/{child}/"))
         except AttachError:
             return False  # it exited, or exec'd something else, before we got there
+        self.sources.watch(child)
         return True
 
     def target(self) -> str:
@@ -344,6 +375,7 @@ class Session:
     def close(self) -> None:
         self._restore_signals()
         self._uprobes.close()
+        self.sources.close()
         for ring in filter(None, (self._events, self._names_ring, self._forks)):
             ring.close()
         self.program.close()

@@ -13,7 +13,6 @@ from ..formats.options import Outputs
 from ..program import Handler, ProgramSpec
 from ..render import bucket_bounds, format_duration, log2_histogram
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool
-from ..sources import FirstLines
 
 SPEC = ProgramSpec(
     "calls.bpf.c",
@@ -91,12 +90,7 @@ class Calls(Consumer):
         super().__init__(session)
         self.threads = None
         self._options = options
-        self._sources = FirstLines()
-        for pid in session.targets.pids:
-            self._sources.watch(pid)
-
-    def on_fork(self, pid: int) -> None:
-        self._sources.watch(pid)
+        self._sources = session.sources
 
     def read(self) -> list[FunctionStats]:
         names = self.session.names
@@ -121,7 +115,6 @@ class Calls(Consumer):
                 max=max(value.max for value in per_cpu),
                 histogram=histogram,
             ))
-        self._sources.close()
         return found
 
     def finish(self, summary: Summary) -> None:

@@ -4,7 +4,6 @@ SVG flame graph, speedscope, pprof)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,7 +15,6 @@ from ..program import Handler, ProgramSpec
 from ..progress import size
 from ..render import WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
-from ..sources import FirstLines
 from ..stacks import (
     CallTree,
     Creations,
@@ -28,7 +26,6 @@ from ..stacks import (
     Spans,
     build_call_trees,
 )
-from ..target import thread_name
 
 MAX_FRAMES = 128  # bpf/frames.h: deeper calls are counted, not timed
 
@@ -87,9 +84,9 @@ class Stream(Consumer):
         self.writes_stdout = any(output.path is None for output in options.outputs.own())
         self._spans = None
         if options.outputs.taking(TIMELINE):
-            self._sources = watched_sources(session)
+            self._sources = session.sources
             self._spans = Spans(model.Timeline(), session.start, self._frame,
-                                lambda pid, tid: model.Thread(pid, tid, thread_name(pid, tid)))
+                                lambda pid, tid: model.Thread(pid, tid, session.thread_name(pid, tid)))
         self._frames: dict[tuple[int, str, str, int], model.Frame] = {}
 
     def _frame(self, event: CallEvent) -> model.Frame:
@@ -100,10 +97,6 @@ class Stream(Consumer):
             line = self._sources.resolve(event.pid, event.file, event.function, event.line)
             frame = self._frames[key] = model.Frame(event.function, event.file, event.line if line is None else line)
         return frame
-
-    def on_fork(self, pid: int) -> None:
-        if self._spans:
-            self._sources.watch(pid)
 
     def feed(self, records: list[tuple]) -> None:
         events = map(self._call_event, records)
@@ -117,7 +110,6 @@ class Stream(Consumer):
         if self._spans:
             timeline = self._spans.finish(round(summary.seconds * 1e9))
             timeline.meta = self.session.meta(summary)
-            self._sources.close()
             self._outputs.write_timeline(timeline)
 
     def writing(self) -> str:
@@ -141,18 +133,6 @@ class Stream(Consumer):
             out.flush()
 
 
-def watched_sources(session: Session) -> FirstLines:
-    """The targets' sources, reachable after they exit (a launched command's from here)."""
-    sources = FirstLines()
-    launched = session.targets.launched
-    for pid in session.targets.pids:
-        if launched and pid == launched.pid:
-            sources.watch(pid, root="/", cwd=os.getcwd())
-        else:
-            sources.watch(pid)
-    return sources
-
-
 class Fold(Consumer):
     """Reads the call tree the kernel kept, at the end, and prints it as folded stacks."""
 
@@ -160,11 +140,8 @@ class Fold(Consumer):
 
     def __init__(self, session: Session, options: StackOptions):
         super().__init__(session)
-        self.sources = watched_sources(session)
+        self.sources = session.sources
         self._options = options
-
-    def on_fork(self, pid: int) -> None:
-        self.sources.watch(pid)
 
     def finish(self, summary: Summary) -> None:
         trees = self.read(self.session.start + int(summary.seconds * 1e9))
@@ -176,10 +153,9 @@ class Fold(Consumer):
         meta = self.session.meta(summary)
         weighings = [
             weighted_stacks(trees, weight, self._options.per_thread, self.sources, folded_view(self._options), meta,
-                            thread_name)
+                            self.session.thread_name)
             for weight in [self._options.weight] + [w for w in WEIGHTS if w != self._options.weight]
         ]
-        self.sources.close()
         self._options.outputs.write_stacks(weighings[0], also=weighings[1:])
 
     def writing(self) -> str:
