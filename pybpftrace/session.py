@@ -192,8 +192,8 @@ class Session:
         for pid in self.targets.pids:
             if launched and pid == launched.pid:
                 self.sources.watch(pid, root="/", cwd=os.getcwd())
-            else:
-                self.sources.watch(pid)
+                continue  # held before exec: its name is still ours
+            self.sources.watch(pid)
             try:
                 tids = os.listdir(f"/proc/{pid}/task")
             except OSError:

@@ -4,6 +4,7 @@ times, from a timeline)."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import BinaryIO, Union
 
@@ -27,16 +28,6 @@ class _Frames:
         return index
 
 
-def _file(meta: Meta, what: str, profiles: list[dict], frames: _Frames) -> dict:
-    profiles.sort(key=lambda profile: profile["endValue"] - profile["startValue"], reverse=True)
-    return {
-        "$schema": SCHEMA,
-        "name": meta.title(what) + "".join(f"; {note}" for note in meta.notes),
-        "exporter": f"pybpftrace {__version__}",
-        "activeProfileIndex": 0,
-        "profiles": profiles,
-        "shared": {"frames": frames.shared},
-    }
 
 
 def sampled(stacks: Stacks) -> dict:
@@ -54,43 +45,74 @@ def sampled(stacks: Stacks) -> dict:
             "samples": [[frames(frame) for frame in stack] for stack, _ in weighted],
             "weights": [value for _, value in weighted],
         })
-    return _file(stacks.meta, stacks.weight.described, profiles, frames)
+    profiles.sort(key=lambda profile: profile["endValue"], reverse=True)  # the heaviest thread first
+    return {**_file_header(stacks.meta, stacks.weight.described), "profiles": profiles,
+            "shared": {"frames": frames.shared}}
+
+
+def _file_header(meta: Meta, what: str) -> dict:
+    return {
+        "$schema": SCHEMA,
+        "name": meta.title(what) + "".join(f"; {note}" for note in meta.notes),
+        "exporter": f"pybpftrace {__version__}",
+        "activeProfileIndex": 0,
+    }
+
+
+def _evented_profile(timeline: Timeline, tid: int, frames: _Frames, out: BinaryIO) -> None:
+    """A thread's calls opened and closed in time order, written an event at a time."""
+    inexact: dict[str, int] = {}
+    for span in timeline.spans(tid):
+        for note in span.notes():
+            inexact[note] = inexact.get(note, 0) + 1
+    name = timeline.threads[tid].label()
+    if inexact:
+        name += " (" + ", ".join(f"{count} {note}" for note, count in inexact.items()) + ")"
+    spans = timeline.in_call_order(tid)
+    end = max([timeline.end()] + [span.end for span in spans])
+    header = {"type": "evented", "name": name, "unit": "nanoseconds", "startValue": 0, "endValue": end}
+    out.write(json.dumps(header, separators=(",", ":"))[:-1].encode() + b',"events":[')
+    separator = b""
+    open_spans: list = []
+
+    def event(kind: str, frame: Frame, at: int) -> None:
+        nonlocal separator
+        out.write(b'%s{"type":"%s","frame":%d,"at":%d}' % (separator, kind.encode(), frames(frame), at))
+        separator = b","
+
+    for span in spans:
+        while open_spans and open_spans[-1].depth >= span.depth:
+            closing = open_spans.pop()
+            event("C", closing.frame, closing.end)
+        event("O", span.frame, span.begin)
+        open_spans.append(span)
+    while open_spans:
+        closing = open_spans.pop()
+        event("C", closing.frame, closing.end)
+    out.write(b"]}")
+
+
+def write_evented(timeline: Timeline, out: BinaryIO) -> None:
+    """One evented profile per thread: its calls opened and closed in time order, in
+    nanoseconds since tracing began. A profile's name says which calls' bounds are not exact.
+    Written as it goes: a long trace holds millions of calls."""
+    frames = _Frames()
+    out.write(json.dumps(_file_header(timeline.meta, "calls"), separators=(",", ":"))[:-1].encode() + b',"profiles":[')
+    for index, tid in enumerate(timeline.thread_ids()):
+        if index:
+            out.write(b",")
+        _evented_profile(timeline, tid, frames, out)
+    out.write(b'],"shared":' + json.dumps({"frames": frames.shared}, separators=(",", ":")).encode() + b"}")
 
 
 def evented(timeline: Timeline) -> dict:
-    """One evented profile per thread: its calls opened and closed in time order, in
-    nanoseconds since tracing began. A profile's name says which calls' bounds are not exact."""
-    frames = _Frames()
-    profiles = []
-    for tid in timeline.thread_ids():
-        events: list[dict] = []
-        open_spans = []
-        inexact: dict[str, int] = {}
-        for span in timeline.in_call_order(tid):
-            while open_spans and open_spans[-1].depth >= span.depth:
-                closing = open_spans.pop()
-                events.append({"type": "C", "frame": frames(closing.frame), "at": closing.end})
-            events.append({"type": "O", "frame": frames(span.frame), "at": span.begin})
-            open_spans.append(span)
-            for note in span.notes():
-                inexact[note] = inexact.get(note, 0) + 1
-        while open_spans:
-            closing = open_spans.pop()
-            events.append({"type": "C", "frame": frames(closing.frame), "at": closing.end})
-        name = timeline.threads[tid].label()
-        if inexact:
-            name += " (" + ", ".join(f"{count} {note}" for note, count in inexact.items()) + ")"
-        profiles.append({
-            "type": "evented",
-            "name": name,
-            "unit": "nanoseconds",
-            "startValue": 0,
-            "endValue": max(timeline.end(), events[-1]["at"] if events else 0),
-            "events": events,
-        })
-    return _file(timeline.meta, "calls", profiles, frames)
+    buffer = io.BytesIO()
+    write_evented(timeline, buffer)
+    return json.loads(buffer.getvalue())
 
 
 def write(data: Union[Stacks, Timeline], out: BinaryIO) -> None:
-    document = evented(data) if isinstance(data, Timeline) else sampled(data)
-    out.write(json.dumps(document, separators=(",", ":")).encode())
+    if isinstance(data, Timeline):
+        write_evented(data, out)
+    else:
+        out.write(json.dumps(sampled(data), separators=(",", ":")).encode())
