@@ -19,18 +19,20 @@ step "pybpftrace list $WORKLOAD"
 step "pybpftrace stack $WORKLOAD --function handle_request --durations --duration 0.1"
 "$PYBPFTRACE" stack "$WORKLOAD" --function handle_request --durations --duration 0.1
 
-step "pybpftrace stack $WORKLOAD --folded --duration 3 -o $OUT/workload.folded"
-"$PYBPFTRACE" stack "$WORKLOAD" --folded --duration 3 -o "$OUT/workload.folded"
+step "pybpftrace stack $WORKLOAD --duration 3 -o $OUT/workload.folded -o $OUT/workload.svg"
+"$PYBPFTRACE" stack "$WORKLOAD" --duration 3 -o "$OUT/workload.folded" -o "$OUT/workload.svg"
 echo "folded stacks: $OUT/workload.folded ($(wc -l < "$OUT/workload.folded") stacks); the three heaviest:"
 awk '{print $NF "\t" $0}' "$OUT/workload.folded" | sort -n -r | sed -n 1,3p | cut -f2-
 
-FLAMEGRAPH=""
-for candidate in ../shared/tools/flamegraph.pl "${FLAMEGRAPH_PL:-}" "$(command -v flamegraph.pl || true)"; do
-    if [ -n "$candidate" ] && [ -f "$candidate" ]; then FLAMEGRAPH=$candidate; break; fi
-done
-if [ -n "$FLAMEGRAPH" ]; then
-    perl "$FLAMEGRAPH" --title "pybpftrace demo workload" "$OUT/workload.folded" > "$OUT/workload.svg"
-    echo "flame graph: $OUT/workload.svg"
-else
-    echo "flamegraph.pl not found (FlameGraph's script): render with flamegraph.pl $OUT/workload.folded > out.svg"
-fi
+step "pybpftrace stack $WORKLOAD --duration 0.5 -o $OUT/workload.trace.json"
+"$PYBPFTRACE" stack "$WORKLOAD" --duration 0.5 -o "$OUT/workload.trace.json"
+
+cat <<EOF
+
+flame graph (pybpftrace's own, interactive): $OUT/workload.svg
+  open it in a web browser: xdg-open $OUT/workload.svg, or file://$PWD/$OUT/workload.svg
+  (hover for details, click a frame to zoom, type in the search field to highlight)
+timeline of every call: $OUT/workload.trace.json
+  open it in Perfetto (https://ui.perfetto.dev, "Open trace file") or chrome://tracing
+pybpftrace itself is on PATH: $(command -v pybpftrace || echo "not found: run make setup")
+EOF

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import click
 
 from .errors import EXIT_CODES, EXIT_USAGE, TraceError
+from .formats.options import output_options
 from .render import WEIGHTS
 from .session import DEFAULT_BUFFER_MIB, TraceOptions
 from .target import TargetOptions
@@ -50,6 +51,7 @@ def list_command(target: str, json_output: bool) -> None:
     sys.exit(probe_list.run(target, json_output, sys.stdout))
 
 
+_OUTPUT_OPTION = click.option("-o", "--output", type=click.File("w"), help="Write to FILE instead of stdout.")
 _TRACING_OPTIONS = [
     click.argument("pids", nargs=-1, type=click.IntRange(min=1), metavar="[PID]..."),
     click.option("-p", "--pid", "more_pids", multiple=True, type=click.IntRange(min=1),
@@ -62,17 +64,19 @@ _TRACING_OPTIONS = [
                  help="Also trace the processes the targets fork, from the moment each is attached."),
     click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                  help="Stop after SECONDS."),
-    click.option("-o", "--output", type=click.File("w"), help="Write to FILE instead of stdout."),
+    _OUTPUT_OPTION,
     click.option("--json", "json_output", is_flag=True, help="Print JSON."),
     click.option("--buffer-size", type=click.FloatRange(min=0.1), default=DEFAULT_BUFFER_MIB,
                  show_default=True, metavar="MIB", help="Ring buffer size."),
+    click.option("-q", "--quiet", is_flag=True, help="No live status line on the terminal."),
 ]
-_TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size")
+_TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size", "quiet")
 
 
 def tracing_command(function: Callable) -> Callable:
     """A command that traces: PIDs, `-- CMD`, --binary or --all, and the common options, handed
-    to the function as `trace` (a TraceOptions), `output` and `json_output`."""
+    to the function as `trace` (a TraceOptions), `output` and `json_output`; a command with
+    @output_options gets `outputs` instead of `output`."""
 
     @functools.wraps(function)
     def command(**options):
@@ -81,12 +85,14 @@ def tracing_command(function: Callable) -> Callable:
         options["trace"] = _trace_options(ctx, **common)
         return function(**options)
 
+    own_outputs = any(param.name == "output_paths" for param in getattr(function, "__click_params__", []))
     for decorator in reversed(_TRACING_OPTIONS):
-        command = decorator(command)
+        if not (own_outputs and decorator is _OUTPUT_OPTION):
+            command = decorator(command)
     return cli.command(cls=WithCommand)(command)
 
 
-def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, duration, buffer_size) -> TraceOptions:
+def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, duration, buffer_size, quiet) -> TraceOptions:
     argv = ctx.meta.get("command", [])
     all_pids = [*pids, *more_pids]
     if "command" in ctx.meta and not argv:
@@ -97,39 +103,41 @@ def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, du
     if not given:
         raise click.UsageError("give a PID (or -p PID), a command after --, --binary PATH or --all")
     target = TargetOptions(pids=all_pids, argv=argv, binaries=list(binaries), all_pythons=all_pythons)
-    return TraceOptions(target, duration, buffer_size, follow_forks)
+    return TraceOptions(target, duration, buffer_size, follow_forks, quiet)
 
 
 @tracing_command
+@output_options("folded", "svg", "speedscope", "chrome", "pprof")
 @click.option("--function", metavar="NAME", help="Trace only inside calls of the function NAME.")
 @click.option("--filename", metavar="SUBSTRING", help="Show only calls in files whose path contains SUBSTRING.")
 @click.option("--max-depth", type=click.IntRange(min=1), default=None, metavar="N",
               help="Show only the N outermost levels of calls.")
 @click.option("--tid", "tids", multiple=True, type=click.IntRange(min=1), help="Trace only this thread (repeatable).")
 @click.option("--durations", is_flag=True, help="Show each call's elapsed time on its return line.")
-@click.option("--folded", is_flag=True, help="At the end, print folded stacks for flamegraph.pl.")
+@click.option("--folded", is_flag=True,
+              help="Keep the call tree in the kernel and write it at the end: folded stacks for flamegraph.pl, "
+                   "or --format svg, speedscope, pprof (svg and pprof imply it).")
 @click.option("--weight", type=click.Choice(WEIGHTS), default="time", show_default=True,
               help="Folded weight: self time in microseconds, or calls.")
 @click.option("--per-thread", is_flag=True, help="Folded: root each stack at its thread instead of merging threads.")
-def stack(trace, output, json_output, function, filename, max_depth, tids, durations, folded, weight, per_thread) -> None:
+def stack(trace, outputs, json_output, function, filename, max_depth, tids, durations, folded, weight, per_thread) -> None:
     """Stream each thread's calls and returns: `stack PID`, `stack -p PID -p PID`, or
     `stack [OPTIONS] -- CMD ARGS...` to launch CMD and trace it from its first call.
 
     Lines read: time since start, thread id, indentation by call depth, => call or
     <= return, function (file:line). Stop with Ctrl-C, SIGTERM, --duration or when the
-    targets exit; a summary line goes to stderr."""
+    targets exit; a summary line goes to stderr. --format speedscope or chrome (or -o
+    FILE.speedscope.json, FILE.trace.json) write every call as a span of a timeline."""
     from .tools import stack as stack_tool
 
-    if folded and json_output:
-        raise click.UsageError("--folded and --json do not go together")
     sys.exit(stack_tool.run(stack_tool.StackOptions(
         trace=trace, function=function, filename=filename, max_depth=max_depth or 0, tids=list(tids),
-        output=output, json=json_output, folded=folded, weight=weight, per_thread=per_thread,
-        durations=durations,
+        outputs=outputs, folded=folded, weight=weight, per_thread=per_thread, durations=durations,
     )))
 
 
 @tracing_command
+@output_options("json", "svg", "speedscope", "pprof", default="folded")
 @click.option("--rate", type=click.IntRange(min=1, max=10000), default=None, metavar="HZ",
               help="Samples a second of each busy thread [default: 999].")
 @click.option("--per-thread", is_flag=True, help="Root each stack at its thread instead of merging threads.")
@@ -141,7 +149,7 @@ def stack(trace, output, json_output, function, filename, max_depth, tids, durat
 @click.option("--wall", "weighing", flag_value="wall", help="Time on and off a CPU, in microseconds.")
 @click.option("--min-block", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="MS",
               help="With --idle, --off-cpu, --wall: shorter waits are counted, not shown.")
-def profile(trace, output, json_output, rate, per_thread, lines, weighing, min_block) -> None:
+def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block) -> None:
     """Where the targets spend their time: their Python stacks, read by the kernel out of the
     interpreter's memory (no probes needed, nothing paused) at each tick of a sampling clock
     and, with --idle, --off-cpu or --wall, when a thread comes back from a wait; counted and
@@ -152,7 +160,7 @@ def profile(trace, output, json_output, rate, per_thread, lines, weighing, min_b
     if weighing == "off-cpu" and rate:
         raise click.UsageError("--off-cpu takes no --rate: it weighs waits, not samples")
     sys.exit(profile_tool.run(profile_tool.ProfileOptions(
-        trace=trace, output=output, json=json_output, rate=rate or DEFAULT_RATE, per_thread=per_thread, lines=lines,
+        trace=trace, outputs=outputs, rate=rate or DEFAULT_RATE, per_thread=per_thread, lines=lines,
         weighing=weighing or "cpu", min_block=min_block / 1e3,
     )))
 
@@ -202,17 +210,19 @@ def lines(trace, output, json_output, stream, top, filename) -> None:
 
 
 @tracing_command
+@output_options("pprof")
 @click.option("--sort", type=click.Choice(["total", "self", "calls", "mean", "max"]), default="total",
               show_default=True, help="Order of the table.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",
               help="Show the first N functions.")
 @click.option("--histogram", metavar="FUNCTION", help="Draw the log2 latency histogram of FUNCTION instead.")
-def calls(trace, output, json_output, sort, top, histogram) -> None:
+def calls(trace, outputs, json_output, sort, top, histogram) -> None:
     """Per function: calls and latency (total, self, mean, p50/p99, max), counted in the
-    kernel and printed when tracing ends. Percentiles come from power-of-two buckets."""
+    kernel and printed when tracing ends. Percentiles come from power-of-two buckets.
+    --format pprof: a flat profile, each function's calls and self time."""
     from .tools import calls as calls_tool
 
-    sys.exit(calls_tool.run(calls_tool.CallsOptions(trace, output, json_output, sort, top, histogram)))
+    sys.exit(calls_tool.run(calls_tool.CallsOptions(trace, outputs, sort, top, histogram)))
 
 
 @tracing_command

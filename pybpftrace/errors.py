@@ -53,6 +53,12 @@ class Unsupported(TraceError):
 
 EXIT_USAGE = 64  # a bad option or argument (sysexits' EX_USAGE), kept apart from 2 = no probes
 
+
+class BadUsage(TraceError):
+    """Options that do not go together, found past the command line's parsing."""
+
+    exit_code = EXIT_USAGE
+
 EXIT_CODES = {
     0: "success (also when the traced process exits)",
     NoProbes.exit_code: "the Python has none of the probes the command needs",

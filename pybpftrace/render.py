@@ -1,4 +1,5 @@
-"""Output: the streaming call/return lines (text or JSON) and folded stacks for flamegraph.pl."""
+"""Output: the streaming call/return lines (text or JSON), and call trees as weighted stacks
+(pybpftrace.formats writes those: folded stacks, flame graphs, profiles)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,13 @@ from collections import defaultdict
 from typing import Callable, Iterable, Optional
 
 from .events import EVENT_CALL, CallEvent
+from .formats import model
+from .formats.model import format_duration
+from .formats.folded import folded_lines
 from .sources import FirstLines
-from .stacks import CallTree, Frame, nodes, weighted_paths
+from .stacks import CallTree, Frame, Node, nodes, weighted_paths
 
 INDENT = "  "
-WEIGHTS = ("time", "calls")
-
-
-def format_duration(ns: int) -> str:
-    if ns < 1_000_000:
-        return f"{ns / 1e3:.3f} us"
-    if ns < 1_000_000_000:
-        return f"{ns / 1e6:.3f} ms"
-    return f"{ns / 1e9:.3f} s"
 
 
 def unseen_entry(indent: int) -> str:
@@ -98,14 +93,14 @@ def _entry_lines(trees: Iterable[CallTree]) -> dict[tuple[str, str], set[int]]:
 
 
 class FrameLabels:
-    """`function (file:first line)` for each frame, so that every call of a function merges:
+    """Each frame named by its function's first line, so that every call of a function merges:
     fresh calls, generator resumptions (which report the line they resume at) and calls seen
     only returning (which know their return line)."""
 
     def __init__(self, trees: Iterable[CallTree], sources: Optional[FirstLines]):
         self._entry_lines = _entry_lines(trees)
         self._sources = sources
-        self._labels: dict[tuple[int, Frame], str] = {}
+        self._frames: dict[tuple[int, Frame], model.Frame] = {}
 
     def _first_line(self, pid: int, frame: Frame) -> int:
         if self._sources is not None:
@@ -118,16 +113,46 @@ class FrameLabels:
                 return next(iter(known))
         return frame.line
 
-    def label(self, pid: int, frame: Frame) -> str:
+    def frame(self, pid: int, frame: Frame) -> model.Frame:
         key = (pid, frame)
-        if key not in self._labels:
-            # `;` separates frames in folded stacks; a frame with no file says what is missing
-            text = f"{frame.function} ({frame.file}:{self._first_line(pid, frame)})" if frame.file else frame.function
-            self._labels[key] = text.replace(";", ":")
-        return self._labels[key]
+        if key not in self._frames:
+            self._frames[key] = model.Frame(frame.function, frame.file, self._first_line(pid, frame))
+        return self._frames[key]
 
 
 View = Callable[[list[Frame]], Optional[list[Frame]]]
+TREE_WEIGHTS: dict[str, tuple[Callable[[Node], int], model.Weight]] = {
+    "time": (lambda node: node.self_ns, model.WALL_SELF_TIME),
+    "calls": (lambda node: node.calls, model.CALL_COUNT),
+    "samples": (lambda node: node.samples, model.SAMPLE_COUNT),  # sampled stacks (profile)
+    "off-cpu": (lambda node: node.self_ns, model.OFF_CPU_TIME),  # profile --off-cpu
+    "wall": (lambda node: node.self_ns, model.WALL_TIME),  # profile --wall
+}
+WEIGHTS = ("time", "calls")  # stack's
+
+
+def weighted_stacks(
+    trees: dict[int, CallTree],
+    weight: str = "time",
+    per_thread: bool = False,
+    sources: Optional[FirstLines] = None,
+    view: View = lambda path: path,
+    meta: Optional[model.Meta] = None,
+    thread_names: Callable[[int, int], str] = lambda pid, tid: "",
+) -> model.Stacks:
+    """The call trees as weighted stacks, per thread: weight is self time or the number of
+    calls (TREE_WEIGHTS). view: the frames of a path to show (None: none); the self time of a
+    frame it hides counts toward the deepest frame shown above it, its calls toward nothing."""
+    labels = FrameLabels(trees.values(), sources)
+    value, unit = TREE_WEIGHTS[weight]
+    stacks = model.Stacks(unit, meta or model.Meta(), per_thread=per_thread)
+    for tid, tree in trees.items():
+        thread = model.Thread(tree.pid, tid, thread_names(tree.pid, tid))
+        for path, amount in weighted_paths(tree.root, value):
+            shown = view(path)
+            if shown and (unit.unit != model.CALLS or shown[-1] is path[-1]):  # a hidden frame's calls count toward nothing
+                stacks.add(thread, tuple(labels.frame(tree.pid, frame) for frame in shown), amount)
+    return stacks
 
 
 def folded(
@@ -137,26 +162,10 @@ def folded(
     sources: Optional[FirstLines] = None,
     view: View = lambda path: path,
 ) -> list[str]:
-    """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds,
-    the number of calls or the number of samples. Threads merge unless per_thread roots each
-    stack at its thread. view: the frames of a path to show (None: none); the self time of a
-    frame it hides counts toward the deepest frame shown above it, its calls toward nothing."""
-    labels = FrameLabels(trees.values(), sources)
-    totals: dict[str, int] = defaultdict(int)
-    value = {"calls": lambda node: node.calls, "samples": lambda node: node.samples}.get(
-        weight, lambda node: node.self_ns)
-    for tid, tree in trees.items():
-        prefix = [f"thread {tid}"] if per_thread else []
-        for path, amount in weighted_paths(tree.root, value):
-            shown = view(path)
-            if shown and (weight != "calls" or shown[-1] is path[-1]):
-                totals[";".join(prefix + [labels.label(tree.pid, frame) for frame in shown])] += amount
-    scale = 1000 if weight == "time" else 1  # self time goes out in microseconds
-    lines = []
-    for stack, value in sorted(totals.items()):
-        if round(value / scale):
-            lines.append(f"{stack} {round(value / scale)}")
-    return lines
+    """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds
+    or the number of calls. Threads merge unless per_thread roots each stack at its thread.
+    view: as for weighted_stacks."""
+    return folded_lines(weighted_stacks(trees, weight, per_thread, sources, view))
 
 
 def log2_buckets(values: Iterable[float]) -> dict[int, int]:

@@ -8,6 +8,7 @@ import errno
 import mmap
 import os
 import select
+import shlex
 import signal
 import struct
 import sys
@@ -26,10 +27,13 @@ from .events import (
     Names,
 )
 from .codes import Codes
+from .formats.model import Meta
 from .program import LoadedProgram, ProgramSpec, generate
+from .progress import Progress, wanted
 from .ringbuf import RecordRing, RingBuffer
 from .sampling import Sampling, WalkedBinary, Walker, find_walked_targets
-from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets
+from .sources import FirstLines
+from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets, thread_name
 from .tools import NEEDED_PROBES
 
 CAP_SYS_ADMIN = 21
@@ -144,7 +148,10 @@ class Session:
     def __post_init__(self) -> None:
         self.names = Names()
         self.codes = Codes()
+        self.sources = FirstLines()  # the targets' source files, for first lines of functions
+        self._thread_names: dict[int, str] = {}
         self.start = self.stopped = 0  # on the monotonic clock, in ns
+        self.started = 0  # the wall clock at start, ns since the epoch
         self._stop: Optional[str] = None
         self._handlers: dict[int, object] = {}
         pages = pages_for(self.buffer_mib)
@@ -203,13 +210,41 @@ class Session:
                     self.walker.note_waiting_threads(pid)
             if self.sampling.rate:
                 self.walker.start_clock(self.sampling.rate)
+        self._watch_sources()
         self.start = time.monotonic_ns()
+        self.started = time.time_ns()
         self._switch(True)
         # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
         self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if launched:
             launched.release()
+
+    def _watch_sources(self) -> None:
+        """Hold each target's root and working directory, and note its threads' names, from
+        before it is told tracing runs: a short-lived target may exit before the trace ends,
+        its files with it. A launched command's files are this process's."""
+        launched = self.targets.launched
+        for pid in self.targets.pids:
+            if launched and pid == launched.pid:
+                self.sources.watch(pid, root="/", cwd=os.getcwd())
+                continue  # held before exec: its name is still ours
+            self.sources.watch(pid)
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                tids = []  # gone already
+            for tid in tids:
+                self.thread_name(pid, int(tid))
+
+    def thread_name(self, pid: int, tid: int) -> str:
+        """A thread's name: read when tracing began or when first asked, "" if it was gone."""
+        name = self._thread_names.get(tid)
+        if name is None:
+            name = thread_name(pid, tid)
+            if name:
+                self._thread_names[tid] = name
+        return name
 
     def _attach_process(self, pid: int, binaries: list[PythonBinary], path=lambda path: path) -> None:
         """The program's uprobes in one process (path: where that process's files are)."""
@@ -240,9 +275,10 @@ class Session:
             self._attach_process(child, binaries, lambda p: p.replace(f"/proc/{parent}/", f"/proc/{child}/"))
         except AttachError:
             return False  # it exited, or exec'd something else, before we got there
+        self.sources.watch(child)
         return True
 
-    def describe(self) -> str:
+    def target(self) -> str:
         """What is traced, e.g. `PID 42 (CPython 3.11.2 at /usr/bin/python3.11)`."""
         parts = []
         for pid, binaries in self.targets.binaries.items():
@@ -250,12 +286,21 @@ class Session:
             what = ", ".join(binary.describe() for binary in shown)
             parts.append(f"every process running {what}" if pid == SYSTEM_WIDE else f"PID {pid} ({what})")
         forks = " and the processes they fork" if self.follow_forks else ""
+        return f"{', '.join(parts)}{forks}"
+
+    def describe(self) -> str:
         how = []
         if self._uprobes:
             how.append(f"{len(self._uprobes)} uprobes")
         if self.sampling.rate:
             how.append(f"{self.sampling.rate} samples a second")
-        return f"{', '.join(parts)}{forks} with {' and '.join(how) or 'nothing attached'}"
+        return f"{self.target()} with {' and '.join(how) or 'nothing attached'}"
+
+    def meta(self, summary: "Summary") -> Meta:
+        """What was traced, for the headers of output files."""
+        notes = [f"{summary.lost:,} events lost (the ring buffer was full)"] if summary.lost else []
+        command = "pybpftrace " + shlex.join(sys.argv[1:])
+        return Meta(command, self.target(), summary.seconds, self.started, notes)
 
     def _raise_line_semaphore(self, pid: int, binary: PythonBinary, path: str) -> None:
         """CPython 3.11 runs function__entry only while the line semaphore is up (gh-98894).
@@ -311,6 +356,7 @@ class Session:
         on_fork: Callable[[int], None] = lambda pid: None,
         interval: Optional[float] = None,
         on_interval: Callable[[], bool] = lambda: False,
+        progress: Optional[Progress] = None,
     ) -> Summary:
         """Drain events into consume until a signal, the duration, every traced process's
         exit, or on_interval (called every `interval` seconds) saying it is done; with
@@ -346,6 +392,8 @@ class Session:
                         on_fork(child)
                 batch = self._drain(consume)
                 now = time.monotonic_ns()
+                if progress:
+                    progress.update(self.start, now)
                 if next_tick is not None and now >= next_tick:
                     next_tick += int(interval * 1e9)
                     if on_interval():
@@ -380,6 +428,7 @@ class Session:
     def close(self) -> None:
         self._restore_signals()
         self._uprobes.close()
+        self.sources.close()
         for ring in filter(None, (self._events, self._names_ring, self._forks, self._codes_ring)):
             ring.close()
         self.program.close()
@@ -408,12 +457,16 @@ class TraceOptions:
     duration: Optional[float] = None
     buffer_mib: float = DEFAULT_BUFFER_MIB
     follow_forks: bool = False
+    quiet: bool = False  # no live status line
 
 
 class Consumer:
-    """What a command does with its events. `interval`: seconds between on_interval calls."""
+    """What a command does with its events. `interval`: seconds between on_interval calls;
+    writes_stdout: whether it writes to stdout while tracing (then no status line goes to a
+    terminal that shows both)."""
 
     interval: Optional[float] = None
+    writes_stdout = True
 
     def __init__(self, session: "Session"):
         self.session = session
@@ -431,6 +484,10 @@ class Consumer:
 
     def finish(self, summary: Summary) -> None:
         """The trace has ended; the program's maps can still be read."""
+
+    def writing(self) -> str:
+        """What it is writing, in a few words, for the status line."""
+        return ""
 
     def close(self) -> None:
         """Whatever happened: give back what the consumer holds (a terminal, say)."""
@@ -466,18 +523,25 @@ def run_tool(
         if launched:
             launched.abandon()
         raise
-    consumer = None
+    consumer = progress = None
     try:
         consumer = make_consumer(session)
+        if wanted(options.quiet, consumer.writes_stdout):
+            counts = lambda: (session.counter(COUNTER_EVENTS), session.counter(COUNTER_EVENTS_LOST))
+            progress = Progress(counts, consumer.writing)
         summary = session.run(
-            consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval
+            consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval, progress
         )
+        if progress:
+            progress.clear()
         summary.threads = None if consumer.threads is None else len(consumer.threads)
         consumer.finish(summary)
     except BrokenPipeError:  # `| head` had enough
         flush_stdout_quietly()
         return launched.wait() if launched else 0
     finally:
+        if progress:
+            progress.clear()
         if consumer is not None:
             consumer.close()
         session.close()

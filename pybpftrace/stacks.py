@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 from .events import EVENT_CALL, EVENT_CREATED, CallEvent
+from .formats import model
 
 
 class Creations:
@@ -72,6 +73,63 @@ class Pairing:
         if stack and stack[-1][0] == event.depth:
             return indent, event.timestamp - stack.pop()[1]
         return indent, None
+
+
+@dataclass
+class _Timed:
+    open: list[tuple[int, model.Frame, int]] = field(default_factory=list)  # (depth, frame, begin)
+    marks: list[tuple[int, int]] = field(default_factory=list)  # (depth, time): see Spans.feed
+    last: int = 0  # the time of its last event
+
+
+class Spans:
+    """Each call as a span of a timeline, from its entry to its return, per thread, nested by
+    the depths the kernel numbers events with. A bound that was not seen is the nearest event
+    that bounds it, and the span says so: a return without its entry began after the thread's
+    last event at its depth or shallower (or before tracing, where there was none); a call
+    whose return was lost ended by the thread's last event before the shallower return that
+    shows it; a call still running ends with tracing."""
+
+    def __init__(self, timeline: model.Timeline, start: int, frame: Callable[[CallEvent], model.Frame],
+                 thread: Callable[[int, int], model.Thread]):
+        self.timeline = timeline
+        self._start = start
+        self._frame = frame
+        self._thread = thread
+        self._threads: dict[int, _Timed] = {}
+
+    def feed(self, event: CallEvent) -> None:
+        timed = self._threads.get(event.tid)
+        if timed is None:
+            timed = self._threads[event.tid] = _Timed()
+            self.timeline.threads[event.tid] = self._thread(event.pid, event.tid)
+        at, depth, add = event.timestamp - self._start, event.depth, self.timeline.add
+        if event.kind == EVENT_CALL:
+            timed.open.append((depth, self._frame(event), at))
+        else:
+            while timed.open and timed.open[-1][0] > depth:
+                lost_depth, frame, begin = timed.open.pop()
+                add(event.tid, model.Span(frame, begin, timed.last, lost_depth, model.RETURN_NOT_SEEN))
+            if timed.open and timed.open[-1][0] == depth:
+                _, frame, begin = timed.open.pop()
+                add(event.tid, model.Span(frame, begin, at, depth))
+            else:
+                bound = next((time for mark_depth, time in reversed(timed.marks) if mark_depth <= depth), None)
+                inexact = model.BEGAN_BEFORE_TRACING if bound is None else model.ENTRY_NOT_SEEN
+                add(event.tid, model.Span(self._frame(event), bound or 0, at, depth, inexact))
+        # The marks hold, by increasing depth, the latest event at each depth or shallower.
+        while timed.marks and timed.marks[-1][0] >= depth:
+            timed.marks.pop()
+        timed.marks.append((depth, at))
+        timed.last = at
+
+    def finish(self, end: int) -> model.Timeline:
+        """Close the calls still running at `end` (ns since tracing began)."""
+        for tid, timed in self._threads.items():
+            while timed.open:
+                depth, frame, begin = timed.open.pop()
+                self.timeline.add(tid, model.Span(frame, begin, max(end, timed.last), depth, model.STILL_RUNNING))
+        return self.timeline
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,15 @@ def process_exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
+def thread_name(pid: int, tid: int) -> str:
+    """A thread's name (its comm), or "" once it has exited."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
 def _host_path(pid: int, mapping: Mapping) -> str:
     """A path to the very file mapped, from outside the process. map_files names the mapped
     inode itself, even when deleted or replaced, but needs root. Without it, the path the

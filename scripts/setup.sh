@@ -12,6 +12,8 @@ APT_PACKAGES=(
     libpython3.11-dev gcc                # tests: an embedded interpreter, the event layout check
     systemtap-sdt-dev                    # tests: <sys/sdt.h> to build probe fixtures
     perl                                 # tests: flamegraph.pl
+    sudo                                 # the README's commands (sudo pybpftrace ...)
+    chromium                             # tests: the SVG flame graph and speedscope's app, headless
 )
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -31,6 +33,11 @@ source scripts/apt.sh
 # A make target may need more (make bench: the peers it measures pybpftrace against).
 read -r -a EXTRA_PACKAGES <<<"${EXTRA_APT_PACKAGES:-}"
 apt_install "${APT_PACKAGES[@]}" "${EXTRA_PACKAGES[@]}"
+
+# Node.js and npm run the tests' real consumers of output files (tests/browser/package.json):
+# Debian's, unless a node and npm are there already.
+command -v node >/dev/null || apt_install nodejs
+command -v npm >/dev/null || apt_install npm
 
 # bcc compiles BPF programs at run time against the running kernel's headers, found through
 # /lib/modules/$(uname -r)/build.
@@ -67,6 +74,23 @@ if [ ! -e "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[test]'
     touch "$STAMP"
 fi
-"$VENV/bin/python" -c 'import bcc, elftools, click' \
-    || { say "the venv cannot import bcc, pyelftools and click" >&2; exit 1; }
-say "ready: $VENV/bin/pybpftrace"
+"$VENV/bin/python" -c 'import bcc, elftools, click, google.protobuf' \
+    || { say "the venv cannot import bcc, pyelftools, click and protobuf" >&2; exit 1; }
+
+# The tests' consumers of output files: playwright-core (drives Debian's chromium), speedscope's
+# app, a pprof decoder, at the versions package-lock.json pins.
+BROWSER=tests/browser
+if [ ! -e "$BROWSER/node_modules/.pybpftrace-installed" ] || [ "$BROWSER/package-lock.json" -nt "$BROWSER/node_modules/.pybpftrace-installed" ]; then
+    say "installing the tests' npm packages into $BROWSER/node_modules"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$BROWSER" --no-audit --no-fund --loglevel=error >/dev/null
+    touch "$BROWSER/node_modules/.pybpftrace-installed"
+fi
+
+# pybpftrace on root's PATH, sudo's secure_path included: a link into this checkout's venv.
+LINK=/usr/local/bin/pybpftrace
+COMMAND=$(realpath "$VENV")/bin/pybpftrace
+if [ "$(readlink "$LINK" || true)" != "$COMMAND" ]; then
+    ln -sfn "$COMMAND" "$LINK"
+    say "linked $LINK -> $COMMAND"
+fi
+say "ready: pybpftrace ($LINK -> $COMMAND)"

@@ -102,6 +102,20 @@ def line_of(name: str, marker: str) -> int:
     raise AssertionError(f"no '# {marker}' in {name}")
 
 
+def label(name: str, function: str, marker: str) -> str:
+    """A frame of a test script as folded stacks name it: `function (path:first line)`."""
+    return f"{function} ({script(name)}:{line_of(name, marker)})"
+
+
+def folded_lines(text: str) -> dict[str, int]:
+    """Folded stacks: each stack and its weight."""
+    weights = {}
+    for line in text.splitlines():
+        stack, weight = line.rsplit(" ", 1)
+        weights[stack] = int(weight)
+    return weights
+
+
 _TIME_AND_TID = re.compile(r"^\s*\d+\.\d{6}\s+(\d+)  ")
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from dataclasses import dataclass
-from typing import Optional, TextIO
+from dataclasses import dataclass, field
+from typing import Optional
 
+from ..formats import STACKS, model
+from ..formats.options import Outputs
 from ..program import Handler, ProgramSpec
 from ..render import bucket_bounds, format_duration, log2_histogram
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool
-from ..sources import FirstLines
 
 SPEC = ProgramSpec(
     "calls.bpf.c",
@@ -28,8 +28,7 @@ SORTS = ("total", "self", "calls", "mean", "max")
 @dataclass
 class CallsOptions:
     trace: TraceOptions
-    output: Optional[TextIO] = None
-    json: bool = False
+    outputs: Outputs = field(default_factory=Outputs)
     sort: str = "total"
     top: int = 20
     histogram: Optional[str] = None
@@ -85,17 +84,13 @@ def sort_key(sort: str):
 class Calls(Consumer):
     """Reads the kernel's statistics at the end."""
 
-    def __init__(self, session: Session, options: CallsOptions, out: TextIO):
+    writes_stdout = False
+
+    def __init__(self, session: Session, options: CallsOptions):
         super().__init__(session)
         self.threads = None
         self._options = options
-        self._out = out
-        self._sources = FirstLines()
-        for pid in session.targets.pids:
-            self._sources.watch(pid)
-
-    def on_fork(self, pid: int) -> None:
-        self._sources.watch(pid)
+        self._sources = session.sources
 
     def read(self) -> list[FunctionStats]:
         names = self.session.names
@@ -120,20 +115,41 @@ class Calls(Consumer):
                 max=max(value.max for value in per_cpu),
                 histogram=histogram,
             ))
-        self._sources.close()
         return found
 
     def finish(self, summary: Summary) -> None:
         stats = sorted(self.read(), key=sort_key(self._options.sort), reverse=True)
-        if self._options.histogram is not None:
-            chosen = [s for s in stats if s.function == self._options.histogram]
-            self._out.write("".join(histogram_text(s) for s in chosen) if not self._options.json else
-                            json.dumps({"histograms": [as_json(s) for s in chosen]}) + "\n")
-        elif self._options.json:
-            self._out.write(json.dumps({"functions": [as_json(s) for s in stats[: self._options.top]]}) + "\n")
-        else:
-            self._out.write("\n".join(table(stats[: self._options.top])) + "\n")
-        self._out.flush()
+        for output in self._options.outputs.own():
+            output.text().write(self.text(stats, output.format == "json"))
+            output.text().flush()
+        if self._options.outputs.taking(STACKS):
+            meta = self.session.meta(summary)
+            self._options.outputs.write_stacks(flat_stacks(stats, model.WALL_SELF_TIME, meta),
+                                               also=[flat_stacks(stats, model.CALL_COUNT, meta)])
+
+    def text(self, stats: list[FunctionStats], as_json: bool) -> str:
+        options = self._options
+        if options.histogram is not None:
+            chosen = [s for s in stats if s.function == options.histogram]
+            if as_json:
+                return json.dumps({"histograms": [as_json_object(s) for s in chosen]}) + "\n"
+            return "".join(histogram_text(s) for s in chosen)
+        if as_json:
+            return json.dumps({"functions": [as_json_object(s) for s in stats[: options.top]]}) + "\n"
+        return "\n".join(table(stats[: options.top])) + "\n"
+
+    def writing(self) -> str:
+        return ", ".join(f"{output.describe()} at the end" for output in self._options.outputs.items)
+
+
+def flat_stacks(stats: list[FunctionStats], weight: model.Weight, meta: model.Meta) -> model.Stacks:
+    """Each function as a stack of its own (a flat profile), per process: its self time or
+    its calls."""
+    stacks = model.Stacks(weight, meta)
+    for s in stats:
+        value = s.self if weight.is_time else s.calls
+        stacks.add(model.Thread(s.pid, 0, "all threads"), (model.Frame(s.function, s.file, s.line),), value)
+    return stacks
 
 
 def _time(ns: Optional[int]) -> str:
@@ -160,7 +176,7 @@ def histogram_text(s: FunctionStats) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def as_json(s: FunctionStats) -> dict:
+def as_json_object(s: FunctionStats) -> dict:
     return {
         "pid": s.pid, "function": s.function, "file": s.file, "line": s.line, "calls": s.calls,
         "timed_calls": s.timed, "total_ns": s.total, "self_ns": s.self, "mean_ns": s.mean,
@@ -170,5 +186,4 @@ def as_json(s: FunctionStats) -> dict:
 
 
 def run(options: CallsOptions) -> int:
-    out = options.output or sys.stdout
-    return run_tool("calls", SPEC, None, options.trace, lambda session: Calls(session, options, out))
+    return run_tool("calls", SPEC, None, options.trace, lambda session: Calls(session, options))

@@ -5,9 +5,7 @@ Works on every CPython the walker knows (3.7 to 3.15), with or without probes.""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
-from typing import Optional, TextIO
 
 from ..events import (
     COUNTER_SHORT_WAITS,
@@ -20,7 +18,8 @@ from ..events import (
     SAMPLE_UNREADABLE,
 )
 from ..program import ProgramSpec
-from ..render import folded
+from ..formats.options import Output, Outputs
+from ..render import TREE_WEIGHTS, weighted_stacks
 from ..errors import NotFound
 from ..samples import FrameNames, Sample, SampleCounts, call_trees, unpack
 from ..sampling import DEFAULT_RATE, Sampling
@@ -39,8 +38,7 @@ DEFAULT_MIN_BLOCK = 0.001  # seconds
 @dataclass
 class ProfileOptions:
     trace: TraceOptions = field(default_factory=TraceOptions)
-    output: Optional[TextIO] = None
-    json: bool = False
+    outputs: Outputs = field(default_factory=lambda: Outputs([Output("folded")]))
     rate: int = DEFAULT_RATE
     per_thread: bool = False
     lines: bool = False
@@ -48,20 +46,20 @@ class ProfileOptions:
     min_block: float = DEFAULT_MIN_BLOCK
 
     @property
-    def unit(self) -> str:
-        """What folded weights count: samples, or microseconds."""
-        return "time" if self.weighing in ("off-cpu", "wall") else "samples"
+    def weight(self) -> str:
+        """How the call trees are weighed (render.TREE_WEIGHTS)."""
+        return self.weighing if self.weighing in ("off-cpu", "wall") else "samples"
 
 
 class Profile(Consumer):
-    """Counts the sampled stacks; at the end, writes them as folded stacks (or JSON)."""
+    """Counts the sampled stacks; at the end, writes them in each format asked for."""
 
-    def __init__(self, session: Session, options: ProfileOptions, out: TextIO):
+    def __init__(self, session: Session, options: ProfileOptions):
         super().__init__(session)
         self.threads = None
         self._options = options
-        self._out = out
         self.counts = SampleCounts(lines=options.lines, gils=session.walker.gils)
+        self.writes_stdout = any(output.path is None for output in options.outputs.items)
 
     def feed(self, records: list[bytes]) -> None:
         self.counts.add(records)
@@ -74,15 +72,20 @@ class Profile(Consumer):
         summary.processes = max(summary.processes, len(self.counts.processes))
         names = FrameNames(self.session.codes, self._options.lines)
         trees = call_trees(self.counts, names, self._options.weighing, self._options.rate)
-        if self._options.json:
-            self._out.write(json.dumps(stacks_json(trees, self._options)) + "\n")
-        else:
-            lines = folded(trees, self._options.unit, self._options.per_thread)
-            self._out.write("".join(line + "\n" for line in lines))
-        self._out.flush()
         summary.notes += loss_notes(self.counts, names)
         if self._options.weighing != "cpu":
             summary.notes += wait_notes(self.session, self.counts, self._options)
+        meta = self.session.meta(summary)
+        outputs = self._options.outputs
+        outputs.write_stacks(weighted_stacks(trees, self._options.weight, self._options.per_thread, meta=meta,
+                                             thread_names=self.session.thread_name))
+        for output in outputs.own():  # --json
+            text = output.text()
+            text.write(json.dumps(stacks_json(trees, self._options)) + "\n")
+            text.flush()
+
+    def writing(self) -> str:
+        return ", ".join(f"{output.describe()} at the end" for output in self._options.outputs.items)
 
 
     def _add_waits_at_end(self) -> None:
@@ -105,15 +108,14 @@ def stacks_json(trees, options: ProfileOptions) -> dict:
     """{"rate", "weighing", "unit", "stacks": [{"pid", "tid", "frames": [{"function", "file",
     "line"}], "weight"}]}, frames outermost first; weights in samples or nanoseconds."""
     stacks = []
-    weight = (lambda node: node.samples) if options.unit == "samples" else (lambda node: node.self_ns)
+    weight, unit = TREE_WEIGHTS[options.weight]
     for tid, tree in trees.items():
         for path, value in weighted_paths(tree.root, weight):
             stacks.append({
                 "pid": tree.pid, "tid": tid, "weight": value,
                 "frames": [{"function": f.function, "file": f.file or None, "line": f.line or None} for f in path],
             })
-    unit = "samples" if options.unit == "samples" else "nanoseconds"
-    return {"rate": options.rate, "weighing": options.weighing, "unit": unit, "lines": options.lines,
+    return {"rate": options.rate, "weighing": options.weighing, "unit": unit.unit, "lines": options.lines,
             "stacks": stacks}
 
 
@@ -155,9 +157,11 @@ def loss_notes(counts: SampleCounts, names: FrameNames) -> list[str]:
 
 
 def run(options: ProfileOptions) -> int:
-    out = options.output or sys.stdout
     off_cpu = options.weighing != "cpu"
     rate = None if options.weighing == "off-cpu" else options.rate
     sampling = Sampling(rate=rate, linetables=options.lines, off_cpu=off_cpu, min_block=options.min_block)
-    return run_tool("profile", SPEC, None, options.trace, lambda session: Profile(session, options, out),
-                    sampling=sampling)
+    try:
+        return run_tool("profile", SPEC, None, options.trace, lambda session: Profile(session, options),
+                        sampling=sampling)
+    finally:
+        options.outputs.close()

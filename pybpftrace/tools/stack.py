@@ -1,18 +1,20 @@
-"""`pybpftrace stack`: each thread's calls and returns as they happen, or folded stacks."""
+"""`pybpftrace stack`: each thread's calls and returns as they happen (as text, JSON lines, or a
+timeline: speedscope, Chrome trace events), or the call tree the kernel keeps (folded stacks,
+SVG flame graph, speedscope, pprof)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
-from typing import Optional, TextIO
+from typing import Optional
 
-from ..errors import TraceError
-from ..events import CALL_EVENT, STRING_MAX
+from ..errors import BadUsage, TraceError
+from ..events import CALL_EVENT, STRING_MAX, CallEvent
+from ..formats import TIMELINE, model
+from ..formats.options import Outputs
 from ..program import Handler, ProgramSpec
-from ..render import JsonRenderer, TextRenderer, folded
+from ..progress import size
+from ..render import WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
-from ..sources import FirstLines
 from ..stacks import (
     CallTree,
     Creations,
@@ -21,6 +23,7 @@ from ..stacks import (
     KernelRoot,
     OpenFrame,
     Pairing,
+    Spans,
     build_call_trees,
 )
 
@@ -44,8 +47,7 @@ class StackOptions:
     filename: Optional[str] = None
     max_depth: int = 0
     tids: list[int] = field(default_factory=list)
-    output: Optional[TextIO] = None
-    json: bool = False
+    outputs: Outputs = field(default_factory=Outputs)
     folded: bool = False
     weight: str = "time"
     per_thread: bool = False
@@ -62,20 +64,39 @@ def function_filter(name: str) -> bytes:
 class Stream(Consumer):
     """Writes each event as it arrives, with its call's duration on returns: turns records
     into call events, takes back generator creations where the CPython needs it, applies the
-    file name filter, and writes a batch at a time."""
+    file name filter, and writes a batch at a time; for timeline outputs, keeps each call as a
+    span, written at the end."""
 
-    def __init__(self, session: Session, options: StackOptions, out: TextIO):
+    def __init__(self, session: Session, options: StackOptions):
         super().__init__(session)
         self._call_event = session.names.call_event
         self._filename = options.filename
         binaries = [b for group in session.targets.binaries.values() for b in group]
         needs = any(b.quirks.generator_creation_marker for b in binaries)
         self._creations = Creations() if needs else None
-        renderer = JsonRenderer if options.json else TextRenderer
-        self._renderer = renderer(session.start, options.durations)
         self._pairing = Pairing()
-        self._out = out
-        out.write(self._renderer.header)
+        self._outputs = options.outputs
+        self._own = []
+        for output in options.outputs.own():
+            renderer = (JsonRenderer if output.format == "json" else TextRenderer)(session.start, options.durations)
+            self._own.append((renderer, output.text()))
+            output.text().write(renderer.header)
+        self.writes_stdout = any(output.path is None for output in options.outputs.own())
+        self._spans = None
+        if options.outputs.taking(TIMELINE):
+            self._sources = session.sources
+            self._spans = Spans(model.Timeline(), session.start, self._frame,
+                                lambda pid, tid: model.Thread(pid, tid, session.thread_name(pid, tid)))
+        self._frames: dict[tuple[int, str, str, int], model.Frame] = {}
+
+    def _frame(self, event: CallEvent) -> model.Frame:
+        """The event's function, by its first line (a generator resumes at another line)."""
+        key = (event.pid, event.function, event.file, event.line)
+        frame = self._frames.get(key)
+        if frame is None:
+            line = self._sources.resolve(event.pid, event.file, event.function, event.line)
+            frame = self._frames[key] = model.Frame(event.function, event.file, event.line if line is None else line)
+        return frame
 
     def feed(self, records: list[tuple]) -> None:
         events = map(self._call_event, records)
@@ -86,35 +107,41 @@ class Stream(Consumer):
     def finish(self, summary: Summary) -> None:
         if self._creations:
             self._write(self._creations.flush())
+        if self._spans:
+            timeline = self._spans.finish(round(summary.seconds * 1e9))
+            timeline.meta = self.session.meta(summary)
+            self._outputs.write_timeline(timeline)
+
+    def writing(self) -> str:
+        parts = [f"{output.describe()} ({size(output.written())})" for output in self._outputs.own() if output.path]
+        held = f" ({len(self._spans.timeline):,} calls held)" if self._spans else ""
+        parts += [f"{output.describe()} at the end{held}" for output in self._outputs.taking(TIMELINE)]
+        return ", ".join(parts)
 
     def _write(self, events) -> None:
-        lines = []
-        line, pair, threads, filename = self._renderer.line, self._pairing.feed, self.threads, self._filename
+        shown = []
+        pair, threads, filename, spans = self._pairing.feed, self.threads, self._filename, self._spans
         for event in events:
             threads.add(event.tid)
             if filename is None or filename in event.file:
-                lines.append(line(event, *pair(event)))
-        self._out.write("".join(lines))
-        self._out.flush()
+                shown.append((event, *pair(event)))
+                if spans:
+                    spans.feed(event)
+        for renderer, out in self._own:
+            line = renderer.line
+            out.write("".join([line(event, indent, duration) for event, indent, duration in shown]))
+            out.flush()
 
 
 class Fold(Consumer):
     """Reads the call tree the kernel kept, at the end, and prints it as folded stacks."""
 
-    def __init__(self, session: Session, options: StackOptions, out: TextIO):
-        super().__init__(session)
-        self.sources = FirstLines()
-        self._options = options
-        self._out = out
-        launched = session.targets.launched
-        for pid in session.targets.pids:
-            if launched and pid == launched.pid:
-                self.sources.watch(pid, root="/", cwd=os.getcwd())
-            else:
-                self.sources.watch(pid)
+    writes_stdout = False
 
-    def on_fork(self, pid: int) -> None:
-        self.sources.watch(pid)
+    def __init__(self, session: Session, options: StackOptions):
+        super().__init__(session)
+        self.sources = session.sources
+        self._options = options
 
     def finish(self, summary: Summary) -> None:
         trees = self.read(self.session.start + int(summary.seconds * 1e9))
@@ -123,11 +150,16 @@ class Fold(Consumer):
         for tree in trees.values():
             if tree.pid not in self.sources:
                 self.sources.watch(tree.pid)  # a process found by --binary or --all
-        stacks = folded(trees, self._options.weight, self._options.per_thread, self.sources,
-                        folded_view(self._options))
-        self.sources.close()
-        self._out.write("".join(line + "\n" for line in stacks))
-        self._out.flush()
+        meta = self.session.meta(summary)
+        weighings = [
+            weighted_stacks(trees, weight, self._options.per_thread, self.sources, folded_view(self._options), meta,
+                            self.session.thread_name)
+            for weight in [self._options.weight] + [w for w in WEIGHTS if w != self._options.weight]
+        ]
+        self._options.outputs.write_stacks(weighings[0], also=weighings[1:])
+
+    def writing(self) -> str:
+        return ", ".join(f"{output.describe()} at the end" for output in self._options.outputs.items)
 
     def read(self, end: int) -> dict[int, CallTree]:
         program, names = self.session.program, self.session.names
@@ -205,13 +237,35 @@ def configure_folded(session: Session, options: StackOptions) -> None:
         tids[tids.Key(tid)] = tids.Leaf(1)
 
 
+FOLDED_ONLY = {"folded", "svg", "pprof"}  # drawn from the call tree the kernel keeps
+STREAM_ONLY = {"json", "chrome"}  # drawn from every event
+
+
+def choose_mode(options: StackOptions) -> bool:
+    """Whether to keep the call tree in the kernel (--folded, or an output only it makes); in
+    that mode the text output is folded stacks."""
+    formats = options.outputs.formats()
+    folded = options.folded or bool(formats & FOLDED_ONLY)
+    if not folded:
+        return False
+    if options.folded and "json" in formats:
+        raise BadUsage("--folded and --json do not go together")
+    streamed = formats & STREAM_ONLY
+    if streamed:
+        kept = ", ".join(sorted(formats & FOLDED_ONLY)) or "--folded"
+        raise BadUsage(f"{', '.join(sorted(streamed))} come from the streamed trace and {kept} from the "
+                       "folded one: trace once for each")
+    for output in options.outputs.items:
+        if output.format == "text":
+            output.format = "folded"
+    return True
+
+
 def run(options: StackOptions) -> int:
     if options.function is not None:
         function_filter(options.function)
-    out = options.output or sys.stdout
-
-    if options.folded:
-        return run_tool("stack", FOLDED_SPEC, None, options.trace, lambda s: Fold(s, options, out),
+    if choose_mode(options):
+        return run_tool("stack", FOLDED_SPEC, None, options.trace, lambda s: Fold(s, options),
                         lambda s: configure_folded(s, options))
-    return run_tool("stack", SPEC, CALL_EVENT, options.trace, lambda s: Stream(s, options, out),
+    return run_tool("stack", SPEC, CALL_EVENT, options.trace, lambda s: Stream(s, options),
                     lambda s: configure(s, options))

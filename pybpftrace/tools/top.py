@@ -13,7 +13,6 @@ from typing import Optional, TextIO
 
 from ..program import Handler, ProgramSpec
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
-from ..sources import FirstLines
 
 SPEC = ProgramSpec(
     "top.bpf.c",
@@ -48,7 +47,7 @@ class Top(Consumer):
         self._per_refresh = max(1, round(options.interval / TICK))
         self._since = session.start / 1e9  # when tracing began, on time.monotonic's clock
         self._shown = False
-        self._sources = FirstLines()
+        self._sources = session.sources
         live = out.isatty() and not options.json and not options.once
         self._screen = Screen() if live else None
 
@@ -107,7 +106,6 @@ class Top(Consumer):
         calls = self.collect(everything=True)
         if calls and not (self._options.once and self._shown):  # the last, unfinished interval
             self._show(calls, until=self.session.start / 1e9 + summary.seconds)
-        self._sources.close()
 
     def close(self) -> None:
         if self._screen:

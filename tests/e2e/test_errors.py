@@ -108,13 +108,22 @@ def test_shebang_script_resolves_to_its_interpreter(tmp_path):
         (["stack", "abc"], "'abc' is not a valid integer"),
         (["stack", "1", "--max-depth", "0"], "0 is not in the range x>=1"),
         (["stack", "1", "--folded", "--json"], "--folded and --json do not go together"),
+        (["stack", "1", "-o", "a.svg", "-o", "a.trace.json"],
+         "chrome come from the streamed trace and svg from the folded one: trace once for each"),
+        (["stack", "1", "--format", "svg", "-o", "a", "-o", "b"], "--format goes with one output at most"),
+        (["stack", "1", "-o", "/nonexistent/a.svg"], "cannot write /nonexistent/a.svg: no directory /nonexistent"),
+        (["stack", "1", "-o", "/"], "cannot write /: it is a directory"),
+        (["calls", "1", "-o", "a.svg"], "a.svg: this command writes text, json, pprof, not svg"),
+        (["gc", "1", "--format", "svg"], "No such option '--format'"),
         (["frobnicate"], "No such command 'frobnicate'"),
     ],
 )
-def test_bad_usage(args, message):
+def test_bad_usage(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = run_tracer(*args)
     assert result.returncode == USAGE
     assert message in one_line_error(result)
+    assert list(tmp_path.iterdir()) == []  # no output file left behind
 
 
 def test_function_name_too_long(sleeper):

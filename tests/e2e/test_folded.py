@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PID, PYTHON311, Target, line_of, run_tracer, script, trace_held
+from support import PID, PYTHON311, Target, folded_lines, label, run_tracer, script, trace_held
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -19,18 +19,6 @@ def flamegraph_pl():
         if candidate and Path(candidate).is_file():
             return str(candidate)
     pytest.skip("flamegraph.pl not found (../shared/tools/flamegraph.pl, $FLAMEGRAPH_PL or PATH)")
-
-
-def folded_lines(text):
-    weights = {}
-    for line in text.splitlines():
-        stack, weight = line.rsplit(" ", 1)
-        weights[stack] = int(weight)
-    return weights
-
-
-def label(name, function, marker):
-    return f"{function} ({script(name)}:{line_of(name, marker)})"
 
 
 def test_call_counts_are_exact():

@@ -1,0 +1,153 @@
+"""`--format`, `-o FILE` (repeatable: one trace, several files) and `--icicle` for a command,
+as one click decorator, and the outputs they open, handed to the command as `outputs`."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Optional, Sequence, TextIO
+
+import click
+
+from . import FORMATS, OWN, STACKS, TIMELINE, format_for, takes, write
+from .model import Stacks, Timeline
+
+
+@dataclass
+class Output:
+    """One place to write one format: a file, opened on first use (so that a trace that fails
+    to start leaves no empty file), or standard output (path None)."""
+
+    format: str
+    path: Optional[str] = None
+    _stream: Optional[BinaryIO] = None
+    _text: Optional[TextIO] = None
+
+    @property
+    def stream(self) -> BinaryIO:
+        if self._stream is None:
+            self._stream = sys.stdout.buffer if self.path is None else open(self.path, "wb")
+        return self._stream
+
+    def text(self) -> TextIO:
+        """The output as text, for the command's own lines."""
+        if self._text is None:
+            self._text = sys.stdout if self.path is None else io.TextIOWrapper(self.stream, encoding="utf-8")
+        return self._text
+
+    def describe(self) -> str:
+        return f"{self.format} to {self.path or 'stdout'}"
+
+    def written(self) -> int:
+        """Bytes written to the file so far."""
+        if self._text is not None and self.path is not None:
+            self._text.flush()
+        return self._stream.tell() if self._stream is not None and self.path is not None else 0
+
+    def close(self) -> None:
+        if self.path is None:
+            sys.stdout.flush()
+        elif self._stream is not None:
+            (self._text or self._stream).close()
+
+
+def check_writable(path: str) -> None:
+    """A clear error now, rather than once tracing is done."""
+    if os.path.isdir(path):
+        problem = "it is a directory"
+    elif os.path.exists(path):
+        problem = "" if os.access(path, os.W_OK) else "permission denied"
+    else:
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            problem = f"no directory {directory}"
+        else:
+            problem = "" if os.access(directory, os.W_OK | os.X_OK) else f"permission denied in {directory}"
+    if problem:
+        raise click.UsageError(f"cannot write {path}: {problem}")
+
+
+@dataclass
+class Outputs:
+    items: list[Output] = field(default_factory=list)
+    icicle: bool = False
+
+    def formats(self) -> set[str]:
+        return {output.format for output in self.items}
+
+    def own(self) -> list[Output]:
+        """The outputs in the command's own text (or JSON lines) format."""
+        return [output for output in self.items if takes(output.format, OWN)]
+
+    def taking(self, kind: str) -> list[Output]:
+        return [output for output in self.items if takes(output.format, kind)]
+
+    def write_stacks(self, stacks: Stacks, also: Sequence[Stacks] = ()) -> None:
+        """Every output that takes weighted stacks; also: the same stacks weighed other ways
+        (pprof keeps them as further sample types)."""
+        for output in self.taking(STACKS):
+            write(output.format, stacks, output.stream, icicle=self.icicle, also=also)
+            output.stream.flush()
+
+    def write_timeline(self, timeline: Timeline) -> None:
+        for output in self.taking(TIMELINE):
+            write(output.format, timeline, output.stream)
+            output.stream.flush()
+
+    def describe(self) -> str:
+        return ", ".join(output.describe() for output in self.items)
+
+    def close(self) -> None:
+        for output in self.items:
+            output.close()
+
+
+def open_outputs(paths: Sequence[str], format: Optional[str], default: str, offered: Sequence[str],
+                 icicle: bool = False) -> Outputs:
+    """Each -o FILE in the format its name asks for (or `format`, or the command's default),
+    checked now, so that a bad path fails before tracing rather than after."""
+    if format is not None and len(paths) > 1:
+        raise click.UsageError("--format goes with one output at most: with several -o, each file's "
+                               "extension names its format")
+    chosen = []
+    for path in paths or [None]:
+        asked = format_for(path) if path else None
+        name = format or (None if asked == "text" else asked) or default  # text: the command's own
+        if name not in offered:
+            raise click.UsageError(f"{path or 'stdout'}: this command writes {', '.join(offered)}, not {name}")
+        chosen.append((name, path))
+    for _, path in chosen:
+        if path is not None:
+            check_writable(path)
+    return Outputs([Output(name, path) for name, path in chosen], icicle)
+
+
+def _help(offered: Sequence[str]) -> str:
+    extensions = "; ".join(f"{name}: {', '.join(FORMATS[name].extensions)}" for name in offered)
+    return f"Output format (default: from -o FILE's extension, else text). Extensions: {extensions}."
+
+
+def output_options(*formats: str, default: str = "text") -> Callable:
+    """--format, -o (repeatable), --icicle where svg is offered, for a tracing command whose
+    own output is `default`; the function gets `outputs` (an Outputs) instead of them. --json
+    makes the command's own output JSON lines."""
+    offered = list(dict.fromkeys([default, *(["json"] if default == "text" else []), *formats]))
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def command(output_paths, output_format, icicle=False, **options):
+            own = "json" if options.get("json_output") else default
+            options["outputs"] = open_outputs(output_paths, output_format, own, offered, icicle)
+            return function(**options)
+
+        command = click.option("-o", "--output", "output_paths", multiple=True, metavar="FILE",
+                               help="Write to FILE instead of stdout; repeat for several files from one trace.")(command)
+        command = click.option("--format", "output_format", type=click.Choice(offered), help=_help(offered))(command)
+        if "svg" in formats:
+            command = click.option("--icicle", is_flag=True, help="SVG: an icicle graph (stacks grow downwards).")(command)
+        return command
+
+    return decorate
