@@ -2,7 +2,6 @@
  * there, when it belongs to a traced process; with OFF_CPU, also where its threads wait off
  * a CPU, and for how long. User space counts the stacks. */
 #include <uapi/linux/ptrace.h>
-#include <uapi/linux/bpf_perf_event.h>
 #include "events.h"
 #include "common.h"
 
@@ -10,70 +9,10 @@
 #define EVENTS_PAGES 1024
 #endif
 
-#include "pystacks.h"
-
-BPF_RINGBUF_OUTPUT(samples, EVENTS_PAGES); /* the stacks: --buffer-size */
-BPF_PERCPU_ARRAY(walks, struct walk, 1);
-BPF_PROG_ARRAY(walk_programs, 1); /* [0]: walk_on_tick, which tail-calls itself */
-
-/* Only the frames the walk found are sent. */
-static __always_inline void send_sample(struct sample_event *sample)
-{
-	__u32 depth = sample->depth;
-	if (depth > SAMPLE_FRAMES_MAX)
-		depth = SAMPLE_FRAMES_MAX;
-	if (samples.ringbuf_output(sample, offsetof(struct sample_event, frames) + depth * sizeof(struct sample_frame), 0))
-		count(COUNTER_EVENTS_LOST);
-}
-
-/* The calling thread's walk, begun: NULL when the thread is not one whose stacks are read. */
-static __always_inline struct walk *begin_walk(__u8 kind, __u64 weight)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32, zero = 0;
-	if (!tracer_enabled() || !process_traced(pid) || !py_processes.lookup(&pid))
-		return NULL;
-	struct walk *walk = walks.lookup(&zero);
-	if (!walk)
-		return NULL;
-	count(COUNTER_EVENTS);
-	walk_start(walk, pid, (__u32)id);
-	walk->sample.timestamp = bpf_ktime_get_ns();
-	walk->sample.kind = kind;
-	walk->sample.weight = weight;
-	walk->sample.address = 0;
-	walk->sample.syscall = -1;
-	return walk;
-}
-
-/* A walk goes on in a tail-called program, a bounded number of steps per call. The sample
- * goes out when it is done, or when the tail calls ran out (the tail call returned). */
-static __always_inline void walk_ended(struct walk *walk, int done)
-{
-	if (!done)
-		walk->sample.flags |= SAMPLE_CUT_SHORT;
-	send_sample(&walk->sample);
-}
-
-int on_tick(struct bpf_perf_event_data *ctx)
-{
-	if (begin_walk(SAMPLE_CPU, 1))
-		walk_programs.call(ctx, 0);
-	return 0;
-}
-
-int walk_on_tick(struct bpf_perf_event_data *ctx)
-{
-	__u32 zero = 0;
-	struct walk *walk = walks.lookup(&zero);
-	if (!walk)
-		return 0;
-	int done = walk_steps(walk, NULL);
-	if (!done)
-		walk_programs.call(ctx, 0);
-	walk_ended(walk, done);
-	return 0;
-}
+/* What else a thread leaves behind when it exits (sampler.h calls it). */
+static __always_inline void forget_thread(__u32 tid);
+#define ON_THREAD_EXIT(tid) forget_thread(tid)
+#include "sampler.h"
 
 #ifdef OFF_CPU
 /* The stacks of threads still waiting when tracing stops: read as dump reads them. */
@@ -221,17 +160,13 @@ int walk_on_tracepoint(void *ctx)
 }
 #endif
 
-/* A thread that exits: what is kept of it goes (its TID may come back, another thread's),
- * the time of its short waits sent first. */
-TRACEPOINT_PROBE(sched, sched_process_exit)
+/* An exiting thread's short waits are sent, and its wait state goes. */
+static __always_inline void forget_thread(__u32 tid)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	thread_states.delete(&tid);
 #ifdef OFF_CPU
 	struct off_cpu *state = off_cpu.lookup(&tid);
 	if (state && state->short_waits && tracer_enabled())
 		send_frameless(state->pid, tid, SAMPLE_SHORT_WAITS, state->short_waits);
 	off_cpu.delete(&tid);
 #endif
-	return 0;
 }

@@ -1,8 +1,15 @@
-/* pybpftrace top: how many times each function is entered, counted in the kernel; user space
- * reads the counts each interval. */
+/* pybpftrace top: where the time goes, from Python stacks sampled at a clock (sampler.h); and,
+ * where CPython has the function__entry probe, how many times each function is entered,
+ * counted in the kernel; user space reads the counts each interval. */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
 #include "common.h"
+
+#ifndef EVENTS_PAGES
+#define EVENTS_PAGES 1024
+#endif
+
+#include "sampler.h"
 
 /* Counts (common.h's, key: file, function, entry line) go to the generation user space names:
  * it switches generations, then reads and deletes the old one's counts. */

@@ -231,12 +231,23 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
 @click.option("--once", is_flag=True, help="Show one interval, then stop.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",
               help="Rows of a plain table (the live screen shows what fits).")
-def top(trace, output, json_output, interval, once, top) -> None:
-    """The functions entered most often in each interval, across every traced process: a
-    live screen on a terminal (q quits), plain tables otherwise."""
+@click.option("--rate", type=click.IntRange(min=1, max=10000), default=None, metavar="HZ",
+              help="Samples a second of each busy thread [default: 999].")
+@click.option("--sort", type=click.Choice(["own", "total", "calls"]), default="own", show_default=True,
+              help="Order: own time (the function itself), total time (with its callees), calls.")
+@click.option("--calls/--no-calls", default=True, show_default=True,
+              help="Count calls where CPython has function probes (a trap per call; on 3.11 it also runs its "
+                   "tracing path).")
+def top(trace, output, json_output, interval, once, top, rate, sort, calls) -> None:
+    """Where the time goes, each interval, across every traced process: each function's own
+    and total share of the Python stacks sampled by the kernel, on every CPython, and the
+    calls counted where CPython has function probes. A live screen on a terminal (q quits),
+    plain tables otherwise."""
     from .tools import top as top_tool
+    from .sampling import DEFAULT_RATE
 
-    sys.exit(top_tool.run(top_tool.TopOptions(trace, output, json_output, interval, once, top)))
+    sys.exit(top_tool.run(top_tool.TopOptions(trace, output, json_output, interval, once, top, rate or DEFAULT_RATE,
+                                              sort, calls)))
 
 
 @tracing_command

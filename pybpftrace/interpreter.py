@@ -19,12 +19,12 @@ from .errors import Unsupported
 from .events import INSTR_LASTI_BYTES, INSTR_LASTI_UNITS, INSTR_POINTER, OFFSET_NONE, OWNER_NONE
 from .probes import defined_symbols, file_offset, load_segments, open_elf
 from .pyobjects import FREE_THREADED_SYMBOL, layout_for
-from .versions import Version, format_version
+from .versions import STACKS_FIRST, STACKS_LAST, Version, format_version, stacks_readable
 
 RUNTIME_SYMBOL = "_PyRuntime"
 CODE_TYPE_SYMBOL = "PyCode_Type"
 DEBUG_COOKIE = b"xdebugpy"
-FIRST_SUPPORTED = (3, 7)  # 3.6 has no _PyRuntime: its interpreters hang from a static variable
+# STACKS_FIRST: 3.6 has no _PyRuntime, its interpreters hang from a static variable.
 # glibc's struct pthread keeps the thread's TID here on x86-64 (2.26 to 2.43 at least); 3.7 to
 # 3.10 name their threads only by pthread_self(), so the walker reads the TID there.
 GLIBC_PTHREAD_TID = 720
@@ -212,10 +212,10 @@ def read_interpreter(path: str, shown_path: str, version: Optional[Version]) -> 
     what = f"{format_version(version)} at {shown_path}"
     if version is None:
         raise Unsupported(f"the CPython version of {shown_path} could not be read, so neither can its stacks")
-    if version[:2] < FIRST_SUPPORTED or (version[:2] not in TABLE and version[:2] not in DEBUG_OFFSETS):
+    if not stacks_readable(version):
         raise Unsupported(
-            f"{what}: pybpftrace reads the stacks of CPython {FIRST_SUPPORTED[0]}.{FIRST_SUPPORTED[1]} to "
-            f"{max(DEBUG_OFFSETS)[0]}.{max(DEBUG_OFFSETS)[1]}"
+            f"{what}: pybpftrace reads the stacks of CPython {STACKS_FIRST[0]}.{STACKS_FIRST[1]} to "
+            f"{STACKS_LAST[0]}.{STACKS_LAST[1]}"
         )
     with open(path, "rb") as stream:
         elf = open_elf(stream)

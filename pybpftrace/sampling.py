@@ -240,18 +240,27 @@ def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:
     return walked_binary(interpreters[0])
 
 
-def find_walked_targets(options: TargetOptions) -> tuple[Targets, dict[int, WalkedBinary]]:
+def find_walked_targets(
+    options: TargetOptions, probes: tuple[str, ...] = ()
+) -> tuple[Targets, dict[int, WalkedBinary]]:
     """The processes whose stacks are read (or the command to launch), each with its
-    interpreter; no probes are needed."""
+    interpreter, and the binaries of theirs that have `probes` (none needed)."""
+
+    def with_probes(binaries: list[PythonBinary]) -> list[PythonBinary]:
+        return [binary for binary in binaries if probes and binary.has(probes)]
+
     if options.argv:
-        walked = _walked(command_binaries(options.argv), options.argv[0])
+        binaries = command_binaries(options.argv)
+        walked = _walked(binaries, options.argv[0])
         launched = Launched(options.argv)
-        return Targets({launched.pid: []}, launched), {launched.pid: walked}
+        return Targets({launched.pid: with_probes(binaries)}, launched), {launched.pid: walked}
     if options.binaries or options.all_pythons:
         raise TraceError("--binary and --all are not supported here yet")
-    found = {}
+    found, targets = {}, {}
     for pid in options.pids:
         if not process_exists(pid):
             raise NotFound(f"no process with PID {pid}")
-        found[pid] = _walked(process_binaries(pid), f"PID {pid}")
-    return Targets({pid: [] for pid in found}), found
+        binaries = process_binaries(pid)
+        found[pid] = _walked(binaries, f"PID {pid}")
+        targets[pid] = with_probes(binaries)
+    return Targets(targets), found

@@ -501,15 +501,17 @@ def run_tool(
     make_consumer: Callable[[Session], Consumer],
     configure: Callable[[Session], None] = lambda session: None,
     sampling: Optional[Sampling] = None,
+    probes: tuple[str, ...] = (),
 ) -> int:
     """Trace for `command` from start to end: the exit code (a launched command's own). A
-    program that walks stacks (spec.walker) streams records of any length on `samples`."""
+    program that walks stacks (spec.walker) streams records of any length on `samples`, and
+    its uprobes go where the targets' binaries have `probes`."""
     require_privileges(f"pybpftrace {command}")
     if options.follow_forks and (options.target.binaries or options.target.all_pythons):
         raise TraceError("--follow-forks goes with PIDs or a command: --binary and --all trace every process already")
     walked: dict[int, WalkedBinary] = {}
     if spec.walker:
-        targets, walked = find_walked_targets(options.target)
+        targets, walked = find_walked_targets(options.target, probes)
     else:
         targets = find_targets(options.target, command, NEEDED_PROBES)
     launched = targets.launched

@@ -14,6 +14,7 @@ from typing import Optional
 from elftools.elf.dynamic import DynamicSection
 
 from .errors import CommandNotFound, NoProbes, NotFound, NotPython
+from .tools import STACK_COMMANDS
 from .probes import (
     ElfProbes,
     NotAnElf,
@@ -33,6 +34,7 @@ from .versions import (
     detect_version,
     format_version,
     is_interpreter,
+    stacks_readable,
 )
 
 ELF_MAGIC = b"\x7fELF"
@@ -204,10 +206,16 @@ def select_binaries(
     missing = [name for name in needed if not binary.probes.probe(name)]
     why = {PROBE_HISTORY[name] for name in missing if name in PROBE_HISTORY}
     working = [name for name, probes in commands.items() if binary.has(probes)]
+    readable = any(stacks_readable(b.version) for b in interpreters)
+    if readable:
+        working += STACK_COMMANDS
+    hint = ""
+    if readable and command in ("stack", "calls"):
+        hint = "; pybpftrace profile samples where the time goes from the stacks themselves, no probes needed"
     raise NoProbes(
         f"{binary.describe()} has no {'/'.join(missing)} probes, which pybpftrace {command} "
         f"needs" + (f" ({'; '.join(sorted(why))})" if why else "")
-        + f". Its probes: {_probe_list(binary)}. Commands that work there: {', '.join(working)}"
+        + f". Its probes: {_probe_list(binary)}. Commands that work there: {', '.join(working)}{hint}"
     )
 
 

@@ -62,6 +62,15 @@ PROBE_HISTORY = {
 }
 
 
+# The versions whose stacks the kernel's frame walker reads (pybpftrace/interpreter.py's tables).
+STACKS_FIRST = (3, 7)
+STACKS_LAST = (3, 15)
+
+
+def stacks_readable(version: Optional[Version]) -> bool:
+    return version is not None and STACKS_FIRST <= version[:2] <= STACKS_LAST
+
+
 def quirks(version: Optional[Version]) -> Quirks:
     """The table row of a version; an unknown version has none."""
     if version is not None:

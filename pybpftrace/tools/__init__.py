@@ -8,6 +8,7 @@ NEEDED_PROBES: dict[str, tuple[str, ...]] = {
     "imports": ("import__find__load__start", "import__find__load__done"),
     "lines": ("line",),
     "calls": ("function__entry", "function__return"),
-    "top": ("function__entry",),
     "audit": ("audit",),
 }
+# The commands that read stacks out of the interpreter's memory: no probes needed.
+STACK_COMMANDS = ("profile", "dump", "top")

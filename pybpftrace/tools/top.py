@@ -1,5 +1,7 @@
-"""`pybpftrace top`: the functions entered most often, across every traced process, refreshed
-each interval: a live screen on a terminal (q quits), plain tables otherwise."""
+"""`pybpftrace top`: where the time goes, refreshed each interval, across every traced process:
+each function's own and total share of the Python stacks sampled by the kernel (like py-spy
+top), on every CPython the walker reads, and how many times it was entered where CPython has
+the function__entry probe. A live screen on a terminal (q quits), plain tables otherwise."""
 
 from __future__ import annotations
 
@@ -8,20 +10,29 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
+from ..codes import Codes
+from ..events import SAMPLE_CPU
 from ..program import Handler, ProgramSpec
+from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, unpack
+from ..sampling import DEFAULT_RATE, Sampling
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
+from ..sources import FirstLines
 
 SPEC = ProgramSpec(
     "top.bpf.c",
     (("function__entry", Handler("on_function_entry", 3)),),
     markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),
+    walker=True,
+    continuations=(("walk_programs", "walk_on_tick", "perf_event"),),
 )
+ENTRY_PROBES = ("function__entry",)  # counted where the binary has them
 TICK = 0.1  # seconds between looks at the keyboard
+SORTS = ("own", "total", "calls")
 
-Row = tuple[int, str, str, int]  # pid, function, file, first line
+Function = tuple[int, str, str, int]  # pid, function, file, first line
 
 
 @dataclass
@@ -32,6 +43,44 @@ class TopOptions:
     interval: float = 1.0
     once: bool = False
     top: int = 20
+    rate: int = DEFAULT_RATE
+    sort: str = "own"
+    calls: bool = True  # count calls where the binaries have the probe
+
+
+@dataclass
+class Interval:
+    """What one interval saw: samples by function, own (innermost) and total (anywhere), and
+    entries counted in the kernel."""
+
+    samples: int = 0
+    own: Counter = field(default_factory=Counter)
+    total: Counter = field(default_factory=Counter)
+    calls: Counter = field(default_factory=Counter)
+
+    def rows(self, sort: str, limit: int) -> list[tuple[Function, int, int, int]]:
+        functions = set(self.own) | set(self.total) | set(self.calls)
+        key = {"own": lambda f: (self.own[f], self.total[f], self.calls[f]),
+               "total": lambda f: (self.total[f], self.own[f], self.calls[f]),
+               "calls": lambda f: (self.calls[f], self.own[f], self.total[f])}[sort]
+        ordered = sorted(functions, key=lambda f: (*key(f), f[1]), reverse=True)[:limit]
+        return [(f, self.own[f], self.total[f], self.calls[f]) for f in ordered]
+
+
+def sample_functions(record: bytes, codes: Codes) -> Optional[tuple[int, list[Function]]]:
+    """A tick's pid and its stack's functions, innermost first; None for other records."""
+    sample = unpack(record)
+    if sample.kind != SAMPLE_CPU:
+        return None
+    functions = []
+    for code_id, _ in sample.frames:
+        code = codes.get(code_id) if code_id else None
+        if code is None:
+            frame = UNREADABLE_CODE if not code_id else UNANNOUNCED_CODE
+            functions.append((sample.pid, frame.function, "", 0))
+        else:
+            functions.append((sample.pid, code.function, code.file, code.first_line))
+    return sample.pid, functions
 
 
 class Top(Consumer):
@@ -47,22 +96,42 @@ class Top(Consumer):
         self._per_refresh = max(1, round(options.interval / TICK))
         self._since = session.start / 1e9  # when tracing began, on time.monotonic's clock
         self._shown = False
-        self._sources = session.sources
+        self._sources = FirstLines()
+        self._current = Interval()
+        self.samples = 0
+        binaries = [b for group in session.targets.binaries.values() for b in group]
+        self._counting = any(b.has(ENTRY_PROBES) for b in binaries)
         live = out.isatty() and not options.json and not options.once
         self._screen = Screen() if live else None
+        self.writes_stdout = not options.output
 
+    def feed(self, records: list[bytes]) -> None:
+        interval = self._current
+        for record in records:
+            found = sample_functions(record, self.session.codes)
+            if found is None:
+                continue
+            _, functions = found
+            interval.samples += 1
+            if functions:
+                interval.own[functions[0]] += 1
+            for function in set(functions):
+                interval.total[function] += 1
+        self.samples += sum(1 for _ in records)
 
-    def collect(self, everything: bool = False) -> Counter:
-        """The calls counted since the last collection: switch generations, then read and
+    def collect_calls(self, everything: bool = False) -> Counter:
+        """The entries counted since the last collection: switch generations, then read and
         delete the old one's counts (an entry that read the generation just before the
         switch lands in it a moment later, and is read with it next time). `everything`:
         once tracing is off, both generations."""
+        calls: Counter = Counter()
+        if not self._counting:
+            return calls
         old = self._generation
         self._generation ^= 1
         configure(self.session, self._generation)
         names = self.session.names
         table = self.session.program.table("counts")
-        calls: Counter = Counter()
         for key, value in list(table.items()):
             if key.generation != old and not everything:
                 continue
@@ -80,37 +149,77 @@ class Top(Consumer):
             return True
         if self._ticks % self._per_refresh:
             return False
-        self._show(self.collect())
+        self._show_interval()
         return self._options.once
 
-    def _show(self, calls: Counter, until: Optional[float] = None) -> None:
-        """The calls counted since the last table, up to now or to `until` (when tracing stopped)."""
+    def _show_interval(self, until: Optional[float] = None, everything: bool = False) -> None:
+        interval, self._current = self._current, Interval()
+        interval.calls = self.collect_calls(everything)
+        self._show(interval, until)
+
+    def _show(self, interval: Interval, until: Optional[float] = None) -> None:
+        """The interval, up to now or to `until` (when tracing stopped)."""
         self._shown = True
         now = until or time.monotonic()
         seconds, self._since = now - self._since, now
-        rows = calls.most_common(self._screen.rows() if self._screen else self._options.top)
-        title = f"{time.strftime('%H:%M:%S')}  calls in the last {seconds:.2f} s"
+        rows = interval.rows(self._options.sort, self._screen.rows() if self._screen else self._options.top)
+        title = f"{time.strftime('%H:%M:%S')}  {interval.samples} samples in the last {seconds:.2f} s"
+        if not self._counting:
+            title += " (calls not counted)" if not self._options.calls else " (no function probes: calls not counted)"
         if self._screen:
-            self._screen.draw(title + "  (q to quit)", table(rows))
+            self._screen.draw(title + "  (q to quit)", table(rows, interval.samples, self._options.rate, self._counting))
         elif self._options.json:
-            self._out.write(json.dumps({"time": time.time(), "seconds": round(seconds, 3), "functions": [
-                {"pid": pid, "function": function, "file": file, "line": line, "calls": count}
-                for (pid, function, file, line), count in rows
-            ]}) + "\n")
+            self._out.write(json.dumps(interval_json(interval, rows, seconds, self._options, self._counting)) + "\n")
         else:
-            self._out.write("\n".join([title, *table(rows)]) + "\n\n")
+            self._out.write("\n".join([title, *table(rows, interval.samples, self._options.rate, self._counting)])
+                            + "\n\n")
         self._out.flush()
 
     def finish(self, summary: Summary) -> None:
         self.close()
-        calls = self.collect(everything=True)
-        if calls and not (self._options.once and self._shown):  # the last, unfinished interval
-            self._show(calls, until=self.session.start / 1e9 + summary.seconds)
+        summary.unit = "samples"
+        summary.events = self.samples
+        last = self._current
+        if (last.samples or self._counting) and not (self._options.once and self._shown):
+            self._show_interval(until=self.session.start / 1e9 + summary.seconds, everything=True)
+        self._sources.close()
+
+    def writing(self) -> str:
+        return f"a table every {self._options.interval:g} s"
 
     def close(self) -> None:
         if self._screen:
             self._screen.close()
             self._screen = None
+
+
+def share(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def table(rows, samples: int, rate: int, counting: bool) -> list[str]:
+    """%OWN and %TOTAL of the interval's samples; OWN and TOTAL as time (samples / rate)."""
+    calls = f" {'CALLS':>10}" if counting else ""
+    lines = [f"{'PID':>8} {'%OWN':>6} {'%TOTAL':>6} {'OWN(s)':>8} {'TOTAL(s)':>8}{calls}  FUNCTION (FILE:LINE)"]
+    for (pid, function, file, line), own, total, count in rows:
+        where = f" ({file}:{line})" if file else ""
+        calls = f" {count:>10}" if counting else ""
+        lines.append(f"{pid:>8} {share(own, samples):>6.1f} {share(total, samples):>6.1f} {own / rate:>8.2f} "
+                     f"{total / rate:>8.2f}{calls}  {function}{where}")
+    return lines
+
+
+def interval_json(interval: Interval, rows, seconds: float, options: TopOptions, counting: bool) -> dict:
+    functions = []
+    for (pid, function, file, line), own, total, count in rows:
+        row = {"pid": pid, "function": function, "file": file or None, "line": line or None, "own": own,
+               "total": total, "own_share": round(share(own, interval.samples), 3),
+               "total_share": round(share(total, interval.samples), 3)}
+        if counting:
+            row["calls"] = count
+        functions.append(row)
+    return {"time": time.time(), "seconds": round(seconds, 3), "samples": interval.samples, "rate": options.rate,
+            "functions": functions}
 
 
 def configure(session: Session, generation: int = 0) -> None:
@@ -122,12 +231,6 @@ def configure(session: Session, generation: int = 0) -> None:
     value.generation = generation
     value.retract = int(any(b.quirks.generator_creation_marker for b in binaries))
     table[table.Key(0)] = value
-
-
-def table(rows: list[tuple[Row, int]]) -> list[str]:
-    lines = [f"{'PID':>8} {'CALLS':>10}  FUNCTION (FILE:LINE)"]
-    lines += [f"{pid:>8} {count:>10}  {function} ({file}:{line})" for (pid, function, file, line), count in rows]
-    return lines
 
 
 class Screen:
@@ -163,4 +266,5 @@ class Screen:
 
 def run(options: TopOptions) -> int:
     out = options.output or sys.stdout
-    return run_tool("top", SPEC, None, options.trace, lambda session: Top(session, options, out), configure)
+    return run_tool("top", SPEC, None, options.trace, lambda session: Top(session, options, out), configure,
+                    sampling=Sampling(rate=options.rate), probes=ENTRY_PROBES if options.calls else ())

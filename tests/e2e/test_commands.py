@@ -3,6 +3,7 @@ their probes exist, and their refusals where they do not."""
 
 import json
 import os
+from collections import Counter
 import pty
 import re
 import select
@@ -32,7 +33,11 @@ from support import (
 def attach_and_run(interpreter, name, *arguments):
     """Trace a held script by PID with `arguments` (a command and its options); the tracer's
     (exit code, stdout, stderr)."""
-    run = trace_held(Target(name, interpreter=interpreter), arguments[0], PID, *arguments[1:])
+    return attach_and_run_target(Target(name, interpreter=interpreter), *arguments)
+
+
+def attach_and_run_target(target, *arguments):
+    run = trace_held(target, arguments[0], PID, *arguments[1:])
     return run.code, run.stdout, run.stderr
 
 
@@ -155,8 +160,8 @@ def probes_of(interpreter):
 
 def working_commands(interpreter):
     functions = interpreter.version >= (3, 15)
-    return [c for c in ("list", "stack", "gc", "imports", "calls", "top", "audit")
-            if functions or c not in ("stack", "calls", "top")]
+    return [c for c in ("list", "stack", "gc", "imports", "calls", "audit") if functions or c not in ("stack", "calls")
+            ] + ["profile", "dump", "top"]
 
 
 # calls ---------------------------------------------------------------------------------------
@@ -201,13 +206,14 @@ def test_calls_table_and_histogram():
 
 
 @pytest.mark.parametrize("interpreter", WITHOUT_FUNCTION_PROBES, ids=str)
-def test_calls_and_top_refused_without_function_probes(interpreter):
+def test_calls_refused_without_function_probes(interpreter):
     interpreter.prepare()
     with Target("calls.py", interpreter=interpreter) as target:
-        results = [run_tracer(command, target.pid) for command in ("calls", "top")]
-    for command, result in zip(("calls", "top"), results):
-        assert result.returncode == 2
-        assert f"which pybpftrace {command} needs" in result.stderr.decode()
+        result = run_tracer("calls", target.pid)
+    assert result.returncode == 2
+    assert "which pybpftrace calls needs" in result.stderr.decode()
+    assert result.stderr.decode().endswith(
+        "; pybpftrace profile samples where the time goes from the stacks themselves, no probes needed\n")
 
 
 # top -----------------------------------------------------------------------------------------
@@ -221,11 +227,33 @@ def test_top_counts_entries(interpreter):
     counts = {}
     for record in json_lines(stdout):
         for row in record["functions"]:
-            if row["file"] == interpreter.script("features.py"):
+            if row["file"] == interpreter.script("features.py") and row["calls"]:  # not rows of samples alone
                 counts[row["function"]] = counts.get(row["function"], 0) + row["calls"]
     # each generator resumption is an entry; 3.15's creation entries are taken back
     assert counts == {"main": 1, "catcher": 1, "relay": 1, "fail": 1, "consume": 1, "numbers": 3, "drive": 1,
                       "parent": 1, "child": 1, "wrapper": 1, "decorated": 1}
+
+
+@pytest.mark.parametrize("interpreter", [HOST, *WITHOUT_FUNCTION_PROBES], ids=str)
+def test_top_shows_where_time_goes_on_every_python(interpreter):
+    """Own and total shares of the samples: spin is where the time is spent (own), each of
+    func_a, func_b and func_c holds its share of it (total); calls only where probes are."""
+    interpreter.prepare()
+    target = Target("shares.py", "3", interpreter=interpreter)
+    code, stdout, _ = attach_and_run_target(target, "top", "--json", "--interval", "1", "--top", "50")
+    assert code == 0
+    own, total, samples = Counter(), Counter(), 0
+    for record in json_lines(stdout):
+        samples += record["samples"]
+        for row in record["functions"]:
+            if row["file"] == target.path:
+                own[row["function"]] += row["own"]
+                total[row["function"]] += row["total"]
+                assert ("calls" in row) == (interpreter.version < (3, 12))
+    assert own["spin"] >= 0.9 * samples
+    functions = sum(total[f] for f in ("func_a", "func_b", "func_c"))
+    for function, expected in (("func_a", 0.5), ("func_b", 0.3), ("func_c", 0.2)):
+        assert total[function] / functions == pytest.approx(expected, abs=0.05), total
 
 
 def test_top_once_prints_one_table():
@@ -234,9 +262,11 @@ def test_top_once_prints_one_table():
         assert target.process.poll() is None
     assert result.returncode == 0
     text = result.stdout.decode()
-    assert text.count("calls in the last") == 1
-    assert re.search(rf"^ +{target.pid} +\d+  tick \({re.escape(script('forever.py'))}:{line_of('forever.py', 'def tick')}\)$",
-                     text, re.M)
+    assert text.count(" samples in the last ") == 1
+    assert "     PID   %OWN %TOTAL   OWN(s) TOTAL(s)      CALLS  FUNCTION (FILE:LINE)\n" in text
+    number = r" +\d+\.\d+"
+    assert re.search(rf"^ +{target.pid}{number * 4} +\d+  tick \({re.escape(script('forever.py'))}:"
+                     rf"{line_of('forever.py', 'def tick')}\)$", text, re.M)
     assert summary_line(result.stderr.decode()).endswith("(done)")
 
 

@@ -1,0 +1,86 @@
+/* Python stacks at the ticks of a sampling clock: each tick, on each CPU, walks the stack of the
+ * thread it interrupts when that thread belongs to a traced process, tail-calling the walk on
+ * until done, and sends it on `samples`. Included by the programs that sample (profile, top). */
+#ifndef PYBPFTRACE_SAMPLER_H
+#define PYBPFTRACE_SAMPLER_H
+
+#include <uapi/linux/bpf_perf_event.h>
+#include "common.h"
+#include "pystacks.h"
+
+BPF_RINGBUF_OUTPUT(samples, EVENTS_PAGES); /* the stacks: --buffer-size */
+BPF_PERCPU_ARRAY(walks, struct walk, 1);
+BPF_PROG_ARRAY(walk_programs, 1); /* [0]: walk_on_tick, which tail-calls itself */
+
+/* Only the frames the walk found are sent. */
+static __always_inline void send_sample(struct sample_event *sample)
+{
+	__u32 depth = sample->depth;
+	if (depth > SAMPLE_FRAMES_MAX)
+		depth = SAMPLE_FRAMES_MAX;
+	if (samples.ringbuf_output(sample, offsetof(struct sample_event, frames) + depth * sizeof(struct sample_frame), 0))
+		count(COUNTER_EVENTS_LOST);
+}
+
+/* The calling thread's walk, begun: NULL when the thread is not one whose stacks are read. */
+static __always_inline struct walk *begin_walk(__u8 kind, __u64 weight)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, zero = 0;
+	if (!tracer_enabled() || !process_traced(pid) || !py_processes.lookup(&pid))
+		return NULL;
+	struct walk *walk = walks.lookup(&zero);
+	if (!walk)
+		return NULL;
+	count(COUNTER_EVENTS);
+	walk_start(walk, pid, (__u32)id);
+	walk->sample.timestamp = bpf_ktime_get_ns();
+	walk->sample.kind = kind;
+	walk->sample.weight = weight;
+	walk->sample.address = 0;
+	walk->sample.syscall = -1;
+	return walk;
+}
+
+/* A walk goes on in a tail-called program, a bounded number of steps per call. The sample
+ * goes out when it is done, or when the tail calls ran out (the tail call returned). */
+static __always_inline void walk_ended(struct walk *walk, int done)
+{
+	if (!done)
+		walk->sample.flags |= SAMPLE_CUT_SHORT;
+	send_sample(&walk->sample);
+}
+
+int on_tick(struct bpf_perf_event_data *ctx)
+{
+	if (begin_walk(SAMPLE_CPU, 1))
+		walk_programs.call(ctx, 0);
+	return 0;
+}
+
+int walk_on_tick(struct bpf_perf_event_data *ctx)
+{
+	__u32 zero = 0;
+	struct walk *walk = walks.lookup(&zero);
+	if (!walk)
+		return 0;
+	int done = walk_steps(walk, NULL);
+	if (!done)
+		walk_programs.call(ctx, 0);
+	walk_ended(walk, done);
+	return 0;
+}
+
+/* A thread that exits: what is kept of it goes (its TID may come back, another thread's),
+ * and whatever the including program keeps of it (ON_THREAD_EXIT). */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	thread_states.delete(&tid);
+#ifdef ON_THREAD_EXIT
+	ON_THREAD_EXIT(tid);
+#endif
+	return 0;
+}
+
+#endif
