@@ -133,6 +133,21 @@ struct fork_event {
 	__u32 child;
 };
 
+/* A process the frame walker should know of (sampler.h, with walk_settings.track): one that
+ * exec'd (user space looks at what it runs), or one forked by a process whose stacks are read
+ * (the kernel registered it already, with its parent's layout and addresses). */
+enum process_event_kind {
+	PROCESS_EXECED = 1,
+	PROCESS_FORKED = 2,
+};
+
+struct process_event {
+	__u32 pid;
+	__u32 parent;                    /* PROCESS_FORKED */
+	__u32 kind;
+	__u32 pad;
+};
+
 /* Values of the `processes` map (with --follow-forks). */
 enum process_state {
 	PROCESS_ATTACHING = 0, /* forked by a traced process; its uprobes are being attached */

@@ -72,14 +72,73 @@ int walk_on_tick(struct bpf_perf_event_data *ctx)
 }
 
 /* A thread that exits: what is kept of it goes (its TID may come back, another thread's),
- * and whatever the including program keeps of it (ON_THREAD_EXIT). */
+ * and whatever the including program keeps of it (ON_THREAD_EXIT); a process's main thread
+ * takes the process's registration with it (its PID may come back, another program's). */
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, pid = id >> 32;
 	thread_states.delete(&tid);
+	if (tid == pid)
+		py_processes.delete(&pid);
 #ifdef ON_THREAD_EXIT
 	ON_THREAD_EXIT(tid);
 #endif
+	return 0;
+}
+
+BPF_RINGBUF_OUTPUT(process_events, 16);
+
+static __always_inline int tracking(void)
+{
+	__u32 zero = 0;
+	struct walk_settings *settings = walk_settings.lookup(&zero);
+	return settings && settings->track && tracer_enabled();
+}
+
+static __always_inline void send_process_event(__u32 pid, __u32 parent, __u32 kind)
+{
+	struct process_event *event = process_events.ringbuf_reserve(sizeof(struct process_event));
+	if (!event) {
+		count(COUNTER_EVENTS_LOST);
+		return;
+	}
+	event->pid = pid;
+	event->parent = parent;
+	event->kind = kind;
+	event->pad = 0;
+	process_events.ringbuf_submit(event, 0);
+}
+
+/* A process that runs another program: its registration is the old program's. */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	py_processes.delete(&pid);
+	if (tracking() && pid != TRACER_PID)
+		send_process_event(pid, 0, PROCESS_EXECED);
+	return 0;
+}
+
+#ifndef CLONE_THREAD
+#define CLONE_THREAD 0x00010000
+#endif
+
+/* A child of a process whose stacks are read has its parent's memory, layout and all (the
+ * tracepoint runs in the parent, which is the current task). */
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	__u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->pid;
+	if ((args->clone_flags & CLONE_THREAD) || !tracking())
+		return 0;
+	struct py_process *process = py_processes.lookup(&parent);
+	if (!process)
+		return 0;
+	struct py_process copy = *process;
+	if (py_processes.update(&child, &copy))
+		count(COUNTER_EVENTS_LOST);
+	else
+		send_process_event(child, parent, PROCESS_FORKED);
 	return 0;
 }
 

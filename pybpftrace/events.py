@@ -37,6 +37,10 @@ IMPORT_EVENT = struct.Struct(f"<QIIBBB5x{IMPORT_NAME_MAX}s")
 
 # struct fork_event: parent, child
 FORK_EVENT = struct.Struct("<II")
+# struct process_event: pid, parent, kind
+PROCESS_EVENT = struct.Struct("<III4x")
+PROCESS_EXECED = 1
+PROCESS_FORKED = 2
 PROCESS_TRACED = 1  # value in the `processes` map once a process's uprobes are all attached
 
 # struct names_event: first, second, pid, flags, first_text, second_text

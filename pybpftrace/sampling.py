@@ -9,23 +9,28 @@ milliseconds after `exec` for a launched command (the dynamic loader maps libpyt
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
 import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .errors import KernelSetup, NotFound, NotPython, TraceError
-from .events import OFFSET_NONE
+from .errors import KernelSetup, NotFound, NotPython, Unsupported
+from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import TaskIterator
 from .probes import load_segments, open_elf
 from .target import (
+    SYSTEM_WIDE,
     Launched,
     PythonBinary,
     TargetOptions,
     Targets,
+    all_pythons,
     command_binaries,
+    inspect_binary,
+    linked_libpython,
     process_binaries,
     process_exists,
     read_maps,
@@ -49,11 +54,62 @@ class WalkedBinary:
 
 def walked_binary(binary: PythonBinary) -> WalkedBinary:
     """The interpreter of a binary (Unsupported says why its stacks cannot be read)."""
-    interpreter = read_interpreter(binary.path, binary.shown_path, binary.version)
-    with open(binary.path, "rb") as stream:
+    stat = os.stat(binary.path)
+    interpreter, first = _interpreter_of(binary.path, binary.shown_path, binary.version,
+                                         (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+    return WalkedBinary(binary, interpreter, first)
+
+
+@functools.lru_cache(maxsize=64)
+def _interpreter_of(path: str, shown_path: str, version, identity: tuple) -> tuple[Interpreter, int]:
+    """A file's interpreter and where its first segment is linked, read once per file."""
+    interpreter = read_interpreter(path, shown_path, version)
+    with open(path, "rb") as stream:
         segments = load_segments(open_elf(stream))
     first = min((segment.vaddr - segment.offset for segment in segments), default=0)
-    return WalkedBinary(binary, interpreter, first & ~(mmap.PAGESIZE - 1))
+    return interpreter, first & ~(mmap.PAGESIZE - 1)
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        one, other = os.stat(first), os.stat(second)
+    except OSError:
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
+@dataclass
+class Selection:
+    """The processes --binary and --all read, now and later: those running one of `chosen`
+    (the interpreters of the binaries named), or any CPython whose stacks can be read."""
+
+    chosen: list[PythonBinary]
+    any_python: bool = False
+
+    def match(self, pid: int) -> Optional[WalkedBinary]:
+        """The interpreter pid runs, if it is one selected and mapped."""
+        try:
+            binaries = process_binaries(pid)
+        except (NotFound, OSError):
+            return None
+        for binary in binaries:
+            if not binary.interpreter:
+                continue
+            if self.any_python or any(_same_file(binary.path, chosen.path) for chosen in self.chosen):
+                try:
+                    return walked_binary(binary)
+                except (Unsupported, OSError):
+                    return None
+        return None
+
+    def may_load(self, pid: int) -> bool:
+        """Whether a process that just exec'd may still map a selected interpreter: its program
+        links libpython (the dynamic loader maps it a moment later)."""
+        try:
+            executable = os.readlink(f"/proc/{pid}/exe")
+            return bool(linked_libpython(f"/proc/{pid}/root{executable}"))
+        except OSError:
+            return False
 
 
 def _threads(pid: int) -> list[int]:
@@ -61,6 +117,14 @@ def _threads(pid: int) -> list[int]:
         return [int(entry) for entry in os.listdir(f"/proc/{pid}/task")]
     except OSError:
         return []
+
+
+def _children(pid: int) -> list[int]:
+    """The processes pid forked (its threads' children, from /proc)."""
+    children = []
+    for tid in _threads(pid):
+        children += [int(child) for child in (_thread_file(pid, tid, "children") or "").split()]
+    return children
 
 
 def _thread_file(pid: int, tid: int, name: str) -> Optional[str]:
@@ -141,8 +205,9 @@ class Walker:
             self.gils[pid] = gil
         return True
 
-    def register_soon(self, pid: int, walked: WalkedBinary) -> None:
-        """A launched command: registered once it has mapped its interpreter."""
+    def register_soon(self, pid: int, walked: WalkedBinary | Selection) -> None:
+        """A launched command, or a process that exec'd: registered once it has mapped its
+        interpreter (for a Selection, if it maps one selected)."""
         self._pending[pid] = (walked, time.monotonic() + REGISTER_WITHIN)
 
     @property
@@ -150,13 +215,56 @@ class Walker:
         return bool(self._pending)
 
     def register_pending(self) -> None:
-        for pid, (walked, deadline) in list(self._pending.items()):
+        for pid, (wanted, deadline) in list(self._pending.items()):
+            walked = wanted.match(pid) if isinstance(wanted, Selection) else wanted
             try:
-                done = self.register(pid, walked)
+                done = walked is not None and self.register(pid, walked)
             except NotFound:  # it exited first
                 done = True
+            if done and isinstance(wanted, Selection):
+                self._register_children(pid, walked)
             if done or time.monotonic() > deadline:
                 del self._pending[pid]
+
+    def _register_children(self, pid: int, walked: WalkedBinary) -> None:
+        """The children a process forked before user space registered it: the kernel, which
+        registers the children of registered processes, did not know it yet."""
+        for child in _children(pid):
+            if child not in self.registered:
+                try:
+                    if self.register(child, walked):
+                        self._register_children(child, walked)
+                except NotFound:
+                    continue
+
+    def track(self, selection: Optional[Selection]) -> None:
+        """Hear of processes that exec (to register those selected) and register the children
+        of registered ones."""
+        self._selection = selection
+        settings = self._program.table("walk_settings")
+        value = settings[settings.Key(0)]
+        value.track = 1
+        settings[settings.Key(0)] = value
+
+    def process_event(self, pid: int, parent: int, kind: int) -> None:
+        if kind == PROCESS_FORKED and parent in self.registered:
+            self.registered[pid] = self.registered[parent]
+            if parent in self.gils:
+                self.gils[pid] = self.gils[parent]
+            return
+        selection = getattr(self, "_selection", None)
+        if kind != PROCESS_EXECED or selection is None:
+            return
+        self.registered.pop(pid, None)
+        walked = selection.match(pid)
+        try:
+            if walked is not None and self.register(pid, walked):
+                self._register_children(pid, walked)
+                return
+        except NotFound:  # gone already
+            return
+        if selection.may_load(pid):
+            self.register_soon(pid, selection)
 
     def walk_every_thread(self, pid: int, drain: Callable[[], None]) -> tuple[int, float]:
         """Every thread of pid walked by the dump iterator (bpf/dump.h) while it runs on, its
@@ -242,9 +350,10 @@ def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:
 
 def find_walked_targets(
     options: TargetOptions, probes: tuple[str, ...] = ()
-) -> tuple[Targets, dict[int, WalkedBinary]]:
+) -> tuple[Targets, dict[int, WalkedBinary], Optional[Selection]]:
     """The processes whose stacks are read (or the command to launch), each with its
-    interpreter, and the binaries of theirs that have `probes` (none needed)."""
+    interpreter, and the binaries of theirs that have `probes` (none needed); with --binary
+    or --all, the Selection of processes to read as they come."""
 
     def with_probes(binaries: list[PythonBinary]) -> list[PythonBinary]:
         return [binary for binary in binaries if probes and binary.has(probes)]
@@ -253,9 +362,17 @@ def find_walked_targets(
         binaries = command_binaries(options.argv)
         walked = _walked(binaries, options.argv[0])
         launched = Launched(options.argv)
-        return Targets({launched.pid: with_probes(binaries)}, launched), {launched.pid: walked}
+        return Targets({launched.pid: with_probes(binaries)}, launched), {launched.pid: walked}, None
     if options.binaries or options.all_pythons:
-        raise TraceError("--binary and --all are not supported here yet")
+        selection = _selection(options)
+        found = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                walked = selection.match(int(entry))
+                if walked is not None:
+                    found[int(entry)] = walked
+        probed = with_probes(selection.chosen) if selection.chosen else all_pythons(probes) if probes else []
+        return Targets({SYSTEM_WIDE: probed}), found, selection
     found, targets = {}, {}
     for pid in options.pids:
         if not process_exists(pid):
@@ -263,4 +380,19 @@ def find_walked_targets(
         binaries = process_binaries(pid)
         found[pid] = _walked(binaries, f"PID {pid}")
         targets[pid] = with_probes(binaries)
-    return Targets(targets), found
+    return Targets(targets), found, None
+
+
+def _selection(options: TargetOptions) -> Selection:
+    """--binary PATH: the interpreter PATH runs (itself, or the libpython it loads), checked to
+    be one whose stacks can be read; --all: any."""
+    chosen = []
+    for path in options.binaries:
+        if not os.path.exists(path):
+            raise NotFound(f"no such file: {path}")
+        interpreters = [binary for binary in command_binaries([os.path.realpath(path)]) if binary.interpreter]
+        if not interpreters:
+            raise NotPython(f"{path} is not a Python: it holds no CPython interpreter")
+        walked_binary(interpreters[0])  # Unsupported says why not
+        chosen.append(interpreters[0])
+    return Selection(chosen, options.all_pythons)

@@ -23,6 +23,8 @@ from .events import (
     COUNTER_EVENTS_LOST,
     FORK_EVENT,
     NAMES_EVENT,
+    PROCESS_EVENT,
+    PROCESS_FORKED,
     PROCESS_TRACED,
     Names,
 )
@@ -31,7 +33,7 @@ from .formats.model import Meta
 from .program import LoadedProgram, ProgramSpec, generate
 from .progress import Progress, wanted
 from .ringbuf import RecordRing, RingBuffer
-from .sampling import Sampling, WalkedBinary, Walker, find_walked_targets
+from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets
 from .sources import FirstLines
 from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets, thread_name
 from .tools import NEEDED_PROBES
@@ -42,6 +44,7 @@ CAP_BPF = 39
 NAMES_PAGES = 256  # 1 MiB: the names of the functions first seen between two drains
 CODES_PAGES = 1024  # 4 MiB: the code objects first seen between two drains, line tables and all
 FORKS_PAGES = 1
+PROCESS_PAGES = 16
 DEFAULT_BUFFER_MIB = 16
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
 SMALL_BATCH = 512
@@ -144,6 +147,7 @@ class Session:
     defines: dict[str, int] = field(default_factory=dict)
     walked: dict[int, WalkedBinary] = field(default_factory=dict)  # processes whose stacks are read
     sampling: Sampling = field(default_factory=Sampling)
+    selection: Optional[Selection] = None  # with --binary or --all: those read as they come
 
     def __post_init__(self) -> None:
         self.names = Names()
@@ -161,14 +165,16 @@ class Session:
             ensure_tracefs("reading Python stacks")  # its programs take tracepoints
             if self.sampling.off_cpu:
                 defines["OFF_CPU"] = 1
-        if self.follow_forks:
+        if self.follow_forks and not self.spec.walker:  # a walker follows forks in the kernel
             ensure_tracefs("--follow-forks")
             defines["FOLLOW_FORKS"] = 1
         binaries = [b for group in self.targets.binaries.values() for b in group]
         self.program = LoadedProgram(generate(self.spec, binaries), defines)
         self._events = self._ring(self.ring, pages, self.layout) if self.ring else None
         self._names_ring = self._ring("names", NAMES_PAGES, NAMES_EVENT)
-        self._forks = self._ring("forks", FORKS_PAGES, FORK_EVENT) if self.follow_forks else None
+        self._forks = self._ring("forks", FORKS_PAGES, FORK_EVENT) if "FOLLOW_FORKS" in defines else None
+        tracks = self.spec.walker and (self.selection is not None or self.follow_forks)
+        self._process_events = self._ring("process_events", PROCESS_PAGES, PROCESS_EVENT) if tracks else None
         self._codes_ring = self._ring("codes", CODES_PAGES, None) if self.spec.walker else None
         self.walker = (
             Walker(self.program, self.spec.continuations, self.sampling.linetables) if self.spec.walker else None
@@ -199,7 +205,12 @@ class Session:
             for pid, walked in self.walked.items():
                 if launched and pid == launched.pid:
                     self.walker.register_soon(pid, walked)
-                elif not self.walker.register(pid, walked):
+                    continue
+                try:
+                    registered = self.walker.register(pid, walked)
+                except NotFound:
+                    registered = False
+                if not registered and not self.selection:  # one of those selected may come and go
                     raise NotFound(f"PID {pid} no longer maps {walked.binary.shown_path}")
             if self.sampling.off_cpu:
                 settings = self.program.table("profile_settings")
@@ -208,6 +219,8 @@ class Session:
                 settings[settings.Key(0)] = value
                 for pid in self.walker.registered:
                     self.walker.note_waiting_threads(pid)
+            if self._process_events:
+                self.walker.track(self.selection)
             if self.sampling.rate:
                 self.walker.start_clock(self.sampling.rate)
         self._watch_sources()
@@ -283,7 +296,11 @@ class Session:
         parts = []
         for pid, binaries in self.targets.binaries.items():
             shown = binaries or ([self.walked[pid].binary] if pid in self.walked else [])
+            if pid == SYSTEM_WIDE and self.selection:
+                shown = self.selection.chosen
             what = ", ".join(binary.describe() for binary in shown)
+            if pid == SYSTEM_WIDE and self.selection and self.selection.any_python:
+                what = "any CPython whose stacks can be read" + (f" (functions counted in {what})" if what else "")
             parts.append(f"every process running {what}" if pid == SYSTEM_WIDE else f"PID {pid} ({what})")
         forks = " and the processes they fork" if self.follow_forks else ""
         return f"{', '.join(parts)}{forks}"
@@ -363,7 +380,7 @@ class Session:
         follow_forks, attach to each child as it is forked (on_fork hears of it)."""
         summary = Summary()
         poller = select.epoll()
-        for ring in filter(None, (self._events, self._names_ring, self._forks)):
+        for ring in filter(None, (self._events, self._names_ring, self._forks, self._process_events)):
             poller.register(ring.fd, select.EPOLLIN)
         processes = _Processes(poller)
         for pid in self.targets.pids:
@@ -390,6 +407,10 @@ class Session:
                     if self._follow(parent, child):
                         processes.add(child)
                         on_fork(child)
+                for pid, parent, kind in self._process_events.drain() if self._process_events else ():
+                    self.walker.process_event(pid, parent, kind)
+                    if kind == PROCESS_FORKED and self.follow_forks and parent in self.targets.binaries:
+                        processes.add(pid)
                 batch = self._drain(consume)
                 now = time.monotonic_ns()
                 if progress:
@@ -429,7 +450,8 @@ class Session:
         self._restore_signals()
         self._uprobes.close()
         self.sources.close()
-        for ring in filter(None, (self._events, self._names_ring, self._forks, self._codes_ring)):
+        for ring in filter(None, (self._events, self._names_ring, self._forks, self._codes_ring,
+                                  self._process_events)):
             ring.close()
         self.program.close()
 
@@ -510,15 +532,16 @@ def run_tool(
     if options.follow_forks and (options.target.binaries or options.target.all_pythons):
         raise TraceError("--follow-forks goes with PIDs or a command: --binary and --all trace every process already")
     walked: dict[int, WalkedBinary] = {}
+    selection = None
     if spec.walker:
-        targets, walked = find_walked_targets(options.target, probes)
+        targets, walked, selection = find_walked_targets(options.target, probes)
     else:
         targets = find_targets(options.target, command, NEEDED_PROBES)
     launched = targets.launched
     try:
         ring = "samples" if spec.walker else "events" if layout else None
         session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks,
-                          walked=walked, sampling=sampling or Sampling())
+                          walked=walked, sampling=sampling or Sampling(), selection=selection)
         configure(session)
         session.attach()
     except BaseException:

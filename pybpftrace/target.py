@@ -7,8 +7,8 @@ import os
 import shlex
 import shutil
 import signal
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from collections import OrderedDict
 from typing import Optional
 
 from elftools.elf.dynamic import DynamicSection
@@ -79,8 +79,7 @@ def _is_elf(path: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=256)
-def _inspect(path: str, shown_path: str, identity: tuple) -> Optional[PythonBinary]:
+def _inspect(path: str, shown_path: str) -> Optional[PythonBinary]:
     with open(path, "rb") as stream:
         try:
             elf = open_elf(stream)
@@ -105,7 +104,24 @@ def inspect_binary(path: str, shown_path: Optional[str] = None) -> Optional[Pyth
     if not _is_elf(path):
         return None
     stat = os.stat(path)
-    return _inspect(path, shown_path or path, (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+    identity = (stat.st_dev, stat.st_ino, stat.st_mtime_ns)
+    if identity in _read_before:
+        _read_before.move_to_end(identity)
+        known = _read_before[identity]
+    else:
+        known = _read_before[identity] = _inspect(path, shown_path or path)
+        if len(_read_before) > FILES_REMEMBERED:
+            _read_before.popitem(last=False)
+    if known is None or (known.path, known.shown_path) == (path, shown_path or path):
+        return known
+    return replace(known, path=path, shown_path=shown_path or path,
+                   probes=replace(known.probes, path=shown_path or path))
+
+
+# Each ELF file read once, by identity: a file seen again through another path (another
+# process's /proc/PID/map_files, under --binary or --all) only gets its paths replaced.
+FILES_REMEMBERED = 1024
+_read_before: OrderedDict[tuple, Optional[PythonBinary]] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -406,7 +422,7 @@ def find_targets(options: TargetOptions, command: str, commands: dict[str, tuple
         binary = inspect_binary(os.path.realpath(path), path)
         chosen += select_binaries([binary] if binary else [], command, commands, path)
     if options.all_pythons:
-        chosen += _all_pythons(commands[command])
+        chosen += all_pythons(commands[command])
         if not chosen:
             raise NoProbes(f"no Python with the probes pybpftrace {command} needs is running or installed")
     if chosen:
@@ -417,7 +433,7 @@ def find_targets(options: TargetOptions, command: str, commands: dict[str, tuple
 PYTHON_DIRECTORIES = ("/usr/bin", "/usr/local/bin")
 
 
-def _all_pythons(needed: tuple[str, ...]) -> list[PythonBinary]:
+def all_pythons(needed: tuple[str, ...]) -> list[PythonBinary]:
     """Every CPython binary with the needed probes that a running process maps, or that is
     installed as python3* in the usual directories (so that ones started later are traced)."""
     candidates = []

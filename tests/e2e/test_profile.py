@@ -200,3 +200,35 @@ def test_an_unsupported_version_is_refused():
 def test_bad_rate():
     result = run_tracer("profile", "1", "--rate", "0")
     assert result.returncode == 64 and b"--rate" in result.stderr
+
+
+# every process of a binary, or every Python --------------------------------------------------
+
+
+@pytest.mark.parametrize("selector", [["--binary", HOST.python], ["--all"]], ids=["binary", "all"])
+def test_processes_started_later_and_their_forks_are_sampled(selector):
+    """A process started after the tracer, and the child it forks, are sampled; with --all,
+    so is a pyenv build's (its libpython mapped after exec) where the machine has one."""
+    tracer = Tracer("profile", *selector, "--per-thread", "--rate", "499")
+    tracer.wait_attached()
+    targets = [Target("shares.py", "1.5"), Target("forking.py")]
+    pyenv = pyenv_interpreter((3, 12))
+    if "--all" in selector and pyenv is not None:
+        targets.append(Target("shares.py", "1.5", interpreter=pyenv))
+    try:
+        for target in targets:
+            target.go()
+        outputs = [target.finish()[0] for target in targets]
+    finally:
+        for target in targets:
+            target.kill()
+    tracer.signal()
+    code, stdout, stderr = tracer.finish()
+    assert code == 0, stderr
+    weights = folded_weights(stdout)
+    for target in targets[::2]:
+        spin = f"spin ({target.path}:{line_of('shares.py', 'def spin')})"
+        assert any(stack.endswith(spin) for stack in weights), target.path
+    child = json.loads(outputs[1])["child"]
+    work = f"work ({targets[1].path}:{line_of('forking.py', 'def work')})"
+    assert any(stack.startswith(f"thread {child};") and stack.endswith(work) for stack in weights), (child, stdout)
