@@ -27,6 +27,7 @@ enum constant {
 };
 
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
+#include "event_stacks.h"
 BPF_ARRAY(settings, struct settings, 1);
 BPF_ARRAY(globs, struct glob, GLOBS_MAX);
 /* The event's name and objects, found before its record is reserved. */
@@ -162,7 +163,7 @@ static __always_inline int on_audit(struct pt_regs *ctx, __u64 *args)
 		return 0;
 	count(COUNTER_EVENTS);
 	find_objects(&work->objects, pid, args[1], args);
-	struct audit_event *event = events.ringbuf_reserve(sizeof(struct audit_event));
+	struct audit_event *event = reserve_event(sizeof(struct audit_event));
 	if (!event) {
 		count(COUNTER_EVENTS_LOST);
 		return 0;
@@ -174,6 +175,6 @@ static __always_inline int on_audit(struct pt_regs *ctx, __u64 *args)
 	event->flags = flags;
 	bpf_probe_read_kernel(event->name, STRING_MAX, work->name);
 	snapshot_objects(event, &work->objects);
-	events.ringbuf_submit(event, 0);
+	submit_event(ctx, event, event->timestamp, 1); /* with --stacks, after the stack that raised it */
 	return 0;
 }

@@ -271,6 +271,8 @@ enum sample_kind {
 	SAMPLE_PREEMPTED = 4,            /* taken off its CPU while runnable: its stack, weight 0 */
 	SAMPLE_RESUMED = 5,              /* back on a CPU after SAMPLE_PREEMPTED: no frames, weight ns */
 	SAMPLE_SHORT_WAITS = 6,          /* an exiting thread's waits shorter than --min-block: weight ns */
+	SAMPLE_EVENT = 7,                /* the stack an event fired in (--stacks): its timestamp is the
+	                                  * event's, and the event follows it on its own ring */
 };
 
 enum sample_flags {
@@ -281,6 +283,7 @@ enum sample_flags {
 	SAMPLE_CUT_SHORT = 16,           /* the walk ran out of tail calls: the outer frames are missing */
 	SAMPLE_HOLDS_GIL = 32,           /* SAMPLE_DUMP: the thread held the GIL when the dump began */
 	SAMPLE_CHANGED = 64,             /* SAMPLE_DUMP: its stack kept changing while it was read */
+	SAMPLE_UNREGISTERED = 128,       /* SAMPLE_EVENT: no stack, its process was not known yet */
 };
 
 /* The GIL's state (struct _gil_runtime_state), the same in 3.7 to 3.15 default builds. */

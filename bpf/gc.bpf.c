@@ -12,6 +12,8 @@ struct collection {
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
 BPF_TABLE("lru_hash", __u32, struct collection, running, 16384);
 
+#include "event_stacks.h"
+
 /* gc__start(int generation) */
 static __always_inline int on_gc_start(struct pt_regs *ctx, __u64 *args)
 {
@@ -32,7 +34,7 @@ static __always_inline int on_gc_done(struct pt_regs *ctx, __u64 *args)
 	if (!tracer_enabled() || !process_traced(pid))
 		return 0;
 	count(COUNTER_EVENTS);
-	struct gc_event *event = events.ringbuf_reserve(sizeof(struct gc_event));
+	struct gc_event *event = reserve_event(sizeof(struct gc_event));
 	if (!event) {
 		count(COUNTER_EVENTS_LOST);
 		return 0;
@@ -46,8 +48,8 @@ static __always_inline int on_gc_done(struct pt_regs *ctx, __u64 *args)
 	event->pid = pid;
 	event->tid = tid;
 	event->pad = 0;
-	events.ringbuf_submit(event, 0);
 	if (collection)
 		running.delete(&tid);
+	submit_event(ctx, event, now, 1); /* with --stacks, after the stack that caused it */
 	return 0;
 }

@@ -5,14 +5,16 @@
 
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
 
-static __always_inline int emit(__u8 kind, __u64 name, __u8 found)
+#include "event_stacks.h"
+
+static __always_inline int emit(struct pt_regs *ctx, __u8 kind, __u64 name, __u8 found)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
 	if (!tracer_enabled() || !process_traced(pid))
 		return 0;
 	count(COUNTER_EVENTS);
-	struct import_event *event = events.ringbuf_reserve(sizeof(struct import_event));
+	struct import_event *event = reserve_event(sizeof(struct import_event));
 	if (!event) {
 		count(COUNTER_EVENTS_LOST);
 		return 0;
@@ -31,18 +33,18 @@ static __always_inline int emit(__u8 kind, __u64 name, __u8 found)
 		bpf_probe_read_user(&next, 1, (void *)(name + IMPORT_NAME_MAX - 1));
 		event->truncated = next != 0;
 	}
-	events.ringbuf_submit(event, 0);
+	submit_event(ctx, event, event->timestamp, kind == IMPORT_START); /* --stacks: after the importing stack */
 	return 0;
 }
 
 /* import__find__load__start(const char *name) */
 static __always_inline int on_import_start(struct pt_regs *ctx, __u64 *args)
 {
-	return emit(IMPORT_START, args[0], 0);
+	return emit(ctx, IMPORT_START, args[0], 0);
 }
 
 /* import__find__load__done(const char *name, int found) */
 static __always_inline int on_import_done(struct pt_regs *ctx, __u64 *args)
 {
-	return emit(IMPORT_DONE, args[0], args[1] != 0);
+	return emit(ctx, IMPORT_DONE, args[0], args[1] != 0);
 }

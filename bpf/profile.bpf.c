@@ -112,6 +112,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 	struct walk *walk = begin_walk(SAMPLE_OFF_CPU, waited);
 	if (!walk)
 		return 0;
+	count(COUNTER_EVENTS);
 	walk->sample.syscall = syscall;
 	walk->sample.address = address;
 	walk_tracepoint_programs.call(args, 0);
@@ -141,8 +142,10 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	/* the task's state as the tracepoint reports it: 0 (or only the preemption bit above
 	 * the state bits) when it is still runnable */
 	leaving->preempted = !(args->prev_state & 0xff);
-	if (leaving->preempted && begin_walk(SAMPLE_PREEMPTED, 0))
+	if (leaving->preempted && begin_walk(SAMPLE_PREEMPTED, 0)) {
+		count(COUNTER_EVENTS);
 		walk_tracepoint_programs.call(args, 0);
+	}
 	return 0;
 }
 

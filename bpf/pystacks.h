@@ -76,9 +76,9 @@ enum walk_phase {
 
 struct walk_settings {
 	__u8 linetables;                 /* announce code objects with their line tables */
-	__u8 track;                      /* tell user space of processes that exec, and register
-	                                  * the children of registered ones (sampler.h) */
-	__u8 pad[6];
+	__u8 execs;                      /* tell user space of processes that exec (sampler.h) */
+	__u8 forks;                      /* register the children of registered processes */
+	__u8 pad[5];
 };
 
 /* A walk in progress, and its result in `sample`. */

@@ -32,7 +32,6 @@ static __always_inline struct walk *begin_walk(__u8 kind, __u64 weight)
 	struct walk *walk = walks.lookup(&zero);
 	if (!walk)
 		return NULL;
-	count(COUNTER_EVENTS);
 	walk_start(walk, pid, (__u32)id);
 	walk->sample.timestamp = bpf_ktime_get_ns();
 	walk->sample.kind = kind;
@@ -53,8 +52,10 @@ static __always_inline void walk_ended(struct walk *walk, int done)
 
 int on_tick(struct bpf_perf_event_data *ctx)
 {
-	if (begin_walk(SAMPLE_CPU, 1))
+	if (begin_walk(SAMPLE_CPU, 1)) {
+		count(COUNTER_EVENTS);
 		walk_programs.call(ctx, 0);
+	}
 	return 0;
 }
 
@@ -89,11 +90,11 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 
 BPF_RINGBUF_OUTPUT(process_events, 16);
 
-static __always_inline int tracking(void)
+static __always_inline struct walk_settings *tracking(void)
 {
 	__u32 zero = 0;
 	struct walk_settings *settings = walk_settings.lookup(&zero);
-	return settings && settings->track && tracer_enabled();
+	return settings && tracer_enabled() ? settings : NULL;
 }
 
 static __always_inline void send_process_event(__u32 pid, __u32 parent, __u32 kind)
@@ -115,7 +116,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	py_processes.delete(&pid);
-	if (tracking() && pid != TRACER_PID)
+	struct walk_settings *settings = tracking();
+	if (settings && settings->execs && pid != TRACER_PID)
 		send_process_event(pid, 0, PROCESS_EXECED);
 	return 0;
 }
@@ -129,7 +131,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 TRACEPOINT_PROBE(task, task_newtask)
 {
 	__u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->pid;
-	if ((args->clone_flags & CLONE_THREAD) || !tracking())
+	struct walk_settings *settings = tracking();
+	if ((args->clone_flags & CLONE_THREAD) || !settings || !settings->forks)
 		return 0;
 	struct py_process *process = py_processes.lookup(&parent);
 	if (!process)

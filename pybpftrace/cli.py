@@ -178,22 +178,44 @@ def dump(pids, output, json_output) -> None:
     sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output)))
 
 
+_STACKS = click.option("--stacks", is_flag=True,
+                       help="Show the Python stack each event fired in (read by the kernel, no probe needed).")
+
+
+def _folded(weighed: str) -> Callable:
+    return click.option("--folded", is_flag=True,
+                        help=f"Instead, at the end, folded stacks of {weighed} by the stack it fired in.")
+
+
+def _stacks_usage(json_output: bool, folded: bool) -> None:
+    if json_output and folded:
+        raise click.UsageError("--folded and --json do not go together")
+
+
 @tracing_command
-def gc(trace, output, json_output) -> None:
+@_STACKS
+@_folded("pause time")
+def gc(trace, output, json_output, stacks, folded) -> None:
     """Every garbage collection of the targets: generation, pause, objects collected; at the
-    end, a summary per generation and a histogram of pauses."""
+    end, a summary per generation and a histogram of pauses. --stacks: the code that triggered
+    each collection."""
     from .tools import gc as gc_tool
 
-    sys.exit(gc_tool.run(trace, output, json_output))
+    _stacks_usage(json_output, folded)
+    sys.exit(gc_tool.run(trace, output, json_output, stacks, folded))
 
 
 @tracing_command
-def imports(trace, output, json_output) -> None:
+@_STACKS
+@_folded("import time")
+def imports(trace, output, json_output, stacks, folded) -> None:
     """Each module import of the targets, nested under the import that triggered it, with its
-    duration and whether it was found; at the end a tree, slowest first (like -X importtime)."""
+    duration and whether it was found; at the end a tree, slowest first (like -X importtime).
+    --stacks: the code that ran each import."""
     from .tools import imports as imports_tool
 
-    sys.exit(imports_tool.run(trace, output, json_output))
+    _stacks_usage(json_output, folded)
+    sys.exit(imports_tool.run(trace, output, json_output, stacks, folded))
 
 
 @tracing_command
@@ -253,15 +275,20 @@ def top(trace, output, json_output, interval, once, top, rate, sort, calls) -> N
 @tracing_command
 @click.option("--event", "events", multiple=True, metavar="GLOB",
               help="Show only events whose name matches GLOB (* any run, ? one byte; repeatable).")
-def audit(trace, output, json_output, events) -> None:
+@_STACKS
+@_folded("events, counted,")
+def audit(trace, output, json_output, events, stacks, folded) -> None:
     """Stream sys.audit events: `audit PID`, or `audit [OPTIONS] -- CMD ARGS...`.
 
     Lines read: time since start, PID, thread id, event name, and its arguments decoded
     (str, bytes, int, float, bool, None, tuples; other objects as <type object at address>).
-    --event filters in the kernel. A summary line goes to stderr."""
+    --event filters in the kernel; --stacks shows the code that raised each event. A summary
+    line goes to stderr."""
     from .tools import audit as audit_tool
 
-    sys.exit(audit_tool.run(audit_tool.AuditOptions(trace=trace, events=list(events), output=output, json=json_output)))
+    _stacks_usage(json_output, folded)
+    sys.exit(audit_tool.run(audit_tool.AuditOptions(trace=trace, events=list(events), output=output, json=json_output,
+                                                    stacks=stacks, folded=folded)))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

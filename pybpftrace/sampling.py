@@ -102,6 +102,16 @@ class Selection:
                     return None
         return None
 
+    def running(self) -> dict[int, WalkedBinary]:
+        """The processes selected that run now (but ours)."""
+        found = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                walked = self.match(int(entry))
+                if walked is not None:
+                    found[int(entry)] = walked
+        return found
+
     def may_load(self, pid: int) -> bool:
         """Whether a process that just exec'd may still map a selected interpreter: its program
         links libpython (the dynamic loader maps it a moment later)."""
@@ -177,6 +187,8 @@ class Walker:
         self.registered: dict[int, WalkedBinary] = {}
         self.gils: dict[int, int] = {}  # pid -> address of the GIL its threads wait on
         self._pending: dict[int, tuple[WalkedBinary, float]] = {}
+        self._before_exec: dict[int, WalkedBinary] = {}
+        self._selection: Optional[Selection] = None
         settings = program.table("walk_settings")
         value = settings.Leaf()
         value.linetables = int(linetables)
@@ -226,6 +238,11 @@ class Walker:
             if done or time.monotonic() > deadline:
                 del self._pending[pid]
 
+    def register_after_exec(self, pid: int, walked: WalkedBinary) -> None:
+        """A command held before exec: registered once the kernel says it exec'd (before, it
+        is a copy of this very process) and its interpreter is mapped."""
+        self._before_exec[pid] = walked
+
     def _register_children(self, pid: int, walked: WalkedBinary) -> None:
         """The children a process forked before user space registered it: the kernel, which
         registers the children of registered processes, did not know it yet."""
@@ -237,13 +254,14 @@ class Walker:
                 except NotFound:
                     continue
 
-    def track(self, selection: Optional[Selection]) -> None:
-        """Hear of processes that exec (to register those selected) and register the children
-        of registered ones."""
+    def track(self, selection: Optional[Selection], forks: bool) -> None:
+        """Hear of processes that exec (to register those selected, and commands launched) and,
+        with forks, register the children of registered ones in the kernel."""
         self._selection = selection
         settings = self._program.table("walk_settings")
         value = settings[settings.Key(0)]
-        value.track = 1
+        value.execs = 1
+        value.forks = int(forks)
         settings[settings.Key(0)] = value
 
     def process_event(self, pid: int, parent: int, kind: int) -> None:
@@ -252,7 +270,11 @@ class Walker:
             if parent in self.gils:
                 self.gils[pid] = self.gils[parent]
             return
-        selection = getattr(self, "_selection", None)
+        if kind == PROCESS_EXECED and pid in self._before_exec:
+            self.register_soon(pid, self._before_exec.pop(pid))
+            self.register_pending()
+            return
+        selection = self._selection
         if kind != PROCESS_EXECED or selection is None:
             return
         self.registered.pop(pid, None)
@@ -365,14 +387,8 @@ def find_walked_targets(
         return Targets({launched.pid: with_probes(binaries)}, launched), {launched.pid: walked}, None
     if options.binaries or options.all_pythons:
         selection = _selection(options)
-        found = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid():
-                walked = selection.match(int(entry))
-                if walked is not None:
-                    found[int(entry)] = walked
         probed = with_probes(selection.chosen) if selection.chosen else all_pythons(probes) if probes else []
-        return Targets({SYSTEM_WIDE: probed}), found, selection
+        return Targets({SYSTEM_WIDE: probed}), selection.running(), selection
     found, targets = {}, {}
     for pid in options.pids:
         if not process_exists(pid):
@@ -381,6 +397,19 @@ def find_walked_targets(
         found[pid] = _walked(binaries, f"PID {pid}")
         targets[pid] = with_probes(binaries)
     return Targets(targets), found, None
+
+
+def walked_for(targets: Targets, options: TargetOptions) -> tuple[dict[int, WalkedBinary], Optional[Selection]]:
+    """The interpreters of targets found by their probes, so that their events' stacks can be
+    read too: Unsupported says why not."""
+    if SYSTEM_WIDE in targets.binaries:
+        selection = _selection(options)
+        return selection.running(), selection
+    walked = {}
+    for pid in targets.binaries:
+        binaries = command_binaries(options.argv) if options.argv else process_binaries(pid)
+        walked[pid] = _walked(binaries, options.argv[0] if options.argv else f"PID {pid}")
+    return walked, None
 
 
 def _selection(options: TargetOptions) -> Selection:

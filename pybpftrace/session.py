@@ -25,6 +25,7 @@ from .events import (
     NAMES_EVENT,
     PROCESS_EVENT,
     PROCESS_FORKED,
+    SAMPLE_HEAD,
     PROCESS_TRACED,
     Names,
 )
@@ -33,7 +34,7 @@ from .formats.model import Meta
 from .program import LoadedProgram, ProgramSpec, generate
 from .progress import Progress, wanted
 from .ringbuf import RecordRing, RingBuffer
-from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets
+from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets, walked_for
 from .sources import FirstLines
 from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets, thread_name
 from .tools import NEEDED_PROBES
@@ -54,6 +55,7 @@ SMALL_BATCH = 512
 MAX_BATCH = 8192
 COALESCE_SECONDS = 0.01
 REGISTER_POLL_NS = 1_000_000  # how often to look whether a launched command mapped its interpreter
+LAUNCH_WAIT = 1.0  # seconds attach waits for a launched command to exec and map its interpreter
 
 
 def require_privileges(what: str) -> None:
@@ -165,6 +167,8 @@ class Session:
             ensure_tracefs("reading Python stacks")  # its programs take tracepoints
             if self.sampling.off_cpu:
                 defines["OFF_CPU"] = 1
+            if self.layout:  # events of their own, with the stacks they fire in
+                defines["STACKS"] = 1
         if self.follow_forks and not self.spec.walker:  # a walker follows forks in the kernel
             ensure_tracefs("--follow-forks")
             defines["FOLLOW_FORKS"] = 1
@@ -173,9 +177,12 @@ class Session:
         self._events = self._ring(self.ring, pages, self.layout) if self.ring else None
         self._names_ring = self._ring("names", NAMES_PAGES, NAMES_EVENT)
         self._forks = self._ring("forks", FORKS_PAGES, FORK_EVENT) if "FOLLOW_FORKS" in defines else None
-        tracks = self.spec.walker and (self.selection is not None or self.follow_forks)
+        tracks = self.spec.walker and (self.selection is not None or self.follow_forks or self.targets.launched)
         self._process_events = self._ring("process_events", PROCESS_PAGES, PROCESS_EVENT) if tracks else None
         self._codes_ring = self._ring("codes", CODES_PAGES, None) if self.spec.walker else None
+        # the stacks that events fired in (--stacks), ahead of their events: by (tid, timestamp)
+        self._stacks_ring = self._ring("samples", pages, None) if self.spec.walker and self.ring != "samples" else None
+        self.event_stacks: dict[tuple[int, int], bytes] = {}
         self.walker = (
             Walker(self.program, self.spec.continuations, self.sampling.linetables) if self.spec.walker else None
         )
@@ -204,7 +211,7 @@ class Session:
         if self.walker:
             for pid, walked in self.walked.items():
                 if launched and pid == launched.pid:
-                    self.walker.register_soon(pid, walked)
+                    self.walker.register_after_exec(pid, walked)
                     continue
                 try:
                     registered = self.walker.register(pid, walked)
@@ -220,7 +227,7 @@ class Session:
                 for pid in self.walker.registered:
                     self.walker.note_waiting_threads(pid)
             if self._process_events:
-                self.walker.track(self.selection)
+                self.walker.track(self.selection, forks=self.selection is not None or self.follow_forks)
             if self.sampling.rate:
                 self.walker.start_clock(self.sampling.rate)
         self._watch_sources()
@@ -232,6 +239,18 @@ class Session:
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if launched:
             launched.release()
+            if self.walker:
+                self._register_launched(launched.pid)
+
+    def _register_launched(self, pid: int) -> None:
+        """Wait (a few milliseconds) for a command let go to exec and map its interpreter, and
+        register it before it runs Python code, or leave it to the run loop."""
+        deadline = time.monotonic() + LAUNCH_WAIT
+        while pid not in self.walker.registered and time.monotonic() < deadline:
+            for event in self._process_events.drain():
+                self.walker.process_event(*event)
+            self.walker.register_pending()
+            time.sleep(0.0005)
 
     def _watch_sources(self) -> None:
         """Hold each target's root and working directory, and note its threads' names, from
@@ -351,6 +370,10 @@ class Session:
         if self._codes_ring:
             for record in self._codes_ring.drain():
                 self.codes.add(record)
+        if self._stacks_ring:
+            for record in self._stacks_ring.drain():
+                timestamp, _, _, _, _, tid = SAMPLE_HEAD.unpack_from(record)[:6]
+                self.event_stacks[(tid, timestamp)] = record
         if not self._events:
             return 0
         records = self._events.drain(until, limit=MAX_BATCH)
@@ -451,7 +474,7 @@ class Session:
         self._uprobes.close()
         self.sources.close()
         for ring in filter(None, (self._events, self._names_ring, self._forks, self._codes_ring,
-                                  self._process_events)):
+                                  self._process_events, self._stacks_ring)):
             ring.close()
         self.program.close()
 
@@ -533,13 +556,15 @@ def run_tool(
         raise TraceError("--follow-forks goes with PIDs or a command: --binary and --all trace every process already")
     walked: dict[int, WalkedBinary] = {}
     selection = None
-    if spec.walker:
+    if spec.walker and not layout:  # stacks are what it traces
         targets, walked, selection = find_walked_targets(options.target, probes)
     else:
         targets = find_targets(options.target, command, NEEDED_PROBES)
+        if spec.walker:  # and the stacks its events fire in
+            walked, selection = walked_for(targets, options.target)
     launched = targets.launched
     try:
-        ring = "samples" if spec.walker else "events" if layout else None
+        ring = "events" if layout else "samples" if spec.walker else None
         session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks,
                           walked=walked, sampling=sampling or Sampling(), selection=selection)
         configure(session)

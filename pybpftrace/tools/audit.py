@@ -1,4 +1,5 @@
-"""`pybpftrace audit`: the stream of sys.audit events, each with its arguments decoded."""
+"""`pybpftrace audit`: the stream of sys.audit events, each with its arguments decoded; with
+--stacks, the Python stack that raised each; with --folded, events counted by that stack."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..errors import TraceError
+from ..event_stacks import SAMPLING, EventStacks, FoldedEvents, with_stacks
 from ..events import (
     FIRST_TRUNCATED,
     FIRST_UNREADABLE,
@@ -23,7 +25,7 @@ from ..events import (
 from ..globs import CompiledGlob, GlobError, compile_glob
 from ..program import Handler, ProgramSpec
 from ..pyobjects import Decoder, ObjectModel, Snapshot, Value, object_model, to_json, to_text
-from ..session import Consumer, Session, TraceOptions, run_tool
+from ..session import Consumer, Session, Summary, TraceOptions, run_tool
 from ..target import PythonBinary
 
 GLOBS_MAX = 8  # as in bpf/audit.bpf.c
@@ -51,6 +53,8 @@ class AuditOptions:
     events: list[str] = field(default_factory=list)  # globs; none: every event
     output: Optional[TextIO] = None
     json: bool = False
+    stacks: bool = False
+    folded: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,9 @@ class Binaries:
         return (number, *offsets)
 
 
-def spec(binaries: Binaries) -> ProgramSpec:
-    return ProgramSpec("audit.bpf.c", (("audit", Handler("on_audit", 2)),), binary_constants=binaries.constants)
+def spec(binaries: Binaries, stacks: bool) -> ProgramSpec:
+    plain = ProgramSpec("audit.bpf.c", (("audit", Handler("on_audit", 2)),), binary_constants=binaries.constants)
+    return with_stacks(plain) if stacks else plain
 
 
 class Decoders:
@@ -162,24 +167,28 @@ class Decoders:
 class TextRenderer:
     header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8}  EVENT ARGS"
 
-    def __init__(self, stream: TextIO, start: int):
+    def __init__(self, stream: TextIO, start: int, stacks: Optional[EventStacks]):
         self._stream = stream
         self._start = start
+        self._stacks = stacks
         stream.write(self.header + "\n")
 
-    def event(self, event: AuditEvent, args: Value) -> None:
+    def event(self, event: AuditEvent, args: Value, stack) -> None:
         self._stream.write(
             f"{(event.timestamp - self._start) / 1e9:12.6f} {event.pid:>8} {event.tid:>8}  "
             f"{event.name} {to_text(args)}\n"
         )
+        if self._stacks:
+            self._stream.write("".join(line + "\n" for line in self._stacks.lines(event.pid, stack)))
 
 
 class JsonRenderer:
-    def __init__(self, stream: TextIO, start: int):
+    def __init__(self, stream: TextIO, start: int, stacks: Optional[EventStacks]):
         self._stream = stream
         self._start = start
+        self._stacks = stacks
 
-    def event(self, event: AuditEvent, args: Value) -> None:
+    def event(self, event: AuditEvent, args: Value, stack) -> None:
         record = {
             "time": round((event.timestamp - self._start) / 1e9, 9),
             "pid": event.pid,
@@ -187,6 +196,8 @@ class JsonRenderer:
             "event": event.name,
             "args": to_json(args),
         }
+        if self._stacks:
+            record["stack"] = self._stacks.json(event.pid, stack)
         self._stream.write(json.dumps(record) + "\n")
 
 
@@ -194,16 +205,27 @@ class AuditConsumer(Consumer):
     def __init__(self, session: Session, binaries: Binaries, options: AuditOptions, out: TextIO):
         super().__init__(session)
         self._decoders = Decoders(binaries, session.names)
+        self._stacks = EventStacks(session) if options.stacks or options.folded else None
+        self._folded = FoldedEvents(self._stacks, timed=False) if options.folded else None
         renderer = JsonRenderer if options.json else TextRenderer
-        self._renderer = renderer(out, session.start)
+        self._renderer = None if options.folded else renderer(out, session.start, self._stacks)
         self._out = out
 
     def feed(self, records: list[tuple]) -> None:
         for record in records:
             event = parse_record(record)
             self.threads.add(event.tid)
-            self._renderer.event(event, self._decoders.decode(event))
+            stack = self._stacks.take(event.pid, event.tid, event.timestamp) if self._stacks else None
+            if self._folded:
+                self._folded.add(event.pid, event.tid, stack, 1)
+            else:
+                self._renderer.event(event, self._decoders.decode(event), stack)
         self._out.flush()
+
+    def finish(self, summary: Summary) -> None:
+        if self._folded:
+            self._out.write("".join(line + "\n" for line in self._folded.lines()))
+            self._out.flush()
 
 
 def compile_globs(patterns: list[str]) -> list[CompiledGlob]:
@@ -234,11 +256,13 @@ def run(options: AuditOptions) -> int:
     globs = compile_globs(options.events)
     out = options.output or sys.stdout
     binaries = Binaries()
+    walking = options.stacks or options.folded
     return run_tool(
         "audit",
-        spec(binaries),
+        spec(binaries, walking),
         AUDIT_EVENT,
         options.trace,
         lambda session: AuditConsumer(session, binaries, options, out),
         lambda session: configure(session, globs),
+        sampling=SAMPLING if walking else None,
     )

@@ -1,5 +1,6 @@
 """`pybpftrace gc`: every garbage collection (generation, pause, collected), then a summary
-per generation and a histogram of pauses."""
+per generation and a histogram of pauses; with --stacks, the Python stack that triggered each
+collection under it, and with --folded, pause time aggregated by that stack."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional, TextIO
 
+from ..event_stacks import SAMPLING, EventStacks, FoldedEvents, with_stacks
 from ..events import GC_EVENT
 from ..program import Handler, ProgramSpec
 from ..render import format_duration, log2_buckets, log2_histogram
@@ -39,12 +41,14 @@ class Collection:
 class Collections(Consumer):
     header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8} {'GEN':>3} {'PAUSE':>12} {'COLLECTED':>9}"
 
-    def __init__(self, session: Session, out: TextIO, json_output: bool):
+    def __init__(self, session: Session, out: TextIO, json_output: bool, stacks: bool = False, folded: bool = False):
         super().__init__(session)
         self.collections: list[Collection] = []
         self._out = out
         self._json = json_output
-        if not json_output:
+        self._stacks = EventStacks(session) if stacks or folded else None
+        self._folded = FoldedEvents(self._stacks, timed=True) if folded else None
+        if not json_output and not folded:
             out.write(self.header + "\n")
 
     def feed(self, records: list[tuple]) -> None:
@@ -52,19 +56,33 @@ class Collections(Consumer):
             collection = Collection.from_record(record)
             self.collections.append(collection)
             self.threads.add(collection.tid)
-            self._out.write(self._line(collection) + "\n")
+            stack = self._stacks.take(collection.pid, collection.tid, collection.timestamp) if self._stacks else None
+            if self._folded:
+                self._folded.add(collection.pid, collection.tid, stack, collection.pause or 0)
+            else:
+                self._out.write(self._line(collection, stack) + "\n")
         self._out.flush()
 
-    def _line(self, c: Collection) -> str:
+    def _line(self, c: Collection, stack) -> str:
         time = (c.timestamp - self.session.start) / 1e9
         if self._json:
-            return json.dumps({"time": round(time, 9), "pid": c.pid, "tid": c.tid, "generation": c.generation,
-                               "pause_ns": c.pause, "collected": c.collected})
+            record = {"time": round(time, 9), "pid": c.pid, "tid": c.tid, "generation": c.generation,
+                      "pause_ns": c.pause, "collected": c.collected}
+            if self._stacks:
+                record["stack"] = self._stacks.json(c.pid, stack)
+            return json.dumps(record)
         generation = "?" if c.generation is None else str(c.generation)
         pause = "?" if c.pause is None else format_duration(c.pause)
-        return f"{time:12.6f} {c.pid:>8} {c.tid:>8} {generation:>3} {pause:>12} {c.collected:>9}"
+        lines = [f"{time:12.6f} {c.pid:>8} {c.tid:>8} {generation:>3} {pause:>12} {c.collected:>9}"]
+        if self._stacks:
+            lines += self._stacks.lines(c.pid, stack)
+        return "\n".join(lines)
 
     def finish(self, summary: Summary) -> None:
+        if self._folded:
+            self._out.write("".join(line + "\n" for line in self._folded.lines()))
+            self._out.flush()
+            return
         per_generation: dict[Optional[int], list[Collection]] = defaultdict(list)
         for collection in self.collections:
             per_generation[collection.generation].append(collection)
@@ -109,6 +127,10 @@ def summary_table(per_generation: dict[Optional[int], list[Collection]]) -> list
     return lines
 
 
-def run(trace: TraceOptions, output: Optional[TextIO], json_output: bool) -> int:
+def run(trace: TraceOptions, output: Optional[TextIO], json_output: bool, stacks: bool = False,
+        folded: bool = False) -> int:
     out = output or sys.stdout
-    return run_tool("gc", SPEC, GC_EVENT, trace, lambda session: Collections(session, out, json_output))
+    walking = stacks or folded
+    return run_tool("gc", with_stacks(SPEC) if walking else SPEC, GC_EVENT, trace,
+                    lambda session: Collections(session, out, json_output, stacks, folded),
+                    sampling=SAMPLING if walking else None)

@@ -1,6 +1,7 @@
 """`pybpftrace imports`: each module import, nested under the import that triggered it, with
 its duration and whether it was found; at the end a tree sorted by time, like
-`python -X importtime` from the outside."""
+`python -X importtime` from the outside. With --stacks, the Python stack that ran each import;
+with --folded, import time (each import's own) aggregated by that stack."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, TextIO
 
+from ..event_stacks import SAMPLING, EventStacks, FoldedEvents, with_stacks
 from ..events import IMPORT_EVENT, IMPORT_START, TRUNCATION_MARK
 from ..program import Handler, ProgramSpec
 from ..render import format_duration
@@ -34,6 +36,7 @@ class Import:
     end: Optional[int] = None  # None: still running when tracing ended
     found: Optional[bool] = None
     children: list["Import"] = field(default_factory=list)
+    stack: object = None  # the Python stack it started in (a samples.Sample), with --stacks
 
     @property
     def duration(self) -> Optional[int]:
@@ -103,12 +106,14 @@ def as_json(imported: Import) -> dict:
 class Imports(Consumer):
     header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8} {'CUMULATIVE':>12} {'SELF':>12}  MODULE"
 
-    def __init__(self, session: Session, out: TextIO, json_output: bool):
+    def __init__(self, session: Session, out: TextIO, json_output: bool, stacks: bool = False, folded: bool = False):
         super().__init__(session)
         self.trees = ImportTrees()
         self._out = out
         self._json = json_output
-        if not json_output:
+        self._stacks = EventStacks(session) if stacks or folded else None
+        self._folded = FoldedEvents(self._stacks, timed=True) if folded else None
+        if not json_output and not folded:
             out.write(self.header + "\n")
 
     def feed(self, records: list[tuple]) -> None:
@@ -116,25 +121,42 @@ class Imports(Consumer):
             self.threads.add(tid)
             name = raw.split(b"\0", 1)[0].decode("utf-8", "replace") + (TRUNCATION_MARK if truncated else "")
             if kind == IMPORT_START:
-                self.trees.start(name, pid, tid, timestamp)
+                started = self.trees.start(name, pid, tid, timestamp)
+                if self._stacks:
+                    started.stack = self._stacks.take(pid, tid, timestamp)
             else:
-                self._write(self.trees.done(name, pid, tid, timestamp, bool(found)))
+                done = self.trees.done(name, pid, tid, timestamp, bool(found))
+                if self._folded:
+                    if done.start is not None:  # its stack is its start's
+                        self._folded.add(done.pid, done.tid, done.stack, done.self_time or 0)
+                else:
+                    self._write(done)
         self._out.flush()
 
     def _write(self, done: Import) -> None:
         time = (done.end - self.session.start) / 1e9
         if self._json:
-            self._out.write(json.dumps({
+            record = {
                 "time": round(time, 9), "pid": done.pid, "tid": done.tid, "module": done.name,
                 "depth": done.depth, "found": done.found, "duration_ns": done.duration, "self_ns": done.self_time,
-            }) + "\n")
+            }
+            if self._stacks and done.start is not None:
+                record["stack"] = self._stacks.json(done.pid, done.stack)
+            self._out.write(json.dumps(record) + "\n")
             return
         self._out.write(
             f"{time:12.6f} {done.pid:>8} {done.tid:>8} {_time(done.duration):>12} {_time(done.self_time):>12}  "
             f"{INDENT * done.depth}{done.name}{done.status}\n"
         )
+        if self._stacks and done.start is not None:
+            indent = " " * 56 + INDENT * done.depth
+            self._out.write("".join(line + "\n" for line in self._stacks.lines(done.pid, done.stack, indent)))
 
     def finish(self, summary: Summary) -> None:
+        if self._folded:
+            self._out.write("".join(line + "\n" for line in self._folded.lines()))
+            self._out.flush()
+            return
         if self._json:
             self._out.write(json.dumps({"tree": [as_json(root) for root in by_time(self.trees.roots)]}) + "\n")
         elif self.trees.roots:
@@ -147,6 +169,10 @@ class Imports(Consumer):
         self._out.flush()
 
 
-def run(trace: TraceOptions, output: Optional[TextIO], json_output: bool) -> int:
+def run(trace: TraceOptions, output: Optional[TextIO], json_output: bool, stacks: bool = False,
+        folded: bool = False) -> int:
     out = output or sys.stdout
-    return run_tool("imports", SPEC, IMPORT_EVENT, trace, lambda session: Imports(session, out, json_output))
+    walking = stacks or folded
+    return run_tool("imports", with_stacks(SPEC) if walking else SPEC, IMPORT_EVENT, trace,
+                    lambda session: Imports(session, out, json_output, stacks, folded),
+                    sampling=SAMPLING if walking else None)

@@ -5,7 +5,7 @@ import sys
 
 def main(host, port):
     sys.stdin.readline()  # wait for the tracer
-    with socket.create_connection((host, port)) as connection:
+    with socket.create_connection((host, port)) as connection:  # main connects
         connection.sendall(b"ping\n")
         print(connection.makefile().readline().strip(), flush=True)
 
