@@ -90,7 +90,7 @@ def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
 
 def dump_process(pid: int) -> ProcessDump:
     """Every thread's stack of a process, read by the kernel."""
-    targets, walked = find_walked_targets(TargetOptions(pids=[pid]))
+    _, walked, _ = find_walked_targets(TargetOptions(pids=[pid]))
     program = LoadedProgram(generate(SPEC, []), {"EVENTS_PAGES": SAMPLES_PAGES, "CODES_PAGES": CODES_PAGES})
     samples = RecordRing(program.table("samples").map_fd, SAMPLES_PAGES * mmap.PAGESIZE)
     codes_ring = RecordRing(program.table("codes").map_fd, CODES_PAGES * mmap.PAGESIZE)

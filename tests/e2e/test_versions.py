@@ -73,7 +73,8 @@ def test_stack_refuses_where_function_probes_were_removed(interpreter):
         "function__entry/function__return probes, which pybpftrace stack needs (CPython 3.12 "
         "removed the function probes when PEP 669 monitoring replaced the interpreter's tracing "
         "hooks, and 3.15 restored them). Its probes: audit, gc__done, gc__start, "
-        "import__find__load__done, import__find__load__start. Commands that work there: list, gc, imports, audit"
+        "import__find__load__done, import__find__load__start. Commands that work there: list, gc, imports, audit, "
+        "profile, dump, top; pybpftrace profile samples where the time goes from the stacks themselves, no probes needed"
     )
 
 
