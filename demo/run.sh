@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: trace the bundled workload under Debian's --with-dtrace CPython 3.11.
+# The demo: the bundled workload under Debian's --with-dtrace CPython 3.11, its stacks read out of
+# its memory (dump, profile), then traced exactly through its probes (stack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYBPFTRACE=${VENV:-.venv}/bin/pybpftrace
@@ -12,6 +13,14 @@ trap 'kill $WORKLOAD 2>/dev/null || true' EXIT
 sleep 1
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step "pybpftrace dump $WORKLOAD"
+"$PYBPFTRACE" dump "$WORKLOAD"
+
+step "pybpftrace profile $WORKLOAD --wall --duration 3 -o $OUT/profile.folded -o $OUT/profile.svg"
+"$PYBPFTRACE" profile "$WORKLOAD" --wall --duration 3 -o "$OUT/profile.folded" -o "$OUT/profile.svg"
+echo "on and off the CPU, by stack ($OUT/profile.folded); the three heaviest, in microseconds:"
+awk '{print $NF "\t" $0}' "$OUT/profile.folded" | sort -n -r | sed -n 1,3p | cut -f2-
 
 step "pybpftrace list $WORKLOAD"
 "$PYBPFTRACE" list "$WORKLOAD" | sed -n 1,8p
@@ -29,7 +38,8 @@ step "pybpftrace stack $WORKLOAD --duration 0.5 -o $OUT/workload.trace.json"
 
 cat <<EOF
 
-flame graph (pybpftrace's own, interactive): $OUT/workload.svg
+wall-clock profile, read out of the interpreter's memory: $OUT/profile.svg
+flame graph of every call, exact (pybpftrace's own, interactive): $OUT/workload.svg
   open it in a web browser: xdg-open $OUT/workload.svg, or file://$PWD/$OUT/workload.svg
   (hover for details, click a frame to zoom, type in the search field to highlight)
 timeline of every call: $OUT/workload.trace.json
