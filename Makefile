@@ -18,9 +18,11 @@ test: setup matrix
 	$(VENV)/bin/python -m pytest -q -ra
 
 # What tracing costs, side by side with an empty BPF program and the peers (bcc's uflow and
-# ucalls, bpftrace, installed here): BENCHMARKS.md and bench/results.json. About 10 minutes.
+# ucalls, bpftrace, installed here), and the sampling profilers beside py-spy (from PyPI, in its
+# own venv): BENCHMARKS.md and bench/results.json. About 25 minutes.
 bench: matrix
 	@MAKE_TARGET=bench EXTRA_APT_PACKAGES="bpfcc-tools bpftrace" bash scripts/setup.sh
+	@bash bench/setup-py-spy.sh
 	$(VENV)/bin/python -m bench
 
 clean:

@@ -2,6 +2,7 @@
 few times round-robin; then BENCHMARKS.md and bench/results.json.
 
     python -m bench [--repeats N] [--interpreter 3.11] [--workload fib]
+    python -m bench --sampling only|none    # only the sampling profilers' comparison, or none of it
     python -m bench --from-json bench/results.json    # the report again, measuring nothing
 
 $PYBPFTRACE="CMD" measures another pybpftrace command (say, another checkout's
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Optional, Union
 
+from . import sampling
 from .measure import Run, count_events, measure
 from .report import UNTRACED, Cell, Row, document, goals, summarize
 from .targets import INTERPRETERS, WORKLOADS, Interpreter, Workload
@@ -82,6 +84,8 @@ def main(argv: list[str]) -> int:
     # so would the peers it stops with SIGINT; a handler is reset to the default by exec.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.default_int_handler)
+    if options.sampling == "only":
+        return bench_sampling(options)
     started = time.monotonic()
     meta = machine(options.repeats)
     cells: list[Cell] = []
@@ -107,6 +111,27 @@ def main(argv: list[str]) -> int:
     write_results(options.json, meta, workloads, cells, rows, verdicts)
     options.markdown.write_text(document(meta, workload_table(workloads), rows, verdicts, failure_notes(cells)))
     print(f"bench: wrote {options.markdown} and {options.json} in {meta['minutes']:.1f} minutes", file=sys.stderr)
+    return bench_sampling(options) if options.sampling == "both" else 0
+
+
+def bench_sampling(options: argparse.Namespace) -> int:
+    """The sampling profilers' comparison: its section of BENCHMARKS.md (replaced, the rest
+    kept) and its key in results.json."""
+    why = sampling.available()
+    if why:
+        print(f"bench: no sampling comparison: {why}", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    rows = sampling.bench(options.repeats, say)
+    minutes = (time.monotonic() - started) / 60
+    section = sampling.document(rows, options.repeats, minutes, load_average())
+    text = options.markdown.read_text() if options.markdown.exists() else ""
+    cut = text.find(sampling.HEADING)
+    options.markdown.write_text((text[:cut] if cut >= 0 else text).rstrip("\n") + "\n\n" + section)
+    data = json.loads(options.json.read_text()) if options.json.exists() else {}
+    data["sampling"] = {"minutes": minutes, "rows": [row.to_json() for row in rows], "markdown": section}
+    options.json.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"bench: wrote the sampling comparison in {minutes:.1f} minutes", file=sys.stderr)
     return 0
 
 
@@ -117,6 +142,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workload", action="append", help="only these workloads")
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--sampling", choices=("both", "only", "none"), default="both",
+                        help="the sampling profilers' comparison too (default), only it, or not")
     parser.add_argument("--from-json", type=Path, metavar="RESULTS",
                         help="measure nothing: write the markdown again from a results.json")
     return parser.parse_args(argv)
@@ -266,12 +293,16 @@ def rewrite_report(results: Path, markdown: Path) -> int:
     for entry in data["workloads"]:
         counts = entry["counts"] if isinstance(entry["counts"], dict) else None
         rows += summarize([c for c in cells if (c.interpreter, c.workload) == (entry["interpreter"], entry["workload"])], counts)
-    markdown.write_text(document(data["meta"], workload_table(data["workloads"]), rows, goals(rows), failure_notes(cells)))
+    text = document(data["meta"], workload_table(data["workloads"]), rows, goals(rows), failure_notes(cells))
+    if "sampling" in data:
+        text = text.rstrip("\n") + "\n\n" + data["sampling"]["markdown"]
+    markdown.write_text(text)
     print(f"bench: wrote {markdown} from {results}", file=sys.stderr)
     return 0
 
 
 def write_results(path: Path, meta: dict, workloads: list[dict], cells: list[Cell], rows: list[Row], verdicts) -> None:
+    kept = json.loads(path.read_text()).get("sampling") if path.exists() else None
     data = {
         "meta": meta,
         "workloads": workloads,
@@ -279,6 +310,8 @@ def write_results(path: Path, meta: dict, workloads: list[dict], cells: list[Cel
         "rows": [row.__dict__ for row in rows],
         "goals": [goal.__dict__ for goal in verdicts],
     }
+    if kept:
+        data["sampling"] = kept
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
