@@ -122,7 +122,8 @@ class SampleCounts:
         first argument, preempted, ns of short waits)), with the stacks their threads are
         waiting in."""
         for tid, (pid, ns, syscall, address, preempted, short) in waits.items():
-            self.short_waits[(pid, tid)] += short
+            if short:
+                self.short_waits[(pid, tid)] += short
             if not ns:
                 continue
             if preempted:

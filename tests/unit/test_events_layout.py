@@ -67,3 +67,32 @@ def test_audit_sizes_match_the_header():
         name: getattr(audit, name) for name in defined
     }
     assert len(defined) == 5
+
+
+# Records whose tail is an array user space slices by count: their heads, and where the array starts.
+HEADS = {
+    "sample_event": (events.SAMPLE_HEAD, ["timestamp", "weight", "thread_id", "address", "pid", "tid", "depth", "kind",
+                                          "flags", "syscall"], "frames"),
+    "code_event": (events.CODE_EVENT_HEAD, ["code", "address", "pid", "firstlineno", "name_length", "file_length",
+                                            "linetable_size", "linetable_read", "version", "name_kind", "file_kind",
+                                            "flags", "name", "file"], "linetable"),
+}
+
+
+def test_record_heads_match_the_header(tmp_path, require_tools):
+    for name, (head, fields, tail) in HEADS.items():
+        offsets, _ = python_offsets(head, fields)
+        c_fields, _ = c_offsets(tmp_path, require_tools, name, [*fields, tail])
+        assert {**offsets, tail: head.size} == c_fields, name
+    frame, size = c_offsets(tmp_path, require_tools, "sample_frame", ["code", "instruction"])
+    assert (frame, size) == python_offsets(events.SAMPLE_FRAME, ["code", "instruction"])
+
+
+def test_sample_constants_match_the_header():
+    header = (bpf_dir() / "events.h").read_text()
+    defined = {**dict(re.findall(r"\b([A-Z_]+) = (\d+)", header)),
+               **dict(re.findall(r"#define ([A-Z_]+) (\d+)", header))}
+    names = [name for name in vars(events) if name.startswith(("SAMPLE_", "CODE_", "INSTR_")) and name in defined]
+    names += ["GIL_SIZE", "LINETABLE_MAX", "CODE_TEXT_MAX"]
+    assert {name: int(defined[name]) for name in names} == {name: getattr(events, name) for name in names}
+    assert len(names) >= 20
