@@ -27,15 +27,6 @@ def any_interpreter(request):
     return request.param
 
 
-@pytest.fixture(params=PYENV_MINORS, ids=lambda version: f"pyenv-{version[0]}.{version[1]}")
-def pyenv(request):
-    """Each pyenv build of 3.7 to 3.13 this machine has (libpython, no probes)."""
-    found = pyenv_interpreter(request.param)
-    if found is None:
-        pytest.skip(f"no pyenv build of {request.param[0]}.{request.param[1]} on this machine")
-    return found
-
-
 @pytest.fixture(params=[*ALL_INTERPRETERS, *PYENV_MINORS], ids=lambda i: str(i) if hasattr(i, "suite") else f"pyenv-{i[0]}.{i[1]}")
 def every_interpreter(request):
     """Each CPython the frame walker reads: the matrix's and this machine's pyenv builds."""
