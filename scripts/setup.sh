@@ -16,6 +16,12 @@ APT_PACKAGES=(
 
 say() { printf 'setup: %s\n' "$*"; }
 
+# The VM's box preinstalls these (vagrant/build-box.sh): one list for both.
+if [ "${1:-}" = "--list-packages" ]; then
+    printf '%s\n' "${APT_PACKAGES[@]}"
+    exit 0
+fi
+
 if [ "$(id -u)" -ne 0 ]; then
     say "needs root to install packages and load BPF programs: run 'sudo make ${MAKE_TARGET:-setup}'" >&2
     exit 1
