@@ -172,6 +172,12 @@ box_files_in_use() {
 
 HASH=$(inputs_hash)
 mkdir -p "$CACHE"
+# One build at a time on a machine (checkouts share the cache and the box).
+exec 9>"$CACHE/lock"
+if ! flock -n 9; then
+    say "waiting for another build-box.sh to finish (lock $CACHE/lock)"
+    flock -w 3600 9 || die "timed out after 3600 s waiting for another build-box.sh (lock $CACHE/lock)"
+fi
 if [ -e "$BOX_FILE" ] && [ "$(cat "$CACHE/inputs" 2>/dev/null)" = "$HASH" ]; then
     say "$BOX_NAME: ready ($BOX_FILE, inputs $HASH)"
 else
