@@ -12,6 +12,8 @@
 # Cached under $PYBPFTRACE_VM_CACHE (/var/cache/pybpftrace-vm) and rebuilt only when its
 # inputs change (this script, box/, the setup and matrix scripts, pyproject.toml); then added
 # to Vagrant as the box pybpftrace-bookworm (its directory keeps the inputs hash, in `inputs`).
+#   vagrant/build-box.sh           build (when needed), add, and remove older builds' leftovers
+#   vagrant/build-box.sh --hash    print the inputs hash the box is (or would be) built from
 set -euo pipefail
 
 CHECKOUT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +21,7 @@ CACHE=${PYBPFTRACE_VM_CACHE:-/var/cache/pybpftrace-vm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BOX_NAME=pybpftrace-bookworm
 BOX_FILE=$CACHE/$BOX_NAME.box
+BOX_DIR=${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/$BOX_NAME/0/libvirt  # where `vagrant box add` puts it
 INPUTS=(vagrant/build-box.sh vagrant/box scripts/setup.sh scripts/matrix.sh pyproject.toml)
 # What makes it a Vagrant guest, and what provision.sh and scripts/matrix.sh install themselves.
 GUEST_PACKAGES=(linux-image-amd64 linux-headers-amd64 systemd-sysv udev openssh-server sudo rsync
@@ -29,19 +32,28 @@ FREE_SPACE_MIB=3072  # room in the guest's filesystem for the venv, pytest and t
 say() { printf 'build-box: %s\n' "$*"; }
 die() { say "$*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root for debootstrap: run 'sudo make vm-test'"
-cd "$CHECKOUT"
-# shellcheck source=scripts/apt.sh
-source scripts/apt.sh
-apt_install debootstrap e2fsprogs qemu-utils python3-venv vagrant
-
 inputs_hash() {
     find "${INPUTS[@]}" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 
+cd "$CHECKOUT"
+if [ "${1:-}" = "--hash" ]; then
+    inputs_hash
+    exit 0
+fi
+[ "$(id -u)" -eq 0 ] || die "needs root for debootstrap: run 'sudo make vm-test'"
+# shellcheck source=scripts/apt.sh
+source scripts/apt.sh
+apt_install debootstrap e2fsprogs qemu-utils python3-venv vagrant
+
 # The box Vagrant has, if it is this one: its directory holds the inputs hash it was built from.
 added_box_hash() {
-    cat "${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/$BOX_NAME/0/libvirt/inputs" 2>/dev/null || true
+    cat "$BOX_DIR/inputs" 2>/dev/null || true
+}
+
+# vagrant-libvirt names the box's volume in the pool by this (the box has no version).
+box_image_mtime() {
+    stat -c %Y "$BOX_DIR/box.img"
 }
 
 # Debian's packages into a root filesystem, then what makes it a Vagrant guest.
@@ -139,16 +151,20 @@ build_box() {
     say "built $BOX_FILE in $((SECONDS - start)) s"
 }
 
-# The new box gets its own base volume in libvirt's pool at its first `vagrant up`. Older
-# builds' volumes and kernels go, unless a domain (of any checkout) still runs on them: vm-test.sh
-# destroys a VM whose box changed before it boots it again.
 add_box() {
     say "vagrant box add $BOX_NAME ($BOX_FILE)"
     vagrant box add --force --name "$BOX_NAME" "$BOX_FILE" >/dev/null
+}
+
+# The box gets its own base volume in libvirt's pool at its first `vagrant up`. Older builds'
+# volumes and kernels go once no domain (of any checkout) is made from them: vm-test.sh destroys
+# its VM made from an older box before it runs this.
+remove_older_builds() {
     local in_use volume boot
     in_use=$(box_files_in_use)
     for volume in $(virsh -q vol-list default 2>/dev/null | awk '{print $1}'); do
-        if [[ $volume == "${BOX_NAME}_vagrant_box_image_"* && $in_use != *"/$volume"* ]]; then
+        if [[ $volume == "${BOX_NAME}_vagrant_box_image_"* && $volume != *"_$(box_image_mtime)_box.img" \
+                && $in_use != *"/$volume"* ]]; then
             virsh -q vol-delete --pool default "$volume" >/dev/null && say "removed an older box's volume $volume"
         fi
     done
@@ -188,4 +204,5 @@ if [ "$(added_box_hash)" = "$HASH" ]; then
 else
     add_box
 fi
+remove_older_builds
 exit 0  # nothing below this line is ever read, even if the file changes while it runs

@@ -141,17 +141,18 @@ main() {
     local start=$SECONDS phase box_hash driver kernel status
     check_host
     start_libvirt
+    # A VM made from an older box goes first, so that build-box.sh can remove that box's files.
+    box_hash=$(bash "$VAGRANT_DIR/build-box.sh" --hash)
+    cd "$VAGRANT_DIR"
+    remove_stale_vm "$box_hash"
     phase=$SECONDS
     bash "$VAGRANT_DIR/build-box.sh"
-    box_hash=$(cat "$BOX_DIR/inputs")
     say "box ready in $((SECONDS - phase)) s"
     driver=$(libvirt_driver "$BOX_DIR/vmlinuz")
     [ "$driver" = kvm ] && say "KVM runs a guest kernel here: driver kvm" \
         || say "no working KVM (no /dev/kvm, or a guest kernel did not boot under it in $KVM_PROBE_TIMEOUT s): driver qemu (TCG, slower)"
     export PYBPFTRACE_VM_DRIVER=$driver
 
-    cd "$VAGRANT_DIR"
-    remove_stale_vm "$box_hash"
     trap stop_vm EXIT
     phase=$SECONDS
     say "vagrant up (domain $DOMAIN; guest console: $VAGRANT_DIR/.vagrant/console.log)"
