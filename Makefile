@@ -2,7 +2,7 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup matrix demo test bench clean
+.PHONY: setup matrix demo test vm-test bench clean
 
 setup:
 	@MAKE_TARGET=$(firstword $(MAKECMDGOALS) setup) bash scripts/setup.sh
@@ -14,8 +14,13 @@ matrix:
 demo: setup
 	@bash demo/run.sh
 
+# TESTS: pytest arguments, to run only some tests (CI's smoke run in the VM)
 test: setup matrix
-	$(VENV)/bin/python -m pytest -q -ra
+	$(VENV)/bin/python -m pytest -q -ra $(TESTS)
+
+# The whole suite inside the Vagrant VM (a box built from Debian packages): vagrant/vm-test.sh
+vm-test:
+	@bash vagrant/vm-test.sh $(TESTS)
 
 # What tracing costs, side by side with an empty BPF program and the peers (bcc's uflow and
 # ucalls, bpftrace, installed here), and the sampling profilers beside py-spy (from PyPI, in its

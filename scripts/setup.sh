@@ -10,6 +10,7 @@ APT_PACKAGES=(
     python3 python3-venv python3-bpfcc   # the tracer's runtime: bcc is not on PyPI
     python3.11                           # the --with-dtrace CPython the tests and demo trace
     libpython3.11-dev gcc                # tests: an embedded interpreter, the event layout check
+    python3.11-dev                       # tests: python3.11-config, to build the embedded one
     systemtap-sdt-dev                    # tests: <sys/sdt.h> to build probe fixtures
     perl                                 # tests: flamegraph.pl
     sudo                                 # the README's commands (sudo pybpftrace ...)
@@ -17,6 +18,12 @@ APT_PACKAGES=(
 )
 
 say() { printf 'setup: %s\n' "$*"; }
+
+# The VM's box preinstalls these (vagrant/build-box.sh): one list for both.
+if [ "${1:-}" = "--list-packages" ]; then
+    printf '%s\n' "${APT_PACKAGES[@]}"
+    exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     say "needs root to install packages and load BPF programs: run 'sudo make ${MAKE_TARGET:-setup}'" >&2

@@ -3,6 +3,7 @@ kernel left behind in a target."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -254,16 +255,23 @@ def summary_line(stderr: str) -> str:
 
 def load_bias(pid: int, path: str) -> int:
     """Where a non-PIE file sits is where it was linked; a PIE is moved by its first mapping."""
-    probes = read_probes(path)
+    probes = probes_of(path)
     if not probes.pie:
         return 0
     real = os.path.realpath(path)
     return min(mapping.start - mapping.offset for mapping in read_maps(pid) if mapping.path == real)
 
 
+@functools.cache
+def probes_of(python: str):
+    """The interpreter's probes, read once: checks made while a short trace runs must be quick,
+    also where parsing the ELF file takes seconds (a VM under TCG)."""
+    return read_probes(python)
+
+
 def semaphores(pid: int, python: str = PYTHON311) -> dict[str, int]:
     """Every USDT semaphore of the interpreter, read from the live process's memory."""
-    probes = read_probes(python)
+    probes = probes_of(python)
     bias = load_bias(pid, python)
     values = {}
     with open(f"/proc/{pid}/mem", "rb") as memory:
@@ -277,7 +285,7 @@ def semaphores(pid: int, python: str = PYTHON311) -> dict[str, int]:
 def probe_bytes(pid: int, python: str = PYTHON311) -> dict[str, tuple[int, int]]:
     """(byte in the process, byte in the file) at every probe location: a uprobe shows as
     int3 (0xcc) in the process."""
-    probes = read_probes(python)
+    probes = probes_of(python)
     bias = load_bias(pid, python)
     data = open(python, "rb").read()
     found = {}

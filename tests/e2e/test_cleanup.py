@@ -2,12 +2,14 @@
 
 import signal
 import subprocess
+import time
 
 import pytest
 
 from support import (
     HOST,
     PYTHON311,
+    TIMEOUT,
     Target,
     Tracer,
     assert_nothing_left,
@@ -29,6 +31,19 @@ def assert_tracing(target, interpreter=HOST):
     for name, (in_memory, in_file) in probe_bytes(target.pid, interpreter.host_python).items():
         hooked = name.startswith(("function__entry", "function__return"))
         assert in_memory == (0xCC if hooked else in_file), name
+
+
+def wait_until_it_runs(target):
+    """Until the target (a loop of calls) has had the CPU for 20 ms from now: on a loaded
+    machine it may otherwise not run at all between the attach and the signal."""
+    def cpu_ticks():
+        fields = open(f"/proc/{target.pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    start, deadline = cpu_ticks(), time.monotonic() + TIMEOUT
+    while cpu_ticks() < start + 2:
+        assert time.monotonic() < deadline, "the target never ran"
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -68,6 +83,7 @@ def test_ctrl_c_and_sigterm_end_the_trace_cleanly_with_folded_output(target, num
     tracer = Tracer("stack", target.pid, "--folded")
     tracer.wait_attached()
     assert_tracing(target)
+    wait_until_it_runs(target)
     tracer.signal(number)
     code, stdout, stderr = tracer.finish()
     assert code == 0

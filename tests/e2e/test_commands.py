@@ -17,6 +17,7 @@ from support import (
     PID,
     HOST,
     PYTHON311,
+    TIMEOUT,
     WITH_FUNCTION_PROBES,
     WITHOUT_FUNCTION_PROBES,
     Target,
@@ -286,7 +287,7 @@ def test_top_live_screen_quits_on_q():
         tracer = subprocess.Popen(pybpftrace_command("top", target.pid), stdin=terminal, stdout=terminal,
                                   stderr=subprocess.PIPE, env=dict(os.environ, TERM="xterm", LINES="24", COLUMNS="100"))
         os.close(terminal)
-        screen = read_until(controller, b"(q to quit)", timeout=30)
+        screen = read_until(controller, b"(q to quit)", timeout=TIMEOUT)  # compiling may be slow (a VM)
         screen += read_until(controller, b"tick (", timeout=10)
         os.write(controller, b"q")
         assert tracer.wait(timeout=10) == 0
