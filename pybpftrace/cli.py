@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from typing import Callable, Optional
 
@@ -10,7 +11,7 @@ import click
 
 from .errors import EXIT_CODES, EXIT_USAGE, TraceError
 from .render import WEIGHTS
-from .session import DEFAULT_BUFFER_MIB, TraceOptions
+from .session import DEFAULT_BUFFER_MIB, MAX_BUFFER_MIB, Output, TraceOptions
 from .target import TargetOptions
 
 
@@ -23,6 +24,20 @@ class WithCommand(click.Command):
             ctx.meta["command"] = args[split + 1 :]
             args = args[:split]
         return super().parse_args(ctx, args)
+
+
+class FiniteFloat(click.FloatRange):
+    """A number in a range, never inf or nan (which every range comparison lets through or
+    no later arithmetic takes)."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+PID_MAX_LIMIT = 4194304  # the kernel's largest PID and thread id (PID_MAX_LIMIT on 64-bit)
 
 
 def _exit_codes_help() -> str:
@@ -60,11 +75,12 @@ _TRACING_OPTIONS = [
                  help="Trace every process running any CPython with the probes, now and later."),
     click.option("--follow-forks", is_flag=True,
                  help="Also trace the processes the targets fork, from the moment each is attached."),
-    click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+    click.option("--duration", type=FiniteFloat(min=0, min_open=True), metavar="SECONDS",
                  help="Stop after SECONDS."),
-    click.option("-o", "--output", type=click.File("w"), help="Write to FILE instead of stdout."),
+    # opened at once, so that a bad path is refused before anything is attached
+    click.option("-o", "--output", type=click.File("w", lazy=False), help="Write to FILE instead of stdout."),
     click.option("--json", "json_output", is_flag=True, help="Print JSON."),
-    click.option("--buffer-size", type=click.FloatRange(min=0.1), default=DEFAULT_BUFFER_MIB,
+    click.option("--buffer-size", type=FiniteFloat(min=0.1, max=MAX_BUFFER_MIB), default=DEFAULT_BUFFER_MIB,
                  show_default=True, metavar="MIB", help="Ring buffer size."),
 ]
 _TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size")
@@ -79,6 +95,7 @@ def tracing_command(function: Callable) -> Callable:
         ctx = click.get_current_context()
         common = {name: options.pop(name) for name in _TRACING_NAMES}
         options["trace"] = _trace_options(ctx, **common)
+        options["output"] = Output(options["output"] or sys.stdout)
         return function(**options)
 
     for decorator in reversed(_TRACING_OPTIONS):
@@ -105,7 +122,8 @@ def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, du
 @click.option("--filename", metavar="SUBSTRING", help="Show only calls in files whose path contains SUBSTRING.")
 @click.option("--max-depth", type=click.IntRange(min=1), default=None, metavar="N",
               help="Show only the N outermost levels of calls.")
-@click.option("--tid", "tids", multiple=True, type=click.IntRange(min=1), help="Trace only this thread (repeatable).")
+@click.option("--tid", "tids", multiple=True, type=click.IntRange(min=1, max=PID_MAX_LIMIT),
+              help="Trace only this thread (repeatable).")
 @click.option("--durations", is_flag=True, help="Show each call's elapsed time on its return line.")
 @click.option("--folded", is_flag=True, help="At the end, print folded stacks for flamegraph.pl.")
 @click.option("--weight", type=click.Choice(WEIGHTS), default="time", show_default=True,
@@ -175,7 +193,7 @@ def calls(trace, output, json_output, sort, top, histogram) -> None:
 
 
 @tracing_command
-@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, metavar="SECONDS",
+@click.option("--interval", type=FiniteFloat(min=0.1), default=1.0, show_default=True, metavar="SECONDS",
               help="Refresh every SECONDS.")
 @click.option("--once", is_flag=True, help="Show one interval, then stop.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",

@@ -45,7 +45,20 @@ class CommandNotFound(TraceError):
     exit_code = 7
 
 
+class OutputFailed(TraceError):
+    """The output could not be written (a full disk, say): the trace ends, what was written stays."""
+
+    exit_code = 8
+
+
 EXIT_USAGE = 64  # a bad option or argument (sysexits' EX_USAGE), kept apart from 2 = no probes
+
+
+class BadUsage(TraceError):
+    """An option's value that only the command itself can check (a --function name, an
+    --event pattern): reported like any bad option."""
+
+    exit_code = EXIT_USAGE
 
 EXIT_CODES = {
     0: "success (also when the traced process exits)",
@@ -55,6 +68,7 @@ EXIT_CODES = {
     NotPermitted.exit_code: "not permitted: run as root",
     KernelSetup.exit_code: "bcc, kernel headers or a kernel feature is missing",
     CommandNotFound.exit_code: "the command to launch was not found",
+    OutputFailed.exit_code: "the output could not be written (what was written is kept)",
     EXIT_USAGE: "bad option or argument",
     TraceError.exit_code: "any other error",
 }

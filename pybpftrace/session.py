@@ -13,10 +13,10 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, TextIO
 
 from .attach import AttachError, Uprobes
-from .errors import KernelSetup, NotFound, NotPermitted, TraceError
+from .errors import KernelSetup, NotFound, NotPermitted, OutputFailed, TraceError
 from .events import (
     COUNTER_EVENTS,
     COUNTER_EVENTS_LOST,
@@ -36,6 +36,7 @@ CAP_BPF = 39
 NAMES_PAGES = 256  # 1 MiB: the names of the functions first seen between two drains
 FORKS_PAGES = 1
 DEFAULT_BUFFER_MIB = 16
+MAX_BUFFER_MIB = 1024  # the kernel takes a ring buffer of up to 4 GiB; more than this is a typo
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
 SMALL_BATCH = 512
 # At most this many records a drain, so that signals and the deadline are seen in time; also
@@ -136,6 +137,7 @@ class Session:
         self.names = Names()
         self.start = 0
         self._stop: Optional[str] = None
+        self.output_failure: Optional[OutputFailed] = None
         self._handlers: dict[int, object] = {}
         pages = pages_for(self.buffer_mib)
         defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **self.defines}
@@ -290,12 +292,15 @@ class Session:
                     if self._follow(parent, child):
                         processes.add(child)
                         on_fork(child)
-                batch = self._drain(consume)
-                now = time.monotonic_ns()
-                if next_tick is not None and now >= next_tick:
-                    next_tick += int(interval * 1e9)
-                    if on_interval():
-                        self._stop = "done"
+                try:
+                    batch = self._drain(consume)
+                    now = time.monotonic_ns()
+                    if next_tick is not None and now >= next_tick:
+                        next_tick += int(interval * 1e9)
+                        if on_interval():
+                            self._stop = "done"
+                except OutputFailed as failure:
+                    consume = self._output_failed(failure)
                 if self._stop or (deadline is not None and now >= deadline):
                     break
                 if 0 < batch < SMALL_BATCH:
@@ -311,13 +316,24 @@ class Session:
             for fd in (wake_read, wake_write):
                 os.close(fd)
             poller.close()
-        while self._drain(consume):
-            pass
+        try:
+            while self._drain(consume):
+                pass
+        except OutputFailed as failure:
+            self._output_failed(failure)
+            while self._drain(_discard):
+                pass
         summary.events = self.counter(COUNTER_EVENTS)
         summary.lost = self.counter(COUNTER_EVENTS_LOST)
         summary.seconds = (stopped - self.start) / 1e9
         summary.processes = processes.seen
         return summary
+
+    def _output_failed(self, failure: OutputFailed) -> Callable[[list[tuple]], None]:
+        """The output cannot be written any more: stop, and drain what is left into nothing."""
+        self.output_failure = failure
+        self._stop = "output closed" if failure.closed else "output failed"
+        return _discard
 
     def _restore_signals(self) -> None:
         for sig, handler in self._handlers.items():
@@ -330,6 +346,10 @@ class Session:
         for ring in filter(None, (self._events, self._names_ring, self._forks)):
             ring.close()
         self.program.close()
+
+
+def _discard(records: list[tuple]) -> None:
+    """Where records go once the output has failed."""
 
 
 TRACEFS = "/sys/kernel/tracing"
@@ -413,22 +433,71 @@ def run_tool(
             consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval
         )
         summary.threads = None if consumer.threads is None else len(consumer.threads)
-        consumer.finish(summary)
-    except BrokenPipeError:  # `| head` had enough
-        flush_stdout_quietly()
-        return launched.wait() if launched else 0
+        if not session.output_failure:
+            try:
+                consumer.finish(summary)
+            except OutputFailed as failure:
+                session.output_failure = failure
+                summary.ended_by = "output closed" if failure.closed else "output failed"
     finally:
         if consumer is not None:
             consumer.close()
         session.close()
     print(summary.line(), file=sys.stderr)
-    return launched.wait() if launched else 0
+    code = launched.wait() if launched else 0
+    failure = session.output_failure
+    if failure:
+        failure.output.discard()
+        if not failure.closed:  # a closed pipe (`| head`) had all it wanted
+            raise failure
+    return code
+
+
+class Output:
+    """What a command writes to (a file, or stdout): a write or flush that fails raises
+    OutputFailed, which ends the trace cleanly with what was written so far kept; a closed
+    pipe (`| head`) is a normal end."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self.name = getattr(stream, "name", "the output")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as error:
+            raise self._failed(error) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as error:
+            raise self._failed(error) from None
+
+    def _failed(self, error: OSError) -> OutputFailed:
+        failure = OutputFailed(f"cannot write to {self.name}: {error.strerror or error}")
+        failure.closed = error.errno == errno.EPIPE
+        failure.output = self
+        return failure
+
+    def discard(self) -> None:
+        """After a failure: drop what is still buffered, so that exiting does not try again."""
+        if self._stream is sys.stdout:
+            flush_stdout_quietly()
+            return
+        try:
+            self._stream.close()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def flush_stdout_quietly() -> None:
     """After a closed pipe (`| head`), keep Python's exit from complaining about stdout."""
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

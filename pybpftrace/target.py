@@ -3,6 +3,7 @@ command to launch, and the ELF files in them that hold CPython and its probes.""
 
 from __future__ import annotations
 
+import _signal
 import os
 import shlex
 import shutil
@@ -13,8 +14,9 @@ from typing import Optional
 
 from elftools.elf.dynamic import DynamicSection
 
-from .errors import CommandNotFound, NoProbes, NotFound, NotPython
+from .errors import CommandNotFound, NoProbes, NotFound, NotPermitted, NotPython
 from .probes import (
+    ELF_READ_ERRORS,
     ElfProbes,
     NotAnElf,
     defined_symbols,
@@ -84,26 +86,37 @@ def _inspect(path: str, shown_path: str, identity: tuple) -> Optional[PythonBina
             elf = open_elf(stream)
             probes = read_elf_probes(elf, shown_path)
             symbols = defined_symbols(elf, INTERPRETER_SYMBOLS + (VERSION_SYMBOL,) + NEVER_CALLED + MARKERS)
-        except NotAnElf:
-            return None
-        interpreter = is_interpreter(symbols)
-        if not probes.probes and not interpreter:
-            return None
-        version = detect_version(elf, symbols) if interpreter else None
-        segments = load_segments(elf)
-        offsets = {name: file_offset(address, segments) for name, address in symbols.items()
-                   if name in NEVER_CALLED + MARKERS}
+            interpreter = is_interpreter(symbols)
+            if not probes.probes and not probes.damaged_notes and not interpreter:
+                return None
+            version = detect_version(elf, symbols) if interpreter else None
+            segments = load_segments(elf)
+            offsets = {name: file_offset(address, segments) for name, address in symbols.items()
+                       if name in NEVER_CALLED + MARKERS}
+        except ELF_READ_ERRORS as error:
+            raise NotAnElf(f"truncated or corrupt ({error})") from None
     never_called = next((offsets[name] for name in NEVER_CALLED if name in offsets), None)
     markers = {name: offsets[name] for name in MARKERS if name in offsets}
     return PythonBinary(path, shown_path, probes, version, interpreter, never_called, markers)
 
 
 def inspect_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
-    """The CPython and probe facts of an ELF file, or None if it has neither."""
+    """The CPython and probe facts of an ELF file, or None if it has neither (or is no ELF
+    file); NotAnElf when it starts like one but cannot be read."""
     if not _is_elf(path):
         return None
     stat = os.stat(path)
     return _inspect(path, shown_path or path, (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+
+
+def inspect_named_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
+    """inspect_binary for a file the user named: an unreadable one is an error to report."""
+    if os.path.isdir(path):
+        raise NotPython(f"{shown_path or path} is a directory, not an ELF file")
+    try:
+        return inspect_binary(path, shown_path)
+    except NotAnElf as error:
+        raise NotPython(f"{shown_path or path}: not a readable ELF file: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,7 @@ def read_maps(pid: int) -> list[Mapping]:
     except FileNotFoundError:
         raise NotFound(f"no process with PID {pid}") from None
     except PermissionError:
-        raise NotFound(f"cannot read the memory map of PID {pid}: permission denied") from None
+        raise NotPermitted(f"cannot read the memory map of PID {pid}: permission denied (run it as root)") from None
     mappings = []
     for line in lines:
         fields = line.split(maxsplit=5)
@@ -135,6 +148,29 @@ def read_maps(pid: int) -> list[Mapping]:
 
 def process_exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
+
+
+PF_KTHREAD = 0x00200000  # in /proc/PID/stat's flags: a kernel thread
+
+
+def is_kernel_thread(pid: int) -> bool:
+    """Whether pid is a live kernel thread. NotFound for no such process, or one that has
+    exited and waits to be reaped (a zombie, which maps nothing any more)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        raise NotFound(f"no process with PID {pid}") from None
+    fields = text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+    if fields[0] in ("Z", "X"):
+        raise NotFound(f"{describe_process(pid)} has exited (its parent has not reaped it yet)")
+    return bool(int(fields[6]) & PF_KTHREAD)
+
+
+def check_process(pid: int) -> None:
+    """That pid is a live user-space process (see is_kernel_thread)."""
+    if is_kernel_thread(pid):
+        raise NotPython(f"{describe_process(pid)} is a kernel thread, not a Python")
 
 
 def _host_path(pid: int, mapping: Mapping) -> str:
@@ -163,7 +199,10 @@ def process_binaries(pid: int) -> list[PythonBinary]:
         if mapping.inode in seen or mapping.offset != 0:
             continue
         seen.add(mapping.inode)
-        binary = inspect_binary(_host_path(pid, mapping), mapping.path)
+        try:
+            binary = inspect_binary(_host_path(pid, mapping), mapping.path)
+        except NotAnElf:
+            continue  # a damaged file mapped as data: no probes of ours there
         if binary is not None:
             binaries.append(binary)
     return binaries
@@ -188,6 +227,10 @@ def select_binaries(
     if not interpreters and not with_probes:
         raise NotPython(f"{where} is not a Python: it holds no CPython interpreter")
     if not with_probes:
+        damaged = [binary for binary in binaries if binary.probes.damaged_notes]
+        if damaged:
+            raise NoProbes(f"{damaged[0].describe()} has no readable USDT probes: its .note.stapsdt "
+                           "section is there but zeroed or corrupt")
         raise NoProbes(
             f"{interpreters[0].describe()} has no USDT probes: it was built without --with-dtrace"
         )
@@ -208,6 +251,8 @@ def resolve_command(argv0: str, depth: int = 0) -> str:
     if not found or not os.path.exists(found):
         raise CommandNotFound(f"command not found: {argv0}")
     path = os.path.realpath(found)
+    if os.path.isdir(path):
+        raise CommandNotFound(f"{argv0} is a directory")
     if _is_elf(path):
         return path
     with open(path, "rb") as stream:
@@ -222,6 +267,12 @@ def resolve_command(argv0: str, depth: int = 0) -> str:
         if not words:
             raise NotPython(f"{argv0} ({path}) runs env without a program")
     return resolve_command(words[0], depth + 1)
+
+
+def command_name(argv0: str, binary: str) -> str:
+    """How to name a command in messages: with the binary it resolved to, when that is not
+    the command itself (a #! script, a symlink, a name found on PATH)."""
+    return argv0 if os.path.realpath(argv0) == binary else f"{argv0} (which runs {binary})"
 
 
 def linked_libpython(binary_path: str) -> list[str]:
@@ -267,15 +318,16 @@ def _system_library_dirs() -> list[str]:
     return dirs + ["/lib", "/usr/lib", "/lib64", "/usr/lib64"]
 
 
-def command_binaries(argv: list[str]) -> list[PythonBinary]:
-    """The Python binaries a command will run: its executable and the libpython it loads."""
+def command_binaries(argv: list[str]) -> tuple[str, list[PythonBinary]]:
+    """The binary a command will run, named for messages, and the Python binaries it will run:
+    its executable and the libpython it loads."""
     executable = resolve_command(argv[0])
     binaries = []
     for path in [executable, *linked_libpython(executable)]:
-        binary = inspect_binary(path)
+        binary = inspect_named_binary(path)
         if binary is not None:
             binaries.append(binary)
-    return binaries
+    return command_name(argv[0], executable), binaries
 
 
 def describe_process(pid: int) -> str:
@@ -301,9 +353,10 @@ class Launched:
             os.close(self._release)
             if not os.read(hold, 1):  # the tracer died before attaching
                 os._exit(127)
-            # Python ignores SIGPIPE and SIGXFSZ; an exec keeps ignored signals ignored.
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            # Python ignores SIGPIPE and SIGXFSZ; an exec keeps ignored signals ignored. The C
+            # function itself: signal.signal is Python code, which the probes would report.
+            _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+            _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
             try:
                 os.execv(executable, argv)
             except OSError as error:
@@ -374,19 +427,19 @@ def find_targets(options: TargetOptions, command: str, commands: dict[str, tuple
     """The processes (or the launched argv, or binaries) to trace for `command`; commands
     holds the probes each command needs, to say what works where this one cannot."""
     if options.argv:
-        binaries = select_binaries(command_binaries(options.argv), command, commands, options.argv[0])
+        name, binaries = command_binaries(options.argv)
+        binaries = select_binaries(binaries, command, commands, name)
         launched = Launched(options.argv)
         return Targets({launched.pid: binaries}, launched)
     found: dict[int, list[PythonBinary]] = {}
     for pid in options.pids:
-        if not process_exists(pid):
-            raise NotFound(f"no process with PID {pid}")
+        check_process(pid)
         found[pid] = select_binaries(process_binaries(pid), command, commands, f"PID {pid}")
     chosen = []
     for path in options.binaries:
         if not os.path.exists(path):
             raise NotFound(f"no such file: {path}")
-        binary = inspect_binary(os.path.realpath(path), path)
+        binary = inspect_named_binary(os.path.realpath(path), path)
         chosen += select_binaries([binary] if binary else [], command, commands, path)
     if options.all_pythons:
         chosen += _all_pythons(commands[command])
@@ -410,12 +463,17 @@ def _all_pythons(needed: tuple[str, ...]) -> list[PythonBinary]:
         except OSError:
             continue
         candidates += [os.path.join(directory, name) for name in names if name.startswith("python3")]
-    found = [inspect_binary(os.path.realpath(path)) for path in candidates]
+    found = []
+    for path in candidates:
+        try:
+            found.append(inspect_binary(os.path.realpath(path)))
+        except (NotAnElf, OSError):
+            continue  # damaged, or gone meanwhile
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 found += process_binaries(int(entry))
-            except (NotFound, OSError):
+            except (NotFound, NotPermitted, OSError):
                 continue  # gone meanwhile, or not ours to read
     return [binary for binary in found if binary is not None and binary.has(needed)]
 

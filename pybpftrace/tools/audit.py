@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
-from ..errors import TraceError
+from ..errors import BadUsage
 from ..events import (
     FIRST_TRUNCATED,
     FIRST_UNREADABLE,
@@ -208,11 +208,11 @@ class AuditConsumer(Consumer):
 
 def compile_globs(patterns: list[str]) -> list[CompiledGlob]:
     if len(patterns) > GLOBS_MAX:
-        raise TraceError(f"at most {GLOBS_MAX} --event patterns")
+        raise BadUsage(f"at most {GLOBS_MAX} --event patterns")
     try:
         return [compile_glob(pattern) for pattern in patterns]
     except GlobError as error:
-        raise TraceError(f"--event {error}") from None
+        raise BadUsage(f"--event {error}") from None
 
 
 def configure(session: Session, globs: list[CompiledGlob]) -> None:

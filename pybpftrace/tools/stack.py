@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
-from ..errors import TraceError
+from ..errors import BadUsage
 from ..events import CALL_EVENT, STRING_MAX
 from ..program import Handler, ProgramSpec
 from ..render import JsonRenderer, TextRenderer, folded
@@ -54,8 +54,8 @@ class StackOptions:
 
 def function_filter(name: str) -> bytes:
     encoded = name.encode()
-    if b"\0" in encoded or len(encoded) >= STRING_MAX:
-        raise TraceError(f"--function takes a name of 1 to {STRING_MAX - 1} bytes")
+    if not encoded or b"\0" in encoded or len(encoded) >= STRING_MAX:
+        raise BadUsage(f"--function takes a name of 1 to {STRING_MAX - 1} bytes, without NUL")
     return encoded
 
 
