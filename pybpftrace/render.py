@@ -29,34 +29,56 @@ def unseen_entry(indent: int) -> str:
     return "began before tracing" if indent == 0 else "entry not seen"
 
 
+CACHED = 65536  # labels formatted once and kept, at most (then they start afresh)
+
+
+FirstLine = Callable[[CallEvent], Optional[int]]
+
+
 class TextRenderer:
-    """`TIME(s) TID  => function (file:line)`, indented by the thread's depth."""
+    """`TIME(s) TID  => function (file:line)`, indented by the thread's depth; with pids, a PID
+    column before the TID (when more than one process can be traced). A call shows its
+    function's first line where first_line finds it: a generator's or coroutine's resumption,
+    which reports the line it resumes at, says so."""
 
-    header = f"{'TIME(s)':>12} {'TID':>8}  CALL\n"
-
-    def __init__(self, start: int, durations: bool):
+    def __init__(self, start: int, durations: bool, pids: bool = False, first_line: FirstLine = lambda event: None):
         self._start = start
         self._durations = durations
+        self._pids = pids
+        self._first_line = first_line
+        self.header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8}  CALL\n" if pids else f"{'TIME(s)':>12} {'TID':>8}  CALL\n"
         # What repeats, formatted once: this is the streaming hot path.
         self._indents = [INDENT * depth for depth in range(64)]
-        self._tids: dict[int, str] = {}
+        self._tids: dict[tuple[int, int], str] = {}
         self._labels: dict[tuple[str, str], str] = {}
 
     def line(self, event: CallEvent, indent: int, duration: Optional[int]) -> str:
         """The event's line, newline included."""
-        tid = self._tids.get(event.tid)
+        tid = self._tids.get((event.pid, event.tid))
         if tid is None:
-            tid = self._tids[event.tid] = "%8d  " % event.tid
+            if len(self._tids) >= CACHED:
+                self._tids.clear()
+            text = "%8d %8d  " % (event.pid, event.tid) if self._pids else "%8d  " % event.tid
+            tid = self._tids[(event.pid, event.tid)] = text
         label = self._labels.get((event.function, event.file))
         if label is None:
+            if len(self._labels) >= CACHED:
+                self._labels.clear()
             label = self._labels[(event.function, event.file)] = f"{event.function} ({event.file}:"
-        text = "%12.6f %s%s%s%s%d)" % (
+        line, resumed = event.line, ""
+        if event.kind == EVENT_CALL:
+            first = self._first_line(event)
+            if first is not None and first != line:
+                # CPython 3.15 reports no line (-1) for a closure's entry: no resumption
+                line, resumed = first, f" [resumed at line {line}]" if line > 0 else ""
+        text = "%12.6f %s%s%s%s%d)%s" % (
             (event.timestamp - self._start) / 1e9,
             tid,
             self._indents[indent] if indent < 64 else INDENT * indent,
             "=> " if event.kind == EVENT_CALL else "<= ",
             label,
-            event.line,
+            line,
+            resumed,
         )
         if self._durations and event.kind != EVENT_CALL:
             text += f" [{format_duration(duration)}]" if duration is not None else f" [{unseen_entry(indent)}]"
@@ -92,7 +114,7 @@ def _entry_lines(trees: Iterable[CallTree]) -> dict[tuple[str, str], set[int]]:
     lines: dict[tuple[str, str], set[int]] = defaultdict(set)
     for tree in trees:
         for node in nodes(tree.root):
-            if node.frame.entered:
+            if node.frame.entered and not node.frame.synthetic:
                 lines[(node.frame.file, node.frame.function)].add(node.frame.line)
     return lines
 
@@ -119,6 +141,8 @@ class FrameLabels:
         return frame.line
 
     def label(self, pid: int, frame: Frame) -> str:
+        if frame.synthetic:
+            return frame.function
         key = (pid, frame)
         if key not in self._labels:
             # `;` separates frames in folded stacks
@@ -130,27 +154,45 @@ class FrameLabels:
 View = Callable[[list[Frame]], Optional[list[Frame]]]
 
 
+def fold_into(
+    totals: dict[str, int],
+    trees: list[CallTree],
+    weight: str = "time",
+    per_thread: bool = False,
+    sources: Optional[FirstLines] = None,
+    view: View = lambda path: path,
+) -> None:
+    """Add the trees' stacks to totals (folded stack: weight), so that trees read at different
+    times (a process's, when it exits) merge. weight is self time in ns or the number of
+    calls. Threads merge unless per_thread roots each stack at its thread. view: the frames of
+    a path to show (None: none); the self time of a frame it hides counts toward the deepest
+    frame shown above it, its calls toward nothing."""
+    labels = FrameLabels(trees, sources)
+    value = (lambda node: node.calls) if weight == "calls" else (lambda node: node.self_ns)
+    for tree in trees:
+        prefix = [f"thread {'?' if tree.tid is None else tree.tid}"] if per_thread else []
+        for path, amount in weighted_paths(tree.root, value):
+            shown = view(path)
+            if shown and (weight != "calls" or shown[-1] is path[-1]):
+                totals[";".join(prefix + [labels.label(tree.pid, frame) for frame in shown])] += amount
+
+
 def folded(
-    trees: dict[int, CallTree],
+    trees: list[CallTree],
     weight: str = "time",
     per_thread: bool = False,
     sources: Optional[FirstLines] = None,
     view: View = lambda path: path,
 ) -> list[str]:
-    """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds
-    or the number of calls. Threads merge unless per_thread roots each stack at its thread.
-    view: the frames of a path to show (None: none); the self time of a frame it hides counts
-    toward the deepest frame shown above it, its calls toward nothing."""
-    labels = FrameLabels(trees.values(), sources)
+    """Folded stacks, `frame;frame;frame WEIGHT`, sorted (see fold_into)."""
     totals: dict[str, int] = defaultdict(int)
-    value = (lambda node: node.calls) if weight == "calls" else (lambda node: node.self_ns)
-    for tid, tree in trees.items():
-        prefix = [f"thread {tid}"] if per_thread else []
-        for path, amount in weighted_paths(tree.root, value):
-            shown = view(path)
-            if shown and (weight != "calls" or shown[-1] is path[-1]):
-                totals[";".join(prefix + [labels.label(tree.pid, frame) for frame in shown])] += amount
-    scale = 1 if weight == "calls" else 1000  # self time goes out in microseconds
+    fold_into(totals, trees, weight, per_thread, sources, view)
+    return folded_lines(totals, weight)
+
+
+def folded_lines(totals: dict[str, int], weight: str) -> list[str]:
+    """`frame;frame;frame WEIGHT` lines, sorted; self time goes out in microseconds."""
+    scale = 1 if weight == "calls" else 1000
     lines = []
     for stack, value in sorted(totals.items()):
         if round(value / scale):

@@ -35,6 +35,9 @@ class RingBuffer:
     def producer_position(self) -> int:
         return _POSITION.unpack_from(self._producer, 0)[0]
 
+    def consumer_position(self) -> int:
+        return _POSITION.unpack_from(self._consumer, 0)[0]
+
     def drain(self, until: int | None = None, limit: int | None = None) -> list[tuple]:
         """The committed records (up to position `until`, at most `limit`), unpacked, in order."""
         consumer = _POSITION.unpack_from(self._consumer, 0)[0]

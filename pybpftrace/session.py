@@ -20,20 +20,25 @@ from .errors import KernelSetup, NotFound, NotPermitted, OutputFailed, TraceErro
 from .events import (
     COUNTER_EVENTS,
     COUNTER_EVENTS_LOST,
+    COUNTER_NAMES_LOST,
+    COUNTER_NO_MEMORY,
+    COUNTER_PROCESSES_FULL,
     FORK_EVENT,
     NAMES_EVENT,
     PROCESS_TRACED,
     Names,
+    Process,
 )
-from .program import LoadedProgram, ProgramSpec, generate
+from .program import LoadedProgram, Loss, ProgramSpec, generate
 from .ringbuf import RingBuffer
+from .sources import FirstLines
 from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets
 from .tools import NEEDED_PROBES
 
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
-NAMES_PAGES = 256  # 1 MiB: the names of the functions first seen between two drains
+NAMES_PAGES = 2048  # 8 MiB: the names first seen between two drains (a new process sends thousands)
 FORKS_PAGES = 1
 DEFAULT_BUFFER_MIB = 16
 MAX_BUFFER_MIB = 1024  # the kernel takes a ring buffer of up to 4 GiB; more than this is a typo
@@ -44,6 +49,39 @@ SMALL_BATCH = 512
 # streaming tracer's peak RSS and consumes no more events.
 MAX_BATCH = 8192
 COALESCE_SECONDS = 0.01
+# How often the processes that exited are looked for (their part taken, their names dropped).
+SWEEP_SECONDS = 1.0
+
+# The kernel's maps whose size bounds what can be kept, and their sizes (entries): each is
+# passed to the programs as NAME_MAX. Not preallocated unless said, they take memory for what
+# they hold.
+# PYBPFTRACE_MAP_SIZES="nodes=1000,threads=64" sets others (to see a map fill, in the tests).
+MAP_SIZES = {
+    "thread_frames": 65536,  # frames.h: a shadow stack per live thread (calls, stack --folded)
+    "threads": 65536,  # stack.bpf.c: a state per live thread
+    "last_entry": 65536,  # top.bpf.c: each live thread's last entry (CPython 3.15)
+    "nodes": 1 << 20,  # folded.bpf.c: call paths
+    "lost_paths": 16384,  # folded.bpf.c: calls under paths that could not be kept (preallocated)
+    "roots": 131072,  # folded.bpf.c: a root per thread, and per frame it was in when first seen
+    "ended_frames": 16384,  # folded.bpf.c: stacks of threads that exited with calls open
+    "functions": 262144,  # calls.bpf.c: functions of live processes
+    "spilled_functions": 1024,  # calls.bpf.c: functions the kernel had no memory for (preallocated)
+    "counts": 131072,  # common.h: top's and lines' counts (preallocated)
+    "known_names": 65536,  # common.h: names announced (an LRU: an entry evicted is announced again)
+    "incarnations": 65536,  # lifetimes.h: live processes
+}
+MAP_SIZES_VARIABLE = "PYBPFTRACE_MAP_SIZES"
+
+# What every program can fail to keep, worded for the summary line ({n}: how many; {NAME}:
+# the size of map NAME); each tool's ProgramSpec.losses adds its own.
+COMMON_LOSSES = (
+    Loss(COUNTER_EVENTS_LOST, "{n} events dropped: the events ring buffer was full (--buffer-size makes it larger)",
+         dropped=True),
+    Loss(COUNTER_NAMES_LOST, "{n} names not sent when first seen: the names ring buffer was full"),
+    Loss(COUNTER_PROCESSES_FULL, "{n} events of processes beyond {incarnations} live ones: the incarnations map was "
+         "full (their names may mix with a later process's of the same PID)"),
+    Loss(COUNTER_NO_MEMORY, "{n} map entries the kernel could not allocate: it was out of memory"),
+)
 
 
 def require_privileges(what: str) -> None:
@@ -73,19 +111,32 @@ class Summary:
     """What the end-of-run line reports."""
 
     events: int = 0  # handled by the programs
-    lost: int = 0  # handled but not sent on: the ring buffer was full
+    lost: int = 0  # handled but dropped, not counted anywhere (the notes say why)
     seconds: float = 0.0
     ended_by: str = ""
     processes: int = 0
     threads: Optional[int] = None  # None where the events were counted in the kernel
+    notes: list[str] = field(default_factory=list)  # what could not be kept, and why
 
     def line(self) -> str:
         processes = f"{self.processes} processes, " if self.processes > 1 else ""
         threads = f"{self.threads} threads, " if self.threads is not None else ""
+        notes = f" [{'; '.join(self.notes)}]" if self.notes else ""
         return (
-            f"pybpftrace: {self.events} events, {self.lost} lost, {processes}{threads}"
+            f"pybpftrace: {self.events} events, {self.lost} lost{notes}, {processes}{threads}"
             f"{self.seconds:.2f} s ({self.ended_by})"
         )
+
+
+def map_sizes() -> dict[str, int]:
+    """MAP_SIZES, with those $PYBPFTRACE_MAP_SIZES sets."""
+    sizes = dict(MAP_SIZES)
+    for item in filter(None, os.environ.get(MAP_SIZES_VARIABLE, "").split(",")):
+        name, _, value = item.partition("=")
+        if name not in sizes or not value.isdigit() or int(value) < 1:
+            raise TraceError(f"${MAP_SIZES_VARIABLE}: {item!r} is not MAP=ENTRIES with MAP one of {', '.join(sizes)}")
+        sizes[name] = int(value)
+    return sizes
 
 
 class _Processes:
@@ -139,10 +190,18 @@ class Session:
         self._stop: Optional[str] = None
         self.output_failure: Optional[OutputFailed] = None
         self._handlers: dict[int, object] = {}
+        self._consumer: Optional[Consumer] = None
+        self._exiting: set[Process] = set()  # exited, their events not all consumed yet
+        self._pending_exits: list[tuple[int, set[Process]]] = []  # (events ring position, processes)
         pages = pages_for(self.buffer_mib)
-        defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **self.defines}
+        self.map_sizes = map_sizes()
+        sizes = {f"{name.upper()}_MAX": size for name, size in self.map_sizes.items()}
+        defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **sizes,
+                   **self.defines}
+        ensure_tracefs()  # the exit tracepoint (lifetimes.h)
+        if exit_has_group_dead():
+            defines["EXIT_GROUP_DEAD"] = 1
         if self.follow_forks:
-            ensure_tracefs()
             defines["FOLLOW_FORKS"] = 1
         binaries = [b for group in self.targets.binaries.values() for b in group]
         self.program = LoadedProgram(generate(self.spec, binaries), defines)
@@ -155,8 +214,8 @@ class Session:
         return RingBuffer(self.program.table(name).map_fd, pages * mmap.PAGESIZE, layout)
 
     def attach(self) -> None:
-        """Attach to every target, then switch the programs on, then let a launched command
-        go: it is traced from its first instruction."""
+        """Attach to every target, then switch the programs on (announce() then says so and
+        lets a launched command go: it is traced from its first instruction)."""
         try:
             for pid, binaries in self.targets.binaries.items():
                 self._attach_process(pid, binaries)
@@ -173,6 +232,9 @@ class Session:
         self._switch(True)
         # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
         self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def announce(self) -> None:
+        """Tell the user tracing runs, and let a launched command go."""
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if self.targets.launched:
             self.targets.launched.release()
@@ -237,14 +299,63 @@ class Session:
         tracing[tracing.Key(0)] = tracing.Leaf(int(on))
 
     def counter(self, index: int) -> int:
-        return self.program.table("counters").sum(index).value
+        return signed_total(self.program.table("counters")[index])
+
+    def losses(self) -> tuple[int, list[str]]:
+        """Events dropped, and the summary's notes on what could not be kept."""
+        dropped, notes = 0, []
+        for loss in COMMON_LOSSES + self.spec.losses:
+            n = self.counter(loss.counter)
+            if n:
+                dropped += n if loss.dropped else 0
+                notes.append(loss.text.format(n=n, **self.map_sizes))
+        return dropped, notes
+
+    def sweep_exits(self) -> None:
+        """Find the processes that exited: those whose names are held, whose incarnation the
+        kernel has dropped (lifetimes.h). They are done with once every event they sent is
+        consumed (the events ring's position now)."""
+        held = {process for process in self.names.processes() if process[1]} - self._exiting
+        if not held:
+            return
+        live = {(key.value, value.value) for key, value in self.program.table("incarnations").items()}
+        exited = held - live
+        if exited:
+            position = self._events.producer_position() if self._events else 0
+            self._pending_exits.append((position, exited))
+            self._exiting |= exited
+
+    def _sweep_last(self, consumer: "Consumer") -> None:
+        """Tracing is off and every event consumed: the processes that exited are done with
+        now (what is left of the others is the consumer's to read in finish)."""
+        self.sweep_exits()
+        self._finish_exits(consumer)
+
+    def _finish_exits(self, consumer: "Consumer") -> None:
+        """The exited processes whose events are all consumed: the consumer takes its part,
+        then their names go (all of theirs are drained first: they were sent before they
+        exited, but a tracer that was stopped has not read them all yet)."""
+        consumed = self._events.consumer_position() if self._events else 0
+        if self._pending_exits and self._pending_exits[0][0] <= consumed:
+            self._drain_names()
+        while self._pending_exits and self._pending_exits[0][0] <= consumed:
+            _, exited = self._pending_exits.pop(0)
+            consumer.on_exits(exited)
+            for process in exited:
+                self.names.forget(process)
+            self._exiting -= exited
+
+    def _drain_names(self) -> None:
+        while records := self._names_ring.drain(limit=MAX_BATCH):
+            for record in records:
+                if self.names.add(record) and self._consumer:
+                    self._consumer.on_process(record[2])
 
     def _drain(self, consume: Callable[[list[tuple]], None]) -> int:
         # Names first: an event's names were submitted before the event was reserved, so
         # every event up to this producer position has its names among those drained now.
         until = self._events.producer_position() if self._events else 0
-        for record in self._names_ring.drain():
-            self.names.add(record)
+        self._drain_names()
         if not self._events:
             return 0
         records = self._events.drain(until, limit=MAX_BATCH)
@@ -255,17 +366,13 @@ class Session:
     def _on_signal(self, number: int, _frame) -> None:
         self._stop = signal.Signals(number).name
 
-    def run(
-        self,
-        consume: Callable[[list[tuple]], None],
-        duration: Optional[float],
-        on_fork: Callable[[int], None] = lambda pid: None,
-        interval: Optional[float] = None,
-        on_interval: Callable[[], bool] = lambda: False,
-    ) -> Summary:
-        """Drain events into consume until a signal, the duration, every traced process's
-        exit, or on_interval (called every `interval` seconds) saying it is done; with
-        follow_forks, attach to each child as it is forked (on_fork hears of it)."""
+    def run(self, consumer: "Consumer", duration: Optional[float]) -> Summary:
+        """Drain events into the consumer until a signal, the duration, every traced
+        process's exit, or its on_interval (called every consumer.interval seconds) saying it
+        is done; with follow_forks, attach to each child as it is forked (on_fork hears of
+        it); hand it each process that exits (on_exits)."""
+        consume, interval = consumer.feed, consumer.interval
+        self._consumer = consumer
         summary = Summary()
         poller = select.epoll()
         for ring in filter(None, (self._events, self._names_ring, self._forks)):
@@ -279,6 +386,7 @@ class Session:
         previous_wakeup = signal.set_wakeup_fd(wake_write)
         deadline = self.start + int(duration * 1e9) if duration else None
         next_tick = self.start + int(interval * 1e9) if interval else None
+        next_sweep = self.start + int(SWEEP_SECONDS * 1e9)
         try:
             while (processes or system_wide) and not self._stop:
                 now = time.monotonic_ns()
@@ -291,13 +399,17 @@ class Session:
                 for parent, child in self._forks.drain() if self._forks else ():
                     if self._follow(parent, child):
                         processes.add(child)
-                        on_fork(child)
+                        consumer.on_fork(child)
                 try:
                     batch = self._drain(consume)
                     now = time.monotonic_ns()
+                    if now >= next_sweep:
+                        next_sweep = now + int(SWEEP_SECONDS * 1e9)
+                        self.sweep_exits()
+                    self._finish_exits(consumer)
                     if next_tick is not None and now >= next_tick:
                         next_tick += int(interval * 1e9)
-                        if on_interval():
+                        if consumer.on_interval():
                             self._stop = "done"
                 except OutputFailed as failure:
                     consume = self._output_failed(failure)
@@ -319,12 +431,13 @@ class Session:
         try:
             while self._drain(consume):
                 pass
+            self._sweep_last(consumer)
         except OutputFailed as failure:
             self._output_failed(failure)
             while self._drain(_discard):
                 pass
         summary.events = self.counter(COUNTER_EVENTS)
-        summary.lost = self.counter(COUNTER_EVENTS_LOST)
+        summary.lost, summary.notes = self.losses()
         summary.seconds = (stopped - self.start) / 1e9
         summary.processes = processes.seen
         return summary
@@ -356,15 +469,25 @@ TRACEFS = "/sys/kernel/tracing"
 
 
 def ensure_tracefs() -> None:
-    """Following forks takes a tracepoint, which bcc finds through tracefs: mount it where the
-    system has not (as `mount -t tracefs nodev /sys/kernel/tracing` would)."""
+    """Tracing takes tracepoints (task exits; task creations with --follow-forks), which bcc
+    finds through tracefs: mount it where the system has not (as `mount -t tracefs nodev
+    /sys/kernel/tracing` would)."""
     if os.path.isdir(f"{TRACEFS}/events"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
         error = ctypes.get_errno()
-        raise KernelSetup(f"--follow-forks needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
-    print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for --follow-forks)", file=sys.stderr)
+        raise KernelSetup(f"tracing needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
+    print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for its tracepoints)", file=sys.stderr)
+
+
+def exit_has_group_dead() -> bool:
+    """Whether the task exit tracepoint says when a process's last thread exits (Linux 6.16)."""
+    try:
+        with open(f"{TRACEFS}/events/sched/sched_process_exit/format") as format_file:
+            return "group_dead" in format_file.read()
+    except OSError:
+        return False
 
 
 @dataclass
@@ -392,6 +515,18 @@ class Consumer:
     def on_fork(self, pid: int) -> None:
         """A forked child is traced from now on."""
 
+    def on_process(self, pid: int) -> None:
+        """A process first named (by --binary or --all, a process may be traced before the
+        tracer hears of it): its files can be opened while it lives."""
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """These processes have exited and their events are all fed: take what is needed of
+        theirs (from the kernel's maps, from the names) before their names go."""
+
+    def thread_count(self) -> Optional[int]:
+        """The threads seen, for the summary line (None where the kernel aggregates)."""
+        return None if self.threads is None else len(self.threads)
+
     def on_interval(self) -> bool:
         """Called every `interval` seconds; True ends the trace."""
         return False
@@ -401,6 +536,38 @@ class Consumer:
 
     def close(self) -> None:
         """Whatever happened: give back what the consumer holds (a terminal, say)."""
+
+
+class SourcesConsumer(Consumer):
+    """A consumer that reads the traced processes' source files (FirstLines): each process's
+    held open from when it is first seen (the targets: before tracing is announced, as one
+    may be done right after) until it has exited, so that they stay reachable meanwhile,
+    through a container's root too."""
+
+    def __init__(self, session: "Session"):
+        super().__init__(session)
+        self.sources = FirstLines()
+        launched = session.targets.launched
+        for pid in session.targets.pids:
+            if launched and pid == launched.pid:  # it has not exec'd yet: the tracer's own
+                self.sources.watch(pid, root="/", cwd=os.getcwd())
+            else:
+                self.sources.watch(pid)
+
+    def on_fork(self, pid: int) -> None:
+        self.sources.watch(pid)
+
+    def on_process(self, pid: int) -> None:
+        if pid not in self.sources:
+            self.sources.watch(pid)  # a process found by --binary or --all
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """(Subclasses take what they need of the processes first.)"""
+        for pid, _ in processes:
+            self.sources.forget(pid)
+
+    def close(self) -> None:
+        self.sources.close()
 
 
 def run_tool(
@@ -417,31 +584,33 @@ def run_tool(
         raise TraceError("--follow-forks goes with PIDs or a command: --binary and --all trace every process already")
     targets = find_targets(options.target, command, NEEDED_PROBES)
     launched = targets.launched
+    consumer = None
     try:
         ring = "events" if layout else None
         session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks)
         configure(session)
         session.attach()
+        # before the announcement: a target may be done with right after it (the consumer
+        # holds its files open from the start)
+        consumer = make_consumer(session)
+        session.announce()
     except BaseException:
+        if consumer is not None:
+            consumer.close()
         if launched:
             launched.abandon()
         raise
-    consumer = None
     try:
-        consumer = make_consumer(session)
-        summary = session.run(
-            consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval
-        )
-        summary.threads = None if consumer.threads is None else len(consumer.threads)
+        summary = session.run(consumer, options.duration)
         if not session.output_failure:
             try:
                 consumer.finish(summary)
             except OutputFailed as failure:
                 session.output_failure = failure
                 summary.ended_by = "output closed" if failure.closed else "output failed"
+        summary.threads = consumer.thread_count()
     finally:
-        if consumer is not None:
-            consumer.close()
+        consumer.close()
         session.close()
     print(summary.line(), file=sys.stderr)
     code = launched.wait() if launched else 0

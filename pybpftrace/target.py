@@ -8,8 +8,7 @@ import os
 import shlex
 import shutil
 import signal
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from elftools.elf.dynamic import DynamicSection
@@ -21,6 +20,7 @@ from .probes import (
     NotAnElf,
     defined_symbols,
     file_offset,
+    has_probe_notes,
     load_segments,
     open_elf,
     read_elf_probes,
@@ -79,12 +79,38 @@ def _is_elf(path: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=256)
-def _inspect(path: str, shown_path: str, identity: tuple) -> Optional[PythonBinary]:
+@dataclass(frozen=True)
+class _Facts:
+    """What an ELF file holds for pybpftrace, whatever path it is opened through."""
+
+    probes: ElfProbes
+    version: Optional[Version]
+    interpreter: bool
+    never_called_offset: Optional[int]
+    marker_offsets: dict[str, int]
+
+
+# By file (device, inode, mtime): every process maps the same libraries, each through a path
+# of its own (/proc/PID/map_files/...), and reading an ELF file takes a while (--all reads
+# every process's).
+_FACTS: dict[tuple, Optional[_Facts]] = {}
+FACTS_CACHED = 4096
+
+
+def _inspect(path: str, identity: tuple) -> Optional[_Facts]:
+    if identity in _FACTS:
+        return _FACTS[identity]
+    if len(_FACTS) >= FACTS_CACHED:
+        _FACTS.clear()
+    facts = _FACTS[identity] = _read_facts(path)
+    return facts
+
+
+def _read_facts(path: str) -> Optional[_Facts]:
     with open(path, "rb") as stream:
         try:
             elf = open_elf(stream)
-            probes = read_elf_probes(elf, shown_path)
+            probes = read_elf_probes(elf, path)
             symbols = defined_symbols(elf, INTERPRETER_SYMBOLS + (VERSION_SYMBOL,) + NEVER_CALLED + MARKERS)
             interpreter = is_interpreter(symbols)
             if not probes.probes and not probes.damaged_notes and not interpreter:
@@ -97,7 +123,7 @@ def _inspect(path: str, shown_path: str, identity: tuple) -> Optional[PythonBina
             raise NotAnElf(f"truncated or corrupt ({error})") from None
     never_called = next((offsets[name] for name in NEVER_CALLED if name in offsets), None)
     markers = {name: offsets[name] for name in MARKERS if name in offsets}
-    return PythonBinary(path, shown_path, probes, version, interpreter, never_called, markers)
+    return _Facts(probes, version, interpreter, never_called, markers)
 
 
 def inspect_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
@@ -106,7 +132,12 @@ def inspect_binary(path: str, shown_path: Optional[str] = None) -> Optional[Pyth
     if not _is_elf(path):
         return None
     stat = os.stat(path)
-    return _inspect(path, shown_path or path, (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+    facts = _inspect(path, (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+    if facts is None:
+        return None
+    shown_path = shown_path or path
+    return PythonBinary(path, shown_path, replace(facts.probes, path=shown_path), facts.version, facts.interpreter,
+                        facts.never_called_offset, facts.marker_offsets)
 
 
 def inspect_named_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
@@ -173,16 +204,17 @@ def check_process(pid: int) -> None:
         raise NotPython(f"{describe_process(pid)} is a kernel thread, not a Python")
 
 
-def _host_path(pid: int, mapping: Mapping) -> str:
+def _host_path(pid: int, mapping: Mapping, lasting: bool = False) -> str:
     """A path to the very file mapped, from outside the process. map_files names the mapped
     inode itself, even when deleted or replaced, but needs root. Without it, the path the
     kernel shows is relative to our root, or to the process's root in another mount
-    namespace: take the candidate that is the mapped inode."""
+    namespace: take the candidate that is the mapped inode. lasting: a path that outlives the
+    process (--all attaches to files found in processes that may exit meanwhile) first."""
     mapped = f"/proc/{pid}/map_files/{mapping.start:x}-{mapping.end:x}"
-    if os.access(mapped, os.R_OK):
+    if os.access(mapped, os.R_OK) and not lasting:
         return mapped
     path = mapping.path.removesuffix(" (deleted)")
-    for candidate in (f"/proc/{pid}/root{path}", path):
+    for candidate in (path, f"/proc/{pid}/root{path}") if lasting else (f"/proc/{pid}/root{path}", path):
         try:
             if os.stat(candidate).st_ino == mapping.inode:
                 return candidate
@@ -191,16 +223,20 @@ def _host_path(pid: int, mapping: Mapping) -> str:
     return mapped
 
 
-def process_binaries(pid: int) -> list[PythonBinary]:
-    """Every mapped ELF file of a process that holds CPython or USDT probes."""
+def process_binaries(pid: int, with_probes: bool = False) -> list[PythonBinary]:
+    """Every mapped ELF file of a process that holds CPython or USDT probes (with_probes: only
+    those with probes, found faster, through paths that outlive the process where they can)."""
     binaries = []
     seen: set[int] = set()
     for mapping in read_maps(pid):
         if mapping.inode in seen or mapping.offset != 0:
             continue
         seen.add(mapping.inode)
+        path = _host_path(pid, mapping, lasting=with_probes)
+        if with_probes and not has_probe_notes(path):
+            continue
         try:
-            binary = inspect_binary(_host_path(pid, mapping), mapping.path)
+            binary = inspect_binary(path, mapping.path)
         except NotAnElf:
             continue  # a damaged file mapped as data: no probes of ours there
         if binary is not None:
@@ -472,7 +508,7 @@ def _all_pythons(needed: tuple[str, ...]) -> list[PythonBinary]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                found += process_binaries(int(entry))
+                found += process_binaries(int(entry), with_probes=True)
             except (NotFound, NotPermitted, OSError):
                 continue  # gone meanwhile, or not ours to read
     return [binary for binary in found if binary is not None and binary.has(needed)]

@@ -126,8 +126,8 @@ class Target:
         self.process.stdin.write(b"go\n")
         self.process.stdin.flush()
 
-    def finish(self) -> tuple[bytes, bytes]:
-        out, err = self.process.communicate(timeout=TIMEOUT)
+    def finish(self, timeout: float = TIMEOUT) -> tuple[bytes, bytes]:
+        out, err = self.process.communicate(timeout=timeout)
         return out, err
 
     def kill(self) -> None:
@@ -156,9 +156,9 @@ def wait_for_interpreter(pid: int, python: str) -> None:
 class Tracer:
     """pybpftrace running in the background; stderr is collected as it comes."""
 
-    def __init__(self, *args, stdin=subprocess.DEVNULL):
+    def __init__(self, *args, stdin=subprocess.DEVNULL, env=None):
         self.process = subprocess.Popen(
-            pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )
         self.stdout = b""
         self.stderr = b""
@@ -201,11 +201,11 @@ class TracedRun(NamedTuple):
     path: str  # the script, as the target sees it
 
 
-def trace_held(target: Target, *arguments, releases: int = 1) -> TracedRun:
+def trace_held(target: Target, *arguments, releases: int = 1, env=None) -> TracedRun:
     """Attach the tracer (its command line, PID standing for the target's) to a held target,
     let it go (`releases` lines on its stdin) and run to its end; what both said."""
     try:
-        tracer = Tracer(*(target.pid if argument is PID else argument for argument in arguments))
+        tracer = Tracer(*(target.pid if argument is PID else argument for argument in arguments), env=env)
         tracer.wait_attached()
         for _ in range(releases):
             target.go()
@@ -216,10 +216,10 @@ def trace_held(target: Target, *arguments, releases: int = 1) -> TracedRun:
     return TracedRun(code, stdout, stderr, target_output, target_errors, target.path)
 
 
-def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         pybpftrace_command(*args), input=input, capture_output=True, timeout=timeout,
-        stdin=None if input is not None else subprocess.DEVNULL,
+        stdin=None if input is not None else subprocess.DEVNULL, env=env,
     )
 
 

@@ -9,9 +9,10 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
-from ..program import Handler, ProgramSpec
+from ..events import COUNTER_COUNTS_FULL, COUNTER_THREADS_FULL, Process
+from ..program import Handler, Loss, ProgramSpec
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
 from ..sources import FirstLines
 
@@ -19,6 +20,12 @@ SPEC = ProgramSpec(
     "top.bpf.c",
     (("function__entry", Handler("on_function_entry", 3)),),
     markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),
+    names_layout=True,
+    losses=(
+        Loss(COUNTER_COUNTS_FULL, "{n} entries not counted: the counts map ({counts}) was full", dropped=True),
+        Loss(COUNTER_THREADS_FULL, "{n} threads beyond {last_entry} live ones whose generator creations count as "
+             "calls: the last_entry map was full"),
+    ),
 )
 TICK = 0.1  # seconds between looks at the keyboard
 
@@ -49,6 +56,7 @@ class Top(Consumer):
         self._since = session.start / 1e9  # when tracing began, on time.monotonic's clock
         self._shown = False
         self._sources = FirstLines()
+        self._exited: Counter = Counter()  # counts of processes that exited, for the next table
         live = out.isatty() and not options.json and not options.once
         self._screen = Screen() if live else None
 
@@ -61,19 +69,30 @@ class Top(Consumer):
         old = self._generation
         self._generation ^= 1
         configure(self.session, self._generation)
+        calls, self._exited = self._exited + self._take(lambda key: everything or key.generation == old), Counter()
+        return +calls  # without the rows that came to zero
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """Their counts are taken now, while their names are known, for the next table."""
+        self._exited.update(self._take(lambda key: (key.pid, key.incarnation) in processes))
+        for pid, _ in processes:
+            self._sources.forget(pid)
+
+    def _take(self, wanted: Callable) -> Counter:
+        """The counts whose keys are wanted, taken out of the kernel's map."""
         names = self.session.names
         table = self.session.program.table("counts")
         calls: Counter = Counter()
         for key, value in list(table.items()):
-            if key.generation != old and not everything:
+            if not wanted(key):
                 continue
             del table[key]
-            file, function = names.get(key.pid, key.first, key.second)
+            file, function = names.get(key.pid, key.incarnation, key.first, key.second)
             if key.pid not in self._sources:
                 self._sources.watch(key.pid)
             line = self._sources.resolve(key.pid, file, function, key.line) or key.line
             calls[(key.pid, function, file, line)] += signed_total(value)
-        return +calls  # without the rows that came to zero
+        return calls
 
     def on_interval(self) -> bool:
         self._ticks += 1

@@ -117,15 +117,20 @@ def test_bad_usage(args, message):
     assert message in one_line_error(result)
 
 
-def test_not_root():
+def as_nobody(*args):
+    """pybpftrace run as the user nobody."""
     nobody = pwd.getpwnam("nobody")
-    python = subprocess.run(pybpftrace_command()[:1] + ["-c", "import sys; print(sys.prefix)"], capture_output=True, text=True)
-    assert python.returncode == 0
-    result = subprocess.run(
+    return subprocess.run(
         ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         *pybpftrace_command("stack", os.getpid())],
+         *pybpftrace_command(*args)],
         capture_output=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": "/"},
     )
+
+
+def test_not_root():
+    python = subprocess.run(pybpftrace_command()[:1] + ["-c", "import sys; print(sys.prefix)"], capture_output=True, text=True)
+    assert python.returncode == 0
+    result = as_nobody("stack", os.getpid())
     assert result.returncode == NOT_PERMITTED
     assert one_line_error(result) == (
         "pybpftrace: pybpftrace stack needs root (CAP_BPF and CAP_PERFMON): run it with sudo"
@@ -145,12 +150,7 @@ def test_list_errors(tmp_path):
 
 
 def test_list_needs_no_root_for_a_file():
-    nobody = pwd.getpwnam("nobody")
-    result = subprocess.run(
-        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         *pybpftrace_command("list", PYTHON311)],
-        capture_output=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": "/"},
-    )
+    result = as_nobody("list", PYTHON311)
     assert result.returncode == 0, result.stderr
     assert b"python:function__entry" in result.stdout
 
@@ -273,12 +273,7 @@ def test_a_kernel_thread():
 
 
 def test_list_of_a_process_not_ours_to_read(sleeper):
-    nobody = pwd.getpwnam("nobody")
-    result = subprocess.run(
-        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         *pybpftrace_command("list", sleeper)],
-        capture_output=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": "/"},
-    )
+    result = as_nobody("list", sleeper)
     assert result.returncode == NOT_PERMITTED
     assert one_line_error(result) == (
         f"pybpftrace: cannot read the memory map of PID {sleeper}: permission denied (run it as root)")
