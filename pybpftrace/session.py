@@ -49,8 +49,10 @@ SMALL_BATCH = 512
 # streaming tracer's peak RSS and consumes no more events.
 MAX_BATCH = 8192
 COALESCE_SECONDS = 0.01
-# How often the processes that exited are looked for (their part taken, their names dropped).
+# How often the processes that exited are looked for, and how often at most their part is
+# taken (which reads a whole map: with --all on a busy machine, that is every Python's).
 SWEEP_SECONDS = 1.0
+TAKE_SECONDS = 10.0
 
 # The kernel's maps whose size bounds what can be kept, and their sizes (entries): each is
 # passed to the programs as NAME_MAX. Not preallocated unless said, they take memory for what
@@ -191,6 +193,7 @@ class Session:
         self.output_failure: Optional[OutputFailed] = None
         self._handlers: dict[int, object] = {}
         self._consumer: Optional[Consumer] = None
+        self._taken = 0.0  # when exited processes were last taken (time.monotonic)
         self._exiting: set[Process] = set()  # exited, their events not all consumed yet
         self._pending_exits: list[tuple[int, set[Process]]] = []  # (events ring position, processes)
         pages = pages_for(self.buffer_mib)
@@ -329,12 +332,16 @@ class Session:
         """Tracing is off and every event consumed: the processes that exited are done with
         now (what is left of the others is the consumer's to read in finish)."""
         self.sweep_exits()
-        self._finish_exits(consumer)
+        self._finish_exits(consumer, last=True)
 
-    def _finish_exits(self, consumer: "Consumer") -> None:
+    def _finish_exits(self, consumer: "Consumer", last: bool = False) -> None:
         """The exited processes whose events are all consumed: the consumer takes its part,
         then their names go (all of theirs are drained first: they were sent before they
         exited, but a tracer that was stopped has not read them all yet)."""
+        now = time.monotonic()
+        if not last and now < self._taken + TAKE_SECONDS:
+            return
+        self._taken = now
         consumed = self._events.consumer_position() if self._events else 0
         if self._pending_exits and self._pending_exits[0][0] <= consumed:
             self._drain_names()

@@ -184,8 +184,8 @@ class Tracer:
     def signal(self, number: int = signal.SIGINT) -> None:
         self.process.send_signal(number)
 
-    def finish(self) -> tuple[int, str, str]:
-        out, err = self.process.communicate(timeout=TIMEOUT)
+    def finish(self, timeout: float = TIMEOUT) -> tuple[int, str, str]:
+        out, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, (self.stdout + out).decode(), (self.stderr + err).decode()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -203,11 +204,12 @@ class Fold(SourcesConsumer):
         kernel_roots: dict[int, KernelRoot] = {}
         leaf = program.table("roots").Leaf
         for key, raw in program.entries("roots"):
+            if processes is not None and ROOT_PROCESS.unpack_from(raw) not in processes:
+                continue  # (a look at two fields: the maps of every Python there is, with --all)
             root = leaf.from_buffer_copy(raw)
-            if processes is None or (root.pid, root.incarnation) in processes:
-                taken["roots"].append(key)
-                frame = self._frame(root, entered=False) if root.file or root.function else None
-                kernel_roots[_id(key)] = KernelRoot(root.parent, frame, root.self, root.pid, root.tid)
+            taken["roots"].append(key)
+            frame = self._frame(root, entered=False) if root.file or root.function else None
+            kernel_roots[_id(key)] = KernelRoot(root.parent, frame, root.self, root.pid, root.tid)
         leaf = program.table("ended_frames").Leaf
         open_threads = []
         for key, raw in program.entries("ended_frames"):
@@ -231,9 +233,9 @@ class Fold(SourcesConsumer):
         for name in ("nodes", "lost_paths"):
             leaf = program.table(name).Leaf
             for key, raw in program.entries(name):
-                node = leaf.from_buffer_copy(raw)
-                if processes is not None and (node.pid, node.incarnation) not in processes:
+                if processes is not None and NODE_PROCESS.unpack_from(raw) not in processes:
                     continue
+                node = leaf.from_buffer_copy(raw)
                 taken[name].append(key)
                 calls = signed_total([node.calls])  # a generator's creation is taken back: can go below 0
                 if name == "lost_paths":
@@ -252,6 +254,8 @@ class Fold(SourcesConsumer):
         return Frame(function_name, file_name, record.line, entered)
 
 
+NODE_PROCESS = struct.Struct("<40xI4xI")  # struct call_node's pid and incarnation
+ROOT_PROCESS = struct.Struct("<32xI8xI")  # struct call_root's
 DEEPER_FRAMES_LINE = -(2**31)  # bpf/folded.bpf.c: the line of the node of calls deeper than MAX_FRAMES
 PATH_LOST = 1  # bpf/folded.bpf.c: a frame whose path is a lost path
 
