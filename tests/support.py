@@ -4,6 +4,7 @@ kernel left behind in a target."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import select
@@ -221,6 +222,24 @@ def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT, env=
         pybpftrace_command(*args), input=input, capture_output=True, timeout=timeout,
         stdin=None if input is not None else subprocess.DEVNULL, env=env,
     )
+
+
+def folded_weights(text: str) -> dict[str, int]:
+    """Folded output as {stack: weight}."""
+    weights: dict[str, int] = {}
+    for line in text.splitlines():
+        stack, weight = line.rsplit(" ", 1)
+        weights[stack] = weights.get(stack, 0) + int(weight)
+    return weights
+
+
+def weight_of(weights: dict[str, int], frame: str) -> int:
+    """The total weight of the stacks ending in frame."""
+    return sum(weight for stack, weight in weights.items() if stack.rsplit(";", 1)[-1] == frame)
+
+
+def json_records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def summary_line(stderr: str) -> str:

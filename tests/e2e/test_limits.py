@@ -1,7 +1,6 @@
 """What the kernel's fixed-size state cannot hold, and ids that are reused: every number is
 right, or the summary line says what is missing and why (the README's "What can be lost")."""
 
-import json
 import os
 import re
 import shutil
@@ -22,31 +21,17 @@ from support import (
     line_of,
     script,
     summary_line,
+    folded_weights,
+    json_records,
     trace_held,
+    weight_of,
 )
 
 
-def folded_lines(text):
-    weights = {}
-    for line in text.splitlines():
-        stack, weight = line.rsplit(" ", 1)
-        weights[stack] = weights.get(stack, 0) + int(weight)
-    return weights
-
-
-def json_records(stdout):
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-
-
 def calls_of(stdout):
-    """calls --json: {(function, pid): row}."""
+    """calls --json: its rows."""
     (functions,) = [record["functions"] for record in json_records(stdout)]
     return functions
-
-
-def weight_of(weights, frame):
-    """The total weight of the stacks ending in frame."""
-    return sum(weight for stack, weight in weights.items() if stack.rsplit(";", 1)[-1] == frame)
 
 
 def label(interpreter, name, function, marker):
@@ -97,7 +82,7 @@ def test_folded_keeps_every_call_when_names_cannot_be_sent():
         tracer.signal(signal.SIGCONT)
         code, stdout, stderr = tracer.finish()
     assert (code, out) == (0, f"{count}\n".encode())
-    weights = folded_lines(stdout)
+    weights = folded_weights(stdout)
     leaf = label(HOST, "many_functions.py", "leaf", "def leaf")
     assert weight_of(weights, leaf) == count, summary_line(stderr)
     callers = [stack.rsplit(";", 2)[-2] for stack in weights if stack.endswith(leaf)]
@@ -124,7 +109,7 @@ def test_thousands_of_live_threads_are_counted_exactly(command):
         (work,) = [row for row in calls_of(run.stdout) if row["function"] == "work"]
         assert (work["calls"], work["timed_calls"]) == (threads, threads)
     else:
-        assert weight_of(folded_lines(run.stdout), label(HOST, "many_threads.py", "work", "def work")) == threads
+        assert weight_of(folded_weights(run.stdout), label(HOST, "many_threads.py", "work", "def work")) == threads
     assert nothing_lost(run.stderr)
 
 
@@ -186,7 +171,7 @@ def test_a_reused_pid_does_not_inherit_the_dead_process_stack(options, own_pytho
         assert [event for event in events if event[2] == "fresh"] == [
             (dead.pid, "call", "fresh", 1), (dead.pid, "return", "fresh", 1)]
     else:
-        weights = folded_lines(stdout)
+        weights = folded_weights(stdout)
         outer, inner = (label(HOST, "reuse.py", f, f"def {f}") for f in ("outer", "inner"))
         assert weights == {module: 2, f"{module};{outer}": 1, f"{module};{outer};{inner}": 1, f"{module};{fresh}": 1}
     assert nothing_lost(stderr)
@@ -218,7 +203,7 @@ def test_reused_name_addresses_aggregated(command):
     run = trace_held(Target("reused_names.py", str(REUSED)), command[0], PID, *command[1:])
     assert run.code == 0 and run.target_output == f"{sum(range(REUSED))}\n".encode()
     if command[0] == "stack":
-        weights = folded_lines(run.stdout)
+        weights = folded_weights(run.stdout)
         found = {}
         for stack, weight in weights.items():
             match = re.search(r";(uniq_\d+) \(<string>:1\)$", stack)
@@ -253,7 +238,7 @@ def test_folded_with_its_nodes_map_full_keeps_every_call():
     run = trace_held(Target("many_functions.py", str(count)), "stack", PID, "--folded", "--weight", "calls",
                      releases=2, env=with_map_sizes("nodes=64"))
     assert run.code == 0
-    weights = folded_lines(run.stdout)
+    weights = folded_weights(run.stdout)
     calls = label(HOST, "many_functions.py", "<genexpr>", "many calls")
     below = {stack: weight for stack, weight in weights.items() if f";{calls};" in stack}
     lost = sum(weight for stack, weight in below.items() if stack.endswith(";[paths not kept: the nodes map was full]"))
@@ -280,7 +265,7 @@ def test_folded_with_its_roots_map_full():
     run = trace_held(Target("many_threads.py", str(threads)), "stack", PID, "--folded", "--weight", "calls",
                      env=with_map_sizes("roots=4"))
     assert run.code == 0
-    weights = folded_lines(run.stdout)
+    weights = folded_weights(run.stdout)
     assert weight_of(weights, label(HOST, "many_threads.py", "work", "def work")) == threads
     assert any(stack.startswith("[root not kept: the roots map was full];") for stack in weights)
     assert re.search(r"\d+ threads without a root: the roots map \(4\) was full", summary_line(run.stderr))
@@ -327,7 +312,7 @@ def test_threads_that_exit_with_calls_open(kept):
     run = trace_held(Target("stuck.py", str(threads)), "stack", PID, "--folded", "--filename", "stuck.py",
                      env=with_map_sizes(f"ended_frames={kept}"))
     assert run.code == 0
-    weights = folded_lines(run.stdout)
+    weights = folded_weights(run.stdout)
     worker, stuck = (label(HOST, "stuck.py", f, f"def {f}") for f in ("worker", "stuck"))
     timed = [stack for stack, weight in weights.items() if stack.endswith(f"{worker};{stuck}") and weight > 0]
     assert len(timed) == 1  # the threads merge
@@ -364,7 +349,7 @@ def test_processes_that_exit_are_taken_as_they_go(command, own_python):
         assert f"the rows of {runs} processes that exited are merged by function (PID -)" in summary_line(stderr)
     elif "--folded" in command:
         leaf = label(HOST, "calls.py", "leaf", "def leaf")
-        assert weight_of(folded_lines(stdout), leaf) == 3 * runs
+        assert weight_of(folded_weights(stdout), leaf) == 3 * runs
     elif command[0] == "top":
         leaves = [row for record in json_records(stdout) for row in record["functions"]
                   if row["function"] == "leaf" and row["file"] == script("calls.py")]
@@ -402,7 +387,7 @@ def test_folded_counts_resumptions_by_throw_and_close_as_calls_does(interpreter)
     assert folded.code == calls.code == 0
     numbers = label(interpreter, "throws.py", "numbers", "def numbers")
     (row,) = [row for row in calls_of(calls.stdout) if row["function"] == "numbers"]
-    assert row["calls"] == weight_of(folded_lines(folded.stdout), numbers) == 12  # 3 nexts, 6 throws, 3 closes
+    assert row["calls"] == weight_of(folded_weights(folded.stdout), numbers) == 12  # 3 nexts, 6 throws, 3 closes
 
 
 # 8. recursion deeper than the kernel's shadow stack -------------------------------------------
@@ -416,7 +401,7 @@ def test_folded_recursion_deeper_than_the_shadow_stack():
     down = label(HOST, "recursion.py", "down", "def down")
     module = label(HOST, "recursion.py", "<module>", "module ends")
     kept = [f"{module};" + ";".join([down] * level) for level in range(1, 129)]
-    assert folded_lines(run.stdout) == {
+    assert folded_weights(run.stdout) == {
         module: 1, **{stack: 1 for stack in kept}, f"{kept[-1]};[deeper than 128 frames]": depth + 1 - 128}
     assert f"{depth + 1 - 128} calls deeper than 128 frames, shown as one frame under the 128th" in summary_line(run.stderr)
 
@@ -424,7 +409,7 @@ def test_folded_recursion_deeper_than_the_shadow_stack():
 def test_folded_time_below_the_shadow_stack_goes_to_the_frame_standing_for_it():
     run = trace_held(Target("recursion.py", "3000"), "stack", PID, "--folded", "--filename", "recursion.py")
     assert run.code == 0
-    weights = folded_lines(run.stdout)
+    weights = folded_weights(run.stdout)
     down = label(HOST, "recursion.py", "down", "def down")
     deep = [weight for stack, weight in weights.items() if stack.endswith(";[deeper than 128 frames]")]
     kept = [weight for stack, weight in weights.items() if stack.endswith(down)]

@@ -1,7 +1,6 @@
 """The stress suite (`make stress`): the tracer under load, with the numbers it prints checked
 exactly where they can be, and its losses named and counted where they cannot."""
 
-import json
 import re
 import signal
 import subprocess
@@ -16,10 +15,13 @@ from support import (
     Tracer,
     assert_nothing_left,
     calls,
+    folded_weights,
+    json_records,
     line_of,
     script,
     summary_line,
     trace_held,
+    weight_of,
 )
 
 CHURN_SECONDS = 300
@@ -31,22 +33,6 @@ WARM_UP = 60  # seconds before the RSS that later samples are held to (within 10
 
 def label(name, function, marker=None):
     return f"{function} ({script(name)}:{line_of(name, marker or f'def {function}')})"
-
-
-def folded_weights(text):
-    weights = {}
-    for line in text.splitlines():
-        stack, weight = line.rsplit(" ", 1)
-        weights[stack] = weights.get(stack, 0) + int(weight)
-    return weights
-
-
-def weight_of(weights, frame):
-    return sum(weight for stack, weight in weights.items() if stack.rsplit(";", 1)[-1] == frame)
-
-
-def json_records(text):
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def lost(stderr):
