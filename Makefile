@@ -2,7 +2,7 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup matrix demo test vm-test bench clean
+.PHONY: setup matrix demo test stress vm-test bench clean
 
 setup:
 	@MAKE_TARGET=$(firstword $(MAKECMDGOALS) setup) bash scripts/setup.sh
@@ -21,6 +21,11 @@ test: setup matrix
 # The whole suite inside the Vagrant VM (a box built from Debian packages): vagrant/vm-test.sh
 vm-test:
 	@bash vagrant/vm-test.sh $(TESTS)
+
+# The tracer under load (about 8 minutes): process churn for five minutes with its memory
+# sampled, 10,000 threads, deep recursion, 50,000 call paths, tracers side by side, stopped.
+stress: setup
+	$(VENV)/bin/python -m pytest -q -ra -s tests/stress
 
 # What tracing costs, side by side with an empty BPF program and the peers (bcc's uflow and
 # ucalls, bpftrace, installed here), and the sampling profilers beside py-spy (from PyPI, in its

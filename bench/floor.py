@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
     session = Session(floor_spec(options.entries), targets, None, None, defines=defines)
     try:
         session.attach()
+        session.announce()
         print(f"floor: tracing PID {options.pid}", file=sys.stderr, flush=True)
         wait_for_exit(options.pid)
         if options.count:

@@ -24,6 +24,8 @@ enum constant {
 	OB_SIZE = 4,       /* of ob_size in a tuple */
 	TUPLE_ITEMS = 5,   /* of the item array in a tuple; 0: layout unknown, items not read */
 	TP_NAME = 6,       /* of tp_name in a type */
+	AUDIT_STR_DATA = 7, /* the names layout (ProgramSpec.names_layout): see common.h's name_id */
+	AUDIT_STR_TYPE = 8,
 };
 
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
@@ -82,35 +84,38 @@ static __always_inline __u64 type_of(__u64 object, __u64 *args)
 	return object && args[TUPLE_ITEMS] ? read_word(object + args[OB_TYPE]) : 0;
 }
 
-/* The address of a type's name, made known to user space first (it drains names before the
- * events that refer to them), keyed with the type. */
-static __always_inline __u64 type_name(__u32 pid, __u64 type, __u64 *args)
+/* The id of a type's name (a heap type's is its name str's characters), made known to user
+ * space first (it drains names before the events that refer to them), keyed with the type. */
+static __always_inline __u64 type_name(struct pt_regs *ctx, __u32 pid, __u32 incarnation, __u64 type, __u64 *args)
 {
 	__u64 name = type ? read_word(type + args[TP_NAME]) : 0;
-	if (name)
-		intern_owned_name(pid, name, type);
-	return name;
+	if (!name)
+		return 0;
+	__u64 id = name_id(ctx, name, args[AUDIT_STR_DATA], args[AUDIT_STR_TYPE]);
+	intern_owned_name(pid, incarnation, id, name, type);
+	return id;
 }
 
 /* The args tuple, its first items, and the first items of those that are tuples of its own
  * type (PyTuple_Type: subclasses are left alone, as user space decodes only exact tuples).
  * Every slot is written: the per-CPU buffer holds the previous event's. */
-static __always_inline void find_objects(struct audit_objects *found, __u32 pid, __u64 tuple, __u64 *args)
+static __always_inline void find_objects(struct pt_regs *ctx, struct audit_objects *found, __u32 pid, __u32 incarnation,
+					 __u64 tuple, __u64 *args)
 {
 	__u64 tuple_type = type_of(tuple, args);
 	__s64 length = tuple_type ? read_word(tuple + args[OB_SIZE]) : 0;
 	found->tuple = tuple;
-	found->tuple_type_name = type_name(pid, tuple_type, args);
+	found->tuple_type_name = type_name(ctx, pid, incarnation, tuple_type, args);
 	for (int index = 0; index < AUDIT_ITEMS; index++) {
 		__u64 item = tuple_item(tuple, length, index, args);
 		__u64 type = type_of(item, args);
 		found->items[index] = item;
-		found->item_type_names[index] = type_name(pid, type, args);
+		found->item_type_names[index] = type_name(ctx, pid, incarnation, type, args);
 		__s64 inner_length = type && type == tuple_type ? read_word(item + args[OB_SIZE]) : 0;
 		for (int inner = 0; inner < AUDIT_NESTED; inner++) {
 			__u64 address = tuple_item(item, inner_length, inner, args);
 			found->nested[index][inner] = address;
-			found->nested_type_names[index][inner] = type_name(pid, type_of(address, args), args);
+			found->nested_type_names[index][inner] = type_name(ctx, pid, incarnation, type_of(address, args), args);
 		}
 	}
 }
@@ -162,7 +167,8 @@ static __always_inline int on_audit(struct pt_regs *ctx, __u64 *args)
 	if (!wanted(work->name))
 		return 0;
 	count(COUNTER_EVENTS);
-	find_objects(&work->objects, pid, args[1], args);
+	__u32 incarnation = incarnation_of(pid);
+	find_objects(ctx, &work->objects, pid, incarnation, args[1], args);
 	struct audit_event *event = reserve_event(sizeof(struct audit_event));
 	if (!event) {
 		count(COUNTER_EVENTS_LOST);
@@ -171,6 +177,7 @@ static __always_inline int on_audit(struct pt_regs *ctx, __u64 *args)
 	event->timestamp = bpf_ktime_get_ns();
 	event->pid = pid;
 	event->tid = tid;
+	event->incarnation = incarnation;
 	event->binary = args[BINARY];
 	event->flags = flags;
 	bpf_probe_read_kernel(event->name, STRING_MAX, work->name);

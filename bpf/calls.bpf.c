@@ -1,29 +1,49 @@
 /* pybpftrace calls: per function, calls, inclusive and self time, and a log2 histogram of
- * latencies, all kept in the kernel; user space reads them at the end. */
+ * latencies, all kept in the kernel; user space reads them at the end (and takes an exited
+ * process's as soon as it has exited). */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
+#define FORGETS_THREADS
 #include "common.h"
 #include "frames.h"
 
 /* Per CPU: each return updates its own CPU's counts, without atomic operations; user space
- * adds them up. */
-BPF_PERCPU_HASH(functions, struct function_key, struct function_stats, 32768);
+ * adds them up. Not preallocated: memory for the functions seen. The kernel gives memory per
+ * CPU to a program only from pages it has made ready, and a burst of new functions (a process
+ * starting, an import) can use them up before it makes more: a function whose entry cannot be
+ * had then (or when the map is full) goes to spilled_functions, preallocated and smaller. */
+BPF_F_TABLE("percpu_hash", struct function_key, struct function_stats, functions, FUNCTIONS_MAX, BPF_F_NO_PREALLOC);
+BPF_PERCPU_HASH(spilled_functions, struct function_key, struct function_stats, SPILLED_FUNCTIONS_MAX);
 BPF_PERCPU_ARRAY(blank_stats, struct function_stats, 1);
 
-static __always_inline struct function_stats *stats_of(__u32 pid, __u64 *args)
+static __always_inline struct function_stats *stats_of(struct pt_regs *ctx, __u32 pid, struct frames *frames,
+						      __u64 *args)
 {
-	struct function_key key = {.file = args[0], .function = args[1], .pid = pid};
+	struct name_ids ids = function_ids(ctx, args);
+	struct function_key key = {.file = ids.file, .function = ids.function, .pid = pid,
+				   .incarnation = frames->incarnation};
 	struct function_stats *stats = functions.lookup(&key);
-	if (stats)
+	if (!stats)
+		stats = spilled_functions.lookup(&key);
+	if (stats) {
+		if (!stats->named) /* they could not be sent before (counted): again */
+			stats->named = intern_names(pid, frames->incarnation, &ids, args) >= 0;
 		return stats;
-	if (intern_names(pid, args[0], args[1]) < 0)
-		return NULL; /* its names could not be sent: try again at its next return */
+	}
+	/* when the names cannot be sent now (counted), they are at the function's next return */
+	__u8 named = intern_names(pid, frames->incarnation, &ids, args) >= 0;
 	__u32 zero = 0;
 	struct function_stats *blank = blank_stats.lookup(&zero);
 	if (!blank)
 		return NULL;
-	functions.insert(&key, blank); /* fails harmlessly if another CPU got there first */
-	return functions.lookup(&key);
+	blank->named = named;
+	long error = functions.insert(&key, blank);
+	if (!error || error == -EEXIST) /* another CPU got there first */
+		return functions.lookup(&key);
+	if (error == -ENOMEM)
+		count(COUNTER_NO_MEMORY);
+	spilled_functions.insert(&key, blank);
+	return spilled_functions.lookup(&key);
 }
 
 /* function__entry(filename, funcname, lineno) */
@@ -33,7 +53,7 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	if (!tracer_enabled() || !process_traced(id >> 32))
 		return 0;
 	count(COUNTER_EVENTS);
-	struct frames *frames = frames_of((__u32)id, now);
+	struct frames *frames = frames_of(id >> 32, (__u32)id, now);
 	if (frames)
 		frames_push(frames, args, now);
 	return 0;
@@ -47,7 +67,7 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 	if (!tracer_enabled() || !process_traced(pid))
 		return 0;
 	count(COUNTER_EVENTS);
-	struct frames *frames = frames_of((__u32)id, now);
+	struct frames *frames = frames_of(pid, (__u32)id, now);
 	if (!frames)
 		return 0;
 	struct frame *frame = NULL;
@@ -55,9 +75,9 @@ static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 	int result = frames_pop(frames, args, now, &frame, &elapsed);
 	if (result == SHIM)
 		return 0;
-	struct function_stats *stats = stats_of(pid, args);
+	struct function_stats *stats = stats_of(ctx, pid, frames, args);
 	if (!stats) {
-		count(COUNTER_EVENTS_LOST);
+		count(COUNTER_FUNCTIONS_FULL);
 		return 0;
 	}
 	stats->calls += 1;
@@ -87,4 +107,10 @@ static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args
 	if (frames)
 		frames_retract(frames);
 	return 0;
+}
+
+/* The calls a thread leaves open when it exits never return: nothing to count. */
+static __always_inline void forget_thread(__u32 tid, __u64 now)
+{
+	thread_frames.delete(&tid);
 }

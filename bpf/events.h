@@ -16,8 +16,8 @@ enum event_kind {
 
 /* Every event starts with its timestamp. */
 
-/* A function entry or return. file and function are the addresses CPython passed; their
- * text comes once per process in a names_event. */
+/* A function entry or return. file and function are the ids of the strings CPython passed
+ * (common.h's name_id); their text comes once per process in a names_event. */
 struct call_event {
 	__u64 timestamp; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
 	__u64 file;
@@ -27,7 +27,10 @@ struct call_event {
 	__s32 line;
 	__s32 depth; /* call depth: see struct thread_state in stack.bpf.c */
 	__u8 kind;
-	__u8 pad[7];
+	__u8 fresh;  /* the first event sent of a thread the kernel had not seen: a thread id that
+	              * may have been another thread's, whose state user space must drop */
+	__u8 pad[2];
+	__u32 incarnation; /* of the process: see common.h */
 };
 
 enum names_flags {
@@ -38,13 +41,14 @@ enum names_flags {
 };
 
 /* Two strings CPython passed, e.g. (file, function): announced once per process and pair
- * of addresses. A NULL address comes with an empty text. */
+ * of ids. A NULL address comes with an empty text. */
 struct names_event {
 	__u64 first;
 	__u64 second;
 	__u32 pid;
+	__u32 incarnation;
 	__u8 flags;
-	__u8 pad[3];
+	__u8 pad[7];
 	char first_text[STRING_MAX];  /* NUL-terminated */
 	char second_text[STRING_MAX];
 };
@@ -82,12 +86,12 @@ struct import_event {
 
 #define HISTOGRAM_BUCKETS 64
 
-/* calls: what the kernel keeps per function (key: its pid and its two name pointers). */
+/* calls: what the kernel keeps per function (key: its process and its two name ids). */
 struct function_key {
 	__u64 file;
 	__u64 function;
 	__u32 pid;
-	__u32 pad;
+	__u32 incarnation;
 };
 
 struct function_stats {
@@ -97,7 +101,7 @@ struct function_stats {
 	__u64 self;    /* ns, without the callees' time */
 	__u64 max;     /* ns */
 	__s32 line;    /* a line its entries reported */
-	__u32 pad;
+	__u32 named;   /* its names were sent (until then, tried at each of its returns) */
 	__u32 histogram[HISTOGRAM_BUCKETS]; /* timed calls by log2 of their ns */
 };
 
@@ -111,7 +115,9 @@ struct call_node {
 	__u64 self;   /* ns with this call on top of its thread's stack */
 	__u64 calls;
 	__u32 pid;
-	__s32 line;   /* the line the entry reported */
+	__s32 line;   /* the line the entry reported; DEEPER_FRAMES_LINE: see folded.bpf.c */
+	__u32 incarnation;
+	__u32 named;  /* its names were sent (until then, tried at each of its calls) */
 };
 
 /* The frames that were running when a thread was first seen, one root per frame: a root is
@@ -124,7 +130,7 @@ struct call_root {
 	__u32 pid;
 	__u32 tid;
 	__s32 line;   /* the line its return reported */
-	__u32 pad;
+	__u32 incarnation;
 };
 
 /* A traced process forked a child (with --follow-forks). */
@@ -179,13 +185,14 @@ struct audit_event {
 	struct audit_objects objects;
 	__u32 pid;
 	__u32 tid;
+	__u32 incarnation;
 	__u32 binary;     /* which traced binary fired it: ProgramSpec.binary_constants */
 	/* bytes of each snapshot read: an object at the end of a mapping is read in part */
 	__u16 tuple_read;
 	__u16 items_read[AUDIT_ITEMS];
 	__u16 nested_read[AUDIT_ITEMS][AUDIT_NESTED];
 	__u8 flags;       /* of the name: FIRST_TRUNCATED, FIRST_UNREADABLE */
-	__u8 pad[1];
+	__u8 pad[5];
 	char name[STRING_MAX];
 	__u8 tuple_bytes[AUDIT_TUPLE_BYTES];
 	__u8 item_bytes[AUDIT_ITEMS][AUDIT_ITEM_BYTES];
@@ -337,15 +344,26 @@ struct code_event {
 	__u8 linetable[LINETABLE_MAX];
 };
 
-/* Per-CPU counters: events the programs handled, those they could not send on, and what
- * off-CPU profiles leave out. */
+/* Per-CPU counters: events the programs handled, and what they could not keep, by cause
+ * (pybpftrace/session.py words each one for the summary line). */
 enum counter {
 	COUNTER_EVENTS = 0,
-	COUNTER_EVENTS_LOST = 1,
-	COUNTER_SHORT_WAITS = 2,         /* waits shorter than --min-block, not walked */
-	COUNTER_SHORT_WAITS_NS = 3,      /* their time */
-	COUNTER_UNTRACKED_THREADS = 4,   /* threads whose waits could not be tracked: map full */
-	COUNTER_MAX = 5,
+	COUNTER_EVENTS_LOST = 1,    /* the events ring buffer was full */
+	COUNTER_NAMES_LOST = 2,     /* a pair of names could not be announced: the names ring was full */
+	COUNTER_THREADS_FULL = 3,   /* an event of a thread for which no state could be kept */
+	COUNTER_PROCESSES_FULL = 4, /* a process beyond the incarnations map */
+	COUNTER_DEEP_CALLS = 5,     /* calls deeper than the shadow stack (frames.h) */
+	COUNTER_NODES_FULL = 6,     /* folded: calls kept under a lost-paths frame: the nodes map was full */
+	COUNTER_PATHS_LOST = 7,     /* folded: calls not kept at all: the lost-paths map was full too */
+	COUNTER_ROOTS_FULL = 8,     /* folded: threads with no root: the roots map was full */
+	COUNTER_FUNCTIONS_FULL = 9, /* calls: returns not counted: the functions map was full */
+	COUNTER_COUNTS_FULL = 10,   /* top, lines: entries not counted: the counts map was full */
+	COUNTER_ENDED_FULL = 11,    /* folded: threads that exited with calls open, not kept */
+	COUNTER_NO_MEMORY = 12,     /* an entry of a map not preallocated the kernel could not allocate */
+	COUNTER_SHORT_WAITS = 13,   /* off-CPU: waits shorter than --min-block, not walked */
+	COUNTER_SHORT_WAITS_NS = 14, /* their time */
+	COUNTER_UNTRACKED_THREADS = 15, /* off-CPU: threads whose waits could not be tracked: map full */
+	COUNTER_MAX = 16,
 };
 
 #endif

@@ -1,6 +1,7 @@
 /* pybpftrace gc: every garbage collection, its generation, pause and what it collected. */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
+#define FORGETS_THREADS
 #include "common.h"
 
 struct collection {
@@ -10,7 +11,13 @@ struct collection {
 };
 
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
-BPF_TABLE("lru_hash", __u32, struct collection, running, 16384);
+/* By thread, not preallocated: an entry goes when its collection is done or its thread exits. */
+BPF_F_TABLE("hash", __u32, struct collection, running, 65536, BPF_F_NO_PREALLOC);
+
+static __always_inline void forget_thread(__u32 tid, __u64 now)
+{
+	running.delete(&tid);
+}
 
 #include "event_stacks.h"
 

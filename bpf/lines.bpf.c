@@ -15,10 +15,13 @@ static __always_inline int on_line(struct pt_regs *ctx, __u64 *args)
 	if (!tracer_enabled() || !process_traced(pid))
 		return 0;
 	__u32 *stream = streaming.lookup(&zero);
+	__u32 incarnation = incarnation_of(pid);
 	if (stream && *stream)
-		return emit_call_event(EVENT_LINE, pid, (__u32)id, args, 0);
+		return emit_call_event(ctx, EVENT_LINE, pid, (__u32)id, incarnation, NULL, args, 0);
 	count(COUNTER_EVENTS);
-	struct count_key key = {.first = args[0], .second = args[1], .pid = pid, .line = (__s32)args[2]};
-	count_under(&key, 1);
+	struct name_ids ids = function_ids(ctx, args);
+	struct count_key key = {.first = ids.file, .second = ids.function, .pid = pid, .line = (__s32)args[2],
+				.incarnation = incarnation};
+	count_under(&key, 1, args);
 	return 0;
 }

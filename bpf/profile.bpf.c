@@ -3,15 +3,13 @@
  * a CPU, and for how long. User space counts the stacks. */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
+#define FORGETS_THREADS
 #include "common.h"
 
 #ifndef EVENTS_PAGES
 #define EVENTS_PAGES 1024
 #endif
 
-/* What else a thread leaves behind when it exits (sampler.h calls it). */
-static __always_inline void forget_thread(__u32 tid);
-#define ON_THREAD_EXIT(tid) forget_thread(tid)
 #include "sampler.h"
 
 #ifdef OFF_CPU
@@ -163,8 +161,8 @@ int walk_on_tracepoint(void *ctx)
 }
 #endif
 
-/* An exiting thread's short waits are sent, and its wait state goes. */
-static __always_inline void forget_thread(__u32 tid)
+/* An exiting thread's short waits are sent, and its wait state goes (lifetimes.h). */
+static __always_inline void forget_thread(__u32 tid, __u64 now)
 {
 #ifdef OFF_CPU
 	struct off_cpu *state = off_cpu.lookup(&tid);

@@ -16,6 +16,7 @@
 #define PYBPFTRACE_PYSTACKS_H
 
 #include "events.h"
+#include "hash.h"
 
 static long (*copy_from_user_task)(void *dst, __u32 size, const void *user_ptr, void *task,
 				   __u64 flags) = (void *)BPF_FUNC_copy_from_user_task;
@@ -111,6 +112,18 @@ struct walk_buffers {
 BPF_HASH(py_processes, __u32, struct py_process, PY_PROCESSES_MAX);
 /* A thread's state, found once by walking the interpreter's list, checked at every use. */
 BPF_TABLE("lru_hash", __u32, __u64, thread_states, THREAD_STATES_MAX);
+
+/* A thread that exits: its cached state goes (its TID may come back, another thread's). */
+static __always_inline void forget_walked_thread(__u32 tid)
+{
+	thread_states.delete(&tid);
+}
+
+/* A process that exits: its registration goes. */
+static __always_inline void forget_walked_process(__u32 pid)
+{
+	py_processes.delete(&pid);
+}
 /* The code objects announced on `codes`, by id: forgetting one only announces it again. */
 BPF_TABLE("lru_hash", __u64, __u8, codes_known, CODES_KNOWN_MAX);
 BPF_ARRAY(walk_settings, struct walk_settings, 1);
@@ -159,11 +172,6 @@ static __always_inline __u64 read_pointer(__u64 address, void *task)
 	return value;
 }
 
-static __always_inline __u64 mix(__u64 hash, __u64 value)
-{
-	hash = (hash ^ value) * 0x9E3779B97F4A7C15ULL;
-	return hash ^ (hash >> 29);
-}
 
 /* The thread state at `tstate`, read into the buffers; its thread's TID: 3.11+ keep the
  * kernel's TID; before, only pthread_self(), glibc's struct pthread, which holds the TID.

@@ -72,22 +72,6 @@ int walk_on_tick(struct bpf_perf_event_data *ctx)
 	return 0;
 }
 
-/* A thread that exits: what is kept of it goes (its TID may come back, another thread's),
- * and whatever the including program keeps of it (ON_THREAD_EXIT); a process's main thread
- * takes the process's registration with it (its PID may come back, another program's). */
-TRACEPOINT_PROBE(sched, sched_process_exit)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, pid = id >> 32;
-	thread_states.delete(&tid);
-	if (tid == pid)
-		py_processes.delete(&pid);
-#ifdef ON_THREAD_EXIT
-	ON_THREAD_EXIT(tid);
-#endif
-	return 0;
-}
-
 BPF_RINGBUF_OUTPUT(process_events, 16);
 
 static __always_inline struct walk_settings *tracking(void)

@@ -4,6 +4,7 @@
 
 #define NAMES_MATCH(file, function) function_matches(function)
 static __always_inline __u8 function_matches(const char *function);
+#define FORGETS_THREADS
 #include "common.h"
 #include "call_events.h"
 
@@ -26,6 +27,9 @@ struct thread_state {
 	__s32 floor;          /* lowest depth seen: frames entered before tracing began */
 	__s32 function_depth; /* depth of the outermost call of `function` running */
 	__u32 inside;         /* that call is running */
+	__u32 incarnation;    /* of the thread's process */
+	__u8 fresh;           /* no event of this thread sent yet: see struct call_event */
+	__u8 pad[3];
 	__u64 open[CHECKED_FRAMES]; /* check_returns: each open call's names, by depth above floor */
 };
 
@@ -35,7 +39,9 @@ enum names_match {
 
 BPF_ARRAY(settings, struct settings, 1);
 BPF_HASH(tids, __u32, __u8, 4096);
-BPF_TABLE("lru_hash", __u32, struct thread_state, threads, 16384);
+/* Not preallocated: a thread's state takes memory while the thread lives (it goes when the
+ * thread exits); a thread beyond THREADS_MAX live ones is not traced, and counted. */
+BPF_F_TABLE("hash", __u32, struct thread_state, threads, THREADS_MAX, BPF_F_NO_PREALLOC);
 BPF_PERCPU_ARRAY(blank_state, struct thread_state, 1); /* zeros, too big for the BPF stack */
 
 /* Names are (file, function): whether function is --function's. */
@@ -72,8 +78,20 @@ static __always_inline struct thread_state *current_thread(__u32 *pid_out, __u32
 	struct thread_state *blank = blank_state.lookup(&zero);
 	if (!blank)
 		return NULL;
-	threads.update(&tid, blank);
+	blank->incarnation = incarnation_of(pid);
+	blank->fresh = 1;
+	if (threads.insert(&tid, blank) < 0 && !threads.lookup(&tid)) {
+		count(COUNTER_EVENTS);
+		count(COUNTER_THREADS_FULL);
+		return NULL;
+	}
 	return threads.lookup(&tid);
+}
+
+/* The thread exits: a new thread given its id starts afresh. */
+static __always_inline void forget_thread(__u32 tid, __u64 now)
+{
+	threads.delete(&tid);
 }
 
 static __always_inline __u64 names_key(__u64 *args)
@@ -108,7 +126,8 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	}
 	if (config->only_function) {
 		if (!state->inside) {
-			int flags = intern_names(pid, args[0], args[1]);
+			struct name_ids ids = function_ids(ctx, args);
+			int flags = intern_names(pid, state->incarnation, &ids, args);
 			if (flags <= 0 || !(flags & MATCHES_FUNCTION))
 				return 0;
 			state->inside = 1;
@@ -118,11 +137,11 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	}
 	if (config->max_depth && level >= config->max_depth)
 		return 0;
-	return emit_call_event(EVENT_CALL, pid, tid, args, depth);
+	return emit_call_event(ctx, EVENT_CALL, pid, tid, state->incarnation, &state->fresh, args, depth);
 }
 
 /* A call ends (EVENT_RETURN), or is taken back (EVENT_CREATED: it created a generator). */
-static __always_inline int leave(__u64 *args, __u8 kind)
+static __always_inline int leave(struct pt_regs *ctx, __u64 *args, __u8 kind)
 {
 	__u32 pid, tid;
 	struct settings *config;
@@ -152,7 +171,7 @@ static __always_inline int leave(__u64 *args, __u8 kind)
 	}
 	if (config->max_depth && level >= config->max_depth)
 		return 0;
-	return emit_call_event(kind, pid, tid, args, depth);
+	return emit_call_event(ctx, kind, pid, tid, state->incarnation, &state->fresh, args, depth);
 }
 
 /* function__return(filename, funcname, lineno): also fires when an exception unwinds. CPython
@@ -162,12 +181,12 @@ static __always_inline int leave(__u64 *args, __u8 kind)
  * "__init__", line -1). With check_returns such a return leaves the stack as it is. */
 static __always_inline int on_function_return(struct pt_regs *ctx, __u64 *args)
 {
-	return leave(args, EVENT_RETURN);
+	return leave(ctx, args, EVENT_RETURN);
 }
 
 /* Entry of _Py_MakeCoro (CPython 3.15): the function__entry just before, on this thread, was
  * a generator or coroutine being created, not run; it has no return. Undo its depth. */
 static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args)
 {
-	return leave(args, EVENT_CREATED);
+	return leave(ctx, args, EVENT_CREATED);
 }

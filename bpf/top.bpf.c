@@ -3,6 +3,7 @@
  * counted in the kernel; user space reads the counts each interval. */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
+#define FORGETS_THREADS
 #include "common.h"
 
 #ifndef EVENTS_PAGES
@@ -19,7 +20,9 @@ struct top_settings {
 };
 
 BPF_ARRAY(top_settings, struct top_settings, 1);
-BPF_TABLE("lru_hash", __u32, struct count_key, last_entry, 16384);
+/* Not preallocated; an entry goes when its thread exits. A thread beyond LAST_ENTRY_MAX live
+ * ones (counted) has its creations' entries counted as calls. */
+BPF_F_TABLE("hash", __u32, struct count_key, last_entry, LAST_ENTRY_MAX, BPF_F_NO_PREALLOC);
 
 /* The thread's last entry, written in place: an update of the LRU map per entry would
  * allocate an element each time, and cost more than all the rest of this program. */
@@ -28,8 +31,13 @@ static __always_inline void remember(__u32 tid, struct count_key *key)
 	struct count_key *last = last_entry.lookup(&tid);
 	if (last)
 		*last = *key;
-	else
-		last_entry.update(&tid, key);
+	else if (last_entry.update(&tid, key) < 0)
+		count(COUNTER_THREADS_FULL);
+}
+
+static __always_inline void forget_thread(__u32 tid, __u64 now)
+{
+	last_entry.delete(&tid);
 }
 
 /* function__entry(filename, funcname, lineno) */
@@ -41,11 +49,12 @@ static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
 	if (!settings || !tracer_enabled() || !process_traced(pid))
 		return 0;
 	count(COUNTER_EVENTS);
-	struct count_key key = {.first = args[0], .second = args[1], .pid = pid,
-				.line = (__s32)args[2], .generation = settings->generation};
+	struct name_ids ids = function_ids(ctx, args);
+	struct count_key key = {.first = ids.file, .second = ids.function, .pid = pid, .line = (__s32)args[2],
+				.generation = settings->generation, .incarnation = incarnation_of(pid)};
 	if (settings->retract)
 		remember(tid, &key);
-	count_under(&key, 1);
+	count_under(&key, 1, args);
 	return 0;
 }
 
@@ -62,6 +71,6 @@ static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args
 	struct count_key key = *last;
 	last->pid = 0; /* taken back: not again */
 	key.generation = settings->generation;
-	count_under(&key, (__u64)-1);
+	count_under(&key, (__u64)-1, NULL);
 	return 0;
 }

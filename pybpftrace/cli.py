@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from typing import Callable, Optional
 
 import click
 
 from .errors import EXIT_CODES, EXIT_USAGE, TraceError
-from .formats.options import output_options
+from .formats.options import GuardedText, output_options
 from .render import WEIGHTS
-from .session import DEFAULT_BUFFER_MIB, TraceOptions
+from .session import DEFAULT_BUFFER_MIB, MAX_BUFFER_MIB, TraceOptions
 from .target import TargetOptions
 
 
@@ -24,6 +25,20 @@ class WithCommand(click.Command):
             ctx.meta["command"] = args[split + 1 :]
             args = args[:split]
         return super().parse_args(ctx, args)
+
+
+class FiniteFloat(click.FloatRange):
+    """A number in a range, never inf or nan (which every range comparison lets through or
+    no later arithmetic takes)."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+PID_MAX_LIMIT = 4194304  # the kernel's largest PID and thread id (PID_MAX_LIMIT on 64-bit)
 
 
 def _exit_codes_help() -> str:
@@ -51,7 +66,9 @@ def list_command(target: str, json_output: bool) -> None:
     sys.exit(probe_list.run(target, json_output, sys.stdout))
 
 
-_OUTPUT_OPTION = click.option("-o", "--output", type=click.File("w"), help="Write to FILE instead of stdout.")
+# opened at once, so that a bad path is refused before anything is attached
+_OUTPUT_OPTION = click.option("-o", "--output", type=click.File("w", lazy=False),
+                              help="Write to FILE instead of stdout.")
 _TRACING_OPTIONS = [
     click.argument("pids", nargs=-1, type=click.IntRange(min=1), metavar="[PID]..."),
     click.option("-p", "--pid", "more_pids", multiple=True, type=click.IntRange(min=1),
@@ -62,11 +79,11 @@ _TRACING_OPTIONS = [
                  help="Trace every process running any CPython with the probes, now and later."),
     click.option("--follow-forks", is_flag=True,
                  help="Also trace the processes the targets fork, from the moment each is attached."),
-    click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+    click.option("--duration", type=FiniteFloat(min=0, min_open=True), metavar="SECONDS",
                  help="Stop after SECONDS."),
     _OUTPUT_OPTION,
     click.option("--json", "json_output", is_flag=True, help="Print JSON."),
-    click.option("--buffer-size", type=click.FloatRange(min=0.1), default=DEFAULT_BUFFER_MIB,
+    click.option("--buffer-size", type=FiniteFloat(min=0.1, max=MAX_BUFFER_MIB), default=DEFAULT_BUFFER_MIB,
                  show_default=True, metavar="MIB", help="Ring buffer size."),
     click.option("-q", "--quiet", is_flag=True, help="No live status line on the terminal."),
 ]
@@ -83,6 +100,8 @@ def tracing_command(function: Callable) -> Callable:
         ctx = click.get_current_context()
         common = {name: options.pop(name) for name in _TRACING_NAMES}
         options["trace"] = _trace_options(ctx, **common)
+        if "output" in options:
+            options["output"] = GuardedText(options["output"] or sys.stdout)
         return function(**options)
 
     own_outputs = any(param.name == "output_paths" for param in getattr(function, "__click_params__", []))
@@ -112,7 +131,8 @@ def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, du
 @click.option("--filename", metavar="SUBSTRING", help="Show only calls in files whose path contains SUBSTRING.")
 @click.option("--max-depth", type=click.IntRange(min=1), default=None, metavar="N",
               help="Show only the N outermost levels of calls.")
-@click.option("--tid", "tids", multiple=True, type=click.IntRange(min=1), help="Trace only this thread (repeatable).")
+@click.option("--tid", "tids", multiple=True, type=click.IntRange(min=1, max=PID_MAX_LIMIT),
+              help="Trace only this thread (repeatable).")
 @click.option("--durations", is_flag=True, help="Show each call's elapsed time on its return line.")
 @click.option("--folded", is_flag=True,
               help="Keep the call tree in the kernel and write it at the end: folded stacks for flamegraph.pl, "
@@ -248,7 +268,7 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
 
 
 @tracing_command
-@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, metavar="SECONDS",
+@click.option("--interval", type=FiniteFloat(min=0.1), default=1.0, show_default=True, metavar="SECONDS",
               help="Refresh every SECONDS.")
 @click.option("--once", is_flag=True, help="Show one interval, then stop.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",

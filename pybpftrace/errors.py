@@ -51,13 +51,21 @@ class Unsupported(TraceError):
     exit_code = 8
 
 
+class OutputFailed(TraceError):
+    """The output could not be written (a full disk, say): the trace ends, what was written stays."""
+
+    exit_code = 9
+
+
 EXIT_USAGE = 64  # a bad option or argument (sysexits' EX_USAGE), kept apart from 2 = no probes
 
 
 class BadUsage(TraceError):
-    """Options that do not go together, found past the command line's parsing."""
+    """Options that do not go together, or a value only the command itself can check (a
+    --function name, an --event pattern): reported like any bad option."""
 
     exit_code = EXIT_USAGE
+
 
 EXIT_CODES = {
     0: "success (also when the traced process exits)",
@@ -68,6 +76,7 @@ EXIT_CODES = {
     KernelSetup.exit_code: "bcc, kernel headers or a kernel feature is missing",
     CommandNotFound.exit_code: "the command to launch was not found",
     Unsupported.exit_code: "a CPython version or build whose stacks cannot be read",
+    OutputFailed.exit_code: "the output could not be written (what was written is kept)",
     EXIT_USAGE: "bad option or argument",
     TraceError.exit_code: "any other error",
 }

@@ -85,7 +85,7 @@ class FoldedEvents:
 
     def add(self, pid: int, tid: int, sample: Optional[Sample], weight: int) -> None:
         path = self._stacks.functions(sample)
-        tree = self.trees.setdefault(tid, CallTree(pid, Node(None)))
+        tree = self.trees.setdefault(tid, CallTree(pid, tid, Node(None)))
         node = tree.root
         for frame in path:
             node = node.children.setdefault(frame, Node(frame))
@@ -97,4 +97,4 @@ class FoldedEvents:
     def lines(self, per_thread: bool = False) -> list[str]:
         from .render import folded
 
-        return folded(self.trees, "time" if self.timed else "samples", per_thread)
+        return folded(self.trees.values(), "time" if self.timed else "samples", per_thread)

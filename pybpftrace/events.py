@@ -18,14 +18,27 @@ SECOND_TRUNCATED = 2
 FIRST_UNREADABLE = 4
 SECOND_UNREADABLE = 8
 
+# enum counter
 COUNTER_EVENTS = 0
 COUNTER_EVENTS_LOST = 1
-COUNTER_SHORT_WAITS = 2
-COUNTER_SHORT_WAITS_NS = 3
-COUNTER_UNTRACKED_THREADS = 4
+COUNTER_NAMES_LOST = 2
+COUNTER_THREADS_FULL = 3
+COUNTER_PROCESSES_FULL = 4
+COUNTER_DEEP_CALLS = 5
+COUNTER_NODES_FULL = 6
+COUNTER_PATHS_LOST = 7
+COUNTER_ROOTS_FULL = 8
+COUNTER_FUNCTIONS_FULL = 9
+COUNTER_COUNTS_FULL = 10
+COUNTER_ENDED_FULL = 11
+COUNTER_NO_MEMORY = 12
+COUNTER_SHORT_WAITS = 13
+COUNTER_SHORT_WAITS_NS = 14
+COUNTER_UNTRACKED_THREADS = 15
+COUNTER_MAX = 16
 
-# struct call_event: timestamp, file, function, pid, tid, line, depth, kind
-CALL_EVENT = struct.Struct("<QQQIIiiB7x")
+# struct call_event: timestamp, file, function, pid, tid, line, depth, kind, fresh, incarnation
+CALL_EVENT = struct.Struct("<QQQIIiiBB2xI")
 # struct gc_event: timestamp, duration, collected, pid, tid, generation
 GC_EVENT = struct.Struct("<QQqIIi4x")
 
@@ -43,8 +56,8 @@ PROCESS_EXECED = 1
 PROCESS_FORKED = 2
 PROCESS_TRACED = 1  # value in the `processes` map once a process's uprobes are all attached
 
-# struct names_event: first, second, pid, flags, first_text, second_text
-NAMES_EVENT = struct.Struct(f"<QQIB3x{STRING_MAX}s{STRING_MAX}s")
+# struct names_event: first, second, pid, incarnation, flags, first_text, second_text
+NAMES_EVENT = struct.Struct(f"<QQIIB7x{STRING_MAX}s{STRING_MAX}s")
 
 NULL_NAME = "<null>"  # CPython passes NULL for a name it cannot encode as UTF-8
 UNKNOWN_NAME = "<unknown>"  # names whose announcement was lost
@@ -61,6 +74,7 @@ class CallEvent(NamedTuple):
     function: str
     file: str
     line: int
+    fresh: bool = False  # the first event of a thread whose id may have been another's
 
 
 def _text(raw: bytes, address: int, truncated: bool, unreadable: bool) -> str:
@@ -72,26 +86,47 @@ def _text(raw: bytes, address: int, truncated: bool, unreadable: bool) -> str:
     return text + TRUNCATION_MARK if truncated else text
 
 
+Process = tuple[int, int]  # (pid, incarnation): a process, apart from any later one with its PID
+
+
 class Names:
-    """The text behind each pair of string addresses, per process."""
+    """The text behind each pair of string ids, per process; a process's go once it has
+    exited and what refers to them is done with (forget)."""
 
     def __init__(self) -> None:
-        self._pairs: dict[tuple[int, int, int], tuple[str, str]] = {}
+        self._processes: dict[Process, dict[tuple[int, int], tuple[str, str]]] = {}
 
-    def add(self, record: tuple) -> None:
-        first, second, pid, flags, first_text, second_text = record
-        self._pairs[(pid, first, second)] = (
+    def add(self, record: tuple) -> bool:
+        """Hold a names record's texts; whether its process is new."""
+        first, second, pid, incarnation, flags, first_text, second_text = record
+        pairs = self._processes.get((pid, incarnation))
+        new = pairs is None
+        if new:
+            pairs = self._processes[(pid, incarnation)] = {}
+        pairs[(first, second)] = (
             _text(first_text, first, bool(flags & FIRST_TRUNCATED), bool(flags & FIRST_UNREADABLE)),
             _text(second_text, second, bool(flags & SECOND_TRUNCATED), bool(flags & SECOND_UNREADABLE)),
         )
+        return new
 
-    def get(self, pid: int, first: int, second: int) -> tuple[str, str]:
-        return self._pairs.get((pid, first, second), (UNKNOWN_NAME, UNKNOWN_NAME))
+    def get(self, pid: int, incarnation: int, first: int, second: int) -> tuple[str, str]:
+        pairs = self._processes.get((pid, incarnation))
+        return pairs.get((first, second), _UNKNOWN) if pairs else _UNKNOWN
+
+    def processes(self) -> set[Process]:
+        """The processes whose names are held."""
+        return set(self._processes)
+
+    def forget(self, process: Process) -> None:
+        self._processes.pop(process, None)
 
     def call_event(self, record: tuple) -> CallEvent:
-        timestamp, file, function, pid, tid, line, depth, kind = record
-        file_name, function_name = self.get(pid, file, function)
-        return CallEvent(timestamp, pid, tid, kind, depth, function_name, file_name, line)
+        timestamp, file, function, pid, tid, line, depth, kind, fresh, incarnation = record
+        file_name, function_name = self.get(pid, incarnation, file, function)
+        return CallEvent(timestamp, pid, tid, kind, depth, function_name, file_name, line, bool(fresh))
+
+
+_UNKNOWN = (UNKNOWN_NAME, UNKNOWN_NAME)
 
 
 # Python stacks read out of the interpreter's memory (bpf/pystacks.h).

@@ -87,6 +87,8 @@ class ElfProbes:
     machine: str
     pie: bool  # ET_DYN: executable or shared object loaded at a chosen base
     probes: list[Probe]
+    # a .note.stapsdt section is there but none of it reads as a probe (zeroed, or corrupt)
+    damaged_notes: bool = False
 
     def probe(self, name: str, provider: str = "python") -> Optional[Probe]:
         for probe in self.probes:
@@ -138,17 +140,23 @@ def build_probes(
     return list(probes.values())
 
 
-def _raw_notes(elf: ELFFile) -> Iterable[RawNote]:
+def _raw_notes(elf: ELFFile) -> tuple[list[RawNote], bool]:
+    """The stapsdt notes, and whether a note section is there that holds none we can read."""
     section = elf.get_section_by_name(NOTE_SECTION)
     if section is None:
-        return
+        return [], False
+    notes = []
     for note in section.iter_notes():
         note_type = note["n_type"]
         if isinstance(note_type, str):  # pyelftools names type 3 after NT_GNU_BUILD_ID
             note_type = ENUM_NOTE_N_TYPE.get(note_type)
         if note["n_name"] != NOTE_OWNER or note_type != NT_STAPSDT:
             continue
-        yield parse_note(note["n_descdata"], elf.elfclass // 8, elf.little_endian)
+        try:
+            notes.append(parse_note(note["n_descdata"], elf.elfclass // 8, elf.little_endian))
+        except NotAnElf:
+            continue
+    return notes, not notes and section["sh_size"] > 0
 
 
 def load_segments(elf: ELFFile) -> list[Segment]:
@@ -196,15 +204,46 @@ def open_elf(stream: BinaryIO) -> ELFFile:
 
 def read_elf_probes(elf: ELFFile, path: str) -> ElfProbes:
     base = elf.get_section_by_name(BASE_SECTION)
-    probes = build_probes(
-        _raw_notes(elf), base["sh_addr"] if base is not None else None, load_segments(elf)
-    )
+    notes, damaged = _raw_notes(elf)
+    probes = build_probes(notes, base["sh_addr"] if base is not None else None, load_segments(elf))
     return ElfProbes(
         path=path,
         machine=MACHINES.get(elf["e_machine"], elf["e_machine"]),
         pie=elf["e_type"] == "ET_DYN",
         probes=probes,
+        damaged_notes=damaged,
     )
+
+
+# What pyelftools raises, besides ELFError, on a truncated or corrupt file.
+ELF_READ_ERRORS = (ELFError, struct.error, ValueError, IndexError, KeyError, OverflowError, EOFError)
+
+
+def has_probe_notes(path: str) -> bool:
+    """Whether an ELF file has a .note.stapsdt section, read from its section headers alone:
+    a thousandth of what reading it with pyelftools takes (every library of every process,
+    for --all)."""
+    try:
+        with open(path, "rb") as stream:
+            header = stream.read(64)
+            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2:  # 64-bit only; else: ask pyelftools
+                return True
+            order = "<" if header[5] == 1 else ">"
+            shoff, = struct.unpack_from(order + "Q", header, 0x28)
+            entsize, count, names_index = struct.unpack_from(order + "HHH", header, 0x3A)
+            stream.seek(shoff)
+            table = stream.read(entsize * count)
+            if len(table) < entsize * count or names_index >= count:
+                return True
+            # Elf64_Shdr: name, type, flags, addr, offset, size, ...
+            names_offset, names_size = struct.unpack_from(order + "QQ", table, names_index * entsize + 0x18)
+            stream.seek(names_offset)
+            names = stream.read(names_size)
+    except OSError:
+        return True
+    wanted = NOTE_SECTION.encode() + b"\0"
+    return any(names[name:name + len(wanted)] == wanted
+               for name, in (struct.unpack_from(order + "I", table, index * entsize) for index in range(count)))
 
 
 def read_probes(path: str) -> ElfProbes:

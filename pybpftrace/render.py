@@ -24,34 +24,56 @@ def unseen_entry(indent: int) -> str:
     return "began before tracing" if indent == 0 else "entry not seen"
 
 
+CACHED = 65536  # labels formatted once and kept, at most (then they start afresh)
+
+
+FirstLine = Callable[[CallEvent], Optional[int]]
+
+
 class TextRenderer:
-    """`TIME(s) TID  => function (file:line)`, indented by the thread's depth."""
+    """`TIME(s) TID  => function (file:line)`, indented by the thread's depth; with pids, a PID
+    column before the TID (when more than one process can be traced). A call shows its
+    function's first line where first_line finds it: a generator's or coroutine's resumption,
+    which reports the line it resumes at, says so."""
 
-    header = f"{'TIME(s)':>12} {'TID':>8}  CALL\n"
-
-    def __init__(self, start: int, durations: bool):
+    def __init__(self, start: int, durations: bool, pids: bool = False, first_line: FirstLine = lambda event: None):
         self._start = start
         self._durations = durations
+        self._pids = pids
+        self._first_line = first_line
+        self.header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8}  CALL\n" if pids else f"{'TIME(s)':>12} {'TID':>8}  CALL\n"
         # What repeats, formatted once: this is the streaming hot path.
         self._indents = [INDENT * depth for depth in range(64)]
-        self._tids: dict[int, str] = {}
+        self._tids: dict[tuple[int, int], str] = {}
         self._labels: dict[tuple[str, str], str] = {}
 
     def line(self, event: CallEvent, indent: int, duration: Optional[int]) -> str:
         """The event's line, newline included."""
-        tid = self._tids.get(event.tid)
+        tid = self._tids.get((event.pid, event.tid))
         if tid is None:
-            tid = self._tids[event.tid] = "%8d  " % event.tid
+            if len(self._tids) >= CACHED:
+                self._tids.clear()
+            text = "%8d %8d  " % (event.pid, event.tid) if self._pids else "%8d  " % event.tid
+            tid = self._tids[(event.pid, event.tid)] = text
         label = self._labels.get((event.function, event.file))
         if label is None:
+            if len(self._labels) >= CACHED:
+                self._labels.clear()
             label = self._labels[(event.function, event.file)] = f"{event.function} ({event.file}:"
-        text = "%12.6f %s%s%s%s%d)" % (
+        line, resumed = event.line, ""
+        if event.kind == EVENT_CALL:
+            first = self._first_line(event)
+            if first is not None and first != line:
+                # CPython 3.15 reports no line (-1) for a closure's entry: no resumption
+                line, resumed = first, f" [resumed at line {line}]" if line > 0 else ""
+        text = "%12.6f %s%s%s%s%d)%s" % (
             (event.timestamp - self._start) / 1e9,
             tid,
             self._indents[indent] if indent < 64 else INDENT * indent,
             "=> " if event.kind == EVENT_CALL else "<= ",
             label,
-            event.line,
+            line,
+            resumed,
         )
         if self._durations and event.kind != EVENT_CALL:
             text += f" [{format_duration(duration)}]" if duration is not None else f" [{unseen_entry(indent)}]"
@@ -87,7 +109,7 @@ def _entry_lines(trees: Iterable[CallTree]) -> dict[tuple[str, str], set[int]]:
     lines: dict[tuple[str, str], set[int]] = defaultdict(set)
     for tree in trees:
         for node in nodes(tree.root):
-            if node.frame.entered:
+            if node.frame.entered and not node.frame.synthetic:
                 lines[(node.frame.file, node.frame.function)].add(node.frame.line)
     return lines
 
@@ -115,6 +137,8 @@ class FrameLabels:
 
     def frame(self, pid: int, frame: Frame) -> model.Frame:
         key = (pid, frame)
+        if frame.synthetic:  # what stands for calls not kept apart: its text alone
+            return model.Frame(frame.function, "", 0)
         if key not in self._frames:
             self._frames[key] = model.Frame(frame.function, frame.file, self._first_line(pid, frame))
         return self._frames[key]
@@ -132,22 +156,27 @@ WEIGHTS = ("time", "calls")  # stack's
 
 
 def weighted_stacks(
-    trees: dict[int, CallTree],
+    trees: Iterable[CallTree],
     weight: str = "time",
     per_thread: bool = False,
     sources: Optional[FirstLines] = None,
     view: View = lambda path: path,
     meta: Optional[model.Meta] = None,
     thread_names: Callable[[int, int], str] = lambda pid, tid: "",
+    into: Optional[model.Stacks] = None,
 ) -> model.Stacks:
     """The call trees as weighted stacks, per thread: weight is self time or the number of
     calls (TREE_WEIGHTS). view: the frames of a path to show (None: none); the self time of a
-    frame it hides counts toward the deepest frame shown above it, its calls toward nothing."""
-    labels = FrameLabels(trees.values(), sources)
+    frame it hides counts toward the deepest frame shown above it, its calls toward nothing.
+    into: stacks to add to, so that trees read at different times (a process's, as it exits)
+    merge."""
+    trees = list(trees)
+    labels = FrameLabels(trees, sources)
     value, unit = TREE_WEIGHTS[weight]
-    stacks = model.Stacks(unit, meta or model.Meta(), per_thread=per_thread)
-    for tid, tree in trees.items():
-        thread = model.Thread(tree.pid, tid, thread_names(tree.pid, tid))
+    stacks = into if into is not None else model.Stacks(unit, meta or model.Meta(), per_thread=per_thread)
+    for tree in trees:
+        tid = tree.tid or 0  # None: paths whose thread is not known
+        thread = model.Thread(tree.pid, tid, thread_names(tree.pid, tid) if tid else "")
         for path, amount in weighted_paths(tree.root, value):
             shown = view(path)
             if shown and (unit.unit != model.CALLS or shown[-1] is path[-1]):  # a hidden frame's calls count toward nothing
@@ -156,7 +185,7 @@ def weighted_stacks(
 
 
 def folded(
-    trees: dict[int, CallTree],
+    trees: Iterable[CallTree],
     weight: str = "time",
     per_thread: bool = False,
     sources: Optional[FirstLines] = None,

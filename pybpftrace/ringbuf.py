@@ -38,7 +38,7 @@ class _Mapping:
     def producer_position(self) -> int:
         return _POSITION.unpack_from(self._producer, 0)[0]
 
-    def _consumer_position(self) -> int:
+    def consumer_position(self) -> int:
         return _POSITION.unpack_from(self._consumer, 0)[0]
 
     def _advance(self, position: int) -> None:
@@ -64,7 +64,7 @@ class RecordRing(_Mapping):
 
     def drain(self, until: int | None = None, limit: int | None = None) -> list[bytes]:
         """The committed records (up to position `until`, at most `limit`), in order."""
-        consumer = position = self._consumer_position()
+        consumer = position = self.consumer_position()
         producer = self.producer_position() if until is None else until
         records: list[bytes] = []
         while position < producer and (limit is None or len(records) < limit):
@@ -92,7 +92,7 @@ class RingBuffer(_Mapping):
 
     def drain(self, until: int | None = None, limit: int | None = None) -> list[tuple]:
         """The committed records (up to position `until`, at most `limit`), unpacked, in order."""
-        consumer = self._consumer_position()
+        consumer = self.consumer_position()
         producer = self.producer_position() if until is None else until
         count = (producer - consumer) // self._stride
         if limit is not None:

@@ -219,7 +219,7 @@ def stack_frames(flags: int, frames: tuple, names: FrameNames) -> list[Frame]:
 WEIGHINGS = ("cpu", "idle", "off-cpu", "wall")
 
 
-def call_trees(counts: SampleCounts, names: FrameNames, weighing: str = "cpu", rate: int = 1) -> dict[int, CallTree]:
+def call_trees(counts: SampleCounts, names: FrameNames, weighing: str = "cpu", rate: int = 1) -> list[CallTree]:
     """Per thread, its samples as a call tree, weighed: cpu, ticks on a CPU (node.samples);
     idle, ticks and the ticks the time off a CPU would have had at `rate` (node.samples);
     off-cpu, ns off a CPU (node.self_ns); wall, ns on and off (node.self_ns). An off-CPU stack
@@ -229,7 +229,7 @@ def call_trees(counts: SampleCounts, names: FrameNames, weighing: str = "cpu", r
     def leaf(pid: int, tid: int, path: list[Frame]) -> Node:
         tree = trees.get(tid)
         if tree is None:
-            tree = trees[tid] = CallTree(pid, Node(None))
+            tree = trees[tid] = CallTree(pid, tid, Node(None))
         node = tree.root
         for frame in path:
             child = node.children.get(frame)
@@ -255,4 +255,4 @@ def call_trees(counts: SampleCounts, names: FrameNames, weighing: str = "cpu", r
             for node in nodes(tree.root):
                 node.samples += round(node.self_ns * rate / 1e9)
                 node.self_ns = 0
-    return trees
+    return list(trees.values())

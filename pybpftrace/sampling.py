@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .errors import KernelSetup, NotFound, NotPython, Unsupported
+from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import TaskIterator
@@ -28,11 +28,11 @@ from .target import (
     TargetOptions,
     Targets,
     all_pythons,
+    check_process,
     command_binaries,
     inspect_binary,
     linked_libpython,
     process_binaries,
-    process_exists,
     read_maps,
 )
 
@@ -90,7 +90,7 @@ class Selection:
         """The interpreter pid runs, if it is one selected and mapped."""
         try:
             binaries = process_binaries(pid)
-        except (NotFound, OSError):
+        except (NotFound, NotPermitted, OSError):  # gone meanwhile, or not ours to read
             return None
         for binary in binaries:
             if not binary.interpreter:
@@ -381,8 +381,8 @@ def find_walked_targets(
         return [binary for binary in binaries if probes and binary.has(probes)]
 
     if options.argv:
-        binaries = command_binaries(options.argv)
-        walked = _walked(binaries, options.argv[0])
+        name, binaries = command_binaries(options.argv)
+        walked = _walked(binaries, name)
         launched = Launched(options.argv)
         return Targets({launched.pid: with_probes(binaries)}, launched), {launched.pid: walked}, None
     if options.binaries or options.all_pythons:
@@ -391,8 +391,7 @@ def find_walked_targets(
         return Targets({SYSTEM_WIDE: probed}), selection.running(), selection
     found, targets = {}, {}
     for pid in options.pids:
-        if not process_exists(pid):
-            raise NotFound(f"no process with PID {pid}")
+        check_process(pid)  # NotFound, or NotPython for a kernel thread
         binaries = process_binaries(pid)
         found[pid] = _walked(binaries, f"PID {pid}")
         targets[pid] = with_probes(binaries)
@@ -407,8 +406,8 @@ def walked_for(targets: Targets, options: TargetOptions) -> tuple[dict[int, Walk
         return selection.running(), selection
     walked = {}
     for pid in targets.binaries:
-        binaries = command_binaries(options.argv) if options.argv else process_binaries(pid)
-        walked[pid] = _walked(binaries, options.argv[0] if options.argv else f"PID {pid}")
+        name, binaries = command_binaries(options.argv) if options.argv else (f"PID {pid}", process_binaries(pid))
+        walked[pid] = _walked(binaries, name)
     return walked, None
 
 
@@ -419,7 +418,7 @@ def _selection(options: TargetOptions) -> Selection:
     for path in options.binaries:
         if not os.path.exists(path):
             raise NotFound(f"no such file: {path}")
-        interpreters = [binary for binary in command_binaries([os.path.realpath(path)]) if binary.interpreter]
+        interpreters = [binary for binary in command_binaries([os.path.realpath(path)])[1] if binary.interpreter]
         if not interpreters:
             raise NotPython(f"{path} is not a Python: it holds no CPython interpreter")
         walked_binary(interpreters[0])  # Unsupported says why not

@@ -14,13 +14,16 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, TextIO
 
 from .attach import AttachError, Uprobes
-from .errors import KernelSetup, NotFound, NotPermitted, TraceError
+from .errors import KernelSetup, NotFound, NotPermitted, OutputFailed, TraceError
 from .events import (
     COUNTER_EVENTS,
     COUNTER_EVENTS_LOST,
+    COUNTER_NAMES_LOST,
+    COUNTER_NO_MEMORY,
+    COUNTER_PROCESSES_FULL,
     FORK_EVENT,
     NAMES_EVENT,
     PROCESS_EVENT,
@@ -28,10 +31,11 @@ from .events import (
     SAMPLE_HEAD,
     PROCESS_TRACED,
     Names,
+    Process,
 )
 from .codes import Codes
 from .formats.model import Meta
-from .program import LoadedProgram, ProgramSpec, generate
+from .program import LoadedProgram, Loss, ProgramSpec, generate
 from .progress import Progress, wanted
 from .ringbuf import RecordRing, RingBuffer
 from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets, walked_for
@@ -42,11 +46,12 @@ from .tools import NEEDED_PROBES
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
-NAMES_PAGES = 256  # 1 MiB: the names of the functions first seen between two drains
+NAMES_PAGES = 2048  # 8 MiB: the names first seen between two drains (a new process sends thousands)
 CODES_PAGES = 1024  # 4 MiB: the code objects first seen between two drains, line tables and all
 FORKS_PAGES = 1
 PROCESS_PAGES = 16
 DEFAULT_BUFFER_MIB = 16
+MAX_BUFFER_MIB = 1024  # the kernel takes a ring buffer of up to 4 GiB; more than this is a typo
 # A batch smaller than this is followed by a short pause, so events arrive in batches.
 SMALL_BATCH = 512
 # At most this many records a drain, so that signals and the deadline are seen in time; also
@@ -56,6 +61,41 @@ MAX_BATCH = 8192
 COALESCE_SECONDS = 0.01
 REGISTER_POLL_NS = 1_000_000  # how often to look whether a launched command mapped its interpreter
 LAUNCH_WAIT = 1.0  # seconds attach waits for a launched command to exec and map its interpreter
+# How often the processes that exited are looked for, and how often at most their part is
+# taken (which reads a whole map: with --all on a busy machine, that is every Python's).
+SWEEP_SECONDS = 1.0
+TAKE_SECONDS = 10.0
+
+# The kernel's maps whose size bounds what can be kept, and their sizes (entries): each is
+# passed to the programs as NAME_MAX. Not preallocated unless said, they take memory for what
+# they hold.
+# PYBPFTRACE_MAP_SIZES="nodes=1000,threads=64" sets others (to see a map fill, in the tests).
+MAP_SIZES = {
+    "thread_frames": 65536,  # frames.h: a shadow stack per live thread (calls, stack --folded)
+    "threads": 65536,  # stack.bpf.c: a state per live thread
+    "last_entry": 65536,  # top.bpf.c: each live thread's last entry (CPython 3.15)
+    "nodes": 1 << 20,  # folded.bpf.c: call paths
+    "lost_paths": 16384,  # folded.bpf.c: calls under paths that could not be kept (preallocated)
+    "roots": 131072,  # folded.bpf.c: a root per thread, and per frame it was in when first seen
+    "ended_frames": 16384,  # folded.bpf.c: stacks of threads that exited with calls open
+    "functions": 262144,  # calls.bpf.c: functions of live processes
+    "spilled_functions": 1024,  # calls.bpf.c: functions the kernel had no memory for (preallocated)
+    "counts": 131072,  # common.h: top's and lines' counts (preallocated)
+    "known_names": 65536,  # common.h: names announced (an LRU: an entry evicted is announced again)
+    "incarnations": 65536,  # lifetimes.h: live processes
+}
+MAP_SIZES_VARIABLE = "PYBPFTRACE_MAP_SIZES"
+
+# What every program can fail to keep, worded for the summary line ({n}: how many; {NAME}:
+# the size of map NAME); each tool's ProgramSpec.losses adds its own.
+COMMON_LOSSES = (
+    Loss(COUNTER_EVENTS_LOST, "{n} events dropped: the events ring buffer was full (--buffer-size makes it larger)",
+         dropped=True),
+    Loss(COUNTER_NAMES_LOST, "{n} names not sent when first seen: the names ring buffer was full"),
+    Loss(COUNTER_PROCESSES_FULL, "{n} events of processes beyond {incarnations} live ones: the incarnations map was "
+         "full (their names may mix with a later process's of the same PID)"),
+    Loss(COUNTER_NO_MEMORY, "{n} map entries the kernel could not allocate: it was out of memory"),
+)
 
 
 def require_privileges(what: str) -> None:
@@ -85,22 +125,33 @@ class Summary:
     """What the end-of-run line reports."""
 
     events: int = 0  # handled by the programs
-    lost: int = 0  # handled but not sent on: the ring buffer was full
+    lost: int = 0  # handled but dropped, not counted anywhere (the notes say why)
     seconds: float = 0.0
     ended_by: str = ""
     processes: int = 0
     threads: Optional[int] = None  # None where the events were counted in the kernel
     unit: str = "events"  # what the programs handle: events, samples
-    notes: list[str] = field(default_factory=list)  # what is missing from the output, and why
+    notes: list[str] = field(default_factory=list)  # what could not be kept or is missing, and why
 
     def line(self) -> str:
         processes = f"{self.processes} processes, " if self.processes > 1 else ""
         threads = f"{self.threads} threads, " if self.threads is not None else ""
-        notes = "".join(f"; {note}" for note in self.notes)
+        notes = f" [{'; '.join(self.notes)}]" if self.notes else ""
         return (
-            f"pybpftrace: {self.events} {self.unit}, {self.lost} lost, {processes}{threads}"
-            f"{self.seconds:.2f} s ({self.ended_by}){notes}"
+            f"pybpftrace: {self.events} {self.unit}, {self.lost} lost{notes}, {processes}{threads}"
+            f"{self.seconds:.2f} s ({self.ended_by})"
         )
+
+
+def map_sizes() -> dict[str, int]:
+    """MAP_SIZES, with those $PYBPFTRACE_MAP_SIZES sets."""
+    sizes = dict(MAP_SIZES)
+    for item in filter(None, os.environ.get(MAP_SIZES_VARIABLE, "").split(",")):
+        name, _, value = item.partition("=")
+        if name not in sizes or not value.isdigit() or int(value) < 1:
+            raise TraceError(f"${MAP_SIZES_VARIABLE}: {item!r} is not MAP=ENTRIES with MAP one of {', '.join(sizes)}")
+        sizes[name] = int(value)
+    return sizes
 
 
 class _Processes:
@@ -159,18 +210,28 @@ class Session:
         self.start = self.stopped = 0  # on the monotonic clock, in ns
         self.started = 0  # the wall clock at start, ns since the epoch
         self._stop: Optional[str] = None
+        self.output_failure: Optional[OutputFailed] = None
         self._handlers: dict[int, object] = {}
+        self._consumer: Optional[Consumer] = None
+        self._taken = 0.0  # when exited processes were last taken (time.monotonic)
+        self._exiting: set[Process] = set()  # exited, their events not all consumed yet
+        self._pending_exits: list[tuple[int, set[Process]]] = []  # (events ring position, processes)
         pages = pages_for(self.buffer_mib)
-        defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **self.defines}
+        self.map_sizes = map_sizes()
+        sizes = {f"{name.upper()}_MAX": size for name, size in self.map_sizes.items()}
+        defines = {"EVENTS_PAGES": pages, "NAMES_PAGES": NAMES_PAGES, "TRACER_PID": os.getpid(), **sizes,
+                   **self.defines}
+        ensure_tracefs()  # the exit tracepoint (lifetimes.h), and the walker's
+        if exit_has_group_dead():
+            defines["EXIT_GROUP_DEAD"] = 1
         if self.spec.walker:
             defines["CODES_PAGES"] = CODES_PAGES
-            ensure_tracefs("reading Python stacks")  # its programs take tracepoints
+            defines["WALKS_STACKS"] = 1
             if self.sampling.off_cpu:
                 defines["OFF_CPU"] = 1
             if self.layout:  # events of their own, with the stacks they fire in
                 defines["STACKS"] = 1
         if self.follow_forks and not self.spec.walker:  # a walker follows forks in the kernel
-            ensure_tracefs("--follow-forks")
             defines["FOLLOW_FORKS"] = 1
         binaries = [b for group in self.targets.binaries.values() for b in group]
         self.program = LoadedProgram(generate(self.spec, binaries), defines)
@@ -193,8 +254,8 @@ class Session:
         return RingBuffer(fd, size, layout) if layout else RecordRing(fd, size)
 
     def attach(self) -> None:
-        """Attach to every target, then switch the programs on, then let a launched command
-        go: it is traced from its first instruction."""
+        """Attach to every target, then switch the programs on (announce() then says so and
+        lets a launched command go: it is traced from its first instruction)."""
         try:
             for pid, binaries in self.targets.binaries.items():
                 self._attach_process(pid, binaries)
@@ -236,7 +297,11 @@ class Session:
         self._switch(True)
         # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
         self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def announce(self) -> None:
+        """Tell the user tracing runs, and let a launched command go."""
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        launched = self.targets.launched
         if launched:
             launched.release()
             if self.walker:
@@ -358,15 +423,68 @@ class Session:
         tracing[tracing.Key(0)] = tracing.Leaf(int(on))
 
     def counter(self, index: int) -> int:
-        return self.program.table("counters").sum(index).value
+        return signed_total(self.program.table("counters")[index])
+
+    def losses(self) -> tuple[int, list[str]]:
+        """Events dropped, and the summary's notes on what could not be kept."""
+        dropped, notes = 0, []
+        for loss in COMMON_LOSSES + self.spec.losses:
+            n = self.counter(loss.counter)
+            if n:
+                dropped += n if loss.dropped else 0
+                notes.append(loss.text.format(n=n, **self.map_sizes))
+        return dropped, notes
+
+    def sweep_exits(self) -> None:
+        """Find the processes that exited: those whose names are held, whose incarnation the
+        kernel has dropped (lifetimes.h). They are done with once every event they sent is
+        consumed (the events ring's position now)."""
+        held = {process for process in self.names.processes() if process[1]} - self._exiting
+        if not held:
+            return
+        live = {(key.value, value.value) for key, value in self.program.table("incarnations").items()}
+        exited = held - live
+        if exited:
+            position = self._events.producer_position() if self._events else 0
+            self._pending_exits.append((position, exited))
+            self._exiting |= exited
+
+    def _sweep_last(self, consumer: "Consumer") -> None:
+        """Tracing is off and every event consumed: the processes that exited are done with
+        now (what is left of the others is the consumer's to read in finish)."""
+        self.sweep_exits()
+        self._finish_exits(consumer, last=True)
+
+    def _finish_exits(self, consumer: "Consumer", last: bool = False) -> None:
+        """The exited processes whose events are all consumed: the consumer takes its part,
+        then their names go (all of theirs are drained first: they were sent before they
+        exited, but a tracer that was stopped has not read them all yet)."""
+        now = time.monotonic()
+        if not last and now < self._taken + TAKE_SECONDS:
+            return
+        self._taken = now
+        consumed = self._events.consumer_position() if self._events else 0
+        if self._pending_exits and self._pending_exits[0][0] <= consumed:
+            self._drain_names()
+        while self._pending_exits and self._pending_exits[0][0] <= consumed:
+            _, exited = self._pending_exits.pop(0)
+            consumer.on_exits(exited)
+            for process in exited:
+                self.names.forget(process)
+            self._exiting -= exited
+
+    def _drain_names(self) -> None:
+        while records := self._names_ring.drain(limit=MAX_BATCH):
+            for record in records:
+                if self.names.add(record) and self._consumer:
+                    self._consumer.on_process(record[2])
 
     def _drain(self, consume: Callable[[list[tuple]], None]) -> int:
         # Names first: an event's names (a stack's code objects) were submitted before the
         # event was, so every event up to this producer position has its names among those
         # drained now.
         until = self._events.producer_position() if self._events else 0
-        for record in self._names_ring.drain():
-            self.names.add(record)
+        self._drain_names()
         if self._codes_ring:
             for record in self._codes_ring.drain():
                 self.codes.add(record)
@@ -389,18 +507,13 @@ class Session:
     def _on_signal(self, number: int, _frame) -> None:
         self._stop = signal.Signals(number).name
 
-    def run(
-        self,
-        consume: Callable[[list[tuple]], None],
-        duration: Optional[float],
-        on_fork: Callable[[int], None] = lambda pid: None,
-        interval: Optional[float] = None,
-        on_interval: Callable[[], bool] = lambda: False,
-        progress: Optional[Progress] = None,
-    ) -> Summary:
-        """Drain events into consume until a signal, the duration, every traced process's
-        exit, or on_interval (called every `interval` seconds) saying it is done; with
-        follow_forks, attach to each child as it is forked (on_fork hears of it)."""
+    def run(self, consumer: "Consumer", duration: Optional[float], progress: Optional[Progress] = None) -> Summary:
+        """Drain events into the consumer until a signal, the duration, every traced
+        process's exit, or its on_interval (called every consumer.interval seconds) saying it
+        is done; with follow_forks, attach to each child as it is forked (on_fork hears of
+        it); hand it each process that exits (on_exits)."""
+        consume, interval = consumer.feed, consumer.interval
+        self._consumer = consumer
         summary = Summary()
         poller = select.epoll()
         for ring in filter(None, (self._events, self._names_ring, self._forks, self._process_events)):
@@ -414,6 +527,7 @@ class Session:
         previous_wakeup = signal.set_wakeup_fd(wake_write)
         deadline = self.start + int(duration * 1e9) if duration else None
         next_tick = self.start + int(interval * 1e9) if interval else None
+        next_sweep = self.start + int(SWEEP_SECONDS * 1e9)
         try:
             while (processes or system_wide) and not self._stop:
                 now = time.monotonic_ns()
@@ -429,19 +543,26 @@ class Session:
                 for parent, child in self._forks.drain() if self._forks else ():
                     if self._follow(parent, child):
                         processes.add(child)
-                        on_fork(child)
+                        consumer.on_fork(child)
                 for pid, parent, kind in self._process_events.drain() if self._process_events else ():
                     self.walker.process_event(pid, parent, kind)
                     if kind == PROCESS_FORKED and self.follow_forks and parent in self.targets.binaries:
                         processes.add(pid)
-                batch = self._drain(consume)
-                now = time.monotonic_ns()
-                if progress:
-                    progress.update(self.start, now)
-                if next_tick is not None and now >= next_tick:
-                    next_tick += int(interval * 1e9)
-                    if on_interval():
-                        self._stop = "done"
+                try:
+                    batch = self._drain(consume)
+                    now = time.monotonic_ns()
+                    if progress:
+                        progress.update(self.start, now)
+                    if now >= next_sweep:
+                        next_sweep = now + int(SWEEP_SECONDS * 1e9)
+                        self.sweep_exits()
+                    self._finish_exits(consumer)
+                    if next_tick is not None and now >= next_tick:
+                        next_tick += int(interval * 1e9)
+                        if consumer.on_interval():
+                            self._stop = "done"
+                except OutputFailed as failure:
+                    consume = self._output_failed(failure)
                 if self._stop or (deadline is not None and now >= deadline):
                     break
                 if 0 < batch < SMALL_BATCH:
@@ -457,12 +578,25 @@ class Session:
             for fd in (wake_read, wake_write):
                 os.close(fd)
             poller.close()
-        self.drain(consume)
+        try:
+            while self._drain(consume):
+                pass
+            self._sweep_last(consumer)
+        except OutputFailed as failure:
+            self._output_failed(failure)
+            while self._drain(_discard):
+                pass
         summary.events = self.counter(COUNTER_EVENTS)
-        summary.lost = self.counter(COUNTER_EVENTS_LOST)
+        summary.lost, summary.notes = self.losses()
         summary.seconds = (stopped - self.start) / 1e9
         summary.processes = processes.seen
         return summary
+
+    def _output_failed(self, failure: OutputFailed) -> Callable[[list[tuple]], None]:
+        """The output cannot be written any more: stop, and drain what is left into nothing."""
+        self.output_failure = failure
+        self._stop = "output closed" if failure.closed else "output failed"
+        return _discard
 
     def _restore_signals(self) -> None:
         for sig, handler in self._handlers.items():
@@ -479,19 +613,33 @@ class Session:
         self.program.close()
 
 
+def _discard(records: list[tuple]) -> None:
+    """Where records go once the output has failed."""
+
+
 TRACEFS = "/sys/kernel/tracing"
 
 
-def ensure_tracefs(why: str) -> None:
-    """Tracepoints, which bcc finds through tracefs: mount it where the system has not (as
-    `mount -t tracefs nodev /sys/kernel/tracing` would)."""
+def ensure_tracefs() -> None:
+    """Tracing takes tracepoints (task exits; task creations with --follow-forks), which bcc
+    finds through tracefs: mount it where the system has not (as `mount -t tracefs nodev
+    /sys/kernel/tracing` would)."""
     if os.path.isdir(f"{TRACEFS}/events"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
         error = ctypes.get_errno()
-        raise KernelSetup(f"{why} needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
-    print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for {why})", file=sys.stderr)
+        raise KernelSetup(f"tracing needs tracefs, and mounting it at {TRACEFS} failed: {os.strerror(error)}")
+    print(f"pybpftrace: mounted tracefs at {TRACEFS} (needed for its tracepoints)", file=sys.stderr)
+
+
+def exit_has_group_dead() -> bool:
+    """Whether the task exit tracepoint says when a process's last thread exits (Linux 6.16)."""
+    try:
+        with open(f"{TRACEFS}/events/sched/sched_process_exit/format") as format_file:
+            return "group_dead" in format_file.read()
+    except OSError:
+        return False
 
 
 @dataclass
@@ -523,6 +671,18 @@ class Consumer:
     def on_fork(self, pid: int) -> None:
         """A forked child is traced from now on."""
 
+    def on_process(self, pid: int) -> None:
+        """A process first named (by --binary or --all, a process may be traced before the
+        tracer hears of it): its files can be opened while it lives."""
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """These processes have exited and their events are all fed: take what is needed of
+        theirs (from the kernel's maps, from the names) before their names go."""
+
+    def thread_count(self) -> Optional[int]:
+        """The threads seen, for the summary line (None where the kernel aggregates)."""
+        return None if self.threads is None else len(self.threads)
+
     def on_interval(self) -> bool:
         """Called every `interval` seconds; True ends the trace."""
         return False
@@ -536,6 +696,29 @@ class Consumer:
 
     def close(self) -> None:
         """Whatever happened: give back what the consumer holds (a terminal, say)."""
+
+
+class SourcesConsumer(Consumer):
+    """A consumer that reads the traced processes' source files (the session's FirstLines,
+    which holds the targets' from before tracing is announced): a process found later (a
+    fork, --binary, --all) is watched when first seen, and forgotten once it has exited, so
+    that process churn does not hold files open without end."""
+
+    def __init__(self, session: "Session"):
+        super().__init__(session)
+        self.sources = session.sources
+
+    def on_fork(self, pid: int) -> None:
+        self.on_process(pid)
+
+    def on_process(self, pid: int) -> None:
+        if pid not in self.sources:
+            self.sources.watch(pid)  # a process found by --binary or --all
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """(Subclasses take what they need of the processes first.)"""
+        for pid, _ in processes:
+            self.sources.forget(pid)
 
 
 def run_tool(
@@ -563,46 +746,48 @@ def run_tool(
         if spec.walker:  # and the stacks its events fire in
             walked, selection = walked_for(targets, options.target)
     launched = targets.launched
+    consumer = None
     try:
         ring = "events" if layout else "samples" if spec.walker else None
         session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks,
                           walked=walked, sampling=sampling or Sampling(), selection=selection)
         configure(session)
         session.attach()
+        # before the announcement: a target may be done with right after it (the consumer
+        # holds its files open from the start)
+        consumer = make_consumer(session)
+        session.announce()
     except BaseException:
+        if consumer is not None:
+            consumer.close()
         if launched:
             launched.abandon()
         raise
-    consumer = progress = None
+    progress = None
     try:
-        consumer = make_consumer(session)
         if wanted(options.quiet, consumer.writes_stdout):
             counts = lambda: (session.counter(COUNTER_EVENTS), session.counter(COUNTER_EVENTS_LOST))
             progress = Progress(counts, consumer.writing)
-        summary = session.run(
-            consumer.feed, options.duration, consumer.on_fork, consumer.interval, consumer.on_interval, progress
-        )
+        summary = session.run(consumer, options.duration, progress)
         if progress:
             progress.clear()
-        summary.threads = None if consumer.threads is None else len(consumer.threads)
-        consumer.finish(summary)
-    except BrokenPipeError:  # `| head` had enough
-        flush_stdout_quietly()
-        return launched.wait() if launched else 0
+        if not session.output_failure:
+            try:
+                consumer.finish(summary)
+            except OutputFailed as failure:
+                session.output_failure = failure
+                summary.ended_by = "output closed" if failure.closed else "output failed"
+        summary.threads = consumer.thread_count()
     finally:
         if progress:
             progress.clear()
-        if consumer is not None:
-            consumer.close()
+        consumer.close()
         session.close()
     print(summary.line(), file=sys.stderr)
-    return launched.wait() if launched else 0
-
-
-def flush_stdout_quietly() -> None:
-    """After a closed pipe (`| head`), keep Python's exit from complaining about stdout."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    code = launched.wait() if launched else 0
+    failure = session.output_failure
+    if failure:
+        failure.output.discard()
+        if not failure.closed:  # a closed pipe (`| head`) had all it wanted
+            raise failure
+    return code

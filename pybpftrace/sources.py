@@ -43,6 +43,7 @@ class FirstLines:
 
     def watch(self, pid: int, root: str = "", cwd: str = "") -> None:
         """Keep pid's files reachable: through /proc/PID unless root and cwd are given."""
+        self.forget(pid)
         self._watched.add(pid)
         try:
             self._roots[pid] = (
@@ -80,6 +81,14 @@ class FirstLines:
             return starts[0] if len(starts) == 1 else None
         index = bisect.bisect_right(starts, line) - 1
         return starts[index] if index >= 0 else None
+
+    def forget(self, pid: int) -> None:
+        """Let go of an exited process's files (its PID may be another's next)."""
+        self._watched.discard(pid)
+        for fd in self._roots.pop(pid, ()):
+            os.close(fd)
+        for key in [key for key in self._files if key[0] == pid]:
+            del self._files[key]
 
     def close(self) -> None:
         for root, cwd in self._roots.values():

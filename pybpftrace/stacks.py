@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Hashable, Iterator, Optional
 
 from .events import EVENT_CALL, EVENT_CREATED, CallEvent
 from .formats import model
@@ -45,6 +45,7 @@ class Creations:
 
 @dataclass
 class _Thread:
+    pid: int
     open: list[tuple[int, int]] = field(default_factory=list)  # (depth, start) of open calls
     floor: int = 0  # the shallowest depth seen
 
@@ -52,7 +53,9 @@ class _Thread:
 class Pairing:
     """Matches returns with their calls, per thread: each return gets its call's duration, and
     each event an indentation counted from the shallowest frame its thread has shown so far
-    (a stream cannot go back and indent what it printed before a shallower frame appeared)."""
+    (a stream cannot go back and indent what it printed before a shallower frame appeared).
+    A thread id the kernel saw anew (event.fresh: it may have been another thread's) starts
+    afresh; the threads of processes that exited go (forget)."""
 
     def __init__(self) -> None:
         self._threads: dict[int, _Thread] = {}
@@ -60,8 +63,8 @@ class Pairing:
     def feed(self, event: CallEvent) -> tuple[int, Optional[int]]:
         """(indentation, duration in ns of the call a return ends if its entry was seen)."""
         thread = self._threads.get(event.tid)
-        if thread is None:
-            thread = self._threads[event.tid] = _Thread()
+        if thread is None or event.fresh:
+            thread = self._threads[event.tid] = _Thread(event.pid)
         thread.floor = min(thread.floor, event.depth)
         indent = event.depth - thread.floor
         stack = thread.open
@@ -73,6 +76,11 @@ class Pairing:
         if stack and stack[-1][0] == event.depth:
             return indent, event.timestamp - stack.pop()[1]
         return indent, None
+
+    def forget(self, pids: set[int]) -> None:
+        """The threads of these processes, which have exited."""
+        for tid in [tid for tid, thread in self._threads.items() if thread.pid in pids]:
+            del self._threads[tid]
 
 
 @dataclass
@@ -138,6 +146,17 @@ class Frame:
     file: str
     line: int  # the function's first line; for a call seen only returning, the return's line
     entered: bool = True  # False for calls seen only returning
+    synthetic: bool = False  # no call: what stands for calls the kernel could not keep apart
+
+
+def synthetic(text: str) -> Frame:
+    return Frame(text, "", 0, synthetic=True)
+
+
+MAX_FRAMES = 128  # bpf/frames.h
+DEEPER_FRAMES = synthetic(f"[deeper than {MAX_FRAMES} frames]")  # every call below the deepest frame kept
+PATHS_NOT_KEPT = synthetic("[paths not kept: the nodes map was full]")  # calls below, merged
+ROOT_NOT_KEPT = synthetic("[root not kept: the roots map was full]")  # paths whose thread's root is missing
 
 
 @dataclass
@@ -155,7 +174,7 @@ class Node:
 class KernelNode:
     """A call path as the kernel keeps it (struct call_node), names resolved."""
 
-    parent: int
+    parent: Hashable
     frame: Frame
     self_ns: int
     calls: int
@@ -176,11 +195,24 @@ class KernelRoot:
 
 @dataclass(frozen=True)
 class OpenFrame:
-    """A call still running when tracing ended (the kernel's shadow stack)."""
+    """A call still running at an end (the kernel's shadow stack)."""
 
-    node: int  # 0: a call whose path the kernel could not keep
+    node: Optional[Hashable]  # None: a call whose path the kernel could not keep
     start: int
     callees: int
+
+
+@dataclass(frozen=True)
+class OpenThread:
+    """A thread's stack as the kernel held it at an end, tracing's or the thread's own exit:
+    its calls still open, whose time up to `end` is charged here (the kernel charges a call
+    only when it returns)."""
+
+    root: int  # its current root
+    idle: int  # since when it has been idle in its root (no open frames)
+    frames: list[OpenFrame]  # outermost first
+    end: int
+    deep: Optional[tuple[Hashable, int]] = None  # (node of the calls deeper than its frames, since when they run)
 
 
 @dataclass
@@ -189,34 +221,45 @@ class CallTree:
     (self time, wall clock) and how many calls it made."""
 
     pid: int
+    tid: Optional[int]  # None: paths whose thread's root was not kept
     root: Node
 
 
+def _open_time(open_threads: list[OpenThread]) -> dict[Hashable, int]:
+    extra: dict[Hashable, int] = defaultdict(int)
+    for thread in open_threads:
+        if not thread.frames:
+            extra[thread.root] += thread.end - thread.idle
+        last_until = thread.deep[1] if thread.deep else thread.end
+        for frame, inner in zip(thread.frames, thread.frames[1:] + [None]):
+            if frame.node is not None:
+                until = inner.start if inner else last_until
+                extra[frame.node] += until - frame.start - frame.callees
+        if thread.deep:
+            extra[thread.deep[0]] += thread.end - thread.deep[1]
+    return extra
+
+
 def build_call_trees(
-    kernel_nodes: dict[int, KernelNode],
+    kernel_nodes: dict[Hashable, KernelNode],
     kernel_roots: dict[int, KernelRoot],
-    running: dict[int, tuple[int, int, list[OpenFrame]]],
-    end: int,
-) -> dict[int, CallTree]:
-    """Per thread, the call tree the kernel kept. running: per thread, (its current root, since
-    when it has been idle in it, its open calls outermost first), whose time up to `end` is
-    charged here: the kernel charges a call only when it returns."""
-    extra: dict[int, int] = {}
-    for tid, (root, idle, open_frames) in running.items():
-        if not open_frames:
-            extra[root] = extra.get(root, 0) + end - idle
-        for frame, inner in zip(open_frames, open_frames[1:] + [None]):
-            if frame.node:
-                until = inner.start if inner else end
-                extra[frame.node] = extra.get(frame.node, 0) + until - frame.start - frame.callees
-    children: dict[int, list[int]] = defaultdict(list)
+    open_threads: list[OpenThread],
+) -> list[CallTree]:
+    """Per thread, the call tree the kernel kept. Paths whose parent is missing (their
+    thread's root could not be kept) go under a frame saying so, one tree per process."""
+    extra = _open_time(open_threads)
+    children: dict[Hashable, list[Hashable]] = defaultdict(list)
+    orphans: dict[int, list[Hashable]] = defaultdict(list)
     for node_id, node in kernel_nodes.items():
-        children[node.parent].append(node_id)
+        if node.parent in kernel_nodes or node.parent in kernel_roots:
+            children[node.parent].append(node_id)
+        else:
+            orphans[node.pid].append(node_id)
     for root_id, root in kernel_roots.items():
         if root.parent in kernel_roots:
             children[root.parent].append(root_id)
 
-    def make(record_id: int) -> Node:
+    def make(record_id: Hashable) -> Node:
         extra_ns = extra.get(record_id, 0)
         if record_id in kernel_roots:
             root = kernel_roots[record_id]
@@ -224,17 +267,24 @@ def build_call_trees(
         node = kernel_nodes[record_id]
         return Node(node.frame, self_ns=node.self_ns + extra_ns, calls=node.calls)
 
-    trees: dict[int, CallTree] = {}
+    def grow(top: Node, top_ids: list[Hashable]) -> None:
+        pending = [(record_id, top) for record_id in top_ids]  # iteratively: trees can be deep
+        while pending:
+            record_id, parent = pending.pop()
+            node = _adopt(parent, make(record_id))
+            pending.extend((child_id, node) for child_id in children[record_id])
+
+    trees = []
     for root_id, root in kernel_roots.items():
         if root.parent in kernel_roots:
             continue  # below another root
         top = make(root_id)
-        trees[root.tid] = CallTree(root.pid, top)
-        pending = [(root_id, top)]  # iteratively: trees can be deep
-        while pending:
-            record_id, node = pending.pop()
-            for child_id in children[record_id]:
-                pending.append((child_id, _adopt(node, make(child_id))))
+        grow(top, children[root_id])
+        trees.append(CallTree(root.pid, root.tid, top))
+    for pid, top_ids in orphans.items():
+        lost = Node(ROOT_NOT_KEPT)
+        grow(lost, top_ids)
+        trees.append(CallTree(pid, None, Node(None, children={ROOT_NOT_KEPT: lost})))
     return trees
 
 

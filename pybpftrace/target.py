@@ -3,23 +3,25 @@ command to launch, and the ELF files in them that hold CPython and its probes.""
 
 from __future__ import annotations
 
+import _signal
 import os
 import shlex
 import shutil
 import signal
 from dataclasses import dataclass, field, replace
-from collections import OrderedDict
 from typing import Optional
 
 from elftools.elf.dynamic import DynamicSection
 
-from .errors import CommandNotFound, NoProbes, NotFound, NotPython
+from .errors import CommandNotFound, NoProbes, NotFound, NotPermitted, NotPython
 from .tools import STACK_COMMANDS
 from .probes import (
+    ELF_READ_ERRORS,
     ElfProbes,
     NotAnElf,
     defined_symbols,
     file_offset,
+    has_probe_notes,
     load_segments,
     open_elf,
     read_elf_probes,
@@ -79,49 +81,75 @@ def _is_elf(path: str) -> bool:
         return False
 
 
-def _inspect(path: str, shown_path: str) -> Optional[PythonBinary]:
+@dataclass(frozen=True)
+class _Facts:
+    """What an ELF file holds for pybpftrace, whatever path it is opened through."""
+
+    probes: ElfProbes
+    version: Optional[Version]
+    interpreter: bool
+    never_called_offset: Optional[int]
+    marker_offsets: dict[str, int]
+
+
+# By file (device, inode, mtime): every process maps the same libraries, each through a path
+# of its own (/proc/PID/map_files/...), and reading an ELF file takes a while (--all reads
+# every process's).
+_FACTS: dict[tuple, Optional[_Facts]] = {}
+FACTS_CACHED = 4096
+
+
+def _inspect(path: str, identity: tuple) -> Optional[_Facts]:
+    if identity in _FACTS:
+        return _FACTS[identity]
+    if len(_FACTS) >= FACTS_CACHED:
+        _FACTS.clear()
+    facts = _FACTS[identity] = _read_facts(path)
+    return facts
+
+
+def _read_facts(path: str) -> Optional[_Facts]:
     with open(path, "rb") as stream:
         try:
             elf = open_elf(stream)
-            probes = read_elf_probes(elf, shown_path)
+            probes = read_elf_probes(elf, path)
             symbols = defined_symbols(elf, INTERPRETER_SYMBOLS + (VERSION_SYMBOL,) + NEVER_CALLED + MARKERS)
-        except NotAnElf:
-            return None
-        interpreter = is_interpreter(symbols)
-        if not probes.probes and not interpreter:
-            return None
-        version = detect_version(elf, symbols) if interpreter else None
-        segments = load_segments(elf)
-        offsets = {name: file_offset(address, segments) for name, address in symbols.items()
-                   if name in NEVER_CALLED + MARKERS}
+            interpreter = is_interpreter(symbols)
+            if not probes.probes and not probes.damaged_notes and not interpreter:
+                return None
+            version = detect_version(elf, symbols) if interpreter else None
+            segments = load_segments(elf)
+            offsets = {name: file_offset(address, segments) for name, address in symbols.items()
+                       if name in NEVER_CALLED + MARKERS}
+        except ELF_READ_ERRORS as error:
+            raise NotAnElf(f"truncated or corrupt ({error})") from None
     never_called = next((offsets[name] for name in NEVER_CALLED if name in offsets), None)
     markers = {name: offsets[name] for name in MARKERS if name in offsets}
-    return PythonBinary(path, shown_path, probes, version, interpreter, never_called, markers)
+    return _Facts(probes, version, interpreter, never_called, markers)
 
 
 def inspect_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
-    """The CPython and probe facts of an ELF file, or None if it has neither."""
+    """The CPython and probe facts of an ELF file, or None if it has neither (or is no ELF
+    file); NotAnElf when it starts like one but cannot be read."""
     if not _is_elf(path):
         return None
     stat = os.stat(path)
-    identity = (stat.st_dev, stat.st_ino, stat.st_mtime_ns)
-    if identity in _read_before:
-        _read_before.move_to_end(identity)
-        known = _read_before[identity]
-    else:
-        known = _read_before[identity] = _inspect(path, shown_path or path)
-        if len(_read_before) > FILES_REMEMBERED:
-            _read_before.popitem(last=False)
-    if known is None or (known.path, known.shown_path) == (path, shown_path or path):
-        return known
-    return replace(known, path=path, shown_path=shown_path or path,
-                   probes=replace(known.probes, path=shown_path or path))
+    facts = _inspect(path, (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+    if facts is None:
+        return None
+    shown_path = shown_path or path
+    return PythonBinary(path, shown_path, replace(facts.probes, path=shown_path), facts.version, facts.interpreter,
+                        facts.never_called_offset, facts.marker_offsets)
 
 
-# Each ELF file read once, by identity: a file seen again through another path (another
-# process's /proc/PID/map_files, under --binary or --all) only gets its paths replaced.
-FILES_REMEMBERED = 1024
-_read_before: OrderedDict[tuple, Optional[PythonBinary]] = OrderedDict()
+def inspect_named_binary(path: str, shown_path: Optional[str] = None) -> Optional[PythonBinary]:
+    """inspect_binary for a file the user named: an unreadable one is an error to report."""
+    if os.path.isdir(path):
+        raise NotPython(f"{shown_path or path} is a directory, not an ELF file")
+    try:
+        return inspect_binary(path, shown_path)
+    except NotAnElf as error:
+        raise NotPython(f"{shown_path or path}: not a readable ELF file: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -140,7 +168,7 @@ def read_maps(pid: int) -> list[Mapping]:
     except FileNotFoundError:
         raise NotFound(f"no process with PID {pid}") from None
     except PermissionError:
-        raise NotFound(f"cannot read the memory map of PID {pid}: permission denied") from None
+        raise NotPermitted(f"cannot read the memory map of PID {pid}: permission denied (run it as root)") from None
     mappings = []
     for line in lines:
         fields = line.split(maxsplit=5)
@@ -164,16 +192,40 @@ def thread_name(pid: int, tid: int) -> str:
         return ""
 
 
-def _host_path(pid: int, mapping: Mapping) -> str:
+PF_KTHREAD = 0x00200000  # in /proc/PID/stat's flags: a kernel thread
+
+
+def is_kernel_thread(pid: int) -> bool:
+    """Whether pid is a live kernel thread. NotFound for no such process, or one that has
+    exited and waits to be reaped (a zombie, which maps nothing any more)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        raise NotFound(f"no process with PID {pid}") from None
+    fields = text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+    if fields[0] in ("Z", "X"):
+        raise NotFound(f"{describe_process(pid)} has exited (its parent has not reaped it yet)")
+    return bool(int(fields[6]) & PF_KTHREAD)
+
+
+def check_process(pid: int) -> None:
+    """That pid is a live user-space process (see is_kernel_thread)."""
+    if is_kernel_thread(pid):
+        raise NotPython(f"{describe_process(pid)} is a kernel thread, not a Python")
+
+
+def _host_path(pid: int, mapping: Mapping, lasting: bool = False) -> str:
     """A path to the very file mapped, from outside the process. map_files names the mapped
     inode itself, even when deleted or replaced, but needs root. Without it, the path the
     kernel shows is relative to our root, or to the process's root in another mount
-    namespace: take the candidate that is the mapped inode."""
+    namespace: take the candidate that is the mapped inode. lasting: a path that outlives the
+    process (--all attaches to files found in processes that may exit meanwhile) first."""
     mapped = f"/proc/{pid}/map_files/{mapping.start:x}-{mapping.end:x}"
-    if os.access(mapped, os.R_OK):
+    if os.access(mapped, os.R_OK) and not lasting:
         return mapped
     path = mapping.path.removesuffix(" (deleted)")
-    for candidate in (f"/proc/{pid}/root{path}", path):
+    for candidate in (path, f"/proc/{pid}/root{path}") if lasting else (f"/proc/{pid}/root{path}", path):
         try:
             if os.stat(candidate).st_ino == mapping.inode:
                 return candidate
@@ -182,15 +234,22 @@ def _host_path(pid: int, mapping: Mapping) -> str:
     return mapped
 
 
-def process_binaries(pid: int) -> list[PythonBinary]:
-    """Every mapped ELF file of a process that holds CPython or USDT probes."""
+def process_binaries(pid: int, with_probes: bool = False) -> list[PythonBinary]:
+    """Every mapped ELF file of a process that holds CPython or USDT probes (with_probes: only
+    those with probes, found faster, through paths that outlive the process where they can)."""
     binaries = []
     seen: set[int] = set()
     for mapping in read_maps(pid):
         if mapping.inode in seen or mapping.offset != 0:
             continue
         seen.add(mapping.inode)
-        binary = inspect_binary(_host_path(pid, mapping), mapping.path)
+        path = _host_path(pid, mapping, lasting=with_probes)
+        if with_probes and not has_probe_notes(path):
+            continue
+        try:
+            binary = inspect_binary(path, mapping.path)
+        except NotAnElf:
+            continue  # a damaged file mapped as data: no probes of ours there
         if binary is not None:
             binaries.append(binary)
     return binaries
@@ -215,6 +274,10 @@ def select_binaries(
     if not interpreters and not with_probes:
         raise NotPython(f"{where} is not a Python: it holds no CPython interpreter")
     if not with_probes:
+        damaged = [binary for binary in binaries if binary.probes.damaged_notes]
+        if damaged:
+            raise NoProbes(f"{damaged[0].describe()} has no readable USDT probes: its .note.stapsdt "
+                           "section is there but zeroed or corrupt")
         raise NoProbes(
             f"{interpreters[0].describe()} has no USDT probes: it was built without --with-dtrace"
         )
@@ -241,6 +304,8 @@ def resolve_command(argv0: str, depth: int = 0) -> str:
     if not found or not os.path.exists(found):
         raise CommandNotFound(f"command not found: {argv0}")
     path = os.path.realpath(found)
+    if os.path.isdir(path):
+        raise CommandNotFound(f"{argv0} is a directory")
     if _is_elf(path):
         return path
     with open(path, "rb") as stream:
@@ -255,6 +320,12 @@ def resolve_command(argv0: str, depth: int = 0) -> str:
         if not words:
             raise NotPython(f"{argv0} ({path}) runs env without a program")
     return resolve_command(words[0], depth + 1)
+
+
+def command_name(argv0: str, binary: str) -> str:
+    """How to name a command in messages: with the binary it resolved to, when that is not
+    the command itself (a #! script, a symlink, a name found on PATH)."""
+    return argv0 if os.path.realpath(argv0) == binary else f"{argv0} (which runs {binary})"
 
 
 def linked_libpython(binary_path: str) -> list[str]:
@@ -300,15 +371,16 @@ def _system_library_dirs() -> list[str]:
     return dirs + ["/lib", "/usr/lib", "/lib64", "/usr/lib64"]
 
 
-def command_binaries(argv: list[str]) -> list[PythonBinary]:
-    """The Python binaries a command will run: its executable and the libpython it loads."""
+def command_binaries(argv: list[str]) -> tuple[str, list[PythonBinary]]:
+    """The binary a command will run, named for messages, and the Python binaries it will run:
+    its executable and the libpython it loads."""
     executable = resolve_command(argv[0])
     binaries = []
     for path in [executable, *linked_libpython(executable)]:
-        binary = inspect_binary(path)
+        binary = inspect_named_binary(path)
         if binary is not None:
             binaries.append(binary)
-    return binaries
+    return command_name(argv[0], executable), binaries
 
 
 def describe_process(pid: int) -> str:
@@ -334,9 +406,10 @@ class Launched:
             os.close(self._release)
             if not os.read(hold, 1):  # the tracer died before attaching
                 os._exit(127)
-            # Python ignores SIGPIPE and SIGXFSZ; an exec keeps ignored signals ignored.
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            # Python ignores SIGPIPE and SIGXFSZ; an exec keeps ignored signals ignored. The C
+            # function itself: signal.signal is Python code, which the probes would report.
+            _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+            _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
             try:
                 os.execv(executable, argv)
             except OSError as error:
@@ -407,19 +480,19 @@ def find_targets(options: TargetOptions, command: str, commands: dict[str, tuple
     """The processes (or the launched argv, or binaries) to trace for `command`; commands
     holds the probes each command needs, to say what works where this one cannot."""
     if options.argv:
-        binaries = select_binaries(command_binaries(options.argv), command, commands, options.argv[0])
+        name, binaries = command_binaries(options.argv)
+        binaries = select_binaries(binaries, command, commands, name)
         launched = Launched(options.argv)
         return Targets({launched.pid: binaries}, launched)
     found: dict[int, list[PythonBinary]] = {}
     for pid in options.pids:
-        if not process_exists(pid):
-            raise NotFound(f"no process with PID {pid}")
+        check_process(pid)
         found[pid] = select_binaries(process_binaries(pid), command, commands, f"PID {pid}")
     chosen = []
     for path in options.binaries:
         if not os.path.exists(path):
             raise NotFound(f"no such file: {path}")
-        binary = inspect_binary(os.path.realpath(path), path)
+        binary = inspect_named_binary(os.path.realpath(path), path)
         chosen += select_binaries([binary] if binary else [], command, commands, path)
     if options.all_pythons:
         chosen += all_pythons(commands[command])
@@ -443,12 +516,17 @@ def all_pythons(needed: tuple[str, ...]) -> list[PythonBinary]:
         except OSError:
             continue
         candidates += [os.path.join(directory, name) for name in names if name.startswith("python3")]
-    found = [inspect_binary(os.path.realpath(path)) for path in candidates]
+    found = []
+    for path in candidates:
+        try:
+            found.append(inspect_binary(os.path.realpath(path)))
+        except (NotAnElf, OSError):
+            continue  # damaged, or gone meanwhile
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                found += process_binaries(int(entry))
-            except (NotFound, OSError):
+                found += process_binaries(int(entry), with_probes=True)
+            except (NotFound, NotPermitted, OSError):
                 continue  # gone meanwhile, or not ours to read
     return [binary for binary in found if binary is not None and binary.has(needed)]
 

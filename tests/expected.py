@@ -36,8 +36,8 @@ def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
     f = lambda function, marker: frame(path, "features.py", function, marker)  # noqa: E731
     # A generator's last return: the `for` line, except on 3.9 where it is the last line run.
     generator_end = "numbers yields" if version < (3, 11) else "numbers loop"
-    # 3.15 reports no line (-1) for the entry of a closure (COPY_FREE_VARS runs first).
-    wrapper_entry = f"wrapper ({path}:-1)" if version >= (3, 15) else f("wrapper", "def wrapper")
+    # A call shows its function's first line; a resumption says where it resumed.
+    resumed = f"{f('numbers', 'def numbers')} [resumed at line {line_of('features.py', 'numbers yields')}]"
     indent = "  " if launched else ""
     body = [
         f"=> {f('main', 'def main')}",
@@ -50,9 +50,9 @@ def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
         f"  => {f('consume', 'def consume')}",
         f"    => {f('numbers', 'def numbers')}",  # each resumption is a call
         f"    <= {f('numbers', 'numbers yields')}",
-        f"    => {f('numbers', 'numbers yields')}",
+        f"    => {resumed}",
         f"    <= {f('numbers', 'numbers yields')}",
-        f"    => {f('numbers', 'numbers yields')}",
+        f"    => {resumed}",
         f"    <= {f('numbers', generator_end)}",
         f"  <= {f('consume', 'consume returns')}",
         f"  => {f('drive', 'def drive')}",
@@ -61,7 +61,7 @@ def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
         f"      <= {f('child', 'child returns')}",
         f"    <= {f('parent', 'parent returns')}",
         f"  <= {f('drive', 'drive returns')}",
-        f"  => {wrapper_entry}",
+        f"  => {f('wrapper', 'def wrapper')}",  # 3.15 reports no line (-1): the source tells
         f"    => {f('decorated', 'def decorated')}",
         f"    <= {f('decorated', 'decorated returns')}",
         f"  <= {f('wrapper', 'wrapper returns')}",
@@ -136,7 +136,8 @@ def resumes(path: str, version: tuple[int, int]) -> list[str]:
     __init__ calls, which 3.15 specializes after a few."""
     f = lambda function, marker: frame(path, "resumes.py", function, marker)  # noqa: E731
     # 3.15 resumes the generator in throw() without function__entry: the return shows alone
-    thrown = [] if version >= (3, 15) else [f"    => {f('managed', 'managed yields')}"]
+    resumed = f"[resumed at line {line_of('resumes.py', 'managed yields')}]"
+    thrown = [] if version >= (3, 15) else [f"    => {f('managed', 'def managed')} {resumed}"]
     return [
         f"=> {f('throws', 'def throws')}",
         f"    => {f('managed', 'def managed')}",

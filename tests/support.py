@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 import select
@@ -151,8 +152,8 @@ class Target:
         self.process.stdin.write(b"go\n")
         self.process.stdin.flush()
 
-    def finish(self) -> tuple[bytes, bytes]:
-        out, err = self.process.communicate(timeout=TIMEOUT)
+    def finish(self, timeout: float = TIMEOUT) -> tuple[bytes, bytes]:
+        out, err = self.process.communicate(timeout=timeout)
         return out, err
 
     def kill(self) -> None:
@@ -181,9 +182,9 @@ def wait_for_interpreter(pid: int, python: str) -> None:
 class Tracer:
     """pybpftrace running in the background; stderr is collected as it comes."""
 
-    def __init__(self, *args, stdin=subprocess.DEVNULL):
+    def __init__(self, *args, stdin=subprocess.DEVNULL, env=None):
         self.process = subprocess.Popen(
-            pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )
         self.stdout = b""
         self.stderr = b""
@@ -209,8 +210,8 @@ class Tracer:
     def signal(self, number: int = signal.SIGINT) -> None:
         self.process.send_signal(number)
 
-    def finish(self) -> tuple[int, str, str]:
-        out, err = self.process.communicate(timeout=TIMEOUT)
+    def finish(self, timeout: float = TIMEOUT) -> tuple[int, str, str]:
+        out, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, (self.stdout + out).decode(), (self.stderr + err).decode()
 
 
@@ -226,11 +227,11 @@ class TracedRun(NamedTuple):
     path: str  # the script, as the target sees it
 
 
-def trace_held(target: Target, *arguments, releases: int = 1) -> TracedRun:
+def trace_held(target: Target, *arguments, releases: int = 1, env=None) -> TracedRun:
     """Attach the tracer (its command line, PID standing for the target's) to a held target,
     let it go (`releases` lines on its stdin) and run to its end; what both said."""
     try:
-        tracer = Tracer(*(target.pid if argument is PID else argument for argument in arguments))
+        tracer = Tracer(*(target.pid if argument is PID else argument for argument in arguments), env=env)
         tracer.wait_attached()
         for _ in range(releases):
             target.go()
@@ -241,11 +242,29 @@ def trace_held(target: Target, *arguments, releases: int = 1) -> TracedRun:
     return TracedRun(code, stdout, stderr, target_output, target_errors, target.path)
 
 
-def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         pybpftrace_command(*args), input=input, capture_output=True, timeout=timeout,
-        stdin=None if input is not None else subprocess.DEVNULL,
+        stdin=None if input is not None else subprocess.DEVNULL, env=env,
     )
+
+
+def folded_weights(text: str) -> dict[str, int]:
+    """Folded output as {stack: weight}."""
+    weights: dict[str, int] = {}
+    for line in text.splitlines():
+        stack, weight = line.rsplit(" ", 1)
+        weights[stack] = weights.get(stack, 0) + int(weight)
+    return weights
+
+
+def weight_of(weights: dict[str, int], frame: str) -> int:
+    """The total weight of the stacks ending in frame."""
+    return sum(weight for stack, weight in weights.items() if stack.rsplit(";", 1)[-1] == frame)
+
+
+def json_records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def summary_line(stderr: str) -> str:

@@ -3,6 +3,7 @@ as one click decorator, and the outputs they open, handed to the command as `out
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import os
@@ -12,8 +13,60 @@ from typing import BinaryIO, Callable, Optional, Sequence, TextIO
 
 import click
 
+from ..errors import OutputFailed
 from . import FORMATS, OWN, STACKS, TIMELINE, format_for, takes, write
 from .model import Stacks, Timeline
+
+
+def flush_stdout_quietly() -> None:
+    """After a closed pipe (`| head`), keep Python's exit from complaining about stdout."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def output_failed(name: str, error: OSError, output) -> OutputFailed:
+    """The error that ends a trace whose output cannot be written (a full disk, say): what
+    was written is kept; a closed pipe (`| head`) is a normal end."""
+    failure = OutputFailed(f"cannot write to {name}: {error.strerror or error}")
+    failure.closed = error.errno == errno.EPIPE
+    failure.output = output
+    return failure
+
+
+class GuardedText:
+    """A text stream (a file, or stdout) whose failing write or flush raises OutputFailed."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self.name = getattr(stream, "name", "the output")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as error:
+            raise output_failed(self.name, error, self) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as error:
+            raise output_failed(self.name, error, self) from None
+
+    def discard(self) -> None:
+        """After a failure: drop what is still buffered, so that exiting does not try again."""
+        if self._stream is sys.stdout:
+            flush_stdout_quietly()
+            return
+        try:
+            self._stream.close()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 @dataclass
@@ -32,11 +85,30 @@ class Output:
             self._stream = sys.stdout.buffer if self.path is None else open(self.path, "wb")
         return self._stream
 
-    def text(self) -> TextIO:
+    def text(self) -> GuardedText:
         """The output as text, for the command's own lines."""
         if self._text is None:
-            self._text = sys.stdout if self.path is None else io.TextIOWrapper(self.stream, encoding="utf-8")
+            self._text = GuardedText(
+                sys.stdout if self.path is None else io.TextIOWrapper(self.stream, encoding="utf-8"))
         return self._text
+
+    def write_with(self, writer: Callable[[BinaryIO], None]) -> None:
+        """writer(stream), then a flush; OutputFailed when either fails."""
+        try:
+            writer(self.stream)
+            self.stream.flush()
+        except OSError as error:
+            raise output_failed(self.path or "stdout", error, self) from None
+
+    def discard(self) -> None:
+        """After a failure: drop what is still buffered, so that exiting does not try again."""
+        if self.path is None:
+            flush_stdout_quietly()
+            return
+        try:
+            self.close()
+        except OSError:
+            pass
 
     def describe(self) -> str:
         return f"{self.format} to {self.path or 'stdout'}"
@@ -49,7 +121,10 @@ class Output:
 
     def close(self) -> None:
         if self.path is None:
-            sys.stdout.flush()
+            try:
+                sys.stdout.flush()
+            except OSError:  # a closed pipe: what mattered was written, or said to have failed
+                flush_stdout_quietly()
         elif self._stream is not None:
             (self._text or self._stream).close()
 
@@ -89,13 +164,11 @@ class Outputs:
         """Every output that takes weighted stacks; also: the same stacks weighed other ways
         (pprof keeps them as further sample types)."""
         for output in self.taking(STACKS):
-            write(output.format, stacks, output.stream, icicle=self.icicle, also=also)
-            output.stream.flush()
+            output.write_with(lambda stream: write(output.format, stacks, stream, icicle=self.icicle, also=also))
 
     def write_timeline(self, timeline: Timeline) -> None:
         for output in self.taking(TIMELINE):
-            write(output.format, timeline, output.stream)
-            output.stream.flush()
+            output.write_with(lambda stream: write(output.format, timeline, stream))
 
     def describe(self) -> str:
         return ", ".join(output.describe() for output in self.items)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
-from ..errors import TraceError
+from ..errors import BadUsage
 from ..event_stacks import SAMPLING, EventStacks, FoldedEvents, with_stacks
 from ..events import (
     FIRST_TRUNCATED,
@@ -21,6 +21,7 @@ from ..events import (
     UNKNOWN_NAME,
     UNREADABLE_NAME,
     Names,
+    Process,
 )
 from ..globs import CompiledGlob, GlobError, compile_glob
 from ..program import Handler, ProgramSpec
@@ -38,10 +39,10 @@ AUDIT_NESTED_BYTES = 128
 _OBJECT_COUNT = 1 + AUDIT_ITEMS + AUDIT_ITEMS * AUDIT_NESTED  # the tuple, its items, theirs
 # struct audit_objects: tuple, items, nested, then the same objects' type names
 _OBJECTS = f"Q{AUDIT_ITEMS}Q{AUDIT_ITEMS * AUDIT_NESTED}Q" * 2
-# struct audit_event: timestamp, objects, pid, tid, binary, tuple_read, items_read,
+# struct audit_event: timestamp, objects, pid, tid, incarnation, binary, tuple_read, items_read,
 # nested_read, flags, name, tuple_bytes, item_bytes, nested_bytes
 AUDIT_EVENT = struct.Struct(
-    f"<Q{_OBJECTS}IIIH{AUDIT_ITEMS}H{AUDIT_ITEMS * AUDIT_NESTED}HB1x"
+    f"<Q{_OBJECTS}IIIIH{AUDIT_ITEMS}H{AUDIT_ITEMS * AUDIT_NESTED}HB5x"
     f"{STRING_MAX}s{AUDIT_TUPLE_BYTES}s{AUDIT_ITEMS * AUDIT_ITEM_BYTES}s"
     f"{AUDIT_ITEMS * AUDIT_NESTED * AUDIT_NESTED_BYTES}s"
 )
@@ -62,6 +63,7 @@ class AuditEvent:
     timestamp: int
     pid: int
     tid: int
+    incarnation: int
     binary: int
     name: str
     args: Snapshot
@@ -78,13 +80,13 @@ _ITEMS = 2
 _NESTED = _ITEMS + AUDIT_ITEMS
 _TYPE_NAMES = 1 + _OBJECT_COUNT
 _IDS = _TYPE_NAMES + _OBJECT_COUNT
-_ITEMS_READ = _IDS + 4
+_ITEMS_READ = _IDS + 5
 _NESTED_READ = _ITEMS_READ + AUDIT_ITEMS
 
 
 def parse_record(record: tuple) -> AuditEvent:
     """A struct audit_event, unpacked, as the args tuple's snapshot tree."""
-    pid, tid, binary, tuple_read = record[_IDS:_ITEMS_READ]
+    pid, tid, incarnation, binary, tuple_read = record[_IDS:_ITEMS_READ]
     flags, name, tuple_bytes, item_bytes, nested_bytes = record[-5:]
     names = record[_TYPE_NAMES:_IDS]
     children = []
@@ -101,7 +103,7 @@ def parse_record(record: tuple) -> AuditEvent:
         data = _piece(item_bytes, AUDIT_ITEM_BYTES, index, record[_ITEMS_READ + index])
         children.append(Snapshot(address, data, tuple(inner), names[_ITEMS - 1 + index]))
     args = Snapshot(record[1], tuple_bytes[:tuple_read], tuple(children), names[0])
-    return AuditEvent(record[0], pid, tid, binary, _event_name(name, flags), args)
+    return AuditEvent(record[0], pid, tid, incarnation, binary, _event_name(name, flags), args)
 
 
 def _event_name(raw: bytes, flags: int) -> str:
@@ -136,7 +138,8 @@ class Binaries:
 
 
 def spec(binaries: Binaries, stacks: bool) -> ProgramSpec:
-    plain = ProgramSpec("audit.bpf.c", (("audit", Handler("on_audit", 2)),), binary_constants=binaries.constants)
+    plain = ProgramSpec("audit.bpf.c", (("audit", Handler("on_audit", 2)),), binary_constants=binaries.constants,
+                        names_layout=True)
     return with_stacks(plain) if stacks else plain
 
 
@@ -154,13 +157,18 @@ class Decoders:
         if model.layout is not None and len(event.args.data) >= model.layout.ob_type + 8:
             offset = model.layout.ob_type
             bias = model.bias(int.from_bytes(event.args.data[offset : offset + 8], "little"))
-        key = (event.pid, event.binary, bias)
+        key = (event.pid, event.incarnation, event.binary, bias)
         if key not in self._decoders:
-            self._decoders[key] = Decoder(model, bias, functools.partial(self._type_name, event.pid))
+            self._decoders[key] = Decoder(model, bias, functools.partial(self._type_name, event.pid, event.incarnation))
         return self._decoders[key].decode_args(event.args)
 
-    def _type_name(self, pid: int, name: int, type_address: int) -> Optional[str]:
-        text = self._names.get(pid, name, type_address)[0]
+    def forget(self, processes: set[Process]) -> None:
+        """The decoders of processes that exited."""
+        for key in [key for key in self._decoders if key[:2] in processes]:
+            del self._decoders[key]
+
+    def _type_name(self, pid: int, incarnation: int, name: int, type_address: int) -> Optional[str]:
+        text = self._names.get(pid, incarnation, name, type_address)[0]
         return None if text in (UNKNOWN_NAME, UNREADABLE_NAME) else text
 
 
@@ -211,6 +219,9 @@ class AuditConsumer(Consumer):
         self._renderer = None if options.folded else renderer(out, session.start, self._stacks)
         self._out = out
 
+    def on_exits(self, processes: set[Process]) -> None:
+        self._decoders.forget(processes)
+
     def feed(self, records: list[tuple]) -> None:
         for record in records:
             event = parse_record(record)
@@ -230,11 +241,11 @@ class AuditConsumer(Consumer):
 
 def compile_globs(patterns: list[str]) -> list[CompiledGlob]:
     if len(patterns) > GLOBS_MAX:
-        raise TraceError(f"at most {GLOBS_MAX} --event patterns")
+        raise BadUsage(f"at most {GLOBS_MAX} --event patterns")
     try:
         return [compile_glob(pattern) for pattern in patterns]
     except GlobError as error:
-        raise TraceError(f"--event {error}") from None
+        raise BadUsage(f"--event {error}") from None
 
 
 def configure(session: Session, globs: list[CompiledGlob]) -> None:

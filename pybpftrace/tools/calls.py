@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..events import COUNTER_DEEP_CALLS, COUNTER_FUNCTIONS_FULL, COUNTER_THREADS_FULL, Process
 from ..formats import STACKS, model
 from ..formats.options import Outputs
-from ..program import Handler, ProgramSpec
+from ..program import Handler, Loss, ProgramSpec
 from ..render import bucket_bounds, format_duration, log2_histogram
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..session import Session, SourcesConsumer, Summary, TraceOptions, run_tool
+from ..stacks import MAX_FRAMES
 
 SPEC = ProgramSpec(
     "calls.bpf.c",
@@ -21,8 +24,18 @@ SPEC = ProgramSpec(
         ("function__entry", Handler("on_function_entry", 3)),
     ),
     markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),
+    names_layout=True,
+    losses=(
+        Loss(COUNTER_THREADS_FULL, "{n} events of threads beyond {thread_frames} live ones dropped: the "
+             "thread_frames map was full", dropped=True),
+        Loss(COUNTER_DEEP_CALLS, f"{{n}} calls deeper than {MAX_FRAMES} frames counted but not timed (their time "
+             f"is in their callers' TOTAL, in no SELF)"),
+        Loss(COUNTER_FUNCTIONS_FULL, "{n} returns not counted: the functions ({functions}) and spilled_functions "
+             "({spilled_functions}) maps were full", dropped=True),
+    ),
 )
 SORTS = ("total", "self", "calls", "mean", "max")
+KEY_PROCESS = struct.Struct("<16xII")  # struct function_key's pid and incarnation
 
 
 @dataclass
@@ -36,7 +49,7 @@ class CallsOptions:
 
 @dataclass
 class FunctionStats:
-    pid: int
+    pid: Optional[int]  # None: the merged rows of processes that exited
     function: str
     file: str
     line: int
@@ -46,6 +59,16 @@ class FunctionStats:
     self: int  # ns
     max: int
     histogram: dict[int, int]  # log2 buckets of ns
+    processes: int = 1
+
+    def merge(self, other: "FunctionStats") -> None:
+        self.calls += other.calls
+        self.timed += other.timed
+        self.total += other.total
+        self.self += other.self
+        self.max = max(self.max, other.max)
+        for bucket, count in other.histogram.items():
+            self.histogram[bucket] = self.histogram.get(bucket, 0) + count
 
     @property
     def mean(self) -> int:
@@ -81,8 +104,11 @@ def sort_key(sort: str):
     }[sort]
 
 
-class Calls(Consumer):
-    """Reads the kernel's statistics at the end."""
+class Calls(SourcesConsumer):
+    """Reads the kernel's statistics: an exited process's as soon as it has exited (they then
+    leave the kernel's map, and its names the tracer's memory), the rest at the end. The rows
+    of processes pybpftrace found itself (--binary, --all, --follow-forks) merge by function
+    once they have exited (PID `-`), so that process churn does not grow them without end."""
 
     writes_stdout = False
 
@@ -90,23 +116,64 @@ class Calls(Consumer):
         super().__init__(session)
         self.threads = None
         self._options = options
-        self._sources = session.sources
+        self._rows: dict[tuple, FunctionStats] = {}
+        self._processes_of: dict[tuple, set[Process]] = {}  # the processes of each row
+        self._named = set(session.targets.pids)  # kept apart: the processes the user named
+        self._merged: set[Process] = set()
 
-    def read(self) -> list[FunctionStats]:
-        names = self.session.names
+    def on_exits(self, processes: set[Process]) -> None:
+        for process, stats in self.take(processes):
+            merge = process[0] not in self._named
+            if merge:
+                self._merged.add(process)
+            self._keep(process, stats, merge)
+        super().on_exits(processes)
+
+    def _keep(self, process: Process, stats: FunctionStats, merge: bool) -> None:
+        """A function's statistics, merged with those of the same function (file, first line)
+        of the same process (two ids of one name: see common.h's name_id), or of any exited
+        process (merge)."""
+        if merge:
+            stats.pid = None
+        key = (None if merge else process, stats.function, stats.file, stats.line)
+        kept = self._rows.get(key)
+        if kept is None:
+            self._rows[key] = stats
+            self._processes_of[key] = {process}
+            return
+        kept.merge(stats)
+        if process not in self._processes_of[key]:
+            self._processes_of[key].add(process)
+            kept.processes += 1
+
+    def take(self, processes: Optional[set[Process]]) -> list[tuple[Process, FunctionStats]]:
+        """The statistics of these processes, which have exited, taken out of the kernel's map;
+        None: of every process, at the end."""
         found = []
-        for key, per_cpu in self.session.program.table("functions").items():
-            file, function = names.get(key.pid, key.file, key.function)
-            if key.pid not in self._sources:
-                self._sources.watch(key.pid)
+        for name in ("functions", "spilled_functions"):
+            found += self._take_from(name, processes)
+        return found
+
+    def _take_from(self, name: str, processes: Optional[set[Process]]) -> list[tuple[Process, FunctionStats]]:
+        names, program = self.session.names, self.session.program
+        table = program.table(name)
+        found, taken = [], []
+        for raw_key, raw in program.entries(name):
+            if processes is not None and KEY_PROCESS.unpack_from(raw_key) not in processes:
+                continue  # (a look at two fields: the functions of every Python there is, with --all)
+            key = table.Key.from_buffer_copy(raw_key)
+            process = (key.pid, key.incarnation)
+            taken.append(raw_key)
+            per_cpu = table.Leaf.from_buffer_copy(raw)
+            file, function = names.get(key.pid, key.incarnation, key.file, key.function)
             reported = next((value.line for value in per_cpu if value.line), 0)
-            line = self._sources.resolve(key.pid, file, function, reported) or reported
+            line = self.sources.resolve(key.pid, file, function, reported) or reported
             histogram = {
                 bucket: total
                 for bucket, total in enumerate(map(sum, zip(*(value.histogram for value in per_cpu))))
                 if total
             }
-            found.append(FunctionStats(
+            found.append((process, FunctionStats(
                 key.pid, function, file, line,
                 calls=sum(value.calls for value in per_cpu),
                 timed=sum(value.timed for value in per_cpu),
@@ -114,11 +181,18 @@ class Calls(Consumer):
                 self=sum(value.self for value in per_cpu),
                 max=max(value.max for value in per_cpu),
                 histogram=histogram,
-            ))
+            )))
+        if processes is not None:
+            program.delete(name, taken)
         return found
 
     def finish(self, summary: Summary) -> None:
-        stats = sorted(self.read(), key=sort_key(self._options.sort), reverse=True)
+        for process, stats in self.take(None):
+            self._keep(process, stats, merge=False)
+        if self._merged:
+            summary.notes.append(f"the rows of {len(self._merged)} processes that exited are merged by function "
+                                 "(PID -)")
+        stats = sorted(self._rows.values(), key=sort_key(self._options.sort), reverse=True)
         for output in self._options.outputs.own():
             output.text().write(self.text(stats, output.format == "json"))
             output.text().flush()
@@ -143,12 +217,12 @@ class Calls(Consumer):
 
 
 def flat_stacks(stats: list[FunctionStats], weight: model.Weight, meta: model.Meta) -> model.Stacks:
-    """Each function as a stack of its own (a flat profile), per process: its self time or
-    its calls."""
+    """Each function as a stack of its own (a flat profile), per process (exited processes'
+    merged rows as one): its self time or its calls."""
     stacks = model.Stacks(weight, meta)
     for s in stats:
         value = s.self if weight.is_time else s.calls
-        stacks.add(model.Thread(s.pid, 0, "all threads"), (model.Frame(s.function, s.file, s.line),), value)
+        stacks.add(model.Thread(s.pid or 0, 0, "all threads"), (model.Frame(s.function, s.file, s.line),), value)
     return stacks
 
 
@@ -165,20 +239,26 @@ def table(stats: list[FunctionStats]) -> list[str]:
         lines.append(
             f"{s.calls:>9} {_time(s.total if timed else None):>12} {_time(s.self if timed else None):>12} "
             f"{_time(s.mean if timed else None):>12} {_time(s.percentile(0.5)):>12} "
-            f"{_time(s.percentile(0.99)):>12} {_time(s.max if timed else None):>12} {s.pid:>8}  {s.label()}"
+            f"{_time(s.percentile(0.99)):>12} {_time(s.max if timed else None):>12} {_pid(s):>8}  {s.label()}"
         )
     return lines
 
 
+def _pid(s: FunctionStats) -> str:
+    return "-" if s.pid is None else str(s.pid)
+
+
 def histogram_text(s: FunctionStats) -> str:
-    lines = [f"{s.label()} in PID {s.pid}: {s.timed} timed calls of {s.calls}"]
+    where = f"PID {s.pid}" if s.pid is not None else f"{s.processes} processes that exited"
+    lines = [f"{s.label()} in {where}: {s.timed} timed calls of {s.calls}"]
     lines += log2_histogram(s.histogram, "nsecs")
     return "\n".join(lines) + "\n\n"
 
 
 def as_json_object(s: FunctionStats) -> dict:
     return {
-        "pid": s.pid, "function": s.function, "file": s.file, "line": s.line, "calls": s.calls,
+        "pid": s.pid, "processes": s.processes, "function": s.function, "file": s.file, "line": s.line,
+        "calls": s.calls,
         "timed_calls": s.timed, "total_ns": s.total, "self_ns": s.self, "mean_ns": s.mean,
         "p50_ns": s.percentile(0.5), "p99_ns": s.percentile(0.99), "max_ns": s.max,
         "histogram_log2_ns": {str(bucket): count for bucket, count in sorted(s.histogram.items())},

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, TextIO
 
-from ..events import CALL_EVENT
-from ..program import Handler, ProgramSpec
+from ..events import CALL_EVENT, COUNTER_COUNTS_FULL, Process
+from ..program import Handler, Loss, ProgramSpec
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
 
-SPEC = ProgramSpec("lines.bpf.c", (("line", Handler("on_line", 3)),))
+SPEC = ProgramSpec(
+    "lines.bpf.c", (("line", Handler("on_line", 3)),), names_layout=True,
+    losses=(Loss(COUNTER_COUNTS_FULL, "{n} lines not counted: the counts map ({counts}) was full", dropped=True),),
+)
 
 
 @dataclass
@@ -61,14 +65,29 @@ class HotLines(Consumer):
         self.threads = None
         self._options = options
         self._out = out
+        self._counts: Counter = Counter()  # (pid, file, line, function): runs
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """Their counts are taken now, while their names are known."""
+        self._take(processes)
+
+    def _take(self, processes: Optional[set[Process]]) -> None:
+        """The counts of these processes, which have exited, taken out of the kernel's map;
+        None: of every process, at the end. Rows of the same line merge (two ids of one name:
+        see common.h's name_id)."""
+        names, table = self.session.names, self.session.program.table("counts")
+        for key, value in list(table.items()):
+            if processes is not None:
+                if (key.pid, key.incarnation) not in processes:
+                    continue
+                del table[key]
+            file, function = names.get(key.pid, key.incarnation, key.first, key.second)
+            if self._options.filename is None or self._options.filename in file:
+                self._counts[(key.pid, file, key.line, function)] += signed_total(value)
 
     def finish(self, summary: Summary) -> None:
-        names = self.session.names
-        counts: list[tuple[int, int, str, int, str]] = []
-        for key, value in self.session.program.table("counts").items():
-            file, function = names.get(key.pid, key.first, key.second)
-            if self._options.filename is None or self._options.filename in file:
-                counts.append((signed_total(value), key.pid, file, key.line, function))
+        self._take(None)
+        counts = [(count, *row) for row, count in self._counts.items()]
         counts.sort(key=lambda row: (-row[0], row[2], row[3]))
         top = counts[: self._options.top]
         if self._options.json:

@@ -8,8 +8,8 @@ from typing import Any, TextIO
 
 from ..argspec import ArgSpecError, format_operand, parse_spec
 from ..errors import NotFound, NotPython
-from ..probes import Location, NotAnElf
-from ..target import PythonBinary, describe_process, inspect_binary, process_binaries, process_exists
+from ..probes import Location
+from ..target import PythonBinary, describe_process, inspect_named_binary, is_kernel_thread, process_binaries
 from ..versions import format_version
 
 
@@ -17,15 +17,12 @@ def binaries_of(target: str) -> tuple[str, list[PythonBinary]]:
     """What `target` names (a PID or a path) and its ELF files that carry probes."""
     if target.isdigit():
         pid = int(target)
-        if not process_exists(pid):
-            raise NotFound(f"no process with PID {pid}")
+        if is_kernel_thread(pid):
+            return f"{describe_process(pid).removesuffix(')')}, a kernel thread)", []
         return describe_process(pid), process_binaries(pid)
     if not os.path.exists(target):
         raise NotFound(f"no such file: {target}")
-    try:
-        binary = inspect_binary(target)
-    except NotAnElf as error:
-        raise NotPython(f"{target}: {error}") from None
+    binary = inspect_named_binary(target)
     if binary is None:
         with open(target, "rb") as stream:
             if stream.read(4) != b"\x7fELF":
@@ -78,10 +75,11 @@ def as_json(name: str, binaries: list[PythonBinary]) -> dict[str, Any]:
 
 
 def write_text(name: str, binaries: list[PythonBinary], out: TextIO) -> None:
-    if name.startswith("PID "):
-        out.write(f"{name}\n")
     if not binaries:
         out.write(f"{name}: no USDT probes\n")
+        return
+    if name.startswith("PID "):
+        out.write(f"{name}\n")
     for binary in binaries:
         kind = "PIE/shared object" if binary.probes.pie else "executable"
         python = f"{format_version(binary.version)}, " if binary.interpreter else ""
@@ -89,7 +87,9 @@ def write_text(name: str, binaries: list[PythonBinary], out: TextIO) -> None:
         out.write(
             f"{binary.shown_path}: {python}{binary.probes.machine} {kind}, {count} probes\n"
         )
-        if binary.interpreter and not count:
+        if binary.probes.damaged_notes:
+            out.write("  no readable USDT probes: the .note.stapsdt section is there but zeroed or corrupt\n")
+        elif binary.interpreter and not count:
             out.write("  no USDT probes: this CPython was built without --with-dtrace\n")
         for probe in binary.probes.probes:
             out.write(f"  {probe.provider}:{probe.name}\n")

@@ -64,11 +64,13 @@ class Profile(Consumer):
     def feed(self, records: list[bytes]) -> None:
         self.counts.add(records)
 
+    def thread_count(self) -> int:
+        return len(self.counts.threads)
+
     def finish(self, summary: Summary) -> None:
         if self._options.weighing != "cpu":
             self._add_waits_at_end()
         summary.unit = "samples" if self._options.weighing == "cpu" else "stacks"  # waits too
-        summary.threads = len(self.counts.threads)
         summary.processes = max(summary.processes, len(self.counts.processes))
         names = FrameNames(self.session.codes, self._options.lines)
         trees = call_trees(self.counts, names, self._options.weighing, self._options.rate)
@@ -109,10 +111,10 @@ def stacks_json(trees, options: ProfileOptions) -> dict:
     "line"}], "weight"}]}, frames outermost first; weights in samples or nanoseconds."""
     stacks = []
     weight, unit = TREE_WEIGHTS[options.weight]
-    for tid, tree in trees.items():
+    for tree in trees:
         for path, value in weighted_paths(tree.root, weight):
             stacks.append({
-                "pid": tree.pid, "tid": tid, "weight": value,
+                "pid": tree.pid, "tid": tree.tid, "weight": value,
                 "frames": [{"function": f.function, "file": f.file or None, "line": f.line or None} for f in path],
             })
     return {"rate": options.rate, "weighing": options.weighing, "unit": unit.unit, "lines": options.lines,

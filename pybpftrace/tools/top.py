@@ -11,11 +11,11 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
 from ..codes import Codes
-from ..events import SAMPLE_CPU
-from ..program import Handler, ProgramSpec
+from ..events import COUNTER_COUNTS_FULL, COUNTER_THREADS_FULL, SAMPLE_CPU, Process
+from ..program import Handler, Loss, ProgramSpec
 from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, unpack
 from ..sampling import DEFAULT_RATE, Sampling
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
@@ -27,6 +27,12 @@ SPEC = ProgramSpec(
     markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),
     walker=True,
     continuations=(("walk_programs", "walk_on_tick", "perf_event"),),
+    names_layout=True,
+    losses=(
+        Loss(COUNTER_COUNTS_FULL, "{n} entries not counted: the counts map ({counts}) was full", dropped=True),
+        Loss(COUNTER_THREADS_FULL, "{n} threads beyond {last_entry} live ones whose generator creations count as "
+             "calls: the last_entry map was full"),
+    ),
 )
 ENTRY_PROBES = ("function__entry",)  # counted where the binary has them
 TICK = 0.1  # seconds between looks at the keyboard
@@ -101,6 +107,7 @@ class Top(Consumer):
         self.samples = 0
         binaries = [b for group in session.targets.binaries.values() for b in group]
         self._counting = any(b.has(ENTRY_PROBES) for b in binaries)
+        self._exited: Counter = Counter()  # counts of processes that exited, for the next table
         live = out.isatty() and not options.json and not options.once
         self._screen = Screen() if live else None
         self.writes_stdout = not options.output
@@ -130,18 +137,30 @@ class Top(Consumer):
         old = self._generation
         self._generation ^= 1
         configure(self.session, self._generation)
+        calls, self._exited = self._exited + self._take(lambda key: everything or key.generation == old), Counter()
+        return +calls  # without the rows that came to zero
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """Their counts are taken now, while their names are known, for the next table."""
+        self._exited.update(self._take(lambda key: (key.pid, key.incarnation) in processes))
+        for pid, _ in processes:
+            self._sources.forget(pid)
+
+    def _take(self, wanted: Callable) -> Counter:
+        """The counts whose keys are wanted, taken out of the kernel's map."""
         names = self.session.names
         table = self.session.program.table("counts")
+        calls: Counter = Counter()
         for key, value in list(table.items()):
-            if key.generation != old and not everything:
+            if not wanted(key):
                 continue
             del table[key]
-            file, function = names.get(key.pid, key.first, key.second)
+            file, function = names.get(key.pid, key.incarnation, key.first, key.second)
             if key.pid not in self._sources:
                 self._sources.watch(key.pid)
             line = self._sources.resolve(key.pid, file, function, key.line) or key.line
             calls[(key.pid, function, file, line)] += signed_total(value)
-        return +calls  # without the rows that came to zero
+        return calls
 
     def on_interval(self) -> bool:
         self._ticks += 1

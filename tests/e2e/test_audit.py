@@ -174,7 +174,7 @@ def test_refused_where_the_probe_is_missing(fake_python):
 )
 def test_patterns_the_kernel_cannot_take(options, message):
     result = run_tracer("audit", "1", *options)
-    assert (result.returncode, result.stdout, result.stderr.decode()) == (1, b"", f"pybpftrace: {message}\n")
+    assert (result.returncode, result.stdout, result.stderr.decode()) == (64, b"", f"pybpftrace: {message}\n")
 
 
 LISTENER = "10.99.0.1"

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from support import PYTHON311, pybpftrace_command, run_tracer
+from support import PYTHON311, pybpftrace_command, run_tracer, script, summary_line
 
-NO_PROBES, NOT_FOUND, NOT_PYTHON, NOT_PERMITTED, COMMAND_NOT_FOUND, USAGE = 2, 3, 4, 5, 7, 64
+NO_PROBES, NOT_FOUND, NOT_PYTHON, NOT_PERMITTED, COMMAND_NOT_FOUND, OUTPUT_FAILED, USAGE = 2, 3, 4, 5, 7, 9, 64
 
 
 def one_line_error(result) -> str:
@@ -126,21 +126,20 @@ def test_bad_usage(args, message, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no output file left behind
 
 
-def test_function_name_too_long(sleeper):
-    result = run_tracer("stack", sleeper, "--function", "x" * 300)
-    assert result.returncode == 1
-    assert one_line_error(result) == "pybpftrace: --function takes a name of 1 to 255 bytes"
+def as_nobody(*args):
+    """pybpftrace run as the user nobody."""
+    nobody = pwd.getpwnam("nobody")
+    return subprocess.run(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+         *pybpftrace_command(*args)],
+        capture_output=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": "/"},
+    )
 
 
 def test_not_root():
-    nobody = pwd.getpwnam("nobody")
     python = subprocess.run(pybpftrace_command()[:1] + ["-c", "import sys; print(sys.prefix)"], capture_output=True, text=True)
     assert python.returncode == 0
-    result = subprocess.run(
-        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         *pybpftrace_command("stack", os.getpid())],
-        capture_output=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": "/"},
-    )
+    result = as_nobody("stack", os.getpid())
     assert result.returncode == NOT_PERMITTED
     assert one_line_error(result) == (
         "pybpftrace: pybpftrace stack needs root (CAP_BPF and CAP_PERFMON): run it with sudo"
@@ -160,12 +159,7 @@ def test_list_errors(tmp_path):
 
 
 def test_list_needs_no_root_for_a_file():
-    nobody = pwd.getpwnam("nobody")
-    result = subprocess.run(
-        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         *pybpftrace_command("list", PYTHON311)],
-        capture_output=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": "/"},
-    )
+    result = as_nobody("list", PYTHON311)
     assert result.returncode == 0, result.stderr
     assert b"python:function__entry" in result.stdout
 
@@ -177,3 +171,178 @@ def test_probeless_binary_listing(python_without_probes):
         f"{python_without_probes}: CPython 3.11.2, x86-64 executable, 0 probes\n"
         "  no USDT probes: this CPython was built without --with-dtrace\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--duration", "inf"], "Invalid value for '--duration': inf is not a finite number"),
+        (["--duration", "nan"], "Invalid value for '--duration': nan is not a finite number"),
+        (["--buffer-size", "inf"], "Invalid value for '--buffer-size': inf is not a finite number"),
+        (["--buffer-size", "nan"], "Invalid value for '--buffer-size': nan is not a finite number"),
+        (["--buffer-size", "100000"], "Invalid value for '--buffer-size': 100000.0 is not in the range 0.1<=x<=1024."),
+        (["--tid", str(2**32 + 1)], f"Invalid value for '--tid': {2**32 + 1} is not in the range 1<=x<=4194304."),
+        (["--function", ""], "--function takes a name of 1 to 255 bytes, without NUL"),
+        (["--function", "x" * 300], "--function takes a name of 1 to 255 bytes, without NUL"),
+    ],
+)
+def test_values_refused_before_anything_runs(args, message, tmp_path):
+    marker = tmp_path / "ran"
+    result = run_tracer("stack", *args, "--", PYTHON311, "-c", f"open('{marker}', 'w')")
+    assert result.returncode == USAGE
+    assert message in one_line_error(result)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command, where, reason", [
+    # stack's outputs (any format, several files): checked before tracing
+    ("stack", "directory", "cannot write {path}: it is a directory"),
+    ("stack", "missing", "cannot write {path}: no directory {path.parent}"),
+    # a command with one text output: opened before tracing
+    ("gc", "directory", "Invalid value for '-o' / '--output': '{path}': Is a directory"),
+    ("gc", "missing", "Invalid value for '-o' / '--output': '{path}': No such file or directory"),
+])
+def test_output_that_cannot_be_opened_is_refused_before_attaching(command, where, reason, tmp_path):
+    path = tmp_path if where == "directory" else tmp_path / "missing" / "trace.txt"
+    marker = tmp_path / "ran"
+    result = run_tracer(command, "-o", path, "--", PYTHON311, "-c", f"open('{marker}', 'w')")
+    assert result.returncode == USAGE
+    assert one_line_error(result) == f"pybpftrace: {reason.format(path=path)} (see `pybpftrace {command} --help`)"
+    assert not marker.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB file system, to fill."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mount], check=True)
+    yield mount
+    subprocess.run(["umount", mount], check=True)
+
+
+def test_a_full_disk_ends_the_trace_with_what_was_written(small_disk):
+    output = small_disk / "trace.txt"
+    result = run_tracer("stack", "-o", output, "--", PYTHON311, script("recursion.py"), "3000", input=b"go\n")
+    assert result.returncode == OUTPUT_FAILED
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == f"pybpftrace: cannot write to {output}: No space left on device"
+    assert summary_line(stderr).endswith("(output failed)")
+    written = output.read_bytes()
+    assert written.startswith(b"     TIME(s)      TID  CALL\n")
+    assert len(written) == 256 * 1024  # all that fit is kept
+    assert result.stdout == b"3000\n"  # the traced command ran to its end, untouched
+
+
+def test_output_to_a_closed_pipe_ends_with_the_summary():
+    """`stack ... | head -1`: the reader had what it wanted; the trace ends cleanly."""
+    calls = "def f():\n    pass\nfor i in range(20000):\n    f()\n"  # prints nothing to the closed pipe itself
+    tracer = subprocess.Popen(pybpftrace_command("stack", "--", PYTHON311, "-c", calls),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = tracer.stdout.readline()
+    tracer.stdout.close()
+    stderr = tracer.stderr.read().decode()
+    assert tracer.wait(timeout=60) == 0
+    assert first == b"     TIME(s)      TID  CALL\n"
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert summary_line(stderr).endswith("(output closed)")
+
+
+def test_list_of_a_directory_or_a_damaged_elf(tmp_path):
+    directory = run_tracer("list", tmp_path)
+    assert directory.returncode == NOT_PYTHON
+    assert one_line_error(directory) == f"pybpftrace: {tmp_path} is a directory, not an ELF file"
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(open(PYTHON311, "rb").read(3000))
+    result = run_tracer("list", truncated)
+    assert result.returncode == NOT_PYTHON
+    assert one_line_error(result).startswith(f"pybpftrace: {truncated}: not a readable ELF file: truncated or corrupt (")
+    binary = run_tracer("stack", "--binary", truncated)
+    assert binary.returncode == NOT_PYTHON
+    assert one_line_error(binary).startswith(f"pybpftrace: {truncated}: not a readable ELF file: truncated or corrupt (")
+
+
+@pytest.fixture
+def zombie():
+    process = subprocess.Popen(["true"])
+    while open(f"/proc/{process.pid}/stat").read().split(") ")[1][0] != "Z":
+        os.sched_yield()
+    yield process.pid
+    process.wait()
+
+
+@pytest.mark.parametrize("command", ["stack", "list"])
+def test_a_zombie_has_exited(zombie, command):
+    result = run_tracer(command, zombie)
+    assert result.returncode == NOT_FOUND
+    assert one_line_error(result) == f"pybpftrace: PID {zombie} (true) has exited (its parent has not reaped it yet)"
+
+
+def test_a_kernel_thread():
+    listed = run_tracer("list", "2")
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"PID 2 (kthreadd, a kernel thread): no USDT probes\n", b"")
+    traced = run_tracer("stack", "2")
+    assert traced.returncode == NOT_PYTHON
+    assert one_line_error(traced) == "pybpftrace: PID 2 (kthreadd) is a kernel thread, not a Python"
+
+
+def test_list_of_a_process_not_ours_to_read(sleeper):
+    result = as_nobody("list", sleeper)
+    assert result.returncode == NOT_PERMITTED
+    assert one_line_error(result) == (
+        f"pybpftrace: cannot read the memory map of PID {sleeper}: permission denied (run it as root)")
+
+
+@pytest.fixture(scope="module")
+def python_with_zeroed_notes(tmp_path_factory):
+    """Debian's CPython with its .note.stapsdt section overwritten with zeros."""
+    from elftools.elf.elffile import ELFFile
+
+    path = tmp_path_factory.mktemp("zeroed") / "python3.11"
+    data = bytearray(open(PYTHON311, "rb").read())
+    with open(PYTHON311, "rb") as stream:
+        section = ELFFile(stream).get_section_by_name(".note.stapsdt")
+        start, size = section["sh_offset"], section["sh_size"]
+    data[start : start + size] = bytes(size)
+    path.write_bytes(data)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_zeroed_notes_are_not_a_build_without_dtrace(python_with_zeroed_notes):
+    listed = run_tracer("list", python_with_zeroed_notes)
+    assert listed.returncode == 0
+    assert listed.stdout.decode() == (
+        f"{python_with_zeroed_notes}: CPython 3.11.2, x86-64 executable, 0 probes\n"
+        "  no readable USDT probes: the .note.stapsdt section is there but zeroed or corrupt\n"
+    )
+    traced = run_tracer("stack", "--", python_with_zeroed_notes, "-c", "pass")
+    assert traced.returncode == NO_PROBES
+    assert one_line_error(traced) == (
+        f"pybpftrace: CPython 3.11.2 at {python_with_zeroed_notes} has no readable USDT probes: its "
+        ".note.stapsdt section is there but zeroed or corrupt")
+
+
+def test_shebang_script_refused_names_what_it_resolved_to(tmp_path):
+    """`#!/usr/bin/env python3.11` finding, on PATH, a python3.11 that is not a Python."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3.11").symlink_to("/bin/true")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/usr/bin/env python3.11\nprint('hello')\n")
+    tool.chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    result = subprocess.run(pybpftrace_command("stack", "--", str(tool)), capture_output=True, env=env, timeout=60)
+    assert result.returncode == NOT_PYTHON
+    true = os.path.realpath("/bin/true")
+    assert one_line_error(result) == (
+        f"pybpftrace: {tool} (which runs {true}) is not a Python: it holds no CPython interpreter")
+
+
+def test_launched_command_is_traced_from_its_own_first_call():
+    """Nothing of the launcher's own (between fork and exec) shows."""
+    result = run_tracer("stack", "--json", "--", PYTHON311, "-c", "pass")
+    assert result.returncode == 0
+    first = result.stdout.decode().splitlines()[0]
+    assert '"file": "<frozen importlib._bootstrap>"' in first or '"file": "<frozen' in first, first

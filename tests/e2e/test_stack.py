@@ -201,12 +201,10 @@ def test_follow_forks_traces_children_from_when_they_are_attached():
     children = [events for pid, events in by_pid.items() if pid not in parent]
     assert len(parent) == 1 and len(children) == 2
     assert ("call", "parent_work", line("def parent_work")) in by_pid[parent[0]]
-    for events in children:  # child_work began before its process was attached
-        assert events == [
-            ("call", "child_step", line("def child_step")),
-            ("return", "child_step", line("child_step returns")),
-            ("return", "child_work", line("child_work returns")),
-        ]
+    step = [("call", "child_step", line("def child_step")), ("return", "child_step", line("child_step returns"))]
+    for events in children:  # child_work began before its process was attached, most often
+        work_entry = [("call", "child_work", line("def child_work"))] if events[0][1] == "child_work" else []
+        assert events == [*work_entry, *step, ("return", "child_work", line("child_work returns"))]
     assert ", 3 processes, 3 threads," in summary_line(result.stderr.decode())
     assert b"[0, 0]\n" in result.stdout
 

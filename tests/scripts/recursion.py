@@ -12,4 +12,4 @@ def down(n):  # def down
 
 if __name__ == "__main__":
     sys.stdin.readline()  # wait for the tracer
-    print(down(int(sys.argv[1])))
+    print(down(int(sys.argv[1])))  # module ends

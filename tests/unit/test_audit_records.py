@@ -28,7 +28,7 @@ def record(name=b"socket.connect", flags=0, items=(), nested=None):
     data[len(items) * audit.AUDIT_ITEM_BYTES : len(items) * audit.AUDIT_ITEM_BYTES + 8] = b"leftover"  # not read
     packed = audit.AUDIT_EVENT.pack(
         123, 0x7000, *addresses, *nested_addresses, 0x7001, *names, *nested_names,
-        42, 43, 1, 24, *reads, *nested_reads, flags, name, b"T" * 24, bytes(data), bytes(nested_data),
+        42, 43, 7, 1, 24, *reads, *nested_reads, flags, name, b"T" * 24, bytes(data), bytes(nested_data),
     )
     return audit.AUDIT_EVENT.unpack(packed)
 
@@ -38,7 +38,8 @@ def test_record_becomes_a_snapshot_tree():
         items=[(0x100, 0x101, b"socket object"), (0x200, 0x201, b"address tuple")],
         nested={1: [(0x300, 0x301, b"10.99.0.1"), (0x400, 0x401, b"8080")]},
     ))
-    assert (event.timestamp, event.pid, event.tid, event.binary, event.name) == (123, 42, 43, 1, "socket.connect")
+    assert (event.timestamp, event.pid, event.tid, event.incarnation, event.binary, event.name) == (
+        123, 42, 43, 7, 1, "socket.connect")
     assert event.args == Snapshot(0x7000, b"T" * 24, (
         Snapshot(0x100, b"socket object", (), 0x101),
         Snapshot(0x200, b"address tuple", (Snapshot(0x300, b"10.99.0.1", (), 0x301), Snapshot(0x400, b"8080", (), 0x401)), 0x201),

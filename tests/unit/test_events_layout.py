@@ -9,12 +9,14 @@ from pybpftrace.program import bpf_dir
 from pybpftrace.tools import audit
 
 LAYOUTS = {
-    "call_event": (events.CALL_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "depth", "kind"]),
-    "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "flags", "first_text", "second_text"]),
+    "call_event": (events.CALL_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "depth", "kind", "fresh",
+                                       "incarnation"]),
+    "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "incarnation", "flags", "first_text",
+                                         "second_text"]),
     "fork_event": (events.FORK_EVENT, ["parent", "child"]),
     "audit_event": (audit.AUDIT_EVENT, [
         "timestamp", "objects.tuple", "objects.items", "objects.nested", "objects.tuple_type_name",
-        "objects.item_type_names", "objects.nested_type_names", "pid", "tid", "binary", "tuple_read", "items_read",
+        "objects.item_type_names", "objects.nested_type_names", "pid", "tid", "incarnation", "binary", "tuple_read", "items_read",
         "nested_read", "flags", "name", "tuple_bytes", "item_bytes", "nested_bytes",
     ]),
 }
@@ -56,7 +58,7 @@ def test_constants_match_the_header():
     defined = dict(re.findall(r"\b([A-Z_]+) = (\d+)", header))
     assert int(re.search(r"#define STRING_MAX (\d+)", header).group(1)) == events.STRING_MAX
     for name in ("EVENT_CALL", "EVENT_RETURN", "EVENT_CREATED", "PROCESS_TRACED", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
-                 "FIRST_UNREADABLE", "SECOND_UNREADABLE", "COUNTER_EVENTS", "COUNTER_EVENTS_LOST"):
+                 "FIRST_UNREADABLE", "SECOND_UNREADABLE", *(name for name in dir(events) if name.startswith("COUNTER_"))):
         assert int(defined[name]) == getattr(events, name), name
 
 

@@ -14,6 +14,7 @@ from pybpftrace.probes import (
     Segment,
     build_probes,
     file_offset,
+    has_probe_notes,
     parse_note,
     read_probes,
 )
@@ -208,3 +209,9 @@ def test_defined_symbols_match_readelf(require_tools):
     with open("/usr/bin/python3.11", "rb") as stream:
         assert defined_symbols(ELFFile(stream), wanted) == expected
     assert len(expected) == 5
+
+
+def test_probe_notes_found_from_the_section_headers_alone(fixture_binary, python311):
+    """The quick check --all makes of every mapped file agrees with reading it whole."""
+    for path in (fixture_binary[1], python311, "/bin/true", "/usr/lib/x86_64-linux-gnu/libc.so.6"):
+        assert has_probe_notes(str(path)) == bool(read_probes(str(path)).probes), path

@@ -170,7 +170,7 @@ def mixed():
 
 def leaves(trees, value):
     return {tuple(frame.function for frame in path): value(node)
-            for tree in trees.values() for path, node in paths(tree.root) if value(node)}
+            for tree in trees for path, node in paths(tree.root) if value(node)}
 
 
 def paths(root, prefix=()):
@@ -193,4 +193,4 @@ def test_the_four_weighings(mixed, weighing, field, expected):
     trees = call_trees(mixed, names(), weighing, rate=1000)
     assert leaves(trees, lambda node: getattr(node, field)) == expected
     other = "samples" if field == "self_ns" else "self_ns"
-    assert all(getattr(node, other) == 0 for tree in trees.values() for node in nodes(tree.root))
+    assert all(getattr(node, other) == 0 for tree in trees for node in nodes(tree.root))

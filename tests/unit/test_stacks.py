@@ -4,7 +4,16 @@ folded rendering."""
 from pybpftrace.events import EVENT_CALL, EVENT_CREATED, EVENT_RETURN, CallEvent
 from pybpftrace.render import folded
 from pybpftrace.sources import FirstLines
-from pybpftrace.stacks import Creations, Frame, KernelNode, KernelRoot, OpenFrame, Pairing, build_call_trees
+from pybpftrace.stacks import (
+    Creations,
+    Frame,
+    KernelNode,
+    KernelRoot,
+    OpenFrame,
+    OpenThread,
+    Pairing,
+    build_call_trees,
+)
 
 US = 1000  # ns
 
@@ -46,7 +55,8 @@ def test_threads_pair_independently():
 
 def tree(*nodes, roots=None, running=None, end=0):
     """Call trees from kernel records: nodes are (id, parent, function, self_us, calls[, line,
-    file]); roots map id -> (parent, frame or None, self_us, tid)."""
+    file]); roots map id -> (parent, frame or None, self_us, tid); running map a thread to
+    (its root, since when it is idle, its open frames), at `end`."""
     kernel_nodes = {}
     for node_id, parent, function, self_us, calls, *rest in nodes:
         line, file = (rest + [1, "app.py"][len(rest):])[:2]
@@ -54,7 +64,8 @@ def tree(*nodes, roots=None, running=None, end=0):
     roots = roots or {1: (0, None, 0, 1)}
     kernel_roots = {root_id: KernelRoot(parent, frame, self_us * US, 100, tid)
                     for root_id, (parent, frame, self_us, tid) in roots.items()}
-    return build_call_trees(kernel_nodes, kernel_roots, running or {}, end * US)
+    open_threads = [OpenThread(root, idle, frames, end * US) for root, idle, frames in (running or {}).values()]
+    return build_call_trees(kernel_nodes, kernel_roots, open_threads)
 
 
 def test_folded_self_time_in_microseconds():

@@ -1,0 +1,425 @@
+"""What the kernel's fixed-size state cannot hold, and ids that are reused: every number is
+right, or the summary line says what is missing and why (the README's "What can be lost")."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from support import (
+    HOST,
+    PID,
+    Interpreter,
+    PYTHON311,
+    WITH_FUNCTION_PROBES,
+    Target,
+    Tracer,
+    line_of,
+    script,
+    summary_line,
+    folded_weights,
+    json_records,
+    trace_held,
+    weight_of,
+)
+
+
+def calls_of(stdout):
+    """calls --json: its rows."""
+    (functions,) = [record["functions"] for record in json_records(stdout)]
+    return functions
+
+
+def label(interpreter, name, function, marker):
+    return f"{function} ({interpreter.script(name)}:{line_of(name, marker)})"
+
+
+def with_map_sizes(sizes):
+    """The environment for a tracer whose maps are this small (session.MAP_SIZES)."""
+    return dict(os.environ, PYBPFTRACE_MAP_SIZES=sizes)
+
+
+def nothing_lost(stderr):
+    return re.search(r", 0 lost(,| \[)", summary_line(stderr))
+
+
+def assert_dropped(stderr, why):
+    """The summary says N events were lost, and all N for this reason (a regex following the
+    count): a named, counted loss."""
+    match = re.search(r", (\d+) lost \[(?:.*; )?(\d+) " + why, summary_line(stderr))
+    assert match and match.group(1) == match.group(2) and int(match.group(1)) > 0, summary_line(stderr)
+
+
+@pytest.fixture(scope="module")
+def own_python(tmp_path_factory):
+    """A copy of the traced CPython, for --binary: only this test's processes run it (other
+    Pythons on a shared machine would flood the trace)."""
+    path = tmp_path_factory.mktemp("python") / "python3.11"
+    shutil.copy2(PYTHON311, path)
+    return str(path)
+
+
+# 1. the names ring full: the folded tree keeps every call ------------------------------------
+
+
+def test_folded_keeps_every_call_when_names_cannot_be_sent():
+    """The tracer stopped (SIGSTOP) while the target makes 20,000 new call paths: the names
+    ring fills, the paths are kept all the same, and those whose names never came are named
+    <unknown> and counted."""
+    count = 20000
+    with Target("many_functions.py", str(count)) as target:
+        tracer = Tracer("stack", target.pid, "--folded", "--weight", "calls")
+        tracer.wait_attached()
+        target.go()
+        assert target.process.stdout.readline() == b"ready\n"
+        tracer.signal(signal.SIGSTOP)
+        target.go()
+        out, _ = target.finish()
+        tracer.signal(signal.SIGCONT)
+        code, stdout, stderr = tracer.finish()
+    assert (code, out) == (0, f"{count}\n".encode())
+    weights = folded_weights(stdout)
+    leaf = label(HOST, "many_functions.py", "leaf", "def leaf")
+    assert weight_of(weights, leaf) == count, summary_line(stderr)
+    callers = [stack.rsplit(";", 2)[-2] for stack in weights if stack.endswith(leaf)]
+    unknown = [caller for caller in callers if caller.startswith("<unknown> (<unknown>:")]
+    named = [caller for caller in callers if re.fullmatch(r"many_\d+ \(<string>:\d+\)", caller)]
+    assert len(named) + len(unknown) == len(callers) and len(named) >= 1000 and unknown
+    summary = summary_line(stderr)
+    assert re.search(r"\d+ names not sent when first seen: the names ring buffer was full", summary)
+    named_unknown = [stack for stack in weights if stack.rsplit(";", 1)[-1].startswith("<unknown> (<unknown>:")]
+    assert len(named_unknown) == len(unknown) + 1  # and the module's frame, which returned meanwhile
+    assert f"{len(named_unknown)} call paths named <unknown>: their names were never sent" in summary
+    assert ", 0 lost [" in summary
+
+
+# 2. more threads alive than the kernel used to keep -------------------------------------------
+
+
+@pytest.mark.parametrize("command", [("calls", "--json", "--top", "100000"), ("stack", "--folded", "--weight", "calls")])
+def test_thousands_of_live_threads_are_counted_exactly(command):
+    threads = 5000
+    run = trace_held(Target("many_threads.py", str(threads)), command[0], PID, *command[1:])
+    assert (run.code, run.target_output) == (0, f"{threads}\n".encode())
+    if command[0] == "calls":
+        (work,) = [row for row in calls_of(run.stdout) if row["function"] == "work"]
+        assert (work["calls"], work["timed_calls"]) == (threads, threads)
+    else:
+        assert weight_of(folded_weights(run.stdout), label(HOST, "many_threads.py", "work", "def work")) == threads
+    assert nothing_lost(run.stderr)
+
+
+def test_threads_beyond_the_map_are_dropped_and_counted():
+    threads = 40
+    run = trace_held(Target("many_threads.py", str(threads)), "calls", PID, "--json", "--top", "100000",
+                     env=with_map_sizes("thread_frames=16"))
+    assert run.code == 0
+    (work,) = [row for row in calls_of(run.stdout) if row["function"] == "work"]
+    # at most 16 threads at once have a stack: those entering work() without one are not
+    # timed (a thread exiting frees its entry: later returns are counted, untimed)
+    assert work["timed_calls"] <= 16 and work["timed_calls"] <= work["calls"] <= threads
+    assert_dropped(run.stderr, r"events of threads beyond 16 live ones dropped: the thread_frames map was full\]")
+
+
+def test_stream_threads_beyond_the_map_are_dropped_and_counted():
+    run = trace_held(Target("many_threads.py", "40"), "stack", PID, "-o", "/dev/null", env=with_map_sizes("threads=16"))
+    assert run.code == 0
+    assert_dropped(run.stderr, r"events of threads beyond 16 live ones dropped: the threads map was full\]")
+
+
+# 3. a reused PID starts afresh ----------------------------------------------------------------
+
+
+def spawn_with_pid(pid, argv, **options):
+    """A process given this PID (free again): the kernel gives the one after ns_last_pid, unless
+    another process on the machine was quicker; then again."""
+    for _ in range(1000):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+            last.write(str(pid - 1))
+        process = subprocess.Popen(argv, **options)
+        if process.pid == pid:
+            return process
+        process.kill()
+        process.wait()
+    pytest.fail(f"PID {pid} could not be had again")
+
+
+@pytest.mark.parametrize("options", [("--json",), ("--folded", "--weight", "calls")], ids=["stream", "folded"])
+def test_a_reused_pid_does_not_inherit_the_dead_process_stack(options, own_python):
+    """Under --binary, a process killed inside two calls, then a new one given its PID: the new
+    one's calls are its own, at its own depths."""
+    tracer = Tracer("stack", "--binary", own_python, "--filename", "reuse.py", *options)
+    tracer.wait_attached()
+    dead = subprocess.Popen([own_python, script("reuse.py"), "block"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert dead.stdout.readline() == b"blocked\n"
+    dead.kill()
+    dead.wait()
+    reborn = spawn_with_pid(dead.pid, [own_python, script("reuse.py"), "run"], stdout=subprocess.PIPE)
+    assert reborn.communicate(timeout=60)[0] == b"1\n"
+    time.sleep(0.1)  # let the tracer drain its last events (the summary says what it saw)
+    tracer.signal()
+    code, stdout, stderr = tracer.finish()
+    assert code == 0
+    module = f"<module> ({script('reuse.py')}:0)"
+    fresh = label(HOST, "reuse.py", "fresh", "def fresh")
+    if "--json" in options:
+        events = [(e["pid"], e["event"], e["function"], e["depth"]) for e in json_records(stdout)]
+        assert [event for event in events if event[2] == "fresh"] == [
+            (dead.pid, "call", "fresh", 1), (dead.pid, "return", "fresh", 1)]
+    else:
+        weights = folded_weights(stdout)
+        outer, inner = (label(HOST, "reuse.py", f, f"def {f}") for f in ("outer", "inner"))
+        assert weights == {module: 2, f"{module};{outer}": 1, f"{module};{outer};{inner}": 1, f"{module};{fresh}": 1}
+    assert nothing_lost(stderr)
+
+
+# 4. a string's address reused: never a wrong name ---------------------------------------------
+
+REUSED = 200  # functions made by exec and freed, one after another
+
+
+def unique_names(names):
+    """uniq_N names as they came, checked to be uniq_0 ... uniq_{REUSED - 1} once each."""
+    assert sorted(names, key=lambda name: int(name.split("_")[1])) == [f"uniq_{index}" for index in range(REUSED)]
+
+
+@pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES, ids=str)
+def test_reused_name_addresses_stream(interpreter):
+    interpreter.prepare()
+    run = trace_held(Target("reused_names.py", str(REUSED), interpreter=interpreter), "stack", PID, "--json")
+    assert run.code == 0 and run.target_output == f"{sum(range(REUSED))}\n".encode()
+    calls = [e["function"] for e in json_records(run.stdout) if e["event"] == "call" and e["function"].startswith("uniq_")]
+    returns = [e["function"] for e in json_records(run.stdout) if e["event"] == "return" and e["function"].startswith("uniq_")]
+    assert calls == returns == [f"uniq_{index}" for index in range(REUSED)]
+
+
+@pytest.mark.parametrize("command", [("stack", "--folded", "--weight", "calls"), ("calls", "--json", "--top", "100000"),
+                                     ("top", "--json", "--top", "100000")], ids=["folded", "calls", "top"])
+def test_reused_name_addresses_aggregated(command):
+    run = trace_held(Target("reused_names.py", str(REUSED)), command[0], PID, *command[1:])
+    assert run.code == 0 and run.target_output == f"{sum(range(REUSED))}\n".encode()
+    if command[0] == "stack":
+        weights = folded_weights(run.stdout)
+        found = {}
+        for stack, weight in weights.items():
+            match = re.search(r";(uniq_\d+) \(<string>:1\)$", stack)
+            if match:
+                found[match.group(1)] = found.get(match.group(1), 0) + weight
+        unique_names(list(found))
+        assert set(found.values()) == {1}
+    else:
+        rows = [row for record in json_records(run.stdout) for row in record["functions"]
+                if row["function"].startswith("uniq_")]
+        unique_names([row["function"] for row in rows])
+        assert {row["calls"] for row in rows} == {1}
+
+
+# 5. full maps: named, with what they cost -----------------------------------------------------
+
+
+def test_calls_with_its_functions_maps_full():
+    """What does not fit in functions goes to spilled_functions (where functions the kernel
+    has no memory for go too); beyond both, returns are counted as lost."""
+    count = 300
+    run = trace_held(Target("many_functions.py", str(count)), "calls", PID, "--json", "--top", "100000",
+                     releases=2, env=with_map_sizes("functions=64,spilled_functions=16"))
+    assert run.code == 0 and run.target_output == f"ready\n{count}\n".encode()
+    assert len(calls_of(run.stdout)) == 64 + 16
+    assert_dropped(run.stderr, r"returns not counted: the functions \(64\) and spilled_functions \(16\) maps were full\]")
+
+
+def test_folded_with_its_nodes_map_full_keeps_every_call():
+    """The paths that do not fit are merged under a frame saying so: the calls all counted."""
+    count = 300
+    run = trace_held(Target("many_functions.py", str(count)), "stack", PID, "--folded", "--weight", "calls",
+                     releases=2, env=with_map_sizes("nodes=64"))
+    assert run.code == 0
+    weights = folded_weights(run.stdout)
+    calls = label(HOST, "many_functions.py", "<genexpr>", "many calls")
+    below = {stack: weight for stack, weight in weights.items() if f";{calls};" in stack}
+    lost = sum(weight for stack, weight in below.items() if stack.endswith(";[paths not kept: the nodes map was full]"))
+    assert lost and sum(below.values()) == 2 * count  # each many_N, and the leaf() it calls
+    note = re.search(r"(\d+) calls shown as \[paths not kept: the nodes map was full\]: the nodes map \(64 call "
+                     r"paths\) was full", summary_line(run.stderr))
+    assert note and int(note.group(1)) == sum(weight for stack, weight in weights.items()
+                                              if stack.endswith(";[paths not kept: the nodes map was full]"))
+    assert nothing_lost(run.stderr)
+
+
+def test_folded_with_no_room_for_lost_paths_counts_what_it_dropped():
+    """Each thread's paths not kept need a lost path of their own: with room for one, the
+    others' calls are dropped, and counted."""
+    run = trace_held(Target("many_threads.py", "40"), "stack", PID, "--folded",
+                     env=with_map_sizes("nodes=16,lost_paths=1"))
+    assert run.code == 0
+    assert_dropped(run.stderr, r"calls not counted: the nodes and lost_paths maps were full")
+
+
+def test_folded_with_its_roots_map_full():
+    """Threads beyond the roots map: their calls all counted, under a frame saying so."""
+    threads = 20
+    run = trace_held(Target("many_threads.py", str(threads)), "stack", PID, "--folded", "--weight", "calls",
+                     env=with_map_sizes("roots=4"))
+    assert run.code == 0
+    weights = folded_weights(run.stdout)
+    assert weight_of(weights, label(HOST, "many_threads.py", "work", "def work")) == threads
+    assert any(stack.startswith("[root not kept: the roots map was full];") for stack in weights)
+    assert re.search(r"\d+ threads without a root: the roots map \(4\) was full", summary_line(run.stderr))
+
+
+def test_top_with_its_counts_map_full():
+    run = trace_held(Target("many_functions.py", "300"), "top", PID, "--json", releases=2,
+                     env=with_map_sizes("counts=32"))
+    assert run.code == 0
+    assert_dropped(run.stderr, r"entries not counted: the counts map \(32\) was full\]")
+
+
+def test_names_evicted_from_the_kernel_cache_are_sent_again():
+    """known_names is an LRU: an evicted pair is announced again, and every name stays right."""
+    count = 300
+    run = trace_held(Target("many_functions.py", str(count)), "stack", PID, "--json", releases=2,
+                     env=with_map_sizes("known_names=16"))
+    assert run.code == 0
+    many = [e["function"] for e in json_records(run.stdout) if e["event"] == "call" and e["function"].startswith("many_")]
+    assert many == [f"many_{index}" for index in range(count)]
+    assert nothing_lost(run.stderr)
+
+
+def test_processes_beyond_the_incarnations_map_are_counted(own_python):
+    tracer = Tracer("stack", "--binary", own_python, "-o", "/dev/null", env=with_map_sizes("incarnations=1"))
+    tracer.wait_attached()
+    interpreter = Interpreter((3, 11), own_python)
+    with Target("forever.py", interpreter=interpreter) as first, Target("forever.py", interpreter=interpreter) as second:
+        time.sleep(0.5)  # both run a while under the tracer
+        for target in (first, second):
+            target.go()
+            target.finish()
+    tracer.signal()
+    code, _, stderr = tracer.finish()
+    assert code == 0
+    assert re.search(r"\d+ events of processes beyond 1 live ones: the incarnations map was full", summary_line(stderr))
+
+
+@pytest.mark.parametrize("kept", [8, 1])
+def test_threads_that_exit_with_calls_open(kept):
+    """A process that exits under threads with calls open: their calls' time is counted up to
+    the exit (ended_frames), and the threads the map cannot keep are counted."""
+    threads = 4
+    run = trace_held(Target("stuck.py", str(threads)), "stack", PID, "--folded", "--filename", "stuck.py",
+                     env=with_map_sizes(f"ended_frames={kept}"))
+    assert run.code == 0
+    weights = folded_weights(run.stdout)
+    worker, stuck = (label(HOST, "stuck.py", f, f"def {f}") for f in ("worker", "stuck"))
+    timed = [stack for stack, weight in weights.items() if stack.endswith(f"{worker};{stuck}") and weight > 0]
+    assert len(timed) == 1  # the threads merge
+    note = re.search(r"(\d+) threads exited with calls open whose time up to their exit is not counted: the "
+                     r"ended_frames map \((\d+)\) was full", summary_line(run.stderr))
+    if kept >= threads:
+        assert note is None
+    else:
+        assert note and int(note.group(1)) == threads - kept
+
+
+# 6. process churn: what the tracer keeps of a process goes when the process does -------------
+
+
+@pytest.mark.parametrize("command", [("calls", "--json", "--top", "100000"), ("stack", "--folded", "--weight", "calls"),
+                                     ("stack", "--json"), ("top", "--json", "--interval", "30", "--top", "100000")],
+                         ids=["calls", "folded", "stream", "top"])
+def test_processes_that_exit_are_taken_as_they_go(command, own_python):
+    """Under --binary, 20 processes one after another: what each did is counted exactly, taken
+    out of the kernel's maps as each exits (calls merges their rows: PID -)."""
+    runs = 20
+    tracer = Tracer(*command[:1], "--binary", own_python, *command[1:])
+    tracer.wait_attached()
+    for _ in range(runs):
+        done = subprocess.run([own_python, script("calls.py")], input=b"go\n", capture_output=True, timeout=60)
+        assert done.stdout == b"14\n"
+    tracer.signal()
+    code, stdout, stderr = tracer.finish()
+    assert code == 0
+    if command[0] == "calls":
+        (leaf,) = [row for row in calls_of(stdout) if row["function"] == "leaf" and row["file"] == script("calls.py")]
+        assert (leaf["pid"], leaf["processes"], leaf["calls"], leaf["timed_calls"]) == (None, runs, 3 * runs, 3 * runs), (
+            summary_line(stderr))
+        assert f"the rows of {runs} processes that exited are merged by function (PID -)" in summary_line(stderr)
+    elif "--folded" in command:
+        leaf = label(HOST, "calls.py", "leaf", "def leaf")
+        assert weight_of(folded_weights(stdout), leaf) == 3 * runs
+    elif command[0] == "top":
+        leaves = [row for record in json_records(stdout) for row in record["functions"]
+                  if row["function"] == "leaf" and row["file"] == script("calls.py")]
+        assert sum(row["calls"] for row in leaves) == 3 * runs and len({row["pid"] for row in leaves}) == runs
+    else:
+        leaves = [e for e in json_records(stdout)
+                  if e["function"] == "leaf" and e["file"] == script("calls.py") and e["event"] == "call"]
+        assert len(leaves) == 3 * runs and len({e["pid"] for e in leaves}) == runs
+    assert nothing_lost(stderr)
+
+
+def test_text_stream_of_many_processes_has_a_pid_column(own_python):
+    tracer = Tracer("stack", "--binary", own_python, "--filename", "calls.py")
+    tracer.wait_attached()
+    done = subprocess.run([own_python, script("calls.py")], input=b"go\n", capture_output=True, timeout=60)
+    tracer.signal()
+    code, stdout, _ = tracer.finish()
+    assert code == 0 and done.stdout == b"14\n"
+    header, *lines = stdout.splitlines()
+    assert header == "     TIME(s)      PID      TID  CALL"
+    assert lines and all(re.match(r" +\d+\.\d{6} +\d+ +\d+  ", line) for line in lines)
+    top = label(HOST, "calls.py", "top", "def top")
+    assert any(line.endswith(f"=> {top}") for line in lines)
+
+
+# 7. CPython 3.15: resumptions by throw() and close() ------------------------------------------
+
+
+@pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES, ids=str)
+def test_folded_counts_resumptions_by_throw_and_close_as_calls_does(interpreter):
+    interpreter.prepare()
+    folded = trace_held(Target("throws.py", interpreter=interpreter), "stack", PID, "--folded", "--weight", "calls",
+                        "--filename", "throws.py")
+    calls = trace_held(Target("throws.py", interpreter=interpreter), "calls", PID, "--json")
+    assert folded.code == calls.code == 0
+    numbers = label(interpreter, "throws.py", "numbers", "def numbers")
+    (row,) = [row for row in calls_of(calls.stdout) if row["function"] == "numbers"]
+    assert row["calls"] == weight_of(folded_weights(folded.stdout), numbers) == 12  # 3 nexts, 6 throws, 3 closes
+
+
+# 8. recursion deeper than the kernel's shadow stack -------------------------------------------
+
+
+def test_folded_recursion_deeper_than_the_shadow_stack():
+    depth = 5010  # down(5010) ... down(0): 5011 calls, the first 128 kept as frames
+    run = trace_held(Target("recursion.py", str(depth)), "stack", PID, "--folded", "--weight", "calls",
+                     "--filename", "recursion.py")
+    assert run.code == 0 and run.target_output == f"{depth}\n".encode()
+    down = label(HOST, "recursion.py", "down", "def down")
+    module = label(HOST, "recursion.py", "<module>", "module ends")
+    kept = [f"{module};" + ";".join([down] * level) for level in range(1, 129)]
+    assert folded_weights(run.stdout) == {
+        module: 1, **{stack: 1 for stack in kept}, f"{kept[-1]};[deeper than 128 frames]": depth + 1 - 128}
+    assert f"{depth + 1 - 128} calls deeper than 128 frames, shown as one frame under the 128th" in summary_line(run.stderr)
+
+
+def test_folded_time_below_the_shadow_stack_goes_to_the_frame_standing_for_it():
+    run = trace_held(Target("recursion.py", "3000"), "stack", PID, "--folded", "--filename", "recursion.py")
+    assert run.code == 0
+    weights = folded_weights(run.stdout)
+    down = label(HOST, "recursion.py", "down", "def down")
+    deep = [weight for stack, weight in weights.items() if stack.endswith(";[deeper than 128 frames]")]
+    kept = [weight for stack, weight in weights.items() if stack.endswith(down)]
+    assert len(kept) == 128 and len(deep) == 1 and deep[0] > max(kept)  # 2,873 calls' time, more than one's
+
+
+def test_calls_recursion_deeper_than_the_shadow_stack():
+    depth = 5010
+    run = trace_held(Target("recursion.py", str(depth)), "calls", PID, "--json")
+    assert run.code == 0
+    (down,) = [row for row in calls_of(run.stdout) if row["function"] == "down"]
+    assert (down["calls"], down["timed_calls"]) == (depth + 1, 128)
+    assert f"{depth + 1 - 128} calls deeper than 128 frames counted but not timed" in summary_line(run.stderr)
