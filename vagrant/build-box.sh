@@ -60,12 +60,17 @@ box_image_mtime() {
 build_rootfs() {
     local root=$1 packages
     packages=$(bash scripts/setup.sh --list-packages | tr '\n' ' ')
-    packages="$packages${GUEST_PACKAGES[*]}"
-    say "debootstrap bookworm with ${packages// /, } (a few minutes; log: $CACHE/debootstrap.log)"
+    say "debootstrap bookworm with ${GUEST_PACKAGES[*]} (a few minutes; log: $CACHE/debootstrap.log)"
     mkdir -p "$CACHE/debs"
-    if ! debootstrap --include="${packages// /,}" --cache-dir="$CACHE/debs" \
+    if ! debootstrap --include="$(IFS=,; echo "${GUEST_PACKAGES[*]}")" --cache-dir="$CACHE/debs" \
         bookworm "$root" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; then
         die "debootstrap failed, see $CACHE/debootstrap.log"
+    fi
+    # apt, not debootstrap's resolver, for what setup.sh installs: debootstrap does not follow
+    # virtual packages (chromium's gtk needs a dbus-session-bus, which it leaves unconfigured).
+    say "apt-get install in the guest: $packages(log: $CACHE/apt.log)"
+    if ! apt_in_root "$root" $packages >"$CACHE/apt.log" 2>&1; then
+        die "apt-get install in the guest's root failed, see $CACHE/apt.log"
     fi
     rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
 
@@ -78,6 +83,18 @@ build_rootfs() {
     install -m 0600 -o 1000 -g 1000 "$(vagrant_public_key)" "$root/home/vagrant/.ssh/authorized_keys"
     : >"$root/etc/machine-id"  # a new one on each machine's first boot
 }
+
+# apt-get install inside the root, with /proc for maintainer scripts and no services started.
+apt_in_root() (
+    local root=$1
+    shift
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod 0755 "$root/usr/sbin/policy-rc.d"
+    mount -t proc proc "$root/proc"
+    trap 'umount -l "$root/proc"; rm -f "$root/usr/sbin/policy-rc.d"' EXIT
+    chroot "$root" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends "$@"
+)
 
 vagrant_public_key() {
     local key
