@@ -247,13 +247,22 @@ def thread_names_in(reader: ObjectReader, modules: int) -> dict[int, str]:
     names = {}
     for key, thread in reader.dict_entries(active)[:THREADS_MAX]:
         ident = reader.integer(key)
-        attributes = reader.find(reader.attributes(thread), "_ident", "_name") if ident is not None else {}
-        # Its own ident: the entry was not read torn, from a table being resized or freed.
-        if "_name" in attributes and reader.integer(attributes.get("_ident", 0)) == ident:
-            name = reader.text(attributes["_name"])
-            if name is not None:
-                names[ident] = name
+        name = _name_of(reader, thread, ident) if ident is not None else None
+        if name is not None:
+            names[ident] = name
     return names
+
+
+def _name_of(reader: ObjectReader, thread: int, ident: int) -> Optional[str]:
+    """A Thread's name, if its own _ident is `ident` (else the entry was read torn, from a
+    table being resized or freed). Its _name is read again after its text: a name replaced
+    meanwhile (its str perhaps freed and reused) is not taken."""
+    attributes = reader.find(reader.attributes(thread), "_ident", "_name")
+    if "_name" not in attributes or reader.integer(attributes.get("_ident", 0)) != ident:
+        return None
+    name = reader.text(attributes["_name"])
+    still = reader.find(reader.attributes(thread), "_name").get("_name")
+    return name if still == attributes["_name"] else None
 
 
 def _interpreters(reader: ObjectReader, runtime: int, frames: FrameLayout) -> list[int]:

@@ -101,6 +101,14 @@ class Image:
         self._next = (self._next + len(before) + len(data) + 0x1FF) & ~0xFF  # a gap before the next
         return address
 
+    def write(self, address: int, data: bytes) -> None:
+        """Change placed bytes, as the process would."""
+        for start, placed in self._regions.items():
+            if start <= address and address + len(data) <= start + len(placed):
+                self._regions[start] = placed[: address - start] + data + placed[address - start + len(data) :]
+                return
+        raise AssertionError(f"nothing placed at {address:#x}")
+
     def read(self, address: int, size: int) -> Optional[bytes]:
         for start, data in self._regions.items():
             if start <= address and address + size <= start + len(data):

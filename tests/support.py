@@ -4,6 +4,7 @@ kernel left behind in a target."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import select
@@ -164,6 +165,13 @@ class Target:
 
     def __exit__(self, *exception) -> None:
         self.kill()
+
+
+def idents_when_ready(target: Target) -> dict[str, int]:
+    """The thread idents a script writes as a JSON line before `ready`."""
+    idents = json.loads(target.process.stdout.readline())
+    assert target.process.stdout.readline() == b"ready\n"
+    return idents
 
 
 def wait_for_interpreter(pid: int, python: str) -> None:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from support import HOST, Target, line_of, run_tracer
+from support import HOST, Target, idents_when_ready, line_of, run_tracer
 
 SCRIPT_FRAMES = {  # each thread's frames in held.py, innermost first, by marker
     "sleeper": ["sleeper sleeps"],
@@ -83,13 +83,6 @@ def test_text_form():
                     r"    run \(/usr/lib/python3\.11/threading\.py:\d+\)\n", burner)
     (waiter,) = [block for block in blocks if f"waiter ({target.path}:" in block]
     assert re.match(r'Thread \d+ \(0x[0-9a-f]+\) "waiter": idle in futex\n', waiter)
-
-
-def idents_when_ready(target):
-    """The idents a script writes as a JSON line before `ready`."""
-    idents = json.loads(target.process.stdout.readline())
-    assert target.process.stdout.readline() == b"ready\n"
-    return idents
 
 
 def os_names(pid):

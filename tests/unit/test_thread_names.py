@@ -283,6 +283,33 @@ def test_a_thread_is_named_only_under_its_own_ident():
     assert thread_names_in(objects.reader, modules) == {IDENT + 0x800000: "other"}
 
 
+def test_a_name_replaced_while_it_is_read_is_not_taken():
+    """Renamed between reading the Thread's _name and reading its text: the old str may be
+    freed and reused by then."""
+    objects = Objects((3, 13))
+    keys, values = thread_attributes(objects, "before", IDENT)
+    cached = objects.keys([(key, 0) for key in keys], kind=KEYS_SPLIT)
+    cls = objects.image.place(synthetic_type(objects.layout, HEAPTYPE | MANAGED_DICT | INLINE_VALUES, basicsize=16,
+                                             dictoffset=-1, cached_keys=cached))
+    thread = objects.image.place(struct.pack("<qQ", 1, cls) + synthetic_values(objects.layout, values),
+                                 before=struct.pack("<QQQQ", 0, 0, 0, 0))
+    renamed = objects.str("after")
+    read = objects.image.read
+
+    def renaming(address, size):
+        data = read(address, size)
+        if address == values[1] and size > objects.layout.str_state + 1:  # its characters: renamed now
+            objects.image.write(thread + 16 + objects.layout.values_start + 8, struct.pack("<Q", renamed))
+        return data
+
+    reader = ObjectReader(renaming, objects.layout, TYPES)
+    active = objects.dict([(objects.int(IDENT), thread)], kind=KEYS_GENERAL)
+    globals_ = objects.dict([(objects.str("_active"), active)])
+    modules = objects.dict([(objects.str("threading"), objects.module(globals_))])
+    assert thread_names_in(reader, modules) == {}
+    assert thread_names_in(reader, modules) == {IDENT: "after"}  # read again, as it is now
+
+
 def test_no_threading_no_names():
     objects = Objects((3, 11))
     assert thread_names_in(objects.reader, objects.dict([(objects.str("sys"), objects.int(0))])) == {}
