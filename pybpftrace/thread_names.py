@@ -9,9 +9,10 @@ in their `_Py_DebugOffsets` in its place (interpreter.py).
 
 The target runs on while its objects are read one at a time (pread on /proc/PID/mem), so any
 read may find it changed: every object is checked to be of the type expected before it is
-used, every count is bounded, and a Thread is believed only if its own `_ident` is the key it
-was found under. Whatever does not fit leaves a thread (or all of them) without a name:
-nothing here raises, and no thread is ever given another's name.
+used, every count is bounded, a Thread is believed only if its own `_ident` is the key it was
+found under, and a name only if the Thread still holds it once its text is read. Whatever does
+not fit leaves a thread (or all of them) without a name: nothing here raises, and no thread is
+ever given another's name.
 """
 
 from __future__ import annotations
@@ -278,7 +279,8 @@ def read_thread_names(read: Read, interpreter: Interpreter, runtime: int) -> dic
     """pthread ident -> Thread.name of the threads a process's threading modules know (runtime:
     where its _PyRuntime is); where two interpreters name a thread, the older one's name."""
     bias = runtime - interpreter.runtime
-    reader = ObjectReader(read, interpreter.objects, {kind: address + bias for kind, address in interpreter.types.items()})
+    types = {kind: address + bias for kind, address in interpreter.types.items()}
+    reader = ObjectReader(read, interpreter.objects, types)
     names: dict[int, str] = {}
     for address in reversed(_interpreters(reader, runtime, interpreter.layout)):
         modules = reader.pointer(address + interpreter.interp_modules)

@@ -27,7 +27,8 @@ if __name__ == "__main__":
     named = {"ascii": "worker-1", "latin-1": "caf\xe9-worker", "ucs2": "worker-\u03b1", "ucs4": "snake-\U0001f40d",
              "long": "long-" + "x" * 300, "renamed": "before", "dict-read": "dict-read",
              "many-attributes": "many-attributes"}
-    threads = {role: threading.Thread(target=idle, args=(role,), name=name, daemon=True) for role, name in named.items()}
+    threads = {role: threading.Thread(target=idle, args=(role,), name=name, daemon=True)
+               for role, name in named.items()}
     vars(threads["dict-read"])  # its attributes now in a dict of their own (3.11+: made from its values)
     for number in range(40):  # more than the 30 keys a class's instances share (3.11+)
         setattr(threads["many-attributes"], f"extra_{number}", number)

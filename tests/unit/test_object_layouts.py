@@ -112,8 +112,11 @@ def compiled(tmp_path, include: Path) -> dict[str, int]:
     return {name: int(value) for name, value in (line.split() for line in output.splitlines())}
 
 
-@pytest.mark.parametrize("version", [HOST.version, *PYENV_MINORS],
-                         ids=lambda version: f"{version[0]}.{version[1]}" + ("" if version == HOST.version else "-pyenv"))
+def version_id(version):
+    return f"{version[0]}.{version[1]}" + ("" if version == HOST.version else "-pyenv")
+
+
+@pytest.mark.parametrize("version", [HOST.version, *PYENV_MINORS], ids=version_id)
 def test_the_tables_are_the_headers(tmp_path, require_tools, version):
     require_tools("gcc")
     include, path = headers_and_binary(version)

@@ -84,7 +84,8 @@ def test_a_split_dict_takes_its_values_apart_from_its_keys(version):
     names = [objects.str(name) for name in ("_name", "_ident", "_daemonic")]
     keys = objects.keys([(name, 0) for name in names], kind=KEYS_SPLIT)
     values = [objects.str("worker"), 0, objects.int(IDENT)]  # no _ident in this object
-    assert objects.reader.dict_entries(objects.split_dict(keys, values)) == [(names[0], values[0]), (names[2], values[2])]
+    found = objects.reader.dict_entries(objects.split_dict(keys, values))
+    assert found == [(names[0], values[0]), (names[2], values[2])]
 
 
 @pytest.mark.parametrize("version", [(3, 9), (3, 11)], ids=ids)
@@ -218,7 +219,8 @@ def test_attributes_as_values_before_the_object(version):
     keys, values = thread_attributes(objects, "worker", IDENT)
     cached = objects.keys([(key, 0) for key in keys], kind=KEYS_SPLIT)
     stored = objects.image.place(synthetic_values(objects.layout, values))
-    cls = objects.image.place(synthetic_type(objects.layout, HEAPTYPE | MANAGED_DICT, dictoffset=-1, cached_keys=cached))
+    flags = HEAPTYPE | MANAGED_DICT
+    cls = objects.image.place(synthetic_type(objects.layout, flags, dictoffset=-1, cached_keys=cached))
     before = struct.pack("<QQQQ", stored, 0, 0, 0) if version == (3, 11) else struct.pack("<QQQQ", 0, stored - 1, 0, 0)
     address = objects.image.place(struct.pack("<qQ", 1, cls), before=before)
     assert_attributes(objects, address, values)
@@ -279,8 +281,9 @@ def test_names_from_sys_modules(version):
 def test_a_thread_is_named_only_under_its_own_ident():
     """An entry read from a table being resized or freed: its key another thread's ident."""
     objects = Objects((3, 11))
-    modules = threading_of(objects, [(IDENT, IDENT + 0x800000, "worker"), (IDENT + 0x800000, IDENT + 0x800000, "other")])
-    assert thread_names_in(objects.reader, modules) == {IDENT + 0x800000: "other"}
+    other = IDENT + 0x800000
+    modules = threading_of(objects, [(IDENT, other, "worker"), (other, other, "other")])
+    assert thread_names_in(objects.reader, modules) == {other: "other"}
 
 
 def test_a_name_replaced_while_it_is_read_is_not_taken():
