@@ -1,5 +1,6 @@
-"""Where a CPython keeps its threads and frames, for the kernel's frame walker (bpf/pystacks.h):
-read out of the binary's `_Py_DebugOffsets` on 3.13+, from one table before.
+"""Where a CPython keeps its threads and frames, for the kernel's frame walker (bpf/pystacks.h),
+and its modules and objects, for reading thread names (thread_names.py): read out of the
+binary's `_Py_DebugOffsets` on 3.13+, from tables before.
 
 From 3.13, `_PyRuntime` starts with `_Py_DebugOffsets`: a cookie, the version, whether the build
 is free-threaded, then groups of offsets. Its own layout changes with every minor version, so
@@ -18,7 +19,7 @@ from typing import Optional
 from .errors import Unsupported
 from .events import INSTR_LASTI_BYTES, INSTR_LASTI_UNITS, INSTR_POINTER, OFFSET_NONE, OWNER_NONE
 from .probes import defined_symbols, file_offset, load_segments, open_elf
-from .pyobjects import FREE_THREADED_SYMBOL, layout_for
+from .pyobjects import FREE_THREADED_SYMBOL, Layout, layout_for
 from .versions import STACKS_FIRST, STACKS_LAST, Version, format_version, stacks_readable
 
 RUNTIME_SYMBOL = "_PyRuntime"
@@ -28,6 +29,12 @@ DEBUG_COOKIE = b"xdebugpy"
 # glibc's struct pthread keeps the thread's TID here on x86-64 (2.26 to 2.43 at least); 3.7 to
 # 3.10 name their threads only by pthread_self(), so the walker reads the TID there.
 GLIBC_PTHREAD_TID = 720
+# The types of the objects reading thread names walks through, checked by address.
+OBJECT_TYPE_SYMBOLS = {"dict": "PyDict_Type", "module": "PyModule_Type", "str": "PyUnicode_Type",
+                       "int": "PyLong_Type"}
+# Where PyInterpreterState keeps sys.modules (3.12: imports.modules) before 3.13 publishes it:
+# offsetof and DWARF of pyenv's 3.7.16 to 3.12.1, offsetof of Debian's 3.9.2 and 3.11.2.
+INTERP_MODULES = {(3, 7): 40, (3, 8): 56, (3, 9): 856, (3, 10): 856, (3, 11): 888, (3, 12): 944}
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,8 @@ class DebugOffsets:
     code_firsttraceable: int
     str_compact_data: Optional[int]  # None: in the debug offsets
     code_tag_mask: int  # 3.14+: f_executable is a _PyStackRef, tagged in its low bits
+    modules: int  # byte position of interpreter_state.imports_modules
+    objects: dict[str, int]  # pyobjects.Layout field -> byte position of its value
 
 
 def _positions(base: dict[str, int], **moved: int) -> dict[str, int]:
@@ -173,18 +182,31 @@ _DEBUG_315 = _positions(
     code_firstlineno=416, code_instructions=448, bytes_size=696, bytes_data=704, str_state=720, str_length=728,
     str_ascii_data=736, str_compact_data=744,
 )
+# What reading thread names takes (the str fields come with the frame layout's): dict_object,
+# type_object, long_object; 3.15 adds tp_basicsize, tp_dictoffset and heap_type_object.
+_OBJECTS_313 = {"dict_keys": 456, "dict_values": 464, "tp_flags": 392, "int_value": 496, "int_digits": 504}
+_OBJECTS_314 = {"dict_keys": 536, "dict_values": 544, "tp_flags": 440, "int_value": 576, "int_digits": 584}
+_OBJECTS_315 = {"dict_keys": 632, "dict_values": 640, "tp_flags": 504, "tp_basicsize": 512, "tp_dictoffset": 520,
+                "cached_keys": 536, "int_value": 672, "int_digits": 680}
 DEBUG_OFFSETS: dict[tuple[int, int], DebugOffsets] = {
-    (3, 13): DebugOffsets(_DEBUG_313, code_firsttraceable=184, str_compact_data=56, code_tag_mask=0),
-    (3, 14): DebugOffsets(_DEBUG_314, code_firsttraceable=192, str_compact_data=56, code_tag_mask=3),
-    (3, 15): DebugOffsets(_DEBUG_315, code_firsttraceable=192, str_compact_data=None, code_tag_mask=3),
+    (3, 13): DebugOffsets(_DEBUG_313, code_firsttraceable=184, str_compact_data=56, code_tag_mask=0, modules=88,
+                          objects=_OBJECTS_313),
+    (3, 14): DebugOffsets(_DEBUG_314, code_firsttraceable=192, str_compact_data=56, code_tag_mask=3, modules=96,
+                          objects=_OBJECTS_314),
+    (3, 15): DebugOffsets(_DEBUG_315, code_firsttraceable=192, str_compact_data=None, code_tag_mask=3, modules=96,
+                          objects=_OBJECTS_315),
 }
 _DEBUG_HEAD = struct.Struct("<8sQQ")  # cookie, version (PY_VERSION_HEX), free_threaded
+
+
+def _published(data: bytes, positions: dict[str, int]) -> dict[str, int]:
+    return {name: struct.unpack_from("<Q", data, position)[0] for name, position in positions.items()}
 
 
 def layout_from_debug_offsets(data: bytes, version: Version) -> FrameLayout:
     """The layout a 3.13+ binary publishes at the start of _PyRuntime (data: its bytes)."""
     known = DEBUG_OFFSETS[version[:2]]
-    values = {name: struct.unpack_from("<Q", data, position)[0] for name, position in known.positions.items()}
+    values = _published(data, known.positions)
     if known.str_compact_data is not None:
         values["str_compact_data"] = known.str_compact_data
     return FrameLayout(
@@ -195,15 +217,31 @@ def layout_from_debug_offsets(data: bytes, version: Version) -> FrameLayout:
     )
 
 
+def objects_from_debug_offsets(data: bytes, version: Version, layout: FrameLayout) -> tuple[Layout, int]:
+    """The object layout of a 3.13+ binary (the table's, with what it publishes in its place),
+    and where its interpreters keep sys.modules."""
+    known = DEBUG_OFFSETS[version[:2]]
+    objects = replace(
+        layout_for(version), **_published(data, known.objects), str_length=layout.str_length,
+        str_state=layout.str_state, ascii_data=layout.str_ascii_data, compact_data=layout.str_compact_data,
+    )
+    return objects, _published(data, {"modules": known.modules})["modules"]
+
+
 @dataclass(frozen=True)
 class Interpreter:
     """A CPython binary whose stacks the kernel can walk: its layout and the link-time
-    addresses of _PyRuntime and PyCode_Type (moved by the load bias in each process)."""
+    addresses of _PyRuntime and PyCode_Type (moved by the load bias in each process); and what
+    reading its objects takes: their layout, where an interpreter keeps sys.modules, and the
+    link-time addresses of the types in OBJECT_TYPE_SYMBOLS that it exports (by kind)."""
 
     version: Version
     layout: FrameLayout
     runtime: int
     code_type: int
+    objects: Layout
+    interp_modules: int
+    types: dict[str, int]
 
 
 def read_interpreter(path: str, shown_path: str, version: Optional[Version]) -> Interpreter:
@@ -219,7 +257,8 @@ def read_interpreter(path: str, shown_path: str, version: Optional[Version]) -> 
         )
     with open(path, "rb") as stream:
         elf = open_elf(stream)
-        symbols = defined_symbols(elf, (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL, FREE_THREADED_SYMBOL))
+        symbols = defined_symbols(
+            elf, (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL, FREE_THREADED_SYMBOL, *OBJECT_TYPE_SYMBOLS.values()))
         if FREE_THREADED_SYMBOL in symbols:
             raise Unsupported(f"{what} is a free-threaded build, whose stacks pybpftrace does not read")
         missing = [name for name in (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL) if name not in symbols]
@@ -227,6 +266,7 @@ def read_interpreter(path: str, shown_path: str, version: Optional[Version]) -> 
             raise Unsupported(f"{what} does not export {' and '.join(missing)}, which reading its stacks needs")
         if version[:2] in TABLE:
             layout = TABLE[version[:2]]
+            objects, interp_modules = layout_for(version), INTERP_MODULES[version[:2]]
         else:
             stream.seek(file_offset(symbols[RUNTIME_SYMBOL], load_segments(elf)))
             data = stream.read(1024)
@@ -236,4 +276,7 @@ def read_interpreter(path: str, shown_path: str, version: Optional[Version]) -> 
             if free_threaded:
                 raise Unsupported(f"{what} is a free-threaded build, whose stacks pybpftrace does not read")
             layout = layout_from_debug_offsets(data, version)
-    return Interpreter(version, layout.with_read_sizes(), symbols[RUNTIME_SYMBOL], symbols[CODE_TYPE_SYMBOL])
+            objects, interp_modules = objects_from_debug_offsets(data, version, layout)
+    types = {kind: symbols[name] for kind, name in OBJECT_TYPE_SYMBOLS.items() if name in symbols}
+    return Interpreter(version, layout.with_read_sizes(), symbols[RUNTIME_SYMBOL], symbols[CODE_TYPE_SYMBOL],
+                       objects, interp_modules, types)

@@ -5,6 +5,8 @@ The kernel copies the first bytes of an object as it was when a probe fired (obj
 to probes are often temporary); this module reads str, bytes, int, float, bool, None and
 tuples out of those bytes. Types are told apart by address: the type objects and the None,
 True and False singletons are symbols of the interpreter's binary, moved by its load bias.
+The table also says where dicts, types, modules and instances keep what reading thread names
+takes (thread_names.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable, Optional, Union
 
 from .probes import defined_symbols, open_elf
@@ -23,9 +26,19 @@ DIGIT_BITS = 30  # CPython's int digits on 64-bit builds
 JSON_SAFE_INT = 2**53  # beyond this, JSON readers lose precision
 
 
+class Attributes(Enum):
+    """Where an instance of a class (one without __slots__) keeps its attributes."""
+
+    DICT_AT_OFFSET = "dict at offset"  # 3.7-3.10: a __dict__ at its type's tp_dictoffset
+    VALUES_OR_DICT = "values or dict"  # 3.11: values (keys in the class) at -32, else a dict at -24
+    TAGGED_VALUES_OR_DICT = "tagged"  # 3.12: at -24 a dict, or values - 1 (bit 0 set)
+    INLINE_VALUES = "inline values"  # 3.13+: a dict at -24, else values right after the object
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Offsets of object fields in one range of CPython versions (64-bit, default build)."""
+    """Offsets of object fields in one range of CPython versions (64-bit, default build).
+    Checked against each version's headers (offsetof), its DWARF and live processes."""
 
     first: tuple[int, int]
     last: tuple[int, int]
@@ -33,6 +46,12 @@ class Layout:
     ascii_data: int  # characters of a compact ASCII str, after PyASCIIObject (3.12 dropped wstr)
     compact_data: int  # of a compact non-ASCII str, after PyCompactUnicodeObject
     int_tag: bool  # 3.12+: lv_tag holds sign and digit count; before, ob_size is ±digits
+    keys_log2: bool  # 3.11+: PyDictKeysObject's sizes are dk_log2_size and dk_log2_index_bytes; before, dk_size
+    keys_nentries: int  # PyDictKeysObject.dk_nentries
+    keys_indices: int  # dk_indices, the hash table; the entries follow it
+    attributes: Attributes
+    cached_keys: int = 0  # PyHeapTypeObject.ht_cached_keys: the keys of attributes kept as values (3.11+)
+    values_start: int = 0  # PyDictValues.values: 3.13+ keep capacity, size, embedded and valid before
     ob_type: int = 8
     ob_size: int = 16  # PyVarObject.ob_size: items of a tuple, bytes of a bytes
     str_length: int = 16
@@ -42,12 +61,37 @@ class Layout:
     int_digits: int = 24
     float_value: int = 16
     tp_name: int = 24  # in PyTypeObject
+    tp_basicsize: int = 32
+    tp_flags: int = 168
+    tp_dictoffset: int = 288
+    dict_keys: int = 32  # PyDictObject.ma_keys
+    dict_values: int = 40  # ma_values: NULL, or the values of a split table (its keys shared)
+    keys_size: int = 8  # PyDictKeysObject.dk_size; 3.11+ dk_log2_size, a byte
+    keys_index_bytes: int = 9  # 3.11+: dk_log2_index_bytes
+    keys_kind: int = 10  # 3.11+: dk_kind
+    values_valid: int = 3  # 3.13+: PyDictValues.valid
+    managed_dict: int = -24  # 3.11+: MANAGED_DICT_OFFSET, before the object (and its GC header)
+    managed_values: int = -32  # 3.11: the values pointer
+    module_dict: int = 16  # PyModuleObject.md_dict
 
+
+_STR_OLD = dict(tuple_items=24, ascii_data=48, compact_data=72, int_tag=False)
+_STR_312 = dict(tuple_items=24, ascii_data=40, compact_data=56, int_tag=True)
+_STR_314 = dict(tuple_items=32, ascii_data=40, compact_data=56, int_tag=True)
+_KEYS_SIZED = dict(keys_log2=False, keys_nentries=32, keys_indices=40)  # after dk_size, dk_lookup, dk_usable
+_KEYS_LOG2 = dict(keys_log2=True, keys_nentries=24, keys_indices=32)  # after dk_version, dk_usable
 
 LAYOUTS = (
-    Layout((3, 7), (3, 11), tuple_items=24, ascii_data=48, compact_data=72, int_tag=False),
-    Layout((3, 12), (3, 13), tuple_items=24, ascii_data=40, compact_data=56, int_tag=True),
-    Layout((3, 14), (3, 15), tuple_items=32, ascii_data=40, compact_data=56, int_tag=True),
+    Layout((3, 7), (3, 10), **_STR_OLD, **_KEYS_SIZED, attributes=Attributes.DICT_AT_OFFSET),
+    Layout((3, 11), (3, 11), **_STR_OLD, **_KEYS_LOG2, attributes=Attributes.VALUES_OR_DICT, cached_keys=872),
+    Layout((3, 12), (3, 12), **_STR_312, **_KEYS_LOG2, attributes=Attributes.TAGGED_VALUES_OR_DICT,
+           cached_keys=880),
+    Layout((3, 13), (3, 13), **_STR_312, **_KEYS_LOG2, attributes=Attributes.INLINE_VALUES, cached_keys=880,
+           values_start=8),
+    Layout((3, 14), (3, 14), **_STR_314, **_KEYS_LOG2, attributes=Attributes.INLINE_VALUES, cached_keys=880,
+           values_start=8),
+    Layout((3, 15), (3, 15), **_STR_314, **_KEYS_LOG2, attributes=Attributes.INLINE_VALUES, cached_keys=888,
+           values_start=8),
 )
 
 # Exported only by free-threaded builds, whose object header is another shape.
@@ -166,13 +210,23 @@ def _word(data: bytes, offset: int, signed: bool = False) -> int:
     return int.from_bytes(data[offset : offset + 8], "little", signed=signed)
 
 
-def _decode_str(layout: Layout, data: bytes) -> Optional[Value]:
+def str_shape(layout: Layout, data: bytes) -> Optional[tuple[int, int, int]]:
+    """A compact str's length, bytes a character and where its characters start, from its
+    header (data up to its state); None for a legacy string, its characters elsewhere."""
     length = _word(data, layout.str_length, signed=True)
     state = data[layout.str_state]
     kind, compact, ascii_only = (state >> 2) & 7, (state >> 5) & 1, (state >> 6) & 1
-    if not compact or kind not in (1, 2, 4):
-        return None  # a legacy string, its characters elsewhere
-    start = layout.ascii_data if ascii_only else layout.compact_data
+    if not compact or kind not in (1, 2, 4) or length < 0:
+        return None
+    return length, kind, layout.ascii_data if ascii_only else layout.compact_data
+
+
+def decode_str(layout: Layout, data: bytes) -> Optional[Value]:
+    """A compact str: the text, Truncated when data ends before it does; None if legacy."""
+    shape = str_shape(layout, data)
+    if shape is None:
+        return None
+    length, kind, start = shape
     available = max(0, (len(data) - start) // kind)
     codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind]
     text = data[start : start + min(length, available) * kind].decode(codec, "replace")
@@ -186,12 +240,17 @@ def _decode_bytes(layout: Layout, data: bytes) -> Value:
     return start if available >= length else Truncated(start, length)
 
 
-def _decode_int(layout: Layout, data: bytes) -> Value:
+def int_size(layout: Layout, data: bytes) -> tuple[int, bool]:
+    """An int's count of digits and its sign, from its header."""
     value = _word(data, layout.int_value, signed=not layout.int_tag)
     if layout.int_tag:  # sign in bits 0-1 (0 positive, 1 zero, 2 negative), digits from bit 3
-        digits, negative = value >> 3, value & 3 == 2
-    else:
-        digits, negative = abs(value), value < 0
+        return value >> 3, value & 3 == 2
+    return abs(value), value < 0
+
+
+def decode_int(layout: Layout, data: bytes) -> Value:
+    """An int: its value, LargeInt when data ends before its digits do."""
+    digits, negative = int_size(layout, data)
     if layout.int_digits + 4 * digits > len(data):
         return LargeInt(digits, negative)
     magnitude = 0
@@ -207,9 +266,9 @@ def _decode_float(layout: Layout, data: bytes) -> Value:
 
 # Each decoder, and the bytes of its object's header it needs.
 DECODERS: dict[str, tuple[Callable[[Layout, bytes], Optional[Value]], Callable[[Layout], int]]] = {
-    "str": (_decode_str, lambda layout: layout.str_state + 1),
+    "str": (decode_str, lambda layout: layout.str_state + 1),
     "bytes": (_decode_bytes, lambda layout: layout.bytes_data),
-    "int": (_decode_int, lambda layout: layout.int_digits),
+    "int": (decode_int, lambda layout: layout.int_digits),
     "float": (_decode_float, lambda layout: layout.float_value + 8),
 }
 

@@ -168,6 +168,13 @@ class Target:
         self.kill()
 
 
+def idents_when_ready(target: Target) -> dict[str, int]:
+    """The thread idents a script writes as a JSON line before `ready`."""
+    idents = json.loads(target.process.stdout.readline())
+    assert target.process.stdout.readline() == b"ready\n"
+    return idents
+
+
 def wait_for_interpreter(pid: int, python: str) -> None:
     """Until the process has exec'd the interpreter and mapped it."""
     real = os.path.realpath(python)

@@ -1,9 +1,11 @@
 """`pybpftrace dump PID`: every thread's Python stack now, innermost frame first, with its thread
-ids, name and state: running, idle (and in which system call), or waiting for the GIL.
+ids, names (Python's, from threading, and the OS's) and state: running, idle (and in which
+system call), or waiting for the GIL.
 
 The stacks are read by the kernel from our side (a task iterator, bpf/dump.bpf.c) while the
 target runs on: nothing is paused. A thread whose innermost frame changed while its stack was
-read (it was running) is read again, up to four times, then shown as changing."""
+read (it was running) is read again, up to four times, then shown as changing. Python's thread
+names are read from our side too (thread_names.py), right after the stacks."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from ..events import GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREA
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
 from ..samples import Sample, unpack
-from ..sampling import WalkedBinary, Walker, find_walked_targets
+from ..sampling import WalkedBinary, Walker, find_walked_targets, load_bias
 from ..session import require_privileges
 from ..target import TargetOptions, describe_process
+from ..thread_names import python_thread_names
 
 SPEC = ProgramSpec("dump.bpf.c", (), walker=True)
 SAMPLES_PAGES = 256
@@ -40,7 +43,8 @@ class DumpOptions:
 @dataclass
 class ThreadStack:
     sample: Sample
-    name: str
+    name: Optional[str]  # Thread.name, where threading knows the thread
+    os_name: str  # its comm ("" once gone)
     state: str  # running, idle, waiting for the GIL, gone
     syscall: Optional[str]  # the system call an idle thread is in
 
@@ -110,11 +114,18 @@ def dump_process(pid: int) -> ProcessDump:
         samples.close()
         codes_ring.close()
         program.close()
+    names = _python_names(pid, walked[pid])
     threads = []
     for sample in map(unpack, records):
-        name, state_name, syscall = thread_state(pid, sample)
-        threads.append(ThreadStack(sample, name, state_name, syscall))
+        os_name, state_name, syscall = thread_state(pid, sample)
+        threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall))
     return ProcessDump(pid, walked[pid], threads, codes, seconds, lost)
+
+
+def _python_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
+    """pthread ident -> Thread.name, as far as they can be read."""
+    bias = load_bias(pid, walked)
+    return python_thread_names(pid, walked, walked.interpreter.runtime + bias) if bias is not None else {}
 
 
 def _frames(dump: ProcessDump, thread: ThreadStack) -> list[dict]:
@@ -134,6 +145,13 @@ def _status(thread: ThreadStack) -> str:
     return status + (", holds the GIL" if thread.holds_gil else "")
 
 
+def _shown_name(thread: ThreadStack, process_name: str) -> str:
+    """Python's name for the thread; else its OS name, unless it is the process's own."""
+    if thread.name is not None:
+        return thread.name
+    return thread.os_name if thread.os_name != process_name else ""
+
+
 def render_text(dump: ProcessDump) -> str:
     binary = dump.walked.binary
     lines = [
@@ -143,7 +161,8 @@ def render_text(dump: ProcessDump) -> str:
     process_name = (_task_file(dump.pid, dump.pid, "comm") or "").strip()
     for thread in dump.threads:
         sample = thread.sample
-        name = f' "{thread.name}"' if thread.name and thread.name != process_name else ""
+        shown = _shown_name(thread, process_name)
+        name = f" {json.dumps(shown, ensure_ascii=False)}" if shown else ""  # quotes and control characters escaped
         lines.append("")
         lines.append(f"Thread {sample.tid} ({sample.thread_id:#x}){name}: {_status(thread)}")
         if sample.flags & SAMPLE_NO_THREAD_STATE:
@@ -172,6 +191,7 @@ def render_json(dump: ProcessDump) -> dict:
             "tid": thread.sample.tid,
             "thread_id": thread.sample.thread_id,
             "name": thread.name,
+            "os_name": thread.os_name,
             "state": thread.state,
             "syscall": thread.syscall,
             "holds_gil": thread.holds_gil,

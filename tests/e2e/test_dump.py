@@ -1,13 +1,14 @@
-"""dump: every thread's stack at its place, with its state, on every CPython the walker reads,
-without pausing the target; its text form; bad input."""
+"""dump: every thread's stack at its place, with its state and Python's name for it, on every
+CPython the walker reads, without pausing the target; its text form; bad input."""
 
 import json
+import os
 import re
 import subprocess
 
 import pytest
 
-from support import HOST, Target, line_of, run_tracer
+from support import HOST, Target, idents_when_ready, line_of, run_tracer
 
 SCRIPT_FRAMES = {  # each thread's frames in held.py, innermost first, by marker
     "sleeper": ["sleeper sleeps"],
@@ -45,6 +46,7 @@ def test_every_thread_at_its_place(every_interpreter):
         if thread["tid"] == target.pid:
             assert ours == [("<module>", line_of("held.py", "main reads"))]
             assert thread["state"] == "idle" and not thread["holds_gil"]
+            assert thread["name"] == "MainThread"
             continue
         assert ours, thread
         threads[ours[-1][0]] = (thread, ours)  # by its outermost frame in the script
@@ -60,8 +62,9 @@ def test_every_thread_at_its_place(every_interpreter):
         else:
             assert thread["state"] == "idle" and not thread["holds_gil"], name
             assert thread["syscall"], name
+        assert thread["name"] == name  # held.py names each thread after its function
         if every_interpreter.version >= (3, 15):  # CPython names its OS threads after Thread.name
-            assert thread["name"] == name
+            assert thread["os_name"] == name
     assert threads["waiter"][0]["syscall"] == "futex"
 
 
@@ -75,11 +78,81 @@ def test_text_form():
     assert re.search(r"; stacks read in \d+\.\d ms, the process never paused\n", text)
     blocks = text.split("\n\n")[1:]
     (burner,) = [block for block in blocks if f"burner ({target.path}:" in block]
-    assert re.match(r"Thread \d+ \(0x[0-9a-f]+\): running, holds the GIL\n"
+    assert re.match(r'Thread \d+ \(0x[0-9a-f]+\) "burner": running, holds the GIL\n'
                     rf"    burner \({re.escape(target.path)}:{line_of('held.py', 'burner burns')}\)\n"
                     r"    run \(/usr/lib/python3\.11/threading\.py:\d+\)\n", burner)
     (waiter,) = [block for block in blocks if f"waiter ({target.path}:" in block]
-    assert re.match(r"Thread \d+ \(0x[0-9a-f]+\): idle in futex\n", waiter)
+    assert re.match(r'Thread \d+ \(0x[0-9a-f]+\) "waiter": idle in futex\n', waiter)
+
+
+def os_names(pid):
+    names = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+            names[int(tid)] = comm.read().strip()
+    return names
+
+
+def expected_names(version):
+    """Each role's Thread.name as dump shows it (None: a thread threading never knew)."""
+    return {
+        "main": "MainThread",
+        "default": "Thread-1 (idle)" if version >= (3, 10) else "Thread-1",  # 3.10 added the target's name
+        "ascii": "worker-1", "latin-1": "caf\xe9-worker", "ucs2": "worker-\u03b1", "ucs4": "snake-\U0001f40d",
+        "long": "long-" + "x" * 251 + "\u2026",  # cut at 256 characters
+        "renamed": "renamed", "dict-read": "dict-read", "many-attributes": "many-attributes",
+        "dummy": "Dummy-2",  # threading's counter numbers dummies and default names alike
+        "unknown to threading": None,
+    }
+
+
+def test_python_thread_names(every_interpreter):
+    with Target("named_threads.py", interpreter=every_interpreter) as target:
+        idents = idents_when_ready(target)
+        result = run_tracer("dump", target.pid, "--json")
+        kernel_names = os_names(target.pid)
+    assert result.returncode == 0, result.stderr
+    threads = {thread["thread_id"]: thread for thread in json.loads(result.stdout)["threads"]}
+    assert sorted(threads) == sorted(idents.values())
+    assert {role: threads[ident]["name"] for role, ident in idents.items()} == expected_names(every_interpreter.version)
+    assert {thread["tid"]: thread["os_name"] for thread in threads.values()} == kernel_names
+
+
+def test_python_thread_names_in_text():
+    with Target("named_threads.py") as target:
+        idents = idents_when_ready(target)
+        result = run_tracer("dump", target.pid)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    shown = {}
+    for role, ident in idents.items():
+        (line,) = re.findall(rf"^Thread \d+ \({ident:#x}\)(.*)$", text, re.M)
+        shown[role] = line
+    sleeping = ": idle in clock_nanosleep"
+    assert shown == {
+        "main": ' "MainThread": idle in read', "default": ' "Thread-1 (idle)"' + sleeping,
+        "ascii": ' "worker-1"' + sleeping, "latin-1": ' "caf\xe9-worker"' + sleeping,
+        "ucs2": ' "worker-\u03b1"' + sleeping, "ucs4": ' "snake-\U0001f40d"' + sleeping,
+        "long": ' "long-' + "x" * 251 + '\u2026"' + sleeping, "renamed": ' "renamed"' + sleeping,
+        "dict-read": ' "dict-read"' + sleeping, "many-attributes": ' "many-attributes"' + sleeping,
+        "dummy": ' "Dummy-2"' + sleeping,
+        "unknown to threading": sleeping,  # its OS name is the process's: none shown
+    }
+
+
+def test_threads_of_every_interpreter_are_named(every_interpreter):
+    """A subinterpreter's thread named too; the main thread by the main interpreter's name,
+    not the one a subinterpreter gave it."""
+    if every_interpreter.version < (3, 8):
+        pytest.skip("CPython 3.7 has no module that starts a subinterpreter")
+    with Target("subinterpreter_threads.py", interpreter=every_interpreter) as target:
+        idents = idents_when_ready(target)
+        result = run_tracer("dump", target.pid, "--json")
+    assert result.returncode == 0, result.stderr
+    names = {thread["thread_id"]: thread["name"] for thread in json.loads(result.stdout)["threads"]}
+    assert {name: names[ident] for name, ident in idents.items()} == {name: name for name in idents}
+    # threads in subinterpreters: refused from 3.9 to 3.11
+    assert ("sub-worker" in idents) == (every_interpreter.version == (3, 8) or every_interpreter.version >= (3, 12))
 
 
 def test_no_such_process():

@@ -12,10 +12,12 @@ import pytest
 from pybpftrace.errors import Unsupported
 from pybpftrace.events import OFFSET_NONE
 from pybpftrace.interpreter import (
-    DEBUG_OFFSETS, RUNTIME_SYMBOL, TABLE, FrameLayout, layout_from_debug_offsets, read_interpreter,
+    DEBUG_OFFSETS, INTERP_MODULES, RUNTIME_SYMBOL, TABLE, FrameLayout, layout_from_debug_offsets,
+    objects_from_debug_offsets, read_interpreter,
 )
 from pybpftrace.probes import defined_symbols, file_offset, load_segments, open_elf
 from pybpftrace.program import bpf_dir
+from pybpftrace.pyobjects import layout_for
 from pybpftrace.versions import STACKS_FIRST, STACKS_LAST
 from support import ALL_INTERPRETERS
 
@@ -38,6 +40,8 @@ COMPILED = {
                   code_firstlineno=68, code_instructions=208, bytes_size=16, bytes_data=32, str_state=32,
                   str_length=16, str_ascii_data=40, str_compact_data=56),
 }
+# PyInterpreterState's imports.modules in each binary's DWARF (python3.X-dbg).
+MODULES_DWARF = {(3, 13): 7656, (3, 14): 7688, (3, 15): 7592}
 DEBIAN_313_UP = [interpreter for interpreter in ALL_INTERPRETERS if interpreter.version >= (3, 13)]
 
 
@@ -45,6 +49,7 @@ def test_every_readable_version_has_a_layout():
     versions = sorted([*TABLE, *DEBUG_OFFSETS])
     assert versions == [(3, minor) for minor in range(STACKS_FIRST[1], STACKS_LAST[1] + 1)]
     assert not set(TABLE) & set(DEBUG_OFFSETS)
+    assert set(INTERP_MODULES) == set(TABLE)  # 3.13+ publish where sys.modules is
 
 
 def test_the_layout_fields_are_the_headers():
@@ -68,14 +73,23 @@ def test_read_sizes_reach_the_last_field_read():
 @pytest.mark.parametrize("version", sorted(DEBUG_OFFSETS), ids=lambda version: f"{version[0]}.{version[1]}")
 def test_each_offset_is_read_from_its_own_position(version):
     """Distinct values at every position: each field takes the one at its own."""
-    positions = DEBUG_OFFSETS[version].positions
+    known = DEBUG_OFFSETS[version]
+    positions, objects = known.positions, known.objects
+    every = [*positions.values(), *objects.values(), known.modules]
+    assert len(set(every)) == len(every)
     data = bytearray(1024)
-    for name, position in positions.items():
+    for position in every:
         struct.pack_into("<Q", data, position, 1000 + position)
     layout = layout_from_debug_offsets(bytes(data), version)
     assert {name: getattr(layout, name) for name in positions} == {
         name: 1000 + position for name, position in positions.items()
     }
+    object_layout, modules = objects_from_debug_offsets(bytes(data), version, layout)
+    assert {name: getattr(object_layout, name) for name in objects} == {
+        name: 1000 + position for name, position in objects.items()
+    }
+    assert modules == 1000 + known.modules
+    assert (object_layout.str_state, object_layout.ascii_data) == (layout.str_state, layout.str_ascii_data)
     assert layout.code_tag_mask == (3 if version >= (3, 14) else 0)
     assert layout.cframe_current_frame == OFFSET_NONE
 
@@ -86,6 +100,9 @@ def test_the_real_binaries_give_the_compiled_offsets(interpreter):
     found = read_interpreter(interpreter.host_python, interpreter.python, interpreter.version)
     assert {name: getattr(found.layout, name) for name in COMPILED[interpreter.version]} == COMPILED[
         interpreter.version]
+    assert found.interp_modules == MODULES_DWARF[interpreter.version]
+    assert found.objects == layout_for(interpreter.version)  # what they publish is the table's
+    assert set(found.types) == {"dict", "module", "str", "int"}
 
 
 def patched_copy(interpreter, tmp_path, position: int, value: bytes) -> str:
@@ -122,6 +139,13 @@ def test_versions_out_of_range_and_unknown_are_refused():
         read_interpreter("/nonexistent", "/x", None)
     with pytest.raises(Unsupported, match=r"^CPython 3\.6 at /x: pybpftrace reads the stacks of CPython 3\.7 to 3\.15$"):
         read_interpreter("/nonexistent", "/x", (3, 6))
+
+
+def test_the_types_objects_are_checked_against(python311):
+    """Debian's 3.11 .dynsym (readelf --dyn-syms), not a PIE."""
+    found = read_interpreter(python311, python311, (3, 11, 2))
+    assert found.types == {"dict": 0x94E7E0, "module": 0x959980, "str": 0x958980, "int": 0x958CC0}
+    assert (found.interp_modules, found.objects) == (888, layout_for((3, 11)))
 
 
 def test_a_binary_without_the_interpreter_is_refused():

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from objects import synthetic_str
 from pybpftrace import pyobjects
 from pybpftrace.pyobjects import (
     Decoder,
@@ -103,18 +104,6 @@ def test_bias_comes_from_the_args_tuple_type():
     assert pie.bias(0x9587E0 + 0x7F12345010) is None  # not page-aligned: not PyTuple_Type (a subclass)
     fixed = ObjectModel(layout_for((3, 11, 2)), symbols, pie=False)
     assert fixed.bias(0x9587E0) == 0 and fixed.bias(0x9587E0 + 0x1000) is None
-
-
-def synthetic_str(version, text, type_address, declared=None):
-    """A compact str as CPython lays it out (the state bitfield: kind, compact, ascii)."""
-    layout = layout_for(version)
-    kind = 1 if max(map(ord, text), default=0) < 256 else 2 if max(map(ord, text)) < 65536 else 4
-    ascii_only = all(ord(c) < 128 for c in text)
-    state = kind << 2 | 1 << 5 | ascii_only << 6
-    head = struct.pack("<qQqqI", 1, type_address, declared or len(text), -1, state)
-    start = layout.ascii_data if ascii_only else layout.compact_data
-    codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind]
-    return head.ljust(start, b"\0") + text.encode(codec) + b"\0" * kind
 
 
 @pytest.mark.parametrize("version", [(3, 9), (3, 13)])
