@@ -21,6 +21,7 @@ from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import TaskIterator
 from .probes import load_segments, open_elf
+from .samples import Wait
 from .target import (
     SYSTEM_WIDE,
     Launched,
@@ -329,16 +330,16 @@ class Walker:
                 value.syscall, value.address = int(syscall[0]), int(syscall[1], 16)
             table[table.Key(tid)] = value
 
-    def waits_at_end(self, stopped: int) -> dict[int, tuple[int, int, int, int, bool, int]]:
+    def waits_at_end(self, stopped: int) -> dict[int, Wait]:
         """The waits still going on, or not yet sent, when tracing stopped (at `stopped`, on
-        the monotonic clock): tid -> (pid, ns, system call, its first argument, preempted, ns
-        of waits too short to be walked)."""
+        the monotonic clock), by thread."""
         waits = {}
         for tid, state in self._program.table("off_cpu").items():
             waited = state.waited + (stopped - state.since if state.since else 0)
-            if waited > 0 or state.short_waits:
+            if waited > 0 or state.short_waits or state.unread:
                 preempted = bool(state.since and state.preempted)
-                waits[tid.value] = (state.pid, waited, state.syscall, state.address, preempted, state.short_waits)
+                waits[tid.value] = Wait(state.pid, waited, state.syscall, state.address, preempted,
+                                        preempted and bool(state.read), state.short_waits, state.unread)
         return waits
 
     def start_clock(self, rate: int) -> None:
