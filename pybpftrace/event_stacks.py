@@ -7,12 +7,13 @@ stacks."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Optional, TextIO
 
 from .program import ProgramSpec
 from .events import SAMPLE_UNREGISTERED
 from .samples import FrameNames, Sample, stack_frames, unpack
 from .sampling import Sampling
+from .session import Consumer, Session
 from .stacks import CallTree, Frame, Node
 
 STACK_LOST = "[stack not read: its record was lost]"
@@ -98,3 +99,27 @@ class FoldedEvents:
         from .render import folded
 
         return folded(self.trees.values(), "time" if self.timed else "samples", per_thread)
+
+
+class StackedEvents(Consumer):
+    """A command's events, each with the stack it fired in under it (--stacks), or aggregated
+    by stack (--folded), written by finish. `header` heads the text stream."""
+
+    header = ""
+
+    def __init__(self, session: Session, out: TextIO, json_output: bool, stacks: bool, folded: bool, timed: bool):
+        super().__init__(session)
+        self._out = out
+        self._json = json_output
+        self._stacks = EventStacks(session) if stacks or folded else None
+        self._folded = FoldedEvents(self._stacks, timed) if folded else None
+        if self.header and not json_output and not folded:
+            out.write(self.header + "\n")
+
+    def wrote_folded(self) -> bool:
+        """With --folded, the folded stacks written (and True)."""
+        if not self._folded:
+            return False
+        self._out.write("".join(line + "\n" for line in self._folded.lines()))
+        self._out.flush()
+        return True

@@ -14,6 +14,7 @@ import subprocess
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 from pathlib import Path
@@ -256,12 +257,13 @@ def run_tracer(*args, input: bytes | None = None, timeout: float = TIMEOUT, env=
     )
 
 
-def folded_weights(text: str) -> dict[str, int]:
-    """Folded output as {stack: weight}."""
-    weights: dict[str, int] = {}
+def folded_weights(text: str) -> Counter:
+    """Folded output as {stack: weight} (a summary line among it left out)."""
+    weights: Counter = Counter()
     for line in text.splitlines():
-        stack, weight = line.rsplit(" ", 1)
-        weights[stack] = weights.get(stack, 0) + int(weight)
+        if line and not line.startswith("pybpftrace:"):
+            stack, weight = line.rsplit(" ", 1)
+            weights[stack] += int(weight)
     return weights
 
 

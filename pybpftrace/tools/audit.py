@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..errors import BadUsage
-from ..event_stacks import SAMPLING, EventStacks, FoldedEvents, with_stacks
+from ..event_stacks import SAMPLING, EventStacks, StackedEvents, with_stacks
 from ..events import (
     FIRST_TRUNCATED,
     FIRST_UNREADABLE,
@@ -26,7 +26,7 @@ from ..events import (
 from ..globs import CompiledGlob, GlobError, compile_glob
 from ..program import Handler, ProgramSpec
 from ..pyobjects import Decoder, ObjectModel, Snapshot, Value, object_model, to_json, to_text
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..session import Session, Summary, TraceOptions, run_tool
 from ..target import PythonBinary
 
 GLOBS_MAX = 8  # as in bpf/audit.bpf.c
@@ -209,15 +209,12 @@ class JsonRenderer:
         self._stream.write(json.dumps(record) + "\n")
 
 
-class AuditConsumer(Consumer):
+class AuditConsumer(StackedEvents):
     def __init__(self, session: Session, binaries: Binaries, options: AuditOptions, out: TextIO):
-        super().__init__(session)
+        super().__init__(session, out, options.json, options.stacks, options.folded, timed=False)
         self._decoders = Decoders(binaries, session.names)
-        self._stacks = EventStacks(session) if options.stacks or options.folded else None
-        self._folded = FoldedEvents(self._stacks, timed=False) if options.folded else None
         renderer = JsonRenderer if options.json else TextRenderer
         self._renderer = None if options.folded else renderer(out, session.start, self._stacks)
-        self._out = out
 
     def on_exits(self, processes: set[Process]) -> None:
         self._decoders.forget(processes)
@@ -234,9 +231,7 @@ class AuditConsumer(Consumer):
         self._out.flush()
 
     def finish(self, summary: Summary) -> None:
-        if self._folded:
-            self._out.write("".join(line + "\n" for line in self._folded.lines()))
-            self._out.flush()
+        self.wrote_folded()
 
 
 def compile_globs(patterns: list[str]) -> list[CompiledGlob]:

@@ -10,11 +10,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional, TextIO
 
-from ..event_stacks import SAMPLING, EventStacks, FoldedEvents, with_stacks
+from ..event_stacks import SAMPLING, StackedEvents, with_stacks
 from ..events import GC_EVENT
 from ..program import Handler, ProgramSpec
 from ..render import format_duration, log2_buckets, log2_histogram
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..session import Session, Summary, TraceOptions, run_tool
 
 SPEC = ProgramSpec(
     "gc.bpf.c",
@@ -38,18 +38,12 @@ class Collection:
         return cls(timestamp, pid, tid, generation if seen else None, duration if seen else None, collected)
 
 
-class Collections(Consumer):
+class Collections(StackedEvents):
     header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8} {'GEN':>3} {'PAUSE':>12} {'COLLECTED':>9}"
 
     def __init__(self, session: Session, out: TextIO, json_output: bool, stacks: bool = False, folded: bool = False):
-        super().__init__(session)
+        super().__init__(session, out, json_output, stacks, folded, timed=True)
         self.collections: list[Collection] = []
-        self._out = out
-        self._json = json_output
-        self._stacks = EventStacks(session) if stacks or folded else None
-        self._folded = FoldedEvents(self._stacks, timed=True) if folded else None
-        if not json_output and not folded:
-            out.write(self.header + "\n")
 
     def feed(self, records: list[tuple]) -> None:
         for record in records:
@@ -79,9 +73,7 @@ class Collections(Consumer):
         return "\n".join(lines)
 
     def finish(self, summary: Summary) -> None:
-        if self._folded:
-            self._out.write("".join(line + "\n" for line in self._folded.lines()))
-            self._out.flush()
+        if self.wrote_folded():
             return
         per_generation: dict[Optional[int], list[Collection]] = defaultdict(list)
         for collection in self.collections:

@@ -10,11 +10,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, TextIO
 
-from ..event_stacks import SAMPLING, EventStacks, FoldedEvents, with_stacks
+from ..event_stacks import SAMPLING, StackedEvents, with_stacks
 from ..events import IMPORT_EVENT, IMPORT_START, TRUNCATION_MARK
 from ..program import Handler, ProgramSpec
 from ..render import format_duration
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..session import Session, Summary, TraceOptions, run_tool
 
 SPEC = ProgramSpec(
     "imports.bpf.c",
@@ -103,18 +103,12 @@ def as_json(imported: Import) -> dict:
             "imports": [as_json(child) for child in by_time(imported.children)]}
 
 
-class Imports(Consumer):
+class Imports(StackedEvents):
     header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8} {'CUMULATIVE':>12} {'SELF':>12}  MODULE"
 
     def __init__(self, session: Session, out: TextIO, json_output: bool, stacks: bool = False, folded: bool = False):
-        super().__init__(session)
+        super().__init__(session, out, json_output, stacks, folded, timed=True)
         self.trees = ImportTrees()
-        self._out = out
-        self._json = json_output
-        self._stacks = EventStacks(session) if stacks or folded else None
-        self._folded = FoldedEvents(self._stacks, timed=True) if folded else None
-        if not json_output and not folded:
-            out.write(self.header + "\n")
 
     def feed(self, records: list[tuple]) -> None:
         for timestamp, pid, tid, kind, found, truncated, raw in records:
@@ -153,9 +147,7 @@ class Imports(Consumer):
             self._out.write("".join(line + "\n" for line in self._stacks.lines(done.pid, done.stack, indent)))
 
     def finish(self, summary: Summary) -> None:
-        if self._folded:
-            self._out.write("".join(line + "\n" for line in self._folded.lines()))
-            self._out.flush()
+        if self.wrote_folded():
             return
         if self._json:
             self._out.write(json.dumps({"tree": [as_json(root) for root in by_time(self.trees.roots)]}) + "\n")

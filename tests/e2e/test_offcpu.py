@@ -7,18 +7,9 @@ from collections import Counter
 
 import pytest
 
-from support import PID, Target, line_of, trace_held
+from support import PID, Target, folded_weights, line_of, trace_held
 
 SLEEPS = ("clock_nanosleep", "select", "pselect6")  # what time.sleep waits in, by version
-
-
-def folded_weights(text):
-    weights = Counter()
-    for line in text.splitlines():
-        if line and not line.startswith("pybpftrace:"):
-            stack, weight = line.rsplit(" ", 1)
-            weights[stack] += int(weight)
-    return weights
 
 
 def profile_waits(interpreter, weighing):

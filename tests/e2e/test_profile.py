@@ -15,6 +15,7 @@ from support import (
     WITH_FUNCTION_PROBES,
     Target,
     Tracer,
+    folded_weights,
     line_of,
     pyenv_interpreter,
     run_tracer,
@@ -23,15 +24,6 @@ from support import (
 )
 
 SHARES = {"func_a": 0.5, "func_b": 0.3, "func_c": 0.2}
-
-
-def folded_weights(text):
-    weights = Counter()
-    for line in text.splitlines():
-        if line and not line.startswith("pybpftrace:"):
-            stack, weight = line.rsplit(" ", 1)
-            weights[stack] += int(weight)
-    return weights
 
 
 def label(target, function, marker):
