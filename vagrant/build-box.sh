@@ -59,7 +59,8 @@ box_image_mtime() {
 # Debian's packages into a root filesystem, then what makes it a Vagrant guest.
 build_rootfs() {
     local root=$1 packages
-    packages=$(bash scripts/setup.sh --list-packages | tr '\n' ' ')
+    # and Node.js with npm, which setup.sh installs where no node is there already
+    packages="$(bash scripts/setup.sh --list-packages | tr '\n' ' ')nodejs npm "
     say "debootstrap bookworm with ${GUEST_PACKAGES[*]} (a few minutes; log: $CACHE/debootstrap.log)"
     mkdir -p "$CACHE/debs"
     if ! debootstrap --include="$(IFS=,; echo "${GUEST_PACKAGES[*]}")" --cache-dir="$CACHE/debs" \
