@@ -84,16 +84,25 @@ static __always_inline struct off_cpu *own_off_cpu(void)
 	return off_cpu.lookup(&tid);
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+/* At every system call of every thread on the machine: a raw tracepoint, which skips the
+ * record a plain one formats first. Its arguments: the registers at the call (the
+ * architecture's pt_regs, an ABI) and the call's number. */
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	struct off_cpu *state = own_off_cpu();
 	if (!state)
 		return 0;
-	state->syscall = args->id;
-	state->address = args->args[0];
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	state->syscall = ctx->args[1];
+	state->address = 0;
+	bpf_probe_read_kernel(&state->address, sizeof(state->address), &PT_REGS_PARM1(regs));
 	return 0;
 }
 
+/* A plain tracepoint, not a raw one: it walks, in the per-CPU walk buffer the clock's ticks
+ * walk in too, and the kernel runs a tick's program only when no program of a plain
+ * tracepoint is running on that CPU, whereas raw tracepoints' programs can be interrupted
+ * by it (measured: walks overwritten mid-way, waits lost). */
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;

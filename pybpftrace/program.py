@@ -251,6 +251,20 @@ class LoadedProgram:
     def table(self, name: str):
         return self._bpf.get_table(name)
 
+    def skipped_runs(self) -> int:
+        """How many times the kernel did not run one of the loaded programs because another BPF
+        program was running on that CPU (its recursion_misses, as /proc shows them)."""
+        skipped = 0
+        for function in self._bpf.funcs.values():
+            try:
+                with open(f"/proc/self/fdinfo/{function.fd}") as info:
+                    for line in info:
+                        if line.startswith("recursion_misses:"):
+                            skipped += int(line.split(":", 1)[1])
+            except OSError:  # not loaded any more, or a kernel without the figure
+                continue
+        return skipped
+
     def has_table(self, name: str) -> bool:
         try:
             self._bpf.get_table(name)

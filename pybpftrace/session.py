@@ -433,6 +433,10 @@ class Session:
             if n:
                 dropped += n if loss.dropped else 0
                 notes.append(loss.text.format(n=n, **self.map_sizes))
+        skipped = self.program.skipped_runs()
+        if skipped:
+            notes.append(f"{skipped} events the kernel did not run pybpftrace's programs for (another BPF program "
+                         "was running on that CPU): what they carried is missing")
         return dropped, notes
 
     def sweep_exits(self) -> None:
