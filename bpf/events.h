@@ -276,12 +276,10 @@ enum sample_kind {
 	SAMPLE_DUMP = 2,                 /* a thread's stack, read by pybpftrace dump */
 	SAMPLE_OFF_CPU = 3,              /* a wait in a system call, over: weight ns, syscall */
 	SAMPLE_PREEMPTED = 4,            /* taken off its CPU while runnable: its stack, weight 0 */
-	SAMPLE_RESUMED = 5,              /* back on a CPU after SAMPLE_PREEMPTED: no frames, weight ns
-	                                  * (with those of its thread's preemptions not read since) */
+	SAMPLE_RESUMED = 5,              /* back on a CPU after SAMPLE_PREEMPTED: no frames, weight ns */
 	SAMPLE_SHORT_WAITS = 6,          /* an exiting thread's waits shorter than --min-block: weight ns */
 	SAMPLE_EVENT = 7,                /* the stack an event fired in (--stacks): its timestamp is the
 	                                  * event's, and the event follows it on its own ring */
-	SAMPLE_UNREAD_PREEMPTIONS = 8,   /* an exiting thread's preempted ns since its last stack read */
 };
 
 enum sample_flags {
@@ -365,8 +363,7 @@ enum counter {
 	COUNTER_SHORT_WAITS = 13,   /* off-CPU: waits shorter than --min-block, not walked */
 	COUNTER_SHORT_WAITS_NS = 14, /* their time */
 	COUNTER_UNTRACKED_THREADS = 15, /* off-CPU: threads whose waits could not be tracked: map full */
-	COUNTER_PREEMPTIONS_UNREAD = 16, /* off-CPU: preemptions within --min-block of one read */
-	COUNTER_MAX = 17,
+	COUNTER_MAX = 16,
 };
 
 #endif

@@ -20,21 +20,16 @@
  * context); the time it was away is known when another switch brings it back (in another
  * thread's context, where its stack cannot be read), and its stack is read when it next runs
  * in its own: when the system call it waited in returns. A thread taken off its CPU while
- * runnable (preempted) has its stack read as it leaves, and its time sent when it is back;
- * at most once per min_block, since a busy thread is preempted thousands of times a second:
- * the time of the preemptions in between is carried by the next one read. */
+ * runnable (preempted) has its stack read as it leaves, and its time sent when it is back. */
 struct off_cpu {
 	__u64 since;                     /* when it left its CPU; 0 while on one */
 	__u64 waited;                    /* ns off its CPU, blocked, not yet sent */
 	__u64 short_waits;               /* ns of its waits shorter than min_block, not walked */
 	__u64 address;                   /* the first argument of the system call it is in */
-	__u64 unread;                    /* ns preempted whose stacks were not read, not yet sent */
-	__u64 next_read;                 /* no preempted stack is read before this time */
 	__s32 syscall;                   /* the system call it is in; -1: none */
 	__u32 pid;
 	__u8 preempted;                  /* it left its CPU runnable */
-	__u8 read;                       /* and its stack was read as it left */
-	__u8 pad[6];
+	__u8 pad[7];
 };
 
 struct profile_settings {
@@ -141,11 +136,8 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	if (back && back->since) {
 		__u64 away = now - back->since;
 		back->since = 0;
-		if (back->read) {
-			send_frameless(back->pid, next, SAMPLE_RESUMED, away + back->unread);
-			back->unread = 0;
-		} else if (back->preempted) {
-			back->unread += away;
+		if (back->preempted) {
+			send_frameless(back->pid, next, SAMPLE_RESUMED, away);
 		} else {
 			back->waited += away;
 		}
@@ -157,17 +149,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	/* the task's state as the tracepoint reports it: 0 (or only the preemption bit above
 	 * the state bits) when it is still runnable */
 	leaving->preempted = !(args->prev_state & 0xff);
-	leaving->read = 0;
-	if (!leaving->preempted)
-		return 0;
-	if (now < leaving->next_read) {
-		count(COUNTER_PREEMPTIONS_UNREAD);
-		return 0;
-	}
-	if (begin_walk(SAMPLE_PREEMPTED, 0)) {
-		struct profile_settings *settings = profile_settings.lookup(&zero);
-		leaving->read = 1;
-		leaving->next_read = now + (settings ? settings->min_block : 0);
+	if (leaving->preempted && begin_walk(SAMPLE_PREEMPTED, 0)) {
 		count(COUNTER_EVENTS);
 		walk_tracepoint_programs.call(args, 0);
 	}
@@ -188,16 +170,13 @@ int walk_on_tracepoint(void *ctx)
 }
 #endif
 
-/* An exiting thread's short waits and unread preemptions are sent, and its wait state goes
- * (lifetimes.h). */
+/* An exiting thread's short waits are sent, and its wait state goes (lifetimes.h). */
 static __always_inline void forget_thread(__u32 tid, __u64 now)
 {
 #ifdef OFF_CPU
 	struct off_cpu *state = off_cpu.lookup(&tid);
 	if (state && state->short_waits && tracer_enabled())
 		send_frameless(state->pid, tid, SAMPLE_SHORT_WAITS, state->short_waits);
-	if (state && state->unread && tracer_enabled())
-		send_frameless(state->pid, tid, SAMPLE_UNREAD_PREEMPTIONS, state->unread);
 	off_cpu.delete(&tid);
 #endif
 }

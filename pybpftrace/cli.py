@@ -168,8 +168,7 @@ def stack(trace, outputs, json_output, function, filename, max_depth, tids, dura
               help="Only time off a CPU, in microseconds, each stack ending in why the thread waited.")
 @click.option("--wall", "weighing", flag_value="wall", help="Time on and off a CPU, in microseconds.")
 @click.option("--min-block", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="MS",
-              help="With --idle, --off-cpu, --wall: shorter waits are counted, not shown, and a thread's "
-                   "preempted stack is read at most once per MS (the time in between goes with the next read).")
+              help="With --idle, --off-cpu, --wall: shorter waits are counted, not shown.")
 def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block) -> None:
     """Where the targets spend their time: their Python stacks, read by the kernel out of the
     interpreter's memory (no probes needed, nothing paused) at each tick of a sampling clock

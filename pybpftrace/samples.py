@@ -11,16 +11,14 @@ draw. What the walker could not read shows as a frame saying so, never silently 
 Time off a CPU ends in a frame saying why: `[GIL]` (waiting for it), `[preempted]` (runnable,
 waiting for a CPU), or the system call the thread waited in (`[futex]`, `[clock_nanosleep]`).
 Waits too short to be worth a walk (--min-block) are a thread's `[waits shorter than
---min-block]`, so that its time still adds up. A thread's preempted stack is read at most once
-per --min-block: the time of its preemptions in between goes with the next one read (or, at
-its end, the last one read), as a sampler's tick stands for the time since the one before.
+--min-block]`, so that its time still adds up.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, Optional
 
 from .codes import Code, Codes
 from .events import (
@@ -30,7 +28,6 @@ from .events import (
     SAMPLE_PREEMPTED,
     SAMPLE_RESUMED,
     SAMPLE_SHORT_WAITS,
-    SAMPLE_UNREAD_PREEMPTIONS,
     SAMPLE_FRAME,
     SAMPLE_HEAD,
     SAMPLE_NO_THREAD_STATE,
@@ -81,19 +78,6 @@ WAITING_FOR_GIL = ("gil",)
 FUTEX = 202  # x86-64
 
 
-class Wait(NamedTuple):
-    """What a thread had not sent of its time off a CPU when tracing stopped."""
-
-    pid: int
-    ns: int  # off its CPU now (or blocked before, not yet sent)
-    syscall: int  # the system call it waits in; -1: none
-    address: int  # its first argument
-    preempted: bool  # it is off its CPU runnable
-    read: bool  # and its stack was read as it left
-    short_ns: int  # its waits shorter than --min-block
-    unread_ns: int  # preempted earlier, stacks not read, not yet sent
-
-
 @dataclass
 class SampleCounts:
     """Samples counted by stack: ticks on a CPU, and time off one by why; with `lines`, frames
@@ -104,11 +88,10 @@ class SampleCounts:
     on_cpu: Counter = field(default_factory=Counter)  # key -> ticks
     off_cpu: Counter = field(default_factory=Counter)  # (key, reason) -> ns
     flagged: Counter = field(default_factory=Counter)  # samples by the flags they carry
-    unpaired_ns: int = 0  # time back from a preemption whose stack was lost (or never read)
+    unpaired_ns: int = 0  # time back from a preemption whose stack was lost
     unwalked_ns: int = 0  # time of waits going on at the end in threads gone before they were read
     short_waits: Counter = field(default_factory=Counter)  # (pid, tid) -> ns in waits not walked
     _preempted: dict[int, Key] = field(default_factory=dict)  # tid -> its stack as it left its CPU
-    _last_read: dict[int, Key] = field(default_factory=dict)  # tid -> the last stack read as it did
 
     def add(self, records: Iterable[bytes]) -> None:
         for record in records:
@@ -117,14 +100,15 @@ class SampleCounts:
                 self.short_waits[(sample.pid, sample.tid)] += sample.weight
                 continue
             if sample.kind == SAMPLE_RESUMED:
-                self._add_preempted(self._preempted.pop(sample.tid, None), sample.weight)
-                continue
-            if sample.kind == SAMPLE_UNREAD_PREEMPTIONS:
-                self._add_preempted(self._last_read.get(sample.tid), sample.weight)
+                key = self._preempted.pop(sample.tid, None)
+                if key is None:
+                    self.unpaired_ns += sample.weight
+                else:
+                    self.off_cpu[(key, PREEMPTED)] += sample.weight
                 continue
             key = self._key(sample)
             if sample.kind == SAMPLE_PREEMPTED:
-                self._preempted[sample.tid] = self._last_read[sample.tid] = key
+                self._preempted[sample.tid] = key
             elif sample.kind == SAMPLE_OFF_CPU:
                 self.off_cpu[(key, self._reason(sample))] += sample.weight
             else:
@@ -133,24 +117,21 @@ class SampleCounts:
                 if sample.flags & flag:
                     self.flagged[flag] += 1
 
-    def _add_preempted(self, key: Optional[Key], ns: int) -> None:
-        if key is None:
-            self.unpaired_ns += ns
-        else:
-            self.off_cpu[(key, PREEMPTED)] += ns
-
-    def add_waits(self, waits: dict[int, Wait], stacks: dict[int, Sample]) -> None:
-        """The waits still going on when tracing stopped (tid -> Wait), with the stacks their
-        threads are waiting in."""
-        for tid, wait in waits.items():
-            pid, ns, syscall, address = wait.pid, wait.ns, wait.syscall, wait.address
-            if wait.short_ns:
-                self.short_waits[(pid, tid)] += wait.short_ns
-            if wait.preempted and ns:
-                self._add_preempted(self._preempted.pop(tid, None) if wait.read else self._last_read.get(tid), ns)
-            if wait.unread_ns:
-                self._add_preempted(self._last_read.get(tid), wait.unread_ns)
-            if not ns or wait.preempted:
+    def add_waits(self, waits: dict[int, tuple[int, int, int, int, bool, int]], stacks: dict[int, Sample]) -> None:
+        """The waits still going on when tracing stopped (tid -> (pid, ns, system call, its
+        first argument, preempted, ns of short waits)), with the stacks their threads are
+        waiting in."""
+        for tid, (pid, ns, syscall, address, preempted, short) in waits.items():
+            if short:
+                self.short_waits[(pid, tid)] += short
+            if not ns:
+                continue
+            if preempted:
+                key = self._preempted.pop(tid, None)
+                if key is None:
+                    self.unpaired_ns += ns
+                else:
+                    self.off_cpu[(key, PREEMPTED)] += ns
                 continue
             sample = stacks.get(tid)
             if sample is None:  # it exited meanwhile

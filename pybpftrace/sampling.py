@@ -21,7 +21,6 @@ from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import TaskIterator
 from .probes import load_segments, open_elf
-from .samples import Wait
 from .target import (
     SYSTEM_WIDE,
     Launched,
@@ -330,16 +329,16 @@ class Walker:
                 value.syscall, value.address = int(syscall[0]), int(syscall[1], 16)
             table[table.Key(tid)] = value
 
-    def waits_at_end(self, stopped: int) -> dict[int, Wait]:
+    def waits_at_end(self, stopped: int) -> dict[int, tuple[int, int, int, int, bool, int]]:
         """The waits still going on, or not yet sent, when tracing stopped (at `stopped`, on
-        the monotonic clock), by thread."""
+        the monotonic clock): tid -> (pid, ns, system call, its first argument, preempted, ns
+        of waits too short to be walked)."""
         waits = {}
         for tid, state in self._program.table("off_cpu").items():
             waited = state.waited + (stopped - state.since if state.since else 0)
-            if waited > 0 or state.short_waits or state.unread:
+            if waited > 0 or state.short_waits:
                 preempted = bool(state.since and state.preempted)
-                waits[tid.value] = Wait(state.pid, waited, state.syscall, state.address, preempted,
-                                        preempted and bool(state.read), state.short_waits, state.unread)
+                waits[tid.value] = (state.pid, waited, state.syscall, state.address, preempted, state.short_waits)
         return waits
 
     def start_clock(self, rate: int) -> None:

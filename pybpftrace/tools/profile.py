@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass, field
 
 from ..events import (
-    COUNTER_PREEMPTIONS_UNREAD,
     COUNTER_SHORT_WAITS,
     COUNTER_SHORT_WAITS_NS,
     COUNTER_UNTRACKED_THREADS,
@@ -97,7 +96,7 @@ class Profile(Consumer):
         session = self.session
         waits = session.walker.waits_at_end(session.stopped)
         stacks: dict[int, Sample] = {}
-        for pid in {wait.pid for wait in waits.values() if wait.ns and not wait.preempted}:
+        for pid in {pid for pid, waited, _, _, preempted, _ in waits.values() if waited and not preempted}:
             records: list[bytes] = []
             try:
                 session.walker.walk_every_thread(pid, lambda: session.drain(records.extend))
@@ -133,12 +132,8 @@ def wait_notes(session: Session, counts: SampleCounts, options: ProfileOptions) 
     untracked = session.counter(COUNTER_UNTRACKED_THREADS)
     if untracked:
         notes.append(f"{untracked} times a thread's waits could not be tracked (the off_cpu map was full)")
-    unread = session.counter(COUNTER_PREEMPTIONS_UNREAD)
-    if unread:
-        notes.append(f"{unread} preemptions within --min-block of one whose stack was read: their time goes with "
-                     "their thread's next read")
     if counts.unpaired_ns:
-        notes.append(f"{counts.unpaired_ns / 1e9:.3f} s back from preemptions whose stacks were lost or never read")
+        notes.append(f"{counts.unpaired_ns / 1e9:.3f} s back from preemptions whose stacks were lost")
     if counts.unwalked_ns:
         notes.append(f"{counts.unwalked_ns / 1e9:.3f} s of waits in threads that exited before their stacks were read")
     return notes

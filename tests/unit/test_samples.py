@@ -8,12 +8,12 @@ from pybpftrace.codes import Codes
 from pybpftrace.events import (
     CODE_EVENT_HEAD, CODE_FILE_UNREADABLE, CODE_LINETABLE, CODE_NAME_UNREADABLE, SAMPLE_CPU, SAMPLE_CUT_SHORT,
     SAMPLE_FRAME, SAMPLE_HEAD, SAMPLE_NO_THREAD_STATE, SAMPLE_OFF_CPU, SAMPLE_PREEMPTED, SAMPLE_RESUMED,
-    SAMPLE_SHORT_WAITS, SAMPLE_THREADS_UNSEARCHED, SAMPLE_TRUNCATED, SAMPLE_UNREAD_PREEMPTIONS, SAMPLE_UNREADABLE,
-    TRUNCATION_MARK, UNREADABLE_NAME,
+    SAMPLE_SHORT_WAITS, SAMPLE_THREADS_UNSEARCHED, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE, TRUNCATION_MARK,
+    UNREADABLE_NAME,
 )
 from pybpftrace.samples import (
     CUT_SHORT, NO_FRAMES, NO_THREAD_STATE, TRUNCATED, UNANNOUNCED_CODE, UNREADABLE_CODE,
-    UNREADABLE_FRAME, UNSEARCHED, FrameNames, SampleCounts, Wait, call_trees, stack_frames, unpack,
+    UNREADABLE_FRAME, UNSEARCHED, FrameNames, SampleCounts, call_trees, stack_frames, unpack,
 )
 from pybpftrace.stacks import Frame, nodes
 
@@ -122,25 +122,6 @@ def test_preempted_time_goes_to_the_stack_the_thread_left_with():
     assert counts.total == 0
 
 
-def test_preemptions_not_read_go_with_their_threads_reads():
-    """A resumption carries its own time and that of the thread's preemptions not read since
-    the last read; an exiting thread's leftover goes to its last read; a thread never read
-    has nowhere to put it, and says so."""
-    counts = counted(
-        sample_record([(2, 0), (1, 0)], kind=SAMPLE_PREEMPTED, weight=0),
-        sample_record([], kind=SAMPLE_RESUMED, weight=3000),
-        sample_record([(3, 0), (1, 0)], kind=SAMPLE_PREEMPTED, weight=0),
-        sample_record([], kind=SAMPLE_RESUMED, weight=7000),  # with the 5000 preempted in between
-        sample_record([], kind=SAMPLE_UNREAD_PREEMPTIONS, weight=400),  # as thread 7 exits
-        sample_record([], kind=SAMPLE_UNREAD_PREEMPTIONS, weight=90, tid=8),
-    )
-    assert dict(counts.off_cpu) == {
-        ((42, 7, 0, (2, 1)), ("preempted",)): 3000,
-        ((42, 7, 0, (3, 1)), ("preempted",)): 7400,
-    }
-    assert counts.unpaired_ns == 90
-
-
 def test_a_futex_on_the_gil_is_waiting_for_it():
     counts = counted(
         sample_record([(1, 0)], kind=SAMPLE_OFF_CPU, weight=100, syscall=FUTEX, address=GIL + 8),
@@ -165,26 +146,15 @@ def test_flags_are_counted_once_per_sample():
 
 
 def test_waits_going_on_when_tracing_stopped():
-    counts = counted(
-        sample_record([(2, 0)], kind=SAMPLE_PREEMPTED, tid=8, weight=0),
-        sample_record([(3, 0)], kind=SAMPLE_PREEMPTED, tid=10, weight=0),
-        sample_record([], kind=SAMPLE_RESUMED, tid=10, weight=5),
-    )
+    counts = counted(sample_record([(2, 0)], kind=SAMPLE_PREEMPTED, tid=8, weight=0))
     stacks = {7: unpack(sample_record([(1, 0)]))}  # the stack thread 7 waits in, read at the end
-    counts.add_waits({
-        7: Wait(42, 900, READ, 0, preempted=False, read=False, short_ns=50, unread_ns=0),
-        8: Wait(42, 300, -1, 0, preempted=True, read=True, short_ns=0, unread_ns=20),
-        9: Wait(42, 70, READ, 0, preempted=False, read=False, short_ns=0, unread_ns=0),
-        10: Wait(42, 40, -1, 0, preempted=True, read=False, short_ns=0, unread_ns=0),  # to its last read
-        11: Wait(42, 60, -1, 0, preempted=True, read=False, short_ns=0, unread_ns=0),  # never read
-    }, stacks)
+    counts.add_waits({7: (42, 900, READ, 0, False, 50), 8: (42, 300, 0, 0, True, 0), 9: (42, 70, READ, 0, False, 0)},
+                     stacks)
     assert dict(counts.off_cpu) == {
         ((42, 7, 0, (1,)), ("syscall", READ)): 900,
-        ((42, 8, 0, (2,)), ("preempted",)): 320,
-        ((42, 10, 0, (3,)), ("preempted",)): 45,
+        ((42, 8, 0, (2,)), ("preempted",)): 300,
     }
     assert counts.unwalked_ns == 70  # thread 9 exited before its stack was read
-    assert counts.unpaired_ns == 60
     assert dict(counts.short_waits) == {(42, 7): 50}
 
 
