@@ -3,18 +3,23 @@ stack with the right reason and the time the script measured itself; on and off 
 up to each thread's elapsed time; on every CPython the walker reads."""
 
 import json
+import os
+import subprocess
 from collections import Counter
 
 import pytest
 
-from support import PID, Target, folded_weights, line_of, trace_held
+from support import HOST, PID, Target, folded_weights, line_of, trace_held
 
 SLEEPS = ("clock_nanosleep", "select", "pselect6")  # what time.sleep waits in, by version
 
 
-def profile_waits(interpreter, weighing):
-    """The script's own timings, and its stacks per thread: {tid: {stack: microseconds}}."""
+def profile_waits(interpreter, weighing, cpus=None):
+    """The script's own timings, and its stacks per thread: {tid: {stack: microseconds}}; its
+    threads on `cpus` if given."""
     target = Target("waits.py", interpreter=interpreter)
+    if cpus:
+        os.sched_setaffinity(target.pid, cpus)  # its threads, started later, inherit it
     run = trace_held(target, "profile", PID, weighing, "--per-thread", "--lines")
     assert run.code == 0, run.stderr
     threads = {}
@@ -46,8 +51,29 @@ def test_each_wait_on_its_stack_with_its_reason(every_interpreter):
         assert waits["GIL"] >= 0.25 * not_preempted, (name, waits)
 
 
-def test_on_and_off_a_cpu_add_up_to_each_threads_time(every_interpreter):
-    _, results, threads = profile_waits(every_interpreter, "--wall")
+def assert_each_threads_time_adds_up(results, threads):
     for name, result in results.items():
         total = sum(weight for stack, weight in threads[result["tid"]].items() if not stack.startswith("<module>"))
         assert total == pytest.approx(result["elapsed"] * 1e6, rel=0.10), (name, threads[result["tid"]])
+
+
+def test_on_and_off_a_cpu_add_up_to_each_threads_time(every_interpreter):
+    _, results, threads = profile_waits(every_interpreter, "--wall")
+    assert_each_threads_time_adds_up(results, threads)
+
+
+def test_preempted_time_adds_up_on_a_shared_cpu():
+    """On a CPU shared with a process that never sleeps, the target's threads are preempted
+    hundreds of times a second: the two threads that burn CPU spend a good part of their time
+    [preempted], and on and off a CPU still add up to each thread's elapsed time."""
+    hog = subprocess.Popen([HOST.python, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {0})
+        _, results, threads = profile_waits(HOST, "--wall", cpus={0})
+    finally:
+        hog.kill()
+        hog.wait()
+    assert_each_threads_time_adds_up(results, threads)
+    burners = [threads[results[name]["tid"]] for name in ("burner", "burner2")]
+    preempted = sum(weight for stacks in burners for stack, weight in stacks.items() if stack.endswith(";[preempted]"))
+    assert preempted >= 0.2 * sum(results[name]["elapsed"] * 1e6 for name in ("burner", "burner2")), burners
