@@ -34,6 +34,7 @@ from .target import (
     linked_libpython,
     process_binaries,
     read_maps,
+    thread_file,
 )
 
 DEFAULT_RATE = 999  # Hz: see the README for what it costs
@@ -133,16 +134,8 @@ def _children(pid: int) -> list[int]:
     """The processes pid forked (its threads' children, from /proc)."""
     children = []
     for tid in _threads(pid):
-        children += [int(child) for child in (_thread_file(pid, tid, "children") or "").split()]
+        children += [int(child) for child in (thread_file(pid, tid, "children") or "").split()]
     return children
-
-
-def _thread_file(pid: int, tid: int, name: str) -> Optional[str]:
-    try:
-        with open(f"/proc/{pid}/task/{tid}/{name}") as stream:
-            return stream.read()
-    except OSError:
-        return None
 
 
 def read_pointer(pid: int, address: int) -> int:
@@ -319,12 +312,12 @@ class Walker:
         table = self._program.table("off_cpu")
         now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns
         for tid in _threads(pid):
-            state = _thread_file(pid, tid, "stat")
+            state = thread_file(pid, tid, "stat")
             if state is None or state[state.rindex(")") + 2] == "R":
                 continue
             value = table.Leaf()
             value.since, value.pid, value.syscall = now, pid, -1
-            syscall = (_thread_file(pid, tid, "syscall") or "").split()
+            syscall = (thread_file(pid, tid, "syscall") or "").split()
             if syscall and syscall[0].isdigit():
                 value.syscall, value.address = int(syscall[0]), int(syscall[1], 16)
             table[table.Key(tid)] = value

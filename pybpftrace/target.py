@@ -183,13 +183,18 @@ def process_exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
+def thread_file(pid: int, tid: int, name: str) -> Optional[str]:
+    """A file of a thread's /proc entry (comm, stat, syscall, ...); None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/{name}") as stream:
+            return stream.read()
+    except OSError:
+        return None
+
+
 def thread_name(pid: int, tid: int) -> str:
     """A thread's name (its comm), or "" once it has exited."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/comm") as comm:
-            return comm.read().strip()
-    except OSError:
-        return ""
+    return (thread_file(pid, tid, "comm") or "").strip()
 
 
 PF_KTHREAD = 0x00200000  # in /proc/PID/stat's flags: a kernel thread

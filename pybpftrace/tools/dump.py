@@ -24,7 +24,7 @@ from ..ringbuf import RecordRing
 from ..samples import Sample, unpack
 from ..sampling import WalkedBinary, Walker, find_walked_targets, load_bias
 from ..session import require_privileges
-from ..target import TargetOptions, describe_process
+from ..target import TargetOptions, describe_process, thread_file
 from ..thread_names import python_thread_names
 
 SPEC = ProgramSpec("dump.bpf.c", (), walker=True)
@@ -63,27 +63,19 @@ class ProcessDump:
     lost: int
 
 
-def _task_file(pid: int, tid: int, name: str) -> Optional[str]:
-    try:
-        with open(f"/proc/{pid}/task/{tid}/{name}") as stream:
-            return stream.read()
-    except OSError:
-        return None
-
-
 def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
     """(OS thread name, state, system call) of a dumped thread: running when the scheduler has
     it runnable; waiting for the GIL when it sleeps on a futex inside the GIL's state; idle
     otherwise, in the system call it sleeps in."""
     from bcc.syscall import syscall_name
 
-    name = (_task_file(pid, sample.tid, "comm") or "").strip()
-    stat = _task_file(pid, sample.tid, "stat")
+    name = (thread_file(pid, sample.tid, "comm") or "").strip()
+    stat = thread_file(pid, sample.tid, "stat")
     if stat is None:
         return name, "gone", None
     if stat[stat.rindex(")") + 2] == "R":
         return name, "running", None
-    syscall = (_task_file(pid, sample.tid, "syscall") or "").split()
+    syscall = (thread_file(pid, sample.tid, "syscall") or "").split()
     if not syscall or not syscall[0].isdigit():
         return name, "idle", None
     number = int(syscall[0])
@@ -158,7 +150,7 @@ def render_text(dump: ProcessDump) -> str:
         f"Process {dump.pid}: {_command_line(dump.pid)}",
         f"{binary.describe()}; stacks read in {dump.seconds * 1e3:.1f} ms, the process never paused",
     ]
-    process_name = (_task_file(dump.pid, dump.pid, "comm") or "").strip()
+    process_name = (thread_file(dump.pid, dump.pid, "comm") or "").strip()
     for thread in dump.threads:
         sample = thread.sample
         shown = _shown_name(thread, process_name)
