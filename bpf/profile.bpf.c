@@ -36,7 +36,7 @@ struct profile_settings {
 	__u64 min_block;                 /* ns: shorter waits are counted, not walked */
 };
 
-BPF_HASH(off_cpu, __u32, struct off_cpu, 65536);
+BPF_HASH(off_cpu, __u32, struct off_cpu, OFF_CPU_MAX);
 BPF_ARRAY(profile_settings, struct profile_settings, 1);
 BPF_PROG_ARRAY(walk_tracepoint_programs, 1); /* [0]: walk_on_tracepoint */
 

@@ -83,6 +83,7 @@ MAP_SIZES = {
     "counts": 131072,  # common.h: top's and lines' counts (preallocated)
     "known_names": 65536,  # common.h: names announced (an LRU: an entry evicted is announced again)
     "incarnations": 65536,  # lifetimes.h: live processes
+    "off_cpu": 65536,  # profile.bpf.c: the wait state of each traced thread (--idle, --off-cpu, --wall)
 }
 MAP_SIZES_VARIABLE = "PYBPFTRACE_MAP_SIZES"
 

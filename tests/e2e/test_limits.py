@@ -423,3 +423,16 @@ def test_calls_recursion_deeper_than_the_shadow_stack():
     (down,) = [row for row in calls_of(run.stdout) if row["function"] == "down"]
     assert (down["calls"], down["timed_calls"]) == (depth + 1, 128)
     assert f"{depth + 1 - 128} calls deeper than 128 frames counted but not timed" in summary_line(run.stderr)
+
+
+def test_a_full_off_cpu_map_names_the_threads_it_could_not_track():
+    """With room for the wait states of two threads, the rest of a target's threads are not
+    tracked: the summary says how many times a thread's waits could not be, and which map was
+    full, and the threads that were tracked still have their waits."""
+    target = Target("waits.py", interpreter=HOST)
+    run = trace_held(target, "profile", PID, "--off-cpu", env=with_map_sizes("off_cpu=2"))
+    assert run.code == 0, run.stderr
+    untracked = re.search(r"(\d+) times a thread's waits could not be tracked \(the off_cpu map was full\)",
+                          summary_line(run.stderr))
+    assert untracked and int(untracked[1]) > 0, run.stderr
+    assert sum(folded_weights(run.stdout).values()) > 0, run.stdout
