@@ -77,14 +77,12 @@ static __always_inline void submit_event(struct pt_regs *ctx, void *event, __u64
 
 int walk_on_uprobe(struct pt_regs *ctx)
 {
-	__u32 zero = 0;
-	struct walk *walk = walks.lookup(&zero);
-	if (!walk)
-		return 0;
-	int done = walk_steps(walk, NULL);
+	int done;
+	struct walk *walk = walk_on(&done);
 	if (!done)
 		walk_uprobe_programs.call(ctx, 0);
-	walk_ended(walk, done);
+	if (walk)
+		walk_ended(walk, done);
 	send_held_event();
 	return 0;
 }

@@ -50,6 +50,18 @@ static __always_inline void walk_ended(struct walk *walk, int done)
 	send_sample(&walk->sample);
 }
 
+/* A walk's continuation takes a bounded number of steps, then tail-calls itself until done
+ * (from a program array of its own type: a tail call goes only to a program of its caller's
+ * type, and bcc takes no map as a parameter), then sends the sample. Its steps: NULL when no
+ * walk is under way. */
+static __always_inline struct walk *walk_on(int *done)
+{
+	__u32 zero = 0;
+	struct walk *walk = walks.lookup(&zero);
+	*done = walk ? walk_steps(walk, NULL) : 1;
+	return walk;
+}
+
 int on_tick(struct bpf_perf_event_data *ctx)
 {
 	if (begin_walk(SAMPLE_CPU, 1)) {
@@ -61,14 +73,12 @@ int on_tick(struct bpf_perf_event_data *ctx)
 
 int walk_on_tick(struct bpf_perf_event_data *ctx)
 {
-	__u32 zero = 0;
-	struct walk *walk = walks.lookup(&zero);
-	if (!walk)
-		return 0;
-	int done = walk_steps(walk, NULL);
+	int done;
+	struct walk *walk = walk_on(&done);
 	if (!done)
 		walk_programs.call(ctx, 0);
-	walk_ended(walk, done);
+	if (walk)
+		walk_ended(walk, done);
 	return 0;
 }
 
