@@ -363,7 +363,9 @@ enum counter {
 	COUNTER_SHORT_WAITS = 13,   /* off-CPU: waits shorter than --min-block, not walked */
 	COUNTER_SHORT_WAITS_NS = 14, /* their time */
 	COUNTER_UNTRACKED_THREADS = 15, /* off-CPU: threads whose waits could not be tracked: map full */
-	COUNTER_MAX = 16,
+	COUNTER_SWITCHES_UNSEEN = 16, /* off-CPU: switches of traced threads the kernel did not report */
+	COUNTER_SWITCHES_UNSEEN_NS = 17, /* the time they leave in doubt */
+	COUNTER_MAX = 18,
 };
 
 #endif

@@ -36,9 +36,23 @@ struct profile_settings {
 	__u64 min_block;                 /* ns: shorter waits are counted, not walked */
 };
 
+/* The last switch a CPU was seen to make. */
+struct cpu_switch {
+	__u64 at;
+	__u32 next;                      /* the task it brought in */
+	__u32 seen;
+};
+
 BPF_HASH(off_cpu, __u32, struct off_cpu, OFF_CPU_MAX);
 BPF_ARRAY(profile_settings, struct profile_settings, 1);
+BPF_PERCPU_ARRAY(cpu_switches, struct cpu_switch, 1);
 BPF_PROG_ARRAY(walk_tracepoint_programs, 1); /* [0]: walk_on_tracepoint */
+
+/* The states a task leaves its CPU in, as the switch tracepoint reports them (its format's
+ * print flags): none, or only the preemption bit above them, while runnable; X or Z when it
+ * is dead (its last switch). */
+#define REPORTED_STATES 0xff
+#define REPORTED_DEAD (0x10 | 0x20)
 
 /* A record with no frames: a time to add to a thread's stack sent before. */
 static __always_inline void send_frameless(__u32 pid, __u32 tid, __u8 kind, __u64 weight)
@@ -79,6 +93,18 @@ static __always_inline struct off_cpu *own_off_cpu(void)
 	return off_cpu.lookup(&tid);
 }
 
+/* A thread back on a CPU (at `now`): a preemption's time goes to the stack read as it left,
+ * a blocked wait's is added up until its system call returns. */
+static __always_inline void came_back(struct off_cpu *state, __u32 tid, __u64 now)
+{
+	__u64 away = now > state->since ? now - state->since : 0;
+	state->since = 0;
+	if (state->preempted)
+		send_frameless(state->pid, tid, SAMPLE_RESUMED, away);
+	else
+		state->waited += away;
+}
+
 /* At every system call of every thread on the machine: a raw tracepoint, which skips the
  * record a plain one formats first. Its arguments: the registers at the call (the
  * architecture's pt_regs, an ABI) and the call's number. */
@@ -102,7 +128,11 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
 	struct off_cpu *state = off_cpu.lookup(&tid);
-	if (!state || !state->waited)
+	if (!state)
+		return 0;
+	if (state->since) /* back on a CPU by a switch not reported (check_switch): back by now */
+		came_back(state, tid, bpf_ktime_get_ns());
+	if (!state->waited)
 		return 0;
 	__u64 waited = state->waited;
 	__s32 syscall = state->syscall;
@@ -126,29 +156,57 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 	return 0;
 }
 
+/* The kernel reports no switch at all in the context of some tasks (on the machine this was
+ * written on, two threads of PID 1, a sandbox's agent, where not even a raw tracepoint
+ * fires), and the switch to the next task is one of them: a thread coming back after such a
+ * task is not seen coming back. Each CPU's last switch tells: the task leaving must be the
+ * one it brought in. A traced thread that came back unseen is back since then at the latest;
+ * when its system call returns first, that return says when (above). One that left unseen is
+ * not timed until it is next seen leaving. Either way the time in doubt is counted. */
+static __always_inline void check_switch(__u32 prev, __u32 next, __u64 now)
+{
+	__u32 zero = 0;
+	struct cpu_switch *last = cpu_switches.lookup(&zero);
+	if (!last)
+		return;
+	if (last->seen && last->next != prev) {
+		struct off_cpu *arrived = off_cpu.lookup(&prev);
+		if (arrived && arrived->since) {
+			came_back(arrived, prev, last->at);
+			count(COUNTER_SWITCHES_UNSEEN);
+			count_by(COUNTER_SWITCHES_UNSEEN_NS, now - last->at);
+		}
+		__u32 gone = last->next;
+		struct off_cpu *left = off_cpu.lookup(&gone);
+		if (left && !left->since) {
+			count(COUNTER_SWITCHES_UNSEEN);
+			count_by(COUNTER_SWITCHES_UNSEEN_NS, now - last->at);
+		}
+	}
+	last->at = now;
+	last->next = next;
+	last->seen = 1;
+}
+
 TRACEPOINT_PROBE(sched, sched_switch)
 {
 	if (!tracer_enabled())
 		return 0; /* what is away when tracing stops stays as it is, for user space to read */
 	__u64 now = bpf_ktime_get_ns();
-	__u32 next = args->next_pid, zero = 0;
+	__u32 prev = args->prev_pid, next = args->next_pid;
+	check_switch(prev, next, now);
 	struct off_cpu *back = off_cpu.lookup(&next);
-	if (back && back->since) {
-		__u64 away = now - back->since;
-		back->since = 0;
-		if (back->preempted) {
-			send_frameless(back->pid, next, SAMPLE_RESUMED, away);
-		} else {
-			back->waited += away;
-		}
+	if (back && back->since)
+		came_back(back, next, now);
+	if (args->prev_state & REPORTED_DEAD) { /* its exit (lifetimes.h) sent what it had */
+		off_cpu.delete(&prev);
+		return 0;
 	}
 	struct off_cpu *leaving = own_off_cpu();
 	if (!leaving)
 		return 0;
 	leaving->since = now;
-	/* the task's state as the tracepoint reports it: 0 (or only the preemption bit above
-	 * the state bits) when it is still runnable */
-	leaving->preempted = !(args->prev_state & 0xff);
+	leaving->preempted = !(args->prev_state & REPORTED_STATES);
 	if (leaving->preempted && begin_walk(SAMPLE_PREEMPTED, 0)) {
 		count(COUNTER_EVENTS);
 		walk_tracepoint_programs.call(args, 0);
@@ -158,14 +216,12 @@ TRACEPOINT_PROBE(sched, sched_switch)
 
 int walk_on_tracepoint(void *ctx)
 {
-	__u32 zero = 0;
-	struct walk *walk = walks.lookup(&zero);
-	if (!walk)
-		return 0;
-	int done = walk_steps(walk, NULL);
+	int done;
+	struct walk *walk = walk_on(&done);
 	if (!done)
 		walk_tracepoint_programs.call(ctx, 0);
-	walk_ended(walk, done);
+	if (walk)
+		walk_ended(walk, done);
 	return 0;
 }
 #endif

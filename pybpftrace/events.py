@@ -35,7 +35,9 @@ COUNTER_NO_MEMORY = 12
 COUNTER_SHORT_WAITS = 13
 COUNTER_SHORT_WAITS_NS = 14
 COUNTER_UNTRACKED_THREADS = 15
-COUNTER_MAX = 16
+COUNTER_SWITCHES_UNSEEN = 16
+COUNTER_SWITCHES_UNSEEN_NS = 17
+COUNTER_MAX = 18
 
 # struct call_event: timestamp, file, function, pid, tid, line, depth, kind, fresh, incarnation
 CALL_EVENT = struct.Struct("<QQQIIiiBB2xI")

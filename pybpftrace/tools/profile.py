@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from ..events import (
     COUNTER_SHORT_WAITS,
     COUNTER_SHORT_WAITS_NS,
+    COUNTER_SWITCHES_UNSEEN,
+    COUNTER_SWITCHES_UNSEEN_NS,
     COUNTER_UNTRACKED_THREADS,
     SAMPLE_CUT_SHORT,
     SAMPLE_DUMP,
@@ -129,6 +131,11 @@ def wait_notes(session: Session, counts: SampleCounts, options: ProfileOptions) 
         seconds = session.counter(COUNTER_SHORT_WAITS_NS) / 1e9
         notes.append(f"{short} waits shorter than --min-block {options.min_block * 1e3:g} ms ({seconds:.3f} s), "
                      "their stacks not read")
+    unseen = session.counter(COUNTER_SWITCHES_UNSEEN)
+    if unseen:
+        seconds = session.counter(COUNTER_SWITCHES_UNSEEN_NS) / 1e9
+        notes.append(f"{unseen} switches of traced threads the kernel did not report (up to {seconds:.3f} s "
+                     "of their time is on a CPU or off it, which is not known)")
     untracked = session.counter(COUNTER_UNTRACKED_THREADS)
     if untracked:
         notes.append(f"{untracked} times a thread's waits could not be tracked (the off_cpu map was full)")

@@ -16,12 +16,14 @@ SLEEPS = ("clock_nanosleep", "select", "pselect6")  # what time.sleep waits in, 
 
 def profile_waits(interpreter, weighing, cpus=None):
     """The script's own timings, and its stacks per thread: {tid: {stack: microseconds}}; its
-    threads on `cpus` if given."""
+    threads on `cpus` if given. Its threads all exit before it does: none of their time is
+    left over as waits of exited threads."""
     target = Target("waits.py", interpreter=interpreter)
     if cpus:
         os.sched_setaffinity(target.pid, cpus)  # its threads, started later, inherit it
     run = trace_held(target, "profile", PID, weighing, "--per-thread", "--lines")
     assert run.code == 0, run.stderr
+    assert "threads that exited" not in run.stderr, run.stderr
     threads = {}
     for stack, weight in folded_weights(run.stdout).items():
         root, rest = stack.split(";", 1)
