@@ -91,6 +91,7 @@ class SampleCounts:
     unpaired_ns: int = 0  # time back from a preemption whose stack was lost
     unwalked_ns: int = 0  # time of waits going on at the end in threads gone before they were read
     short_waits: Counter = field(default_factory=Counter)  # (pid, tid) -> ns in waits not walked
+    idents: dict[tuple[int, int], int] = field(default_factory=dict)  # (pid, tid) -> its Python thread ident
     _preempted: dict[int, Key] = field(default_factory=dict)  # tid -> its stack as it left its CPU
 
     def add(self, records: Iterable[bytes]) -> None:
@@ -107,6 +108,8 @@ class SampleCounts:
                     self.off_cpu[(key, PREEMPTED)] += sample.weight
                 continue
             key = self._key(sample)
+            if sample.thread_id:
+                self.idents[(sample.pid, sample.tid)] = sample.thread_id
             if sample.kind == SAMPLE_PREEMPTED:
                 self._preempted[sample.tid] = key
             elif sample.kind == SAMPLE_OFF_CPU:
@@ -138,6 +141,8 @@ class SampleCounts:
                 self.unwalked_ns += ns
                 continue
             sample.syscall, sample.address = syscall, address
+            if sample.thread_id:
+                self.idents[(pid, tid)] = sample.thread_id
             self.off_cpu[(self._key(sample), self._reason(sample))] += ns
 
     def _key(self, sample: Sample) -> Key:

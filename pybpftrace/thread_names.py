@@ -23,7 +23,8 @@ from typing import Callable, Optional
 
 from .interpreter import FrameLayout, Interpreter
 from .pyobjects import Attributes, Layout, Truncated, decode_int, decode_str, int_size, str_shape
-from .sampling import WalkedBinary
+from .errors import TraceError
+from .sampling import WalkedBinary, load_bias
 
 THREADS_MAX = 4096
 INTERPRETERS_MAX = 64  # each subinterpreter has a threading module of its own
@@ -290,12 +291,18 @@ def read_thread_names(read: Read, interpreter: Interpreter, runtime: int) -> dic
     return names
 
 
-def python_thread_names(pid: int, walked: WalkedBinary, runtime: int) -> dict[int, str]:
-    """pthread ident -> Thread.name of pid's threads, as far as they can be read: {} if none."""
+def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
+    """pthread ident -> Thread.name of pid's threads, as far as they can be read: {} if none
+    (the process gone, say)."""
     try:
+        bias = load_bias(pid, walked)
         memory = ProcessMemory(pid)
-    except OSError:  # gone
+    except (OSError, TraceError):  # gone, or its map unreadable
         return {}
+    if bias is None:
+        memory.close()
+        return {}
+    runtime = walked.interpreter.runtime + bias
     try:
         return read_thread_names(memory.read, walked.interpreter, runtime)
     finally:

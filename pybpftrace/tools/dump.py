@@ -22,7 +22,7 @@ from ..events import GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREA
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
 from ..samples import Sample, unpack
-from ..sampling import WalkedBinary, Walker, find_walked_targets, load_bias
+from ..sampling import WalkedBinary, Walker, find_walked_targets
 from ..session import require_privileges
 from ..target import TargetOptions, describe_process, thread_file
 from ..thread_names import python_thread_names
@@ -106,18 +106,12 @@ def dump_process(pid: int) -> ProcessDump:
         samples.close()
         codes_ring.close()
         program.close()
-    names = _python_names(pid, walked[pid])
+    names = python_thread_names(pid, walked[pid])
     threads = []
     for sample in map(unpack, records):
         os_name, state_name, syscall = thread_state(pid, sample)
         threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall))
     return ProcessDump(pid, walked[pid], threads, codes, seconds, lost)
-
-
-def _python_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
-    """pthread ident -> Thread.name, as far as they can be read."""
-    bias = load_bias(pid, walked)
-    return python_thread_names(pid, walked, walked.interpreter.runtime + bias) if bias is not None else {}
 
 
 def _frames(dump: ProcessDump, thread: ThreadStack) -> list[dict]:

@@ -118,6 +118,25 @@ def test_python_thread_names(every_interpreter):
     assert {thread["tid"]: thread["os_name"] for thread in threads.values()} == kernel_names
 
 
+def test_profile_labels_threads_by_their_python_names(tmp_path):
+    """profile's per-thread output (here speedscope's profile names) labels each thread
+    `thread TID (NAME)` with its Thread.name, read as dump reads it, and a thread threading
+    never knew with its OS name."""
+    document = tmp_path / "threads.speedscope.json"
+    with Target("named_threads.py") as target:
+        idents_when_ready(target)
+        result = run_tracer("profile", target.pid, "--wall", "--per-thread", "--duration", "1", "-o", document)
+        kernel_names = os_names(target.pid)
+    assert result.returncode == 0, result.stderr
+    labels = {}
+    for profile in json.loads(document.read_text())["profiles"]:
+        tid, name = re.fullmatch(r"thread (\d+) \((.*)\): time on and off a CPU", profile["name"], re.S).groups()
+        labels[int(tid)] = name
+    assert sorted(labels) == sorted(kernel_names)
+    expected = [name or kernel_names[target.pid] for name in expected_names(HOST.version).values()]
+    assert sorted(labels.values()) == sorted(expected)
+
+
 def test_python_thread_names_in_text():
     with Target("named_threads.py") as target:
         idents = idents_when_ready(target)

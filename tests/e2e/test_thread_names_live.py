@@ -2,7 +2,7 @@
 (pybpftrace/thread_names.py, without the kernel: dump's own tests read them through dump):
 a name is shown right or not at all, never another thread's."""
 
-from pybpftrace.sampling import load_bias, walked_binary
+from pybpftrace.sampling import walked_binary
 from pybpftrace.target import process_binaries
 from pybpftrace.thread_names import python_thread_names
 from support import Target, idents_when_ready
@@ -15,8 +15,7 @@ def test_names_stay_right_while_threading_changes(every_interpreter):
         idents = idents_when_ready(target)
         (binary,) = [binary for binary in process_binaries(target.pid) if binary.interpreter]
         walked = walked_binary(binary)
-        runtime = walked.interpreter.runtime + load_bias(target.pid, walked)
-        reads = [python_thread_names(target.pid, walked, runtime) for _ in range(READS)]
+        reads = [python_thread_names(target.pid, walked) for _ in range(READS)]
     allowed = {idents["main"]: {"MainThread"}, idents["flip"]: {"flip-a", "flip-b"}, idents["churner"]: {"churner"}}
     seen = {ident: set() for ident in allowed}
     for names in reads:
