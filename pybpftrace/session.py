@@ -86,6 +86,7 @@ MAP_SIZES = {
     "off_cpu": 65536,  # profile.bpf.c: the wait state of each traced thread (--idle, --off-cpu, --wall)
 }
 MAP_SIZES_VARIABLE = "PYBPFTRACE_MAP_SIZES"
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # end a trace cleanly
 
 # What every program can fail to keep, worded for the summary line ({n}: how many; {NAME}:
 # the size of map NAME); each tool's ProgramSpec.losses adds its own.
@@ -297,7 +298,7 @@ class Session:
         self.started = time.time_ns()
         self._switch(True)
         # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
-        self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOPPING_SIGNALS}
 
     def announce(self) -> None:
         """Tell the user tracing runs, and let a launched command go."""
@@ -578,7 +579,11 @@ class Session:
             stopped = self.stopped = time.monotonic_ns()
             self._uprobes.close()
             signal.set_wakeup_fd(previous_wakeup)
-            self._restore_signals()
+            # Stopped: what was traced is written whatever signals come (an impatient second
+            # Ctrl-C, a supervisor's SIGTERM), held until release_signals(). Held, not merely
+            # handled: a signal pending makes the kernel refuse a BPF program it is checking
+            # (EAGAIN), and profile loads one at the end to read the stacks still waiting.
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
             processes.close()
             for fd in (wake_read, wake_write):
                 os.close(fd)
@@ -603,13 +608,19 @@ class Session:
         self._stop = "output closed" if failure.closed else "output failed"
         return _discard
 
-    def _restore_signals(self) -> None:
+    def release_signals(self) -> None:
+        """Signals as they were before tracing began; those that came while the output was
+        written (tracing had stopped already) are dropped."""
+        if not self._handlers:
+            return
+        while signal.sigtimedwait(STOPPING_SIGNALS, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
         for sig, handler in self._handlers.items():
             signal.signal(sig, handler)
         self._handlers = {}
 
     def close(self) -> None:
-        self._restore_signals()
         self._uprobes.close()
         self.sources.close()
         for ring in filter(None, (self._events, self._names_ring, self._forks, self._codes_ring,
@@ -769,26 +780,29 @@ def run_tool(
             launched.abandon()
         raise
     progress = None
-    try:
-        if wanted(options.quiet, consumer.writes_stdout):
-            counts = lambda: (session.counter(COUNTER_EVENTS), session.counter(COUNTER_EVENTS_LOST))
-            progress = Progress(counts, consumer.writing)
-        summary = session.run(consumer, options.duration, progress)
-        if progress:
-            progress.clear()
-        if not session.output_failure:
-            try:
-                consumer.finish(summary)
-            except OutputFailed as failure:
-                session.output_failure = failure
-                summary.ended_by = "output closed" if failure.closed else "output failed"
-        summary.threads = consumer.thread_count()
+    try:  # from the announcement to the summary, signals stop the trace or wait for its output
+        try:
+            if wanted(options.quiet, consumer.writes_stdout):
+                counts = lambda: (session.counter(COUNTER_EVENTS), session.counter(COUNTER_EVENTS_LOST))
+                progress = Progress(counts, consumer.writing)
+            summary = session.run(consumer, options.duration, progress)
+            if progress:
+                progress.clear()
+            if not session.output_failure:
+                try:
+                    consumer.finish(summary)
+                except OutputFailed as failure:
+                    session.output_failure = failure
+                    summary.ended_by = "output closed" if failure.closed else "output failed"
+            summary.threads = consumer.thread_count()
+        finally:
+            if progress:
+                progress.clear()
+            consumer.close()
+            session.close()
+        print(summary.line(), file=sys.stderr)
     finally:
-        if progress:
-            progress.clear()
-        consumer.close()
-        session.close()
-    print(summary.line(), file=sys.stderr)
+        session.release_signals()
     code = launched.wait() if launched else 0
     failure = session.output_failure
     if failure:

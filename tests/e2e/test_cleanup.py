@@ -93,6 +93,24 @@ def test_ctrl_c_and_sigterm_end_the_trace_cleanly_with_folded_output(target, num
     finish_untouched(target)
 
 
+def test_signals_while_the_output_is_written_do_not_lose_it(target, tmp_path):
+    """Ctrl-C stops a profile, which writes everything at the end; more signals while it
+    writes (an impatient Ctrl-C, a SIGTERM from a supervisor) wait for the output."""
+    svg = tmp_path / "profile.svg"
+    tracer = Tracer("profile", target.pid, "--wall", "-o", svg)
+    tracer.wait_attached()
+    wait_until_it_runs(target)
+    while not (svg.exists() and svg.read_text().rstrip().endswith("</svg>")):  # until it is written
+        assert tracer.process.poll() is None, tracer.process.stderr.read().decode()
+        tracer.signal(signal.SIGINT)
+        time.sleep(0.02)
+    code, _, stderr = tracer.finish()
+    assert code == 0, stderr
+    assert summary_line(stderr).endswith("(SIGINT)")
+    assert "tick (" in svg.read_text()
+    finish_untouched(target)
+
+
 @pytest.mark.parametrize("command", [("stack",), ("stack", "--folded"), ("calls",), ("audit",)], ids=" ".join)
 def test_sigterm_right_after_the_announcement_ends_cleanly(target, command):
     """Once "tracing ..." is printed, a signal ends the trace: no window where it kills."""
