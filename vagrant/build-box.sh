@@ -82,7 +82,14 @@ build_rootfs() {
     install -d -m 0700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
     # Vagrant's well-known key: the first `vagrant up` replaces it with the machine's own.
     install -m 0600 -o 1000 -g 1000 "$(vagrant_public_key)" "$root/home/vagrant/.ssh/authorized_keys"
-    : >"$root/etc/machine-id"  # a new one on each machine's first boot
+    # A new machine ID on each machine's first boot. dbus's own copy goes too (its postinst
+    # made one in the build): systemd would take it for an empty /etc/machine-id, and every VM
+    # of the box would share it, and with it its DHCP identity and so its address (measured:
+    # a second checkout's VM took the first's address, and both lost their SSH).
+    : >"$root/etc/machine-id"
+    if [ -d "$root/var/lib/dbus" ]; then
+        ln -sf /etc/machine-id "$root/var/lib/dbus/machine-id"
+    fi
 }
 
 # apt-get install inside the root, with /proc for maintainer scripts and no services started.
