@@ -177,4 +177,7 @@ main() {
     return "$status"
 }
 
+# The whole suite names each test file as it goes (pytest -q -v: a line of results per file),
+# so that a run cut short (over an hour under TCG) still says where its failures were.
+[ "$#" -gt 0 ] || set -- -v
 main "$@"; exit  # never read further: the file may change while it runs
