@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
             print(f"floor: {hits.sum(HIT_ENTRY).value} entries, {hits.sum(HIT_RETURN).value} returns", flush=True)
     finally:
         session.close()
+        session.release_signals()
     return 0
 
 

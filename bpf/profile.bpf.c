@@ -171,16 +171,18 @@ static __always_inline void check_switch(__u32 prev, __u32 next, __u64 now)
 		return;
 	if (last->seen && last->next != prev) {
 		struct off_cpu *arrived = off_cpu.lookup(&prev);
+		int unseen = 0;
 		if (arrived && arrived->since) {
 			came_back(arrived, prev, last->at);
-			count(COUNTER_SWITCHES_UNSEEN);
-			count_by(COUNTER_SWITCHES_UNSEEN_NS, now - last->at);
+			unseen++;
 		}
 		__u32 gone = last->next;
 		struct off_cpu *left = off_cpu.lookup(&gone);
-		if (left && !left->since) {
-			count(COUNTER_SWITCHES_UNSEEN);
-			count_by(COUNTER_SWITCHES_UNSEEN_NS, now - last->at);
+		if (left && !left->since)
+			unseen++;
+		if (unseen) {
+			count_by(COUNTER_SWITCHES_UNSEEN, unseen);
+			count_by(COUNTER_SWITCHES_UNSEEN_NS, unseen * (now - last->at));
 		}
 	}
 	last->at = now;

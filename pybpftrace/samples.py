@@ -108,8 +108,7 @@ class SampleCounts:
                     self.off_cpu[(key, PREEMPTED)] += sample.weight
                 continue
             key = self._key(sample)
-            if sample.thread_id:
-                self.idents[(sample.pid, sample.tid)] = sample.thread_id
+            self._note_ident(sample)
             if sample.kind == SAMPLE_PREEMPTED:
                 self._preempted[sample.tid] = key
             elif sample.kind == SAMPLE_OFF_CPU:
@@ -141,9 +140,12 @@ class SampleCounts:
                 self.unwalked_ns += ns
                 continue
             sample.syscall, sample.address = syscall, address
-            if sample.thread_id:
-                self.idents[(pid, tid)] = sample.thread_id
+            self._note_ident(sample)
             self.off_cpu[(self._key(sample), self._reason(sample))] += ns
+
+    def _note_ident(self, sample: Sample) -> None:
+        if sample.thread_id:  # 0: a record that walked no thread state
+            self.idents[(sample.pid, sample.tid)] = sample.thread_id
 
     def _key(self, sample: Sample) -> Key:
         frames = tuple(sample.frames) if self.lines else tuple(code for code, _ in sample.frames)

@@ -296,14 +296,12 @@ def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
     (the process gone, say)."""
     try:
         bias = load_bias(pid, walked)
+        if bias is None:  # the interpreter not mapped
+            return {}
         memory = ProcessMemory(pid)
     except (OSError, TraceError):  # gone, or its map unreadable
         return {}
-    if bias is None:
-        memory.close()
-        return {}
-    runtime = walked.interpreter.runtime + bias
     try:
-        return read_thread_names(memory.read, walked.interpreter, runtime)
+        return read_thread_names(memory.read, walked.interpreter, walked.interpreter.runtime + bias)
     finally:
         memory.close()

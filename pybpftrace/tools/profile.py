@@ -95,17 +95,18 @@ class Profile(Consumer):
     def writing(self) -> str:
         return ", ".join(f"{output.describe()} at the end" for output in self._options.outputs.items)
 
-
     def _python_names(self) -> dict[tuple[int, int], str]:
         """(pid, tid) -> the thread's Python name (Thread.name), for the threads still running
         at the end (a thread gone may have left its ident to another)."""
+        by_process: dict[int, dict[int, str]] = {}  # pid -> ident -> name, read once a process
         names = {}
-        for pid in self.counts.processes:
-            walked = self.session.walker.registered.get(pid)
-            by_ident = python_thread_names(pid, walked) if walked else {}
-            for (process, tid), ident in self.counts.idents.items():
-                if process == pid and ident in by_ident and os.path.exists(f"/proc/{pid}/task/{tid}"):
-                    names[(pid, tid)] = by_ident[ident]
+        for (pid, tid), ident in self.counts.idents.items():
+            if pid not in by_process:
+                walked = self.session.walker.registered.get(pid)
+                by_process[pid] = python_thread_names(pid, walked) if walked else {}
+            name = by_process[pid].get(ident)
+            if name is not None and os.path.exists(f"/proc/{pid}/task/{tid}"):
+                names[(pid, tid)] = name
         return names
 
     def _add_waits_at_end(self) -> None:
