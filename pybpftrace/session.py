@@ -762,7 +762,7 @@ def run_tool(
         if spec.walker:  # and the stacks its events fire in
             walked, selection = walked_for(targets, options.target)
     launched = targets.launched
-    consumer = None
+    session = consumer = None
     try:
         ring = "events" if layout else "samples" if spec.walker else None
         session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks,
@@ -776,6 +776,9 @@ def run_tool(
     except BaseException:
         if consumer is not None:
             consumer.close()
+        if session is not None:  # attached already: its probes and signal handlers go too
+            session.release_signals()
+            session.close()
         if launched:
             launched.abandon()
         raise

@@ -163,3 +163,25 @@ def test_launched_command_exit_status_is_passed_through(tmp_path):
     result = run_tracer("stack", "-o", tmp_path / "trace", "--", PYTHON311, "-c", "import sys; sys.exit(3)")
     assert result.returncode == 3
     assert summary_line(result.stderr.decode()).endswith("(target exited)")
+
+
+def test_a_failure_after_attaching_releases_probes_and_signals(target):
+    """In-process: a command whose output cannot start after the probes went in (the
+    consumer fails) leaves the target untouched and the tracer's signals as they were."""
+    from pybpftrace.session import TraceOptions, run_tool
+    from pybpftrace.target import TargetOptions
+    from pybpftrace.tools.stack import CALL_EVENT, SPEC
+
+    def failing_consumer(session):
+        assert_tracing(target)
+        raise OSError("the output cannot be opened")
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    options = TraceOptions(target=TargetOptions(pids=[target.pid]), quiet=True)
+    with pytest.raises(OSError, match="the output cannot be opened") as failure:
+        run_tool("stack", SPEC, CALL_EVENT, options, failing_consumer)
+    # the traceback (and with it the session) still lives: what it held was let go anyway
+    assert failure.traceback
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert_nothing_left(target.pid)
+    finish_untouched(target)
