@@ -91,7 +91,6 @@ class SampleCounts:
     unpaired_ns: int = 0  # time back from a preemption whose stack was lost
     unwalked_ns: int = 0  # time of waits going on at the end in threads gone before they were read
     short_waits: Counter = field(default_factory=Counter)  # (pid, tid) -> ns in waits not walked
-    idents: dict[tuple[int, int], int] = field(default_factory=dict)  # (pid, tid) -> its Python thread ident
     _preempted: dict[int, Key] = field(default_factory=dict)  # tid -> its stack as it left its CPU
 
     def add(self, records: Iterable[bytes]) -> None:
@@ -108,7 +107,6 @@ class SampleCounts:
                     self.off_cpu[(key, PREEMPTED)] += sample.weight
                 continue
             key = self._key(sample)
-            self._note_ident(sample)
             if sample.kind == SAMPLE_PREEMPTED:
                 self._preempted[sample.tid] = key
             elif sample.kind == SAMPLE_OFF_CPU:
@@ -140,12 +138,7 @@ class SampleCounts:
                 self.unwalked_ns += ns
                 continue
             sample.syscall, sample.address = syscall, address
-            self._note_ident(sample)
             self.off_cpu[(self._key(sample), self._reason(sample))] += ns
-
-    def _note_ident(self, sample: Sample) -> None:
-        if sample.thread_id:  # 0: a record that walked no thread state
-            self.idents[(sample.pid, sample.tid)] = sample.thread_id
 
     def _key(self, sample: Sample) -> Key:
         frames = tuple(sample.frames) if self.lines else tuple(code for code, _ in sample.frames)

@@ -363,6 +363,11 @@ def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:
     return walked_binary(interpreters[0])
 
 
+def process_interpreter(pid: int) -> WalkedBinary:
+    """The interpreter a running process maps (NotPython and Unsupported say why none)."""
+    return _walked(process_binaries(pid), f"PID {pid}")
+
+
 def find_walked_targets(
     options: TargetOptions, probes: tuple[str, ...] = ()
 ) -> tuple[Targets, dict[int, WalkedBinary], Optional[Selection]]:

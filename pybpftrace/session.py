@@ -38,8 +38,11 @@ from .formats.model import Meta
 from .program import LoadedProgram, Loss, ProgramSpec, generate
 from .progress import Progress, wanted
 from .ringbuf import RecordRing, RingBuffer
-from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets, walked_for
+from .sampling import (
+    Sampling, Selection, WalkedBinary, Walker, find_walked_targets, process_interpreter, walked_for,
+)
 from .sources import FirstLines
+from .thread_names import python_names_by_tid
 from .target import SYSTEM_WIDE, PythonBinary, TargetOptions, Targets, find_targets, thread_name
 from .tools import NEEDED_PROBES
 
@@ -209,6 +212,7 @@ class Session:
         self.codes = Codes()
         self.sources = FirstLines()  # the targets' source files, for first lines of functions
         self._thread_names: dict[int, str] = {}
+        self._python_names: Optional[dict[int, dict[int, str]]] = None  # pid -> TID -> Thread.name, once stopped
         self.start = self.stopped = 0  # on the monotonic clock, in ns
         self.started = 0  # the wall clock at start, ns since the epoch
         self._stop: Optional[str] = None
@@ -334,16 +338,40 @@ class Session:
             except OSError:
                 tids = []  # gone already
             for tid in tids:
-                self.thread_name(pid, int(tid))
+                self.os_thread_name(pid, int(tid))
 
     def thread_name(self, pid: int, tid: int) -> str:
-        """A thread's name: read when tracing began or when first asked, "" if it was gone."""
+        """A thread's name: once tracing has stopped, its Python name (Thread.name) where it
+        still runs and threading knows it; else its OS name, read when tracing began or when
+        first asked."""
+        if self._python_names is not None:
+            names = self._python_names.get(pid)
+            if names is None:
+                names = self._python_names[pid] = self._read_python_names(pid)
+            if tid in names:
+                return names[tid]
+        return self.os_thread_name(pid, tid)
+
+    def os_thread_name(self, pid: int, tid: int) -> str:
+        """A thread's OS name (comm): read when tracing began or when first asked, "" if it was
+        gone."""
         name = self._thread_names.get(tid)
         if name is None:
             name = thread_name(pid, tid)
             if name:
                 self._thread_names[tid] = name
         return name
+
+    def _read_python_names(self, pid: int) -> dict[int, str]:
+        """TID -> Thread.name of a process's threads, read out of its memory (after tracing,
+        which it must not slow down): {} where they cannot be."""
+        walked = self.walker.registered.get(pid) if self.walker else None
+        if walked is None:
+            try:
+                walked = process_interpreter(pid)
+            except (TraceError, OSError):  # gone, or an interpreter whose layout is not known
+                return {}
+        return python_names_by_tid(pid, walked)
 
     def _attach_process(self, pid: int, binaries: list[PythonBinary], path=lambda path: path) -> None:
         """The program's uprobes in one process (path: where that process's files are)."""
@@ -596,6 +624,7 @@ class Session:
             self._output_failed(failure)
             while self._drain(_discard):
                 pass
+        self._python_names = {}  # threads are named by Python's names from now on
         summary.events = self.counter(COUNTER_EVENTS)
         summary.lost, summary.notes = self.losses()
         summary.seconds = (stopped - self.start) / 1e9

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 from .interpreter import FrameLayout, Interpreter
 from .pyobjects import Attributes, Layout, Truncated, decode_int, decode_str, int_size, str_shape
 from .errors import TraceError
+from .events import OFFSET_NONE
 from .sampling import WalkedBinary, load_bias
 
 THREADS_MAX = 4096
@@ -291,8 +292,30 @@ def read_thread_names(read: Read, interpreter: Interpreter, runtime: int) -> dic
     return names
 
 
-def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
-    """pthread ident -> Thread.name of pid's threads, as far as they can be read: {} if none
+def read_thread_ids(read: Read, interpreter: Interpreter, runtime: int) -> dict[int, int]:
+    """pthread ident -> TID of every thread state of a process's interpreters: the state's own
+    (3.11+), or the one in glibc's struct pthread its ident points at (as the walker reads it)."""
+    frames = interpreter.layout
+    reader = ObjectReader(read, interpreter.objects, {})
+    ids: dict[int, int] = {}
+    for address in _interpreters(reader, runtime, frames):
+        state = reader.pointer(address + frames.interp_threads)
+        for _ in range(THREADS_MAX):
+            if not state:
+                break
+            ident = reader.pointer(state + frames.tstate_thread_id)
+            if frames.tstate_native_thread_id != OFFSET_NONE:
+                tid = read(state + frames.tstate_native_thread_id, 4)
+            else:
+                tid = read(ident + frames.pthread_tid, 4) if ident else None
+            if ident and tid is not None and int.from_bytes(tid, "little", signed=True) > 0:
+                ids[ident] = int.from_bytes(tid, "little")
+            state = reader.pointer(state + frames.tstate_next)
+    return ids
+
+
+def _read_process(pid: int, walked: WalkedBinary, reading: Callable[[Read, Interpreter, int], dict]) -> dict:
+    """What reading(read, interpreter, runtime) finds in pid's memory: {} if it cannot be read
     (the process gone, say)."""
     try:
         bias = load_bias(pid, walked)
@@ -302,6 +325,25 @@ def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
     except (OSError, TraceError):  # gone, or its map unreadable
         return {}
     try:
-        return read_thread_names(memory.read, walked.interpreter, walked.interpreter.runtime + bias)
+        return reading(memory.read, walked.interpreter, walked.interpreter.runtime + bias)
     finally:
         memory.close()
+
+
+def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
+    """pthread ident -> Thread.name of pid's threads, as far as they can be read: {} if none
+    (the process gone, say)."""
+    return _read_process(pid, walked, read_thread_names)
+
+
+def python_names_by_tid(pid: int, walked: WalkedBinary) -> dict[int, str]:
+    """TID -> Thread.name of pid's running threads that threading knows, for the tools whose
+    events carry TIDs and no idents (the probes'): a thread gone since is left out (its TID
+    may be another's by now)."""
+    def reading(read: Read, interpreter: Interpreter, runtime: int) -> dict[int, str]:
+        names = read_thread_names(read, interpreter, runtime)
+        return {tid: names[ident] for ident, tid in read_thread_ids(read, interpreter, runtime).items()
+                if ident in names}
+
+    return {tid: name for tid, name in _read_process(pid, walked, reading).items()
+            if os.path.exists(f"/proc/{pid}/task/{tid}")}

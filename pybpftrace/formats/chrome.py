@@ -24,8 +24,7 @@ def events(timeline: Timeline) -> Iterator[dict]:
         found.append({"ph": "M", "name": "thread_name", "pid": thread.pid, "tid": tid,
                       "args": {"name": thread.label()}})
     for pid in sorted(processes):
-        main = timeline.threads.get(pid)
-        name = main.name if main and main.name else "python"
+        name = timeline.processes.get(pid) or "python"
         found.append({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}})
     yield from found
     for tid in timeline.thread_ids():

@@ -87,7 +87,7 @@ class Meta:
 class Thread:
     pid: int
     tid: int
-    name: str = ""  # the thread's comm, where it was known
+    name: str = ""  # Thread.name where Python's was read, else its comm; "" where neither was
 
     def label(self) -> str:
         if not self.tid:  # counted per process
@@ -160,6 +160,7 @@ class Timeline:
 
     meta: Meta = field(default_factory=Meta)
     threads: dict[int, Thread] = field(default_factory=dict)
+    processes: dict[int, str] = field(default_factory=dict)  # pid -> its name (comm), where known
     frames: list[Frame] = field(default_factory=list)
     _frame_ids: dict[Frame, int] = field(default_factory=dict)
     _spans: dict[int, array] = field(default_factory=dict)

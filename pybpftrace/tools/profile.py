@@ -5,7 +5,6 @@ Works on every CPython the walker knows (3.7 to 3.15), with or without probes.""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 
 from ..events import (
@@ -28,7 +27,6 @@ from ..samples import FrameNames, Sample, SampleCounts, call_trees, unpack
 from ..sampling import DEFAULT_RATE, Sampling
 from ..session import Consumer, Session, Summary, TraceOptions, run_tool
 from ..stacks import weighted_paths
-from ..thread_names import python_thread_names
 
 SPEC = ProgramSpec("profile.bpf.c", (), walker=True, continuations=(
     ("walk_programs", "walk_on_tick", "perf_event"),
@@ -83,10 +81,8 @@ class Profile(Consumer):
             summary.notes += wait_notes(self.session, self.counts, self._options)
         meta = self.session.meta(summary)
         outputs = self._options.outputs
-        python_names = self._python_names()
-        outputs.write_stacks(weighted_stacks(
-            trees, self._options.weight, self._options.per_thread, meta=meta,
-            thread_names=lambda pid, tid: python_names.get((pid, tid)) or self.session.thread_name(pid, tid)))
+        outputs.write_stacks(weighted_stacks(trees, self._options.weight, self._options.per_thread, meta=meta,
+                                             thread_names=self.session.thread_name))
         for output in outputs.own():  # --json
             text = output.text()
             text.write(json.dumps(stacks_json(trees, self._options)) + "\n")
@@ -94,20 +90,6 @@ class Profile(Consumer):
 
     def writing(self) -> str:
         return ", ".join(f"{output.describe()} at the end" for output in self._options.outputs.items)
-
-    def _python_names(self) -> dict[tuple[int, int], str]:
-        """(pid, tid) -> the thread's Python name (Thread.name), for the threads still running
-        at the end (a thread gone may have left its ident to another)."""
-        by_process: dict[int, dict[int, str]] = {}  # pid -> ident -> name, read once a process
-        names = {}
-        for (pid, tid), ident in self.counts.idents.items():
-            if pid not in by_process:
-                walked = self.session.walker.registered.get(pid)
-                by_process[pid] = python_thread_names(pid, walked) if walked else {}
-            name = by_process[pid].get(ident)
-            if name is not None and os.path.exists(f"/proc/{pid}/task/{tid}"):
-                names[(pid, tid)] = name
-        return names
 
     def _add_waits_at_end(self) -> None:
         """The waits still going on as tracing stopped: the stacks their threads wait in, read

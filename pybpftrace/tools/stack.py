@@ -157,6 +157,11 @@ class Stream(SourcesConsumer):
         if self._spans:
             timeline = self._spans.finish(round(summary.seconds * 1e9))
             timeline.meta = self.session.meta(summary)
+            # named as they came, by their OS names: now by Python's where they still run
+            timeline.threads = {tid: model.Thread(thread.pid, tid, self.session.thread_name(thread.pid, tid))
+                                for tid, thread in timeline.threads.items()}
+            timeline.processes = {pid: self.session.os_thread_name(pid, pid)
+                                  for pid in {thread.pid for thread in timeline.threads.values()}}
             self._outputs.write_timeline(timeline)
 
     def writing(self) -> str:

@@ -137,6 +137,37 @@ def test_profile_labels_threads_by_their_python_names(tmp_path):
     assert sorted(labels.values()) == sorted(expected)
 
 
+STACK_WORKERS = ["worker-1", "worker-\u03b1", "snake-\U0001f40d", "renamed"]  # named_workers.py's Thread names
+
+
+@pytest.mark.parametrize("folded", [False, True], ids=["stream", "folded"])
+def test_stack_labels_threads_by_their_python_names(interpreter, folded, tmp_path):
+    """stack reads no stacks, only probes: its threads are named by TID, and matched to
+    Thread.name through the interpreter's thread states (native_thread_id from 3.11, glibc's
+    struct pthread before). A thread threading never knew keeps its OS name; Perfetto's
+    process track keeps the process's."""
+    document, trace = tmp_path / "threads.speedscope.json", tmp_path / "threads.trace.json"
+    outputs = ["--folded", "--per-thread", "-o", document] if folded else ["-o", document, "-o", trace]
+    with Target("named_workers.py", interpreter=interpreter) as target:
+        assert target.process.stdout.readline() == b"ready\n"
+        result = run_tracer("stack", target.pid, "--duration", "1", "--filename", "named_workers.py", *outputs)
+        kernel_names = os_names(target.pid)
+    assert result.returncode == 0, result.stderr
+    suffix = r": .*" if folded else r"(?: \(\d+ began before tracing, \d+ still running when tracing ended\))?"
+    labels = {}
+    for profile in json.loads(document.read_text())["profiles"]:
+        tid, name = re.fullmatch(rf"thread (\d+) \((.*?)\){suffix}", profile["name"], re.S).groups()
+        labels[int(tid)] = name
+    process_name = kernel_names[target.pid]
+    assert set(labels) < set(kernel_names) and target.pid not in labels  # the main thread calls nothing
+    assert sorted(labels.values()) == sorted(STACK_WORKERS + [process_name])
+    if not folded:
+        names = {(event["name"], event["tid"]): event["args"]["name"]
+                 for event in json.loads(trace.read_text())["traceEvents"] if event["ph"] == "M"}
+        assert names == {("process_name", target.pid): process_name,
+                         **{("thread_name", tid): f"thread {tid} ({name})" for tid, name in labels.items()}}
+
+
 def test_python_thread_names_in_text():
     with Target("named_threads.py") as target:
         idents = idents_when_ready(target)

@@ -14,7 +14,7 @@ from pybpftrace.interpreter import TABLE, Interpreter
 from pybpftrace.pyobjects import layout_for
 from pybpftrace.thread_names import (
     CUT, ENTRIES_MAX, HEAPTYPE, INLINE_VALUES, KEYS_GENERAL, KEYS_SPLIT, KEYS_UNICODE, MANAGED_DICT, NAME_CHARS_MAX,
-    ObjectReader, keys_shape, read_thread_names, thread_names_in,
+    ObjectReader, keys_shape, read_thread_ids, read_thread_names, thread_names_in,
 )
 
 TYPES = {"dict": 0x900000, "module": 0x900400, "str": 0x900800, "int": 0x900C00}
@@ -336,3 +336,56 @@ def test_every_interpreter_and_the_main_one_first():
     assert read_thread_names(objects.image.read, interpreter, runtime) == {
         IDENT: "MainThread", IDENT + 0x800000: "sub-worker"}
     assert read_thread_names(Image().read, interpreter, runtime) == {}
+
+
+# Thread states: which TID each ident is (for the tools whose events carry TIDs)
+
+
+def fields(size: int, **values: tuple[int, str, int]) -> bytes:
+    """size bytes, each named value (offset, struct format, value) in its place."""
+    data = bytearray(size)
+    for offset, form, value in values.values():
+        struct.pack_into(form, data, offset, value)
+    return bytes(data)
+
+
+def thread_state(frames, ident: int, native_tid: int = 0):
+    """A thread state, given the address of the next one."""
+    values = {"ident": (frames.tstate_thread_id, "<Q", ident)}
+    if native_tid:
+        values["tid"] = (frames.tstate_native_thread_id, "<i", native_tid)
+    return lambda following: fields(512, next=(frames.tstate_next, "<Q", following), **values)
+
+
+def interpreter_with_states(objects, frames, states) -> tuple[Interpreter, int]:
+    """One interpreter with these thread states (thread_state's) chained in order."""
+    place, following = objects.image.place, 0
+    for state in reversed(states):
+        following = place(state(following))
+    main = place(fields(512, threads=(frames.interp_threads, "<Q", following)))
+    runtime = place(fields(frames.runtime_interpreters + 8, first=(frames.runtime_interpreters, "<Q", main)))
+    interpreter = Interpreter((objects.version[0], objects.version[1], 0), frames, runtime=runtime, code_type=0,
+                              objects=objects.layout, interp_modules=0, types={})
+    return interpreter, runtime
+
+
+def test_thread_ids_from_311_thread_states():
+    """3.11+: native_thread_id, in the state itself; a state with no TID yet (0) is left out."""
+    objects, frames = Objects((3, 11)), TABLE[(3, 11)]
+    interpreter, runtime = interpreter_with_states(objects, frames, [
+        thread_state(frames, IDENT, 4100), thread_state(frames, IDENT + 0x800000, 4101),
+        thread_state(frames, IDENT + 0x1000000)])
+    assert read_thread_ids(objects.image.read, interpreter, runtime) == {IDENT: 4100, IDENT + 0x800000: 4101}
+
+
+def test_thread_ids_from_glibc_pthreads_before_311():
+    """3.9 and 3.10: the TID is in glibc's struct pthread, which the ident points at; an ident
+    pointing at nothing readable is left out."""
+    objects, frames = Objects((3, 9)), TABLE[(3, 9)]
+    place = objects.image.place
+    first = place(fields(frames.pthread_tid + 4, tid=(frames.pthread_tid, "<i", 4200)))
+    second = place(fields(frames.pthread_tid + 4, tid=(frames.pthread_tid, "<i", 4201)))
+    interpreter, runtime = interpreter_with_states(objects, frames, [
+        thread_state(frames, first), thread_state(frames, second), thread_state(frames, 0x10)])
+    assert read_thread_ids(objects.image.read, interpreter, runtime) == {first: 4200, second: 4201}
+    assert read_thread_ids(Image().read, interpreter, runtime) == {}
