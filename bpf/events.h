@@ -301,7 +301,8 @@ enum sample_flags {
 /* A stack, innermost frame first; only `depth` frames are sent. */
 struct sample_event {
 	__u64 timestamp;
-	__u64 weight;                    /* SAMPLE_CPU: 1 */
+	__u64 weight;                    /* SAMPLE_CPU: the clock's periods it stands for (1 but
+	                                  * where the clock was late: profile.bpf.c) */
 	__u64 thread_id;                 /* SAMPLE_DUMP: the thread's pthread_self() */
 	__u64 address;                   /* SAMPLE_DUMP: the GIL its interpreter uses;
 	                                  * SAMPLE_OFF_CPU: the system call's first argument */

@@ -10,6 +10,47 @@
 #define EVENTS_PAGES 1024
 #endif
 
+#ifdef OFF_CPU
+struct profile_settings {
+	__u64 min_block;                 /* ns: shorter waits are counted, not walked */
+	__u64 tick_ns;                   /* the clock's period; 0: no clock */
+};
+
+/* The last switch a CPU was seen to make. */
+struct cpu_switch {
+	__u64 at;
+	__u32 next;                      /* the task it brought in */
+	__u32 seen;
+};
+
+BPF_ARRAY(profile_settings, struct profile_settings, 1);
+BPF_PERCPU_ARRAY(cpu_switches, struct cpu_switch, 1);
+BPF_PERCPU_ARRAY(last_ticks, __u64, 1); /* when each CPU's clock last ticked */
+
+/* The clock's periods a tick stands for. Its timer can fire late or skip periods (a loaded
+ * host; a VM whose timers lag: 11% of a busy thread's ticks, under qemu's TCG), and a tick
+ * counts once however late it comes. Where the thread has run on this CPU since its last
+ * tick, no switch seen in between, the periods that went by were all its own. */
+static __always_inline __u64 tick_periods(void)
+{
+	__u32 zero = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last_tick = last_ticks.lookup(&zero);
+	struct cpu_switch *last_switch = cpu_switches.lookup(&zero);
+	struct profile_settings *settings = profile_settings.lookup(&zero);
+	if (!last_tick || !last_switch || !settings || !settings->tick_ns)
+		return 1;
+	__u64 previous = *last_tick;
+	*last_tick = now;
+	if (!previous || !last_switch->seen || last_switch->next != (__u32)bpf_get_current_pid_tgid())
+		return 1;
+	__u64 since = last_switch->at > previous ? last_switch->at : previous;
+	__u64 periods = (now - since + settings->tick_ns / 2) / settings->tick_ns;
+	return periods > 1 ? periods : 1;
+}
+#define TICK_PERIODS() tick_periods()
+#endif
+
 #include "sampler.h"
 
 #ifdef OFF_CPU
@@ -32,20 +73,7 @@ struct off_cpu {
 	__u8 pad[7];
 };
 
-struct profile_settings {
-	__u64 min_block;                 /* ns: shorter waits are counted, not walked */
-};
-
-/* The last switch a CPU was seen to make. */
-struct cpu_switch {
-	__u64 at;
-	__u32 next;                      /* the task it brought in */
-	__u32 seen;
-};
-
 BPF_HASH(off_cpu, __u32, struct off_cpu, OFF_CPU_MAX);
-BPF_ARRAY(profile_settings, struct profile_settings, 1);
-BPF_PERCPU_ARRAY(cpu_switches, struct cpu_switch, 1);
 BPF_PROG_ARRAY(walk_tracepoint_programs, 1); /* [0]: walk_on_tracepoint */
 
 /* The states a task leaves its CPU in, as the switch tracepoint reports them (its format's

@@ -62,9 +62,14 @@ static __always_inline struct walk *walk_on(int *done)
 	return walk;
 }
 
+/* The clock's periods a tick stands for: 1, unless the program can tell (profile.bpf.c). */
+#ifndef TICK_PERIODS
+#define TICK_PERIODS() 1
+#endif
+
 int on_tick(struct bpf_perf_event_data *ctx)
 {
-	if (begin_walk(SAMPLE_CPU, 1)) {
+	if (begin_walk(SAMPLE_CPU, TICK_PERIODS())) {
 		count(COUNTER_EVENTS);
 		walk_programs.call(ctx, 0);
 	}

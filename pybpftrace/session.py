@@ -290,6 +290,7 @@ class Session:
                 settings = self.program.table("profile_settings")
                 value = settings.Leaf()
                 value.min_block = int(self.sampling.min_block * 1e9)
+                value.tick_ns = round(1e9 / self.sampling.rate) if self.sampling.rate else 0
                 settings[settings.Key(0)] = value
                 for pid in self.walker.registered:
                     self.walker.note_waiting_threads(pid)

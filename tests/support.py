@@ -24,7 +24,7 @@ from pybpftrace.target import read_maps
 
 PYTHON311 = "/usr/bin/python3.11"  # Debian's --with-dtrace build
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
-TIMEOUT = 60
+TIMEOUT = float(os.environ.get("PYBPFTRACE_TEST_TIMEOUT", 60))  # s, each wait (longer in a slow VM)
 # The version matrix's chroots (scripts/matrix.sh builds them), and where scripts go in them.
 MATRIX = Path(os.environ.get("PYBPFTRACE_MATRIX", "/var/cache/pybpftrace-tests")) / "chroots"
 # One directory per checkout, so that two checkouts testing at once keep to their own scripts.
@@ -336,3 +336,9 @@ def assert_nothing_left(pid: int, python: str = PYTHON311) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"left behind: semaphores {values}, probe bytes {bytes_}")
         time.sleep(0.05)
+
+
+def dynamic_symbols(path: str) -> dict[str, int]:
+    """The binary's defined dynamic symbols as binutils' nm reads them."""
+    output = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
+    return {name: int(address, 16) for address, _, name in (line.split() for line in output.splitlines())}

@@ -3,7 +3,6 @@ the real interpreters the tests trace (with the type addresses of each binary's 
 synthetic snapshots built with struct for the edge cases."""
 
 import struct
-import subprocess
 
 import pytest
 
@@ -24,6 +23,7 @@ from pybpftrace.pyobjects import (
     to_text,
 )
 from pybpftrace.target import inspect_binary
+from support import dynamic_symbols
 
 # .dynsym of each binary (readelf --dyn-syms): the non-PIE Debian executables, bias 0.
 SYMBOL_NAMES = ("PyUnicode_Type", "PyBytes_Type", "PyLong_Type", "PyFloat_Type", "PyTuple_Type", "PyBool_Type",
@@ -165,12 +165,6 @@ def test_unknown_layout_shows_the_args_by_address():
     decoded = Decoder(model, 0, lambda name, type_address: "never asked").decode_args(Snapshot(0x1234, b"\0" * 96))
     assert decoded == Opaque("tuple", 0x1234)
     assert layout_for((3, 16, 0)) is None and layout_for(None) is None and layout_for((3, 6, 15)) is None
-
-
-def dynamic_symbols(path: str) -> dict[str, int]:
-    """The binary's defined dynamic symbols as binutils' nm reads them."""
-    output = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
-    return {name: int(address, 16) for address, _, name in (line.split() for line in output.splitlines())}
 
 
 def test_model_of_a_real_binary(python311, require_tools):
