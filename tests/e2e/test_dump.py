@@ -153,7 +153,7 @@ def test_stack_labels_threads_by_their_python_names(interpreter, folded, tmp_pat
         result = run_tracer("stack", target.pid, "--duration", "1", "--filename", "named_workers.py", *outputs)
         kernel_names = os_names(target.pid)
     assert result.returncode == 0, result.stderr
-    suffix = r": .*" if folded else r"(?: \(\d+ began before tracing, \d+ still running when tracing ended\))?"
+    suffix = r": .*" if folded else r"(?: \(\d+ [a-z ]+(?:, \d+ [a-z ]+)*\))?"  # its calls' inexact bounds
     labels = {}
     for profile in json.loads(document.read_text())["profiles"]:
         tid, name = re.fullmatch(rf"thread (\d+) \((.*?)\){suffix}", profile["name"], re.S).groups()
