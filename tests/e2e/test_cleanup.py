@@ -165,6 +165,7 @@ def test_launched_command_exit_status_is_passed_through(tmp_path):
     assert summary_line(result.stderr.decode()).endswith("(target exited)")
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # bcc's, in this process: the whole program text
 def test_a_failure_after_attaching_releases_probes_and_signals(target):
     """In-process: a command whose output cannot start after the probes went in (the
     consumer fails) leaves the target untouched and the tracer's signals as they were."""
