@@ -35,6 +35,7 @@ from .events import (
     SAMPLE_TRUNCATED,
     SAMPLE_UNREADABLE,
 )
+from .sampling import clock_period_ns
 from .stacks import CallTree, Frame, Node, nodes
 
 TRUNCATED = Frame("[truncated]", "", 0)
@@ -242,7 +243,7 @@ def call_trees(counts: SampleCounts, names: FrameNames, weighing: str = "cpu", r
         for (pid, tid, flags, frames), ticks in counts.on_cpu.items():
             node = leaf(pid, tid, stack_frames(flags, frames, names))
             if weighing == "wall":
-                node.self_ns += ticks * round(1e9 / rate)
+                node.self_ns += ticks * clock_period_ns(rate)
             else:
                 node.samples += ticks
     if weighing != "cpu":

@@ -339,11 +339,17 @@ class Walker:
         interrupts (the CPU clock ticks whoever runs, so a busy thread gets `rate` a second)."""
         try:
             self._program.attach_perf_event(
-                PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, "on_tick", sample_period=round(1e9 / rate)
+                PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, "on_tick", sample_period=clock_period_ns(rate)
             )
         except Exception as error:  # bcc raises bare Exception
             raise KernelSetup(f"cannot start the sampling clock: {error}") from None
 
+
+
+def clock_period_ns(rate: int) -> int:
+    """The sampling clock's period at `rate` ticks a second: what each tick stands for, in the
+    clock itself, in the kernel's count of late ticks and in the time the ticks add up to."""
+    return round(1e9 / rate)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from .program import LoadedProgram, Loss, ProgramSpec, generate
 from .progress import Progress, wanted
 from .ringbuf import RecordRing, RingBuffer
 from .sampling import (
-    Sampling, Selection, WalkedBinary, Walker, find_walked_targets, process_interpreter, walked_for,
+    Sampling, Selection, WalkedBinary, Walker, clock_period_ns, find_walked_targets, process_interpreter, walked_for,
 )
 from .sources import FirstLines
 from .thread_names import python_names_by_tid
@@ -212,7 +212,7 @@ class Session:
         self.codes = Codes()
         self.sources = FirstLines()  # the targets' source files, for first lines of functions
         self._thread_names: dict[int, str] = {}
-        self._python_names: Optional[dict[int, dict[int, str]]] = None  # pid -> TID -> Thread.name, once stopped
+        self._python_names: dict[int, dict[int, str]] = {}  # pid -> TID -> Thread.name, read once stopped
         self.start = self.stopped = 0  # on the monotonic clock, in ns
         self.started = 0  # the wall clock at start, ns since the epoch
         self._stop: Optional[str] = None
@@ -290,7 +290,7 @@ class Session:
                 settings = self.program.table("profile_settings")
                 value = settings.Leaf()
                 value.min_block = int(self.sampling.min_block * 1e9)
-                value.tick_ns = round(1e9 / self.sampling.rate) if self.sampling.rate else 0
+                value.tick_ns = clock_period_ns(self.sampling.rate) if self.sampling.rate else 0
                 settings[settings.Key(0)] = value
                 for pid in self.walker.registered:
                     self.walker.note_waiting_threads(pid)
@@ -345,7 +345,7 @@ class Session:
         """A thread's name: once tracing has stopped, its Python name (Thread.name) where it
         still runs and threading knows it; else its OS name, read when tracing began or when
         first asked."""
-        if self._python_names is not None:
+        if self.stopped:
             names = self._python_names.get(pid)
             if names is None:
                 names = self._python_names[pid] = self._read_python_names(pid)
@@ -625,7 +625,6 @@ class Session:
             self._output_failed(failure)
             while self._drain(_discard):
                 pass
-        self._python_names = {}  # threads are named by Python's names from now on
         summary.events = self.counter(COUNTER_EVENTS)
         summary.lost, summary.notes = self.losses()
         summary.seconds = (stopped - self.start) / 1e9

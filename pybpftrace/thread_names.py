@@ -305,11 +305,12 @@ def read_thread_ids(read: Read, interpreter: Interpreter, runtime: int) -> dict[
                 break
             ident = reader.pointer(state + frames.tstate_thread_id)
             if frames.tstate_native_thread_id != OFFSET_NONE:
-                tid = read(state + frames.tstate_native_thread_id, 4)
+                data = read(state + frames.tstate_native_thread_id, 4)
             else:
-                tid = read(ident + frames.pthread_tid, 4) if ident else None
-            if ident and tid is not None and int.from_bytes(tid, "little", signed=True) > 0:
-                ids[ident] = int.from_bytes(tid, "little")
+                data = read(ident + frames.pthread_tid, 4) if ident else None
+            tid = int.from_bytes(data, "little", signed=True) if data is not None else 0
+            if ident and tid > 0:
+                ids[ident] = tid
             state = reader.pointer(state + frames.tstate_next)
     return ids
 

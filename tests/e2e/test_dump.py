@@ -118,6 +118,16 @@ def test_python_thread_names(every_interpreter):
     assert {thread["tid"]: thread["os_name"] for thread in threads.values()} == kernel_names
 
 
+def thread_labels(document, suffix: str) -> dict[int, str]:
+    """TID -> NAME of each profile of a speedscope document named `thread TID (NAME)` and then
+    what matches suffix (a pattern)."""
+    labels = {}
+    for profile in json.loads(document.read_text())["profiles"]:
+        tid, name = re.fullmatch(rf"thread (\d+) \((.*?)\){suffix}", profile["name"], re.S).groups()
+        labels[int(tid)] = name
+    return labels
+
+
 def test_profile_labels_threads_by_their_python_names(tmp_path):
     """profile's per-thread output (here speedscope's profile names) labels each thread
     `thread TID (NAME)` with its Thread.name, read as dump reads it, and a thread threading
@@ -128,10 +138,7 @@ def test_profile_labels_threads_by_their_python_names(tmp_path):
         result = run_tracer("profile", target.pid, "--wall", "--per-thread", "--duration", "1", "-o", document)
         kernel_names = os_names(target.pid)
     assert result.returncode == 0, result.stderr
-    labels = {}
-    for profile in json.loads(document.read_text())["profiles"]:
-        tid, name = re.fullmatch(r"thread (\d+) \((.*)\): time on and off a CPU", profile["name"], re.S).groups()
-        labels[int(tid)] = name
+    labels = thread_labels(document, ": time on and off a CPU")
     assert sorted(labels) == sorted(kernel_names)
     expected = [name or kernel_names[target.pid] for name in expected_names(HOST.version).values()]
     assert sorted(labels.values()) == sorted(expected)
@@ -154,10 +161,7 @@ def test_stack_labels_threads_by_their_python_names(interpreter, folded, tmp_pat
         kernel_names = os_names(target.pid)
     assert result.returncode == 0, result.stderr
     suffix = r": .*" if folded else r"(?: \(\d+ [a-z ]+(?:, \d+ [a-z ]+)*\))?"  # its calls' inexact bounds
-    labels = {}
-    for profile in json.loads(document.read_text())["profiles"]:
-        tid, name = re.fullmatch(rf"thread (\d+) \((.*?)\){suffix}", profile["name"], re.S).groups()
-        labels[int(tid)] = name
+    labels = thread_labels(document, suffix)
     process_name = kernel_names[target.pid]
     assert set(labels) < set(kernel_names) and target.pid not in labels  # the main thread calls nothing
     assert sorted(labels.values()) == sorted(STACK_WORKERS + [process_name])

@@ -14,7 +14,7 @@ from pybpftrace.interpreter import TABLE, Interpreter
 from pybpftrace.pyobjects import layout_for
 from pybpftrace.thread_names import (
     CUT, ENTRIES_MAX, HEAPTYPE, INLINE_VALUES, KEYS_GENERAL, KEYS_SPLIT, KEYS_UNICODE, MANAGED_DICT, NAME_CHARS_MAX,
-    ObjectReader, keys_shape, read_thread_ids, read_thread_names, thread_names_in,
+    THREADS_MAX, ObjectReader, keys_shape, read_thread_ids, read_thread_names, thread_names_in,
 )
 
 TYPES = {"dict": 0x900000, "module": 0x900400, "str": 0x900800, "int": 0x900C00}
@@ -389,3 +389,21 @@ def test_thread_ids_from_glibc_pthreads_before_311():
         thread_state(frames, first), thread_state(frames, second), thread_state(frames, 0x10)])
     assert read_thread_ids(objects.image.read, interpreter, runtime) == {first: 4200, second: 4201}
     assert read_thread_ids(Image().read, interpreter, runtime) == {}
+
+
+def test_thread_states_read_torn_into_a_loop_end():
+    """A list read while it changed can loop back on itself: the walk stops after THREADS_MAX
+    states, with each ident once."""
+    objects, frames = Objects((3, 11)), TABLE[(3, 11)]
+    interpreter, runtime = interpreter_with_states(objects, frames, [thread_state(frames, IDENT, 4100)])
+    main = objects.image.read(runtime + frames.runtime_interpreters, 8)
+    first = struct.unpack("<Q", objects.image.read(struct.unpack("<Q", main)[0] + frames.interp_threads, 8))[0]
+    objects.image.write(first + frames.tstate_next, struct.pack("<Q", first))  # its next is itself
+    reads = []
+
+    def counted(address, size):
+        reads.append(address)
+        return objects.image.read(address, size)
+
+    assert read_thread_ids(counted, interpreter, runtime) == {IDENT: 4100}
+    assert reads.count(first + frames.tstate_next) == THREADS_MAX
