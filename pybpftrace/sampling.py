@@ -345,7 +345,6 @@ class Walker:
             raise KernelSetup(f"cannot start the sampling clock: {error}") from None
 
 
-
 def clock_period_ns(rate: int) -> int:
     """The sampling clock's period at `rate` ticks a second: what each tick stands for, in the
     clock itself, in the kernel's count of late ticks and in the time the ticks add up to."""
