@@ -16,6 +16,13 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from .events import PROCESS_TRACED
+
+if TYPE_CHECKING:
+    from .program import LoadedProgram
+    from .target import PythonBinary
 
 UPROBE_PMU = Path("/sys/bus/event_source/devices/uprobe")
 
@@ -136,3 +143,62 @@ class Uprobes:
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()
+
+
+class Attachment:
+    """A loaded program's entry points placed in the traced processes (its placements in each
+    process's binaries), and what some versions need besides: on CPython 3.11 the line
+    semaphore raised when function entries are probed (gh-98894)."""
+
+    def __init__(self, program: "LoadedProgram", probes_entries: bool, follow_forks: bool):
+        self._program = program
+        self._probes_entries = probes_entries
+        self._follow_forks = follow_forks
+        self._uprobes = Uprobes()
+
+    def attach(self, pid: int, binaries: list["PythonBinary"], path: Callable[[str], str] = lambda path: path) -> None:
+        """The program's uprobes in one process (path: where that process's files are)."""
+        for placement in self._program.placements:
+            if placement.binary in binaries:
+                semaphore = placement.location.semaphore
+                self._uprobes.attach(
+                    self._program.entry_fd(placement.entry),
+                    path(placement.binary.path),
+                    placement.location.offset,
+                    pid,
+                    semaphore.offset if semaphore else 0,
+                )
+        for binary in binaries:
+            self._raise_line_semaphore(pid, binary, path(binary.path))
+        if self._follow_forks:
+            processes = self._program.table("processes")
+            processes[processes.Key(pid)] = processes.Leaf(PROCESS_TRACED)
+
+    def follow(self, parent: int, child: int, binaries: list["PythonBinary"]) -> bool:
+        """Attach to a child forked by a traced process: its memory map is its parent's, and
+        so are its files, named through its own /proc entry."""
+        try:
+            self.attach(child, binaries, lambda p: p.replace(f"/proc/{parent}/", f"/proc/{child}/"))
+        except AttachError:
+            return False  # it exited, or exec'd something else, before we got there
+        return True
+
+    def _raise_line_semaphore(self, pid: int, binary: "PythonBinary", path: str) -> None:
+        """CPython 3.11 runs function__entry only while the line semaphore is up (gh-98894).
+        A uprobe carrying that semaphore, placed at the entry of a function a healthy
+        interpreter never calls, makes the kernel raise it, and lower it whatever happens to
+        the tracer, without a trap per line. With no such function found, the line probe
+        itself carries it, at the cost of a trap per line."""
+        line = binary.probes.probe("line")
+        if not self._probes_entries or not binary.quirks.entry_needs_line_semaphore or line is None:
+            return
+        offset = binary.never_called_offset
+        for semaphore in line.semaphores:
+            place = offset if offset is not None else line.locations[0].offset
+            self._uprobes.attach(None, path, place, pid, semaphore.offset)
+
+    def __len__(self) -> int:
+        return len(self._uprobes)
+
+    def close(self) -> None:
+        self._uprobes.close()

@@ -13,7 +13,8 @@ from .program import ProgramSpec
 from .events import SAMPLE_UNREGISTERED
 from .samples import FrameNames, Sample, stack_frames, unpack
 from .sampling import Sampling
-from .session import Consumer, Session
+from .consumer import Consumer
+from .session import Session
 from .stacks import CallTree, Frame, Node
 
 STACK_LOST = "[stack not read: its record was lost]"

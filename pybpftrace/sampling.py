@@ -41,6 +41,7 @@ DEFAULT_RATE = 999  # Hz: see the README for what it costs
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
 REGISTER_WITHIN = 10.0  # seconds a launched command has to map its interpreter
+LAUNCH_WAIT = 1.0  # seconds attach waits for a launched command to exec and map its interpreter
 DUMP_STEPS_MAX = 100_000  # runs of the dump iterator a dump may take (a few per thread)
 
 
@@ -190,6 +191,45 @@ class Walker:
             if program.has_table(array):
                 programs = program.table(array)
                 programs[ctypes.c_int(0)] = ctypes.c_int(program.function_fd(function, kind))
+
+    def begin(self, walked: dict[int, WalkedBinary], launched: Optional[int], selection: Optional["Selection"],
+              sampling: "Sampling", track_forks: Optional[bool]) -> None:
+        """Before tracing is switched on: the processes to read registered (a launched command
+        once it has exec'd), the sampling settings made, processes that exec (and, with
+        track_forks, the children of registered ones) tracked where track_forks is not None,
+        and the clock started."""
+        for pid, binary in walked.items():
+            if pid == launched:
+                self.register_after_exec(pid, binary)
+                continue
+            try:
+                registered = self.register(pid, binary)
+            except NotFound:
+                registered = False
+            if not registered and not selection:  # one of those selected may come and go
+                raise NotFound(f"PID {pid} no longer maps {binary.binary.shown_path}")
+        if sampling.off_cpu:
+            settings = self._program.table("profile_settings")
+            value = settings.Leaf()
+            value.min_block = int(sampling.min_block * 1e9)
+            value.tick_ns = clock_period_ns(sampling.rate) if sampling.rate else 0
+            settings[settings.Key(0)] = value
+            for pid in self.registered:
+                self.note_waiting_threads(pid)
+        if track_forks is not None:
+            self.track(selection, forks=track_forks)
+        if sampling.rate:
+            self.start_clock(sampling.rate)
+
+    def wait_launched(self, pid: int, process_events) -> None:
+        """Wait (a few milliseconds) for a command let go to exec and map its interpreter, and
+        register it before it runs Python code, or leave it to the run loop."""
+        deadline = time.monotonic() + LAUNCH_WAIT
+        while pid not in self.registered and time.monotonic() < deadline:
+            for event in process_events.drain():
+                self.process_event(*event)
+            self.register_pending()
+            time.sleep(0.0005)
 
     def register(self, pid: int, walked: WalkedBinary) -> bool:
         """Let the walker read pid's stacks; False while its interpreter is not mapped."""

@@ -25,7 +25,8 @@ from .interpreter import FrameLayout, Interpreter
 from .pyobjects import Attributes, Layout, Truncated, decode_int, decode_str, int_size, str_shape
 from .errors import TraceError
 from .events import OFFSET_NONE
-from .sampling import WalkedBinary, load_bias
+from .sampling import WalkedBinary, load_bias, process_interpreter
+from .target import thread_name as os_thread_name
 
 THREADS_MAX = 4096
 INTERPRETERS_MAX = 64  # each subinterpreter has a threading module of its own
@@ -348,3 +349,55 @@ def python_names_by_tid(pid: int, walked: WalkedBinary) -> dict[int, str]:
 
     return {tid: name for tid, name in _read_process(pid, walked, reading).items()
             if os.path.exists(f"/proc/{pid}/task/{tid}")}
+
+
+class ThreadLabels:
+    """A trace's names for its threads: once tracing has stopped, Python's (Thread.name) for the
+    threads still running that threading knows; else the OS name, read when tracing began or
+    when first asked. registered: the interpreter of a process the walker reads, if it does."""
+
+    def __init__(self, registered: Callable[[int], Optional[WalkedBinary]] = lambda pid: None):
+        self._registered = registered
+        self._os_names: dict[int, str] = {}
+        self._python_names: dict[int, dict[int, str]] = {}  # pid -> TID -> Thread.name, read once stopped
+        self.stopped = False
+
+    def note(self, pid: int) -> None:
+        """Read the OS names of pid's threads now (before it is told tracing runs: a short-lived
+        target may be gone by the end)."""
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return  # gone already
+        for tid in tids:
+            self.os_name(pid, int(tid))
+
+    def name(self, pid: int, tid: int) -> str:
+        if self.stopped:
+            names = self._python_names.get(pid)
+            if names is None:
+                names = self._python_names[pid] = self._read_python_names(pid)
+            if tid in names:
+                return names[tid]
+        return self.os_name(pid, tid)
+
+    def os_name(self, pid: int, tid: int) -> str:
+        """A thread's OS name (comm): read when tracing began or when first asked, "" if it was
+        gone."""
+        name = self._os_names.get(tid)
+        if name is None:
+            name = os_thread_name(pid, tid)
+            if name:
+                self._os_names[tid] = name
+        return name
+
+    def _read_python_names(self, pid: int) -> dict[int, str]:
+        """TID -> Thread.name of a process's threads, read out of its memory (after tracing,
+        which it must not slow down): {} where they cannot be."""
+        walked = self._registered(pid)
+        if walked is None:
+            try:
+                walked = process_interpreter(pid)
+            except (TraceError, OSError):  # gone, or an interpreter whose layout is not known
+                return {}
+        return python_names_by_tid(pid, walked)

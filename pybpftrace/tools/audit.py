@@ -26,7 +26,8 @@ from ..events import (
 from ..globs import CompiledGlob, GlobError, compile_glob
 from ..program import Handler, ProgramSpec
 from ..pyobjects import Decoder, ObjectModel, Snapshot, Value, object_model, to_json, to_text
-from ..session import Session, Summary, TraceOptions, run_tool
+from ..consumer import Summary
+from ..session import Session, TraceOptions, run_tool
 from ..target import PythonBinary
 
 GLOBS_MAX = 8  # as in bpf/audit.bpf.c

@@ -14,7 +14,8 @@ from ..formats import STACKS, model
 from ..formats.options import Outputs
 from ..program import Handler, Loss, ProgramSpec
 from ..render import bucket_bounds, format_duration, log2_histogram
-from ..session import Session, SourcesConsumer, Summary, TraceOptions, run_tool
+from ..consumer import SourcesConsumer, Summary
+from ..session import Session, TraceOptions, run_tool
 from ..stacks import MAX_FRAMES
 
 SPEC = ProgramSpec(

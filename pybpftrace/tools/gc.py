@@ -14,7 +14,8 @@ from ..event_stacks import SAMPLING, StackedEvents, with_stacks
 from ..events import GC_EVENT
 from ..program import Handler, ProgramSpec
 from ..render import format_duration, log2_buckets, log2_histogram
-from ..session import Session, Summary, TraceOptions, run_tool
+from ..consumer import Summary
+from ..session import Session, TraceOptions, run_tool
 
 SPEC = ProgramSpec(
     "gc.bpf.c",

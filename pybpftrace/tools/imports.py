@@ -14,7 +14,8 @@ from ..event_stacks import SAMPLING, StackedEvents, with_stacks
 from ..events import IMPORT_EVENT, IMPORT_START, TRUNCATION_MARK
 from ..program import Handler, ProgramSpec
 from ..render import format_duration
-from ..session import Session, Summary, TraceOptions, run_tool
+from ..consumer import Summary
+from ..session import Session, TraceOptions, run_tool
 
 SPEC = ProgramSpec(
     "imports.bpf.c",

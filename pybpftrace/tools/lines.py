@@ -11,7 +11,8 @@ from typing import Optional, TextIO
 
 from ..events import CALL_EVENT, COUNTER_COUNTS_FULL, Process
 from ..program import Handler, Loss, ProgramSpec
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
+from ..consumer import Consumer, Summary
+from ..session import Session, TraceOptions, run_tool, signed_total
 
 SPEC = ProgramSpec(
     "lines.bpf.c", (("line", Handler("on_line", 3)),), names_layout=True,

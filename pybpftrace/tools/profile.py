@@ -25,7 +25,8 @@ from ..render import TREE_WEIGHTS, weighted_stacks
 from ..errors import NotFound
 from ..samples import FrameNames, Sample, SampleCounts, call_trees, unpack
 from ..sampling import DEFAULT_RATE, Sampling
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool
+from ..consumer import Consumer, Summary
+from ..session import Session, TraceOptions, run_tool
 from ..stacks import weighted_paths
 
 SPEC = ProgramSpec("profile.bpf.c", (), walker=True, continuations=(

@@ -28,7 +28,8 @@ from ..formats.options import Outputs
 from ..program import Handler, Loss, ProgramSpec
 from ..progress import size
 from ..render import CACHED, WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
-from ..session import Session, SourcesConsumer, Summary, TraceOptions, run_tool, signed_total
+from ..consumer import SourcesConsumer, Summary
+from ..session import Session, TraceOptions, run_tool, signed_total
 from ..stacks import (
     DEEPER_FRAMES,
     MAX_FRAMES,

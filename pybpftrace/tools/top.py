@@ -18,7 +18,8 @@ from ..events import COUNTER_COUNTS_FULL, COUNTER_THREADS_FULL, SAMPLE_CPU, Proc
 from ..program import Handler, Loss, ProgramSpec
 from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, unpack
 from ..sampling import DEFAULT_RATE, Sampling
-from ..session import Consumer, Session, Summary, TraceOptions, run_tool, signed_total
+from ..consumer import Consumer, Summary
+from ..session import Session, TraceOptions, run_tool, signed_total
 from ..sources import FirstLines
 
 SPEC = ProgramSpec(

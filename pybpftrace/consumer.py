@@ -1,0 +1,103 @@
+"""What a command does with a trace: its events as they come, the processes that exit, the
+end of the trace (Consumer), and what the end-of-run line reports (Summary)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from .events import Process
+
+if TYPE_CHECKING:
+    from .session import Session
+
+
+@dataclass
+class Summary:
+    """What the end-of-run line reports."""
+
+    events: int = 0  # handled by the programs
+    lost: int = 0  # handled but dropped, not counted anywhere (the notes say why)
+    seconds: float = 0.0
+    ended_by: str = ""
+    processes: int = 0
+    threads: Optional[int] = None  # None where the events were counted in the kernel
+    unit: str = "events"  # what the programs handle: events, samples
+    notes: list[str] = field(default_factory=list)  # what could not be kept or is missing, and why
+
+    def line(self) -> str:
+        processes = f"{self.processes} processes, " if self.processes > 1 else ""
+        threads = f"{self.threads} threads, " if self.threads is not None else ""
+        notes = f" [{'; '.join(self.notes)}]" if self.notes else ""
+        return (
+            f"pybpftrace: {self.events} {self.unit}, {self.lost} lost{notes}, {processes}{threads}"
+            f"{self.seconds:.2f} s ({self.ended_by})"
+        )
+
+
+class Consumer:
+    """What a command does with its events. `interval`: seconds between on_interval calls;
+    writes_stdout: whether it writes to stdout while tracing (then no status line goes to a
+    terminal that shows both)."""
+
+    interval: Optional[float] = None
+    writes_stdout = True
+
+    def __init__(self, session: "Session"):
+        self.session = session
+        self.threads: Optional[set[int]] = set()  # None where the kernel aggregates
+
+    def feed(self, records: list[tuple]) -> None:
+        """A batch of records from the events ring buffer, in order."""
+
+    def on_fork(self, pid: int) -> None:
+        """A forked child is traced from now on."""
+
+    def on_process(self, pid: int) -> None:
+        """A process first named (by --binary or --all, a process may be traced before the
+        tracer hears of it): its files can be opened while it lives."""
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """These processes have exited and their events are all fed: take what is needed of
+        theirs (from the kernel's maps, from the names) before their names go."""
+
+    def thread_count(self) -> Optional[int]:
+        """The threads seen, for the summary line (None where the kernel aggregates)."""
+        return None if self.threads is None else len(self.threads)
+
+    def on_interval(self) -> bool:
+        """Called every `interval` seconds; True ends the trace."""
+        return False
+
+    def finish(self, summary: Summary) -> None:
+        """The trace has ended; the program's maps can still be read."""
+
+    def writing(self) -> str:
+        """What it is writing, in a few words, for the status line."""
+        return ""
+
+    def close(self) -> None:
+        """Whatever happened: give back what the consumer holds (a terminal, say)."""
+
+
+class SourcesConsumer(Consumer):
+    """A consumer that reads the traced processes' source files (the session's FirstLines,
+    which holds the targets' from before tracing is announced): a process found later (a
+    fork, --binary, --all) is watched when first seen, and forgotten once it has exited, so
+    that process churn does not hold files open without end."""
+
+    def __init__(self, session: "Session"):
+        super().__init__(session)
+        self.sources = session.sources
+
+    def on_fork(self, pid: int) -> None:
+        self.on_process(pid)
+
+    def on_process(self, pid: int) -> None:
+        if pid not in self.sources:
+            self.sources.watch(pid)  # a process found by --binary or --all
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """(Subclasses take what they need of the processes first.)"""
+        for pid, _ in processes:
+            self.sources.forget(pid)
