@@ -16,21 +16,44 @@ enum event_kind {
 
 /* Every event starts with its timestamp. */
 
-/* A function entry or return. file and function are the ids of the strings CPython passed
- * (common.h's name_id); their text comes once per process in a names_event. */
+enum call_flags {
+	CALL_FRESH = 1,        /* the first event sent of a thread the kernel had not seen: a thread
+	                        * id that may have been another thread's, whose state user space must
+	                        * drop; its stack at that moment came just before on `samples` */
+	CALL_INEXACT = 2,      /* a return noticed after it happened (its time: when it was noticed),
+	                        * or an entry found in the frame chain (its time: when it was found) */
+	CALL_ENTRY_UNSEEN = 4, /* a return whose entry never fired (CPython 3.15 resuming a generator
+	                        * in throw()): a call of the frame open below it */
+};
+
+/* A function entry or return. code is the code object's id (pystacks.h's code_id): its
+ * names, first line and line table come once per process on `codes`. */
 struct call_event {
-	__u64 timestamp; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
+	__u64 timestamp;   /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
+	__u64 code;
+	__u32 pid;
+	__u32 tid;
+	__s32 line;        /* the line the probe reported; LINE_UNKNOWN (frames.h): see instruction */
+	__s32 instruction; /* the frame's instruction, a byte offset (the eval-frame route) */
+	__s32 depth;       /* the thread's call depth: its frames below this one, from its root */
+	__u8 kind;
+	__u8 flags;        /* enum call_flags */
+	__u8 pad[2];
+	__u32 incarnation; /* of the process: see common.h */
+	__u32 pad2;
+};
+
+/* A line that runs (the line probe, pybpftrace lines --stream): file and function are the ids
+ * of the strings CPython passed (common.h's name_id); their text comes once per process in a
+ * names_event. */
+struct line_event {
+	__u64 timestamp;
 	__u64 file;
 	__u64 function;
 	__u32 pid;
 	__u32 tid;
 	__s32 line;
-	__s32 depth; /* call depth: see struct thread_state in stack.bpf.c */
-	__u8 kind;
-	__u8 fresh;  /* the first event sent of a thread the kernel had not seen: a thread id that
-	              * may have been another thread's, whose state user space must drop */
-	__u8 pad[2];
-	__u32 incarnation; /* of the process: see common.h */
+	__u32 incarnation;
 };
 
 enum names_flags {
@@ -86,22 +109,25 @@ struct import_event {
 
 #define HISTOGRAM_BUCKETS 64
 
-/* calls: what the kernel keeps per function (key: its process and its two name ids). */
+/* calls: what the kernel keeps per function (key: its process and its code object's id). */
 struct function_key {
-	__u64 file;
-	__u64 function;
+	__u64 code;
 	__u32 pid;
 	__u32 incarnation;
 };
 
 struct function_stats {
-	__u64 calls;   /* returns seen */
-	__u64 timed;   /* of those, calls whose entry was seen */
+	__u64 calls;   /* calls that began while traced (entries seen, and calls seen only returning) */
+	__u64 timed;   /* of those, calls that ended: entry and return seen */
 	__u64 total;   /* ns, inclusive, over the timed calls */
 	__u64 self;    /* ns, without the callees' time */
 	__u64 max;     /* ns */
-	__s32 line;    /* a line its entries reported */
-	__u32 named;   /* its names were sent (until then, tried at each of its returns) */
+	__u64 partial; /* calls running when tracing began that ended while traced */
+	__u64 partial_total; /* ns of those while traced, inclusive */
+	__u64 partial_self;
+	__u64 cut;     /* calls running when their thread exited */
+	__u64 cut_total; /* ns of those up to the exit */
+	__u64 cut_self;
 	__u32 histogram[HISTOGRAM_BUCKETS]; /* timed calls by log2 of their ns */
 };
 
@@ -110,27 +136,26 @@ struct function_stats {
  * Each thread's tree hangs from a root: the frames running when tracing began. */
 struct call_node {
 	__u64 parent; /* a node's or a root's id */
-	__u64 file;
-	__u64 function;
+	__u64 code;   /* the code object's id; 0: see kind */
 	__u64 self;   /* ns with this call on top of its thread's stack */
 	__u64 calls;
 	__u32 pid;
-	__s32 line;   /* the line the entry reported; DEEPER_FRAMES_LINE: see folded.bpf.c */
 	__u32 incarnation;
-	__u32 named;  /* its names were sent (until then, tried at each of its calls) */
+	__u32 kind;   /* NODE_CALL; NODE_DEEPER: the calls deeper than MAX_FRAMES (folded.bpf.c) */
+	__u32 pad;
 };
 
-/* The frames that were running when a thread was first seen, one root per frame: a root is
- * named when its frame returns (its name is then known), and a new root becomes its parent. */
+/* Where a thread's tree starts. The frames it was in when first seen are nodes above its calls
+ * (read from memory); where they could not be read, each frame that returns names this root
+ * (code), and a new root becomes its parent. */
 struct call_root {
 	__u64 parent; /* the root above, once this one is named; 0 while it is the top */
-	__u64 file;   /* 0 until named */
-	__u64 function;
+	__u64 code;   /* 0 until named */
 	__u64 self;
 	__u32 pid;
 	__u32 tid;
-	__s32 line;   /* the line its return reported */
 	__u32 incarnation;
+	__u32 pad;
 };
 
 /* A traced process forked a child (with --follow-forks). */
@@ -232,6 +257,8 @@ struct py_layout {
 	__u16 code_linetable;
 	__u16 code_instructions;         /* co_code_adaptive (3.11+): the first instruction */
 	__u16 code_firsttraceable;       /* _co_firsttraceable; OFFSET_NONE where absent */
+	__u16 code_flags;                /* co_flags */
+	__u16 code_framesize;            /* co_framesize (3.12+): a frame's size, in pointers */
 	__u16 str_length;                /* in characters */
 	__u16 str_state;                 /* interned:2, kind:3, compact:1, ascii:1 */
 	__u16 str_ascii_data;            /* characters of a compact ASCII str */
@@ -280,6 +307,9 @@ enum sample_kind {
 	SAMPLE_SHORT_WAITS = 6,          /* an exiting thread's waits shorter than --min-block: weight ns */
 	SAMPLE_EVENT = 7,                /* the stack an event fired in (--stacks): its timestamp is the
 	                                  * event's, and the event follows it on its own ring */
+	SAMPLE_SEED = 8,                 /* the frames a thread was in at its first call event (whose
+	                                  * timestamp it has): weight says how many of the innermost
+	                                  * are not among them (the frame the call entered) */
 };
 
 enum sample_flags {
@@ -366,7 +396,14 @@ enum counter {
 	COUNTER_UNTRACKED_THREADS = 15, /* off-CPU: threads whose waits could not be tracked: map full */
 	COUNTER_SWITCHES_UNSEEN = 16, /* off-CPU: switches of traced threads the kernel did not report */
 	COUNTER_SWITCHES_UNSEEN_NS = 17, /* the time they leave in doubt */
-	COUNTER_MAX = 18,
+	COUNTER_CODES_LOST = 18,    /* a call's code object could not be announced: the codes ring was full */
+	COUNTER_SEEDS_PARTIAL = 19, /* threads whose frames at their first event could not all be read */
+	COUNTER_NO_THREAD_STATE = 20, /* events of threads whose state could not be found */
+	COUNTER_MISSED_RETURNS = 21, /* returns noticed after they happened (timed to when noticed) */
+	COUNTER_RECOVERED_CALLS = 22, /* calls found in the frame chain, their entries unseen */
+	COUNTER_STACK_MISMATCH = 23, /* entries whose caller is in no frame kept: the stack left as it was */
+	COUNTER_INITS_UNTIMED = 24, /* CPython 3.13's specialized __init__ calls seen only returning */
+	COUNTER_MAX = 25,
 };
 
 #endif

@@ -97,6 +97,7 @@ struct walk {
 	__u64 last_id;
 	__u64 announce[ANNOUNCED_PER_WALK];
 	__u64 announce_id[ANNOUNCED_PER_WALK];
+	__u64 addresses[SAMPLE_FRAMES_MAX]; /* each frame's address, beside sample.frames */
 	struct sample_event sample;
 };
 
@@ -124,7 +125,13 @@ static __always_inline void forget_walked_process(__u32 pid)
 {
 	py_processes.delete(&pid);
 }
-/* The code objects announced on `codes`, by id: forgetting one only announces it again. */
+/* The code objects announced on `codes`, by id: forgetting one only announces it again. The
+ * value: CODE_KNOWN, and what the program that includes this asks to know of a code object
+ * once, from its announcement (CODE_FLAGS(event), defined before including this header). */
+#define CODE_KNOWN 1
+#ifndef CODE_FLAGS
+#define CODE_FLAGS(event) 0
+#endif
 BPF_TABLE("lru_hash", __u64, __u8, codes_known, CODES_KNOWN_MAX);
 BPF_ARRAY(walk_settings, struct walk_settings, 1);
 BPF_PERCPU_ARRAY(walk_buffers, struct walk_buffers, 1);
@@ -232,6 +239,19 @@ static __always_inline void walk_start_at(struct walk *walk, struct py_process *
 	start_frames(walk, &process->layout, buffers, task);
 }
 
+/* Start a walk of the frames of a thread whose state is known (a call's first argument). */
+static __always_inline void walk_start_tstate(struct walk *walk, struct py_process *process,
+					      struct walk_buffers *buffers, __u32 pid, __u32 tid, __u64 tstate)
+{
+	walk_start(walk, pid, tid);
+	if (read_bounded(buffers->tstate, process->layout.tstate_read, TSTATE_BUF, tstate, NULL)) {
+		walk->sample.flags |= SAMPLE_NO_THREAD_STATE;
+		walk->phase = WALK_DONE;
+		return;
+	}
+	start_frames(walk, &process->layout, buffers, NULL);
+}
+
 /* WALK_THREAD: the thread's state, from the cache (checked) or the interpreters' lists. */
 static __always_inline void find_thread(struct walk *walk, struct py_process *process, struct walk_buffers *buffers,
 					void *task)
@@ -273,6 +293,16 @@ static __always_inline void find_thread(struct walk *walk, struct py_process *pr
 	}
 }
 
+/* The instruction a frame read into `frame` is at, as a byte offset from its code's first. */
+static __always_inline __s64 frame_instruction(struct py_layout *layout, const __u8 *frame, __u64 code)
+{
+	if (layout->instruction_kind == INSTR_POINTER)
+		return u64_at(frame, layout->frame_instruction, FRAME_BUF) - (code + layout->code_instructions);
+	if (layout->instruction_kind == INSTR_LASTI_UNITS)
+		return (__s64)(__s32)u32_at(frame, layout->frame_instruction, FRAME_BUF) * 2;
+	return (__s32)u32_at(frame, layout->frame_instruction, FRAME_BUF);
+}
+
 /* WALK_FRAMES: follow the frames, keeping each Python frame's code object, instruction (as
  * an offset from the code's first) and owner; shims (frames the C stack or the interpreter
  * own) are stepped over. */
@@ -308,15 +338,9 @@ static __always_inline void follow_frames(struct walk *walk, struct py_layout *l
 			walk->phase = WALK_CODES;
 			return;
 		}
-		__s64 offset;
-		if (layout->instruction_kind == INSTR_POINTER)
-			offset = u64_at(buffers->frame, layout->frame_instruction, FRAME_BUF) -
-				 (code + layout->code_instructions);
-		else if (layout->instruction_kind == INSTR_LASTI_UNITS)
-			offset = (__s64)(__s32)u32_at(buffers->frame, layout->frame_instruction, FRAME_BUF) * 2;
-		else
-			offset = (__s32)u32_at(buffers->frame, layout->frame_instruction, FRAME_BUF);
+		__s64 offset = frame_instruction(layout, buffers->frame, code);
 		struct sample_frame *slot = &walk->sample.frames[walk->found & (SAMPLE_FRAMES_MAX - 1)];
+		walk->addresses[walk->found & (SAMPLE_FRAMES_MAX - 1)] = frame;
 		slot->code = code;
 		slot->instruction = offset;
 		slot->owner = owner;
@@ -355,7 +379,8 @@ static __always_inline void read_codes(struct walk *walk, struct py_process *pro
 			walk->phase = WALK_ANNOUNCE;
 			return;
 		}
-		struct sample_frame *frame = &walk->sample.frames[walk->read & (SAMPLE_FRAMES_MAX - 1)];
+		__u32 index = walk->read & (SAMPLE_FRAMES_MAX - 1);
+		struct sample_frame *frame = &walk->sample.frames[index];
 		walk->read++;
 		__u64 code = frame->code, id = walk->last_id;
 		__s32 offset = frame->instruction;
@@ -377,7 +402,9 @@ static __always_inline void read_codes(struct walk *walk, struct py_process *pro
 		if (id && layout->code_firsttraceable != OFFSET_NONE && owner != layout->owner_generator &&
 		    offset < (__s32)u32_at(buffers->code, layout->code_firsttraceable, CODE_BUF) * 2)
 			continue; /* incomplete */
-		struct sample_frame *out = &walk->sample.frames[walk->sample.depth & (SAMPLE_FRAMES_MAX - 1)];
+		__u32 kept = walk->sample.depth & (SAMPLE_FRAMES_MAX - 1);
+		struct sample_frame *out = &walk->sample.frames[kept];
+		walk->addresses[kept] = walk->addresses[index];
 		out->code = id;
 		out->instruction = offset < 0 ? 0 : offset;
 		out->owner = 0;
@@ -402,16 +429,16 @@ static __always_inline int read_text(struct py_layout *layout, struct walk_buffe
 	return read_bounded(text, (__u64)*length * *kind, CODE_TEXT_MAX, data, task) ? -1 : 0;
 }
 
-/* A code object's names, first line and (when asked) line table, on the `codes` ring. */
-static __always_inline void announce_code(struct py_process *process, struct walk_buffers *buffers, __u32 pid,
-					  __u64 code, __u64 id, void *task)
+/* A code object's names, first line and (when asked) line table, on the `codes` ring: the
+ * flags it is now known by (codes_known), or -1 when it could not be announced. */
+static __always_inline int announce_code(struct py_process *process, struct walk_buffers *buffers,
+					 struct code_event *event, __u32 pid, __u64 code, __u64 id, void *task)
 {
 	struct py_layout *layout = &process->layout;
 	__u32 zero = 0;
-	struct code_event *event = code_scratch.lookup(&zero);
 	struct walk_settings *settings = walk_settings.lookup(&zero);
 	if (!event || read_bounded(event->linetable, layout->code_read, CODE_BUF, code, task))
-		return;
+		return -1;
 	const __u8 *head = event->linetable; /* the code object's head, for a moment */
 	__u64 name = u64_at(head, layout->code_name, CODE_BUF);
 	__u64 file = u64_at(head, layout->code_filename, CODE_BUF);
@@ -440,15 +467,16 @@ static __always_inline void announce_code(struct py_process *process, struct wal
 		}
 	}
 	__u64 read = event->linetable_read & (LINETABLE_MAX - 1);
-	if (codes.ringbuf_output(event, offsetof(struct code_event, linetable) + read, 0) == 0) {
-		__u8 known = 1;
-		codes_known.update(&id, &known);
-	}
+	if (codes.ringbuf_output(event, offsetof(struct code_event, linetable) + read, 0))
+		return -1;
+	__u8 known = CODE_KNOWN | CODE_FLAGS(event);
+	codes_known.update(&id, &known);
+	return known;
 }
 
 /* WALK_ANNOUNCE: the code objects put aside, announced. */
 static __always_inline void announce_codes(struct walk *walk, struct py_process *process,
-					   struct walk_buffers *buffers, void *task)
+					   struct walk_buffers *buffers, struct code_event *scratch, void *task)
 {
 	for (int i = 0; i < ANNOUNCE_STEPS; i++) {
 		__u32 next = walk->announcing;
@@ -458,17 +486,20 @@ static __always_inline void announce_codes(struct walk *walk, struct py_process 
 		}
 		walk->announcing++;
 		next &= ANNOUNCED_PER_WALK - 1;
-		announce_code(process, buffers, walk->sample.pid, walk->announce[next], walk->announce_id[next], task);
+		announce_code(process, buffers, scratch, walk->sample.pid, walk->announce[next], walk->announce_id[next],
+			      task);
 	}
 }
 
-/* Advance the walk a bounded number of steps; 1 when it is done (or cannot go on). */
-static __always_inline int walk_steps(struct walk *walk, void *task)
+/* Advance the walk a bounded number of steps, in these per-CPU buffers (a program that can run
+ * inside another that walks, as a sampling clock's tick can inside a probe's, has its own);
+ * 1 when it is done (or cannot go on). */
+static __always_inline int walk_steps_in(struct walk *walk, struct walk_buffers *buffers, struct code_event *scratch,
+					 void *task)
 {
-	__u32 zero = 0, pid = walk->sample.pid;
+	__u32 pid = walk->sample.pid;
 	struct py_process *process = py_processes.lookup(&pid);
-	struct walk_buffers *buffers = walk_buffers.lookup(&zero);
-	if (!process || !buffers)
+	if (!process || !buffers || !scratch)
 		return 1;
 	switch (walk->phase) {
 	case WALK_THREAD:
@@ -481,12 +512,18 @@ static __always_inline int walk_steps(struct walk *walk, void *task)
 		read_codes(walk, process, buffers, task);
 		break;
 	case WALK_ANNOUNCE:
-		announce_codes(walk, process, buffers, task);
+		announce_codes(walk, process, buffers, scratch, task);
 		break;
 	default:
 		return 1;
 	}
 	return walk->phase == WALK_DONE;
+}
+
+static __always_inline int walk_steps(struct walk *walk, void *task)
+{
+	__u32 zero = 0;
+	return walk_steps_in(walk, walk_buffers.lookup(&zero), code_scratch.lookup(&zero), task);
 }
 
 #endif

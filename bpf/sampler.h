@@ -8,19 +8,10 @@
 #include "common.h"
 #include "pystacks.h"
 
-BPF_RINGBUF_OUTPUT(samples, EVENTS_PAGES); /* the stacks: --buffer-size */
+#include "samples.h"
+
 BPF_PERCPU_ARRAY(walks, struct walk, 1);
 BPF_PROG_ARRAY(walk_programs, 1); /* [0]: walk_on_tick, which tail-calls itself */
-
-/* Only the frames the walk found are sent. */
-static __always_inline void send_sample(struct sample_event *sample)
-{
-	__u32 depth = sample->depth;
-	if (depth > SAMPLE_FRAMES_MAX)
-		depth = SAMPLE_FRAMES_MAX;
-	if (samples.ringbuf_output(sample, offsetof(struct sample_event, frames) + depth * sizeof(struct sample_frame), 0))
-		count(COUNTER_EVENTS_LOST);
-}
 
 /* The calling thread's walk, begun: NULL when the thread is not one whose stacks are read. */
 static __always_inline struct walk *begin_walk(__u8 kind, __u64 weight)
@@ -110,11 +101,15 @@ static __always_inline void send_process_event(__u32 pid, __u32 parent, __u32 ki
 	process_events.ringbuf_submit(event, 0);
 }
 
-/* A process that runs another program: its registration is the old program's. */
+/* A process that runs another program: its registration, and what is kept of the thread that
+ * exec'd, are the old program's. */
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
 	py_processes.delete(&pid);
+	forget_thread((__u32)id, bpf_ktime_get_ns());
+	forget_walked_thread((__u32)id);
 	struct walk_settings *settings = tracking();
 	if (settings && settings->execs && pid != TRACER_PID)
 		send_process_event(pid, 0, PROCESS_EXECED);

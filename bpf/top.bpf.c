@@ -1,5 +1,5 @@
 /* pybpftrace top: where the time goes, from Python stacks sampled at a clock (sampler.h); and,
- * where CPython has the function__entry probe, how many times each function is entered,
+ * where calls can be followed (frame_events.h), how many times each function is entered,
  * counted in the kernel; user space reads the counts each interval. */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
@@ -11,66 +11,67 @@
 #endif
 
 #include "sampler.h"
+#include "frame_events.h"
 
-/* Counts (common.h's, key: file, function, entry line) go to the generation user space names:
- * it switches generations, then reads and deletes the old one's counts. */
+/* Counts (common.h's, key: the code object's id in `first`) go to the generation user space
+ * names: it switches generations, then reads and deletes the old one's counts. */
 struct top_settings {
 	__u32 generation;
-	__u32 retract; /* CPython 3.15: remember each thread's last entry, in case it was a creation */
+	__u32 pad;
 };
 
 BPF_ARRAY(top_settings, struct top_settings, 1);
-/* Not preallocated; an entry goes when its thread exits. A thread beyond LAST_ENTRY_MAX live
- * ones (counted) has its creations' entries counted as calls. */
-BPF_F_TABLE("hash", __u32, struct count_key, last_entry, LAST_ENTRY_MAX, BPF_F_NO_PREALLOC);
 
-/* The thread's last entry, written in place: an update of the LRU map per entry would
- * allocate an element each time, and cost more than all the rest of this program. */
-static __always_inline void remember(__u32 tid, struct count_key *key)
+static __always_inline int thread_wanted(__u32 tid)
 {
-	struct count_key *last = last_entry.lookup(&tid);
-	if (last)
-		*last = *key;
-	else if (last_entry.update(&tid, key) < 0)
-		count(COUNTER_THREADS_FULL);
+	return 1;
+}
+
+/* `amount` calls of the call's code object, in the current generation (a count taken back
+ * lands there too: user space sums counts over generations as signed numbers). */
+static __always_inline void count_calls(struct frames *frames, struct call *call, __u64 amount)
+{
+	__u32 zero = 0;
+	struct top_settings *settings = top_settings.lookup(&zero);
+	if (!settings)
+		return;
+	struct count_key key = {.first = call->code, .pid = call->pid, .generation = settings->generation,
+				.incarnation = frames->incarnation};
+	count_under(&key, amount, NULL);
+}
+
+static __always_inline void on_push(struct pt_regs *ctx, struct frames *frames, struct frame *frame,
+				    struct call *call, __u32 how)
+{
+	if (how != PUSH_SEEDED)
+		count_calls(frames, call, 1);
+}
+
+static __always_inline void on_pop(struct pt_regs *ctx, struct frames *frames, struct frame *frame, __u64 elapsed,
+				   struct call *call, __u32 how)
+{
+}
+
+static __always_inline void on_unmatched(struct pt_regs *ctx, struct frames *frames, struct call *call)
+{
+	count_calls(frames, call, 1);
+}
+
+static __always_inline void on_began_before(struct pt_regs *ctx, struct frames *frames, struct call *call)
+{
+}
+
+/* The entry just counted created a generator: not a call. */
+static __always_inline void on_created(struct pt_regs *ctx, struct frames *frames, struct call *call)
+{
+	count_calls(frames, call, (__u64)-1);
+}
+
+static __always_inline void on_seeded(struct pt_regs *ctx, struct frames *frames, struct walk *walk)
+{
 }
 
 static __always_inline void forget_thread(__u32 tid, __u64 now)
 {
-	last_entry.delete(&tid);
-}
-
-/* function__entry(filename, funcname, lineno) */
-static __always_inline int on_function_entry(struct pt_regs *ctx, __u64 *args)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32, tid = (__u32)id, zero = 0;
-	struct top_settings *settings = top_settings.lookup(&zero);
-	if (!settings || !tracer_enabled() || !process_traced(pid))
-		return 0;
-	count(COUNTER_EVENTS);
-	struct name_ids ids = function_ids(ctx, args);
-	struct count_key key = {.first = ids.file, .second = ids.function, .pid = pid, .line = (__s32)args[2],
-				.generation = settings->generation, .incarnation = incarnation_of(pid)};
-	if (settings->retract)
-		remember(tid, &key);
-	count_under(&key, 1, args);
-	return 0;
-}
-
-/* Entry of _Py_MakeCoro (CPython 3.15): the thread's last entry created a generator. Take it
- * back in the current generation (its own may have been collected meanwhile): user space sums
- * counts over generations as signed numbers. */
-static __always_inline int on_generator_created(struct pt_regs *ctx, __u64 *args)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
-	struct count_key *last = last_entry.lookup(&tid);
-	struct top_settings *settings = top_settings.lookup(&zero);
-	if (!last || !settings || !last->pid)
-		return 0;
-	struct count_key key = *last;
-	last->pid = 0; /* taken back: not again */
-	key.generation = settings->generation;
-	count_under(&key, (__u64)-1, NULL);
-	return 0;
+	thread_frames.delete(&tid);
 }

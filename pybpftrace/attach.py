@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 from .events import PROCESS_TRACED
 
 if TYPE_CHECKING:
-    from .program import LoadedProgram
+    from .program import LoadedProgram, Placement
     from .target import PythonBinary
 
 UPROBE_PMU = Path("/sys/bus/event_source/devices/uprobe")
@@ -87,12 +87,12 @@ def _config_shift(format_text: str) -> int:
 
 
 def perf_event_open_uprobe(
-    pmu: UprobePmu, path: str, offset: int, pid: int, ref_ctr_offset: int = 0, cpu: int = -1
+    pmu: UprobePmu, path: str, offset: int, pid: int, ref_ctr_offset: int = 0, cpu: int = -1, returns: bool = False
 ) -> int:
     attr = _PerfEventAttr()
     attr.type = pmu.type
     attr.size = ctypes.sizeof(_PerfEventAttr)
-    attr.config = ref_ctr_offset << pmu.ref_ctr_shift
+    attr.config = ref_ctr_offset << pmu.ref_ctr_shift | int(returns) << pmu.retprobe_bit
     attr.sample_period = 1
     attr.sample_type = PERF_SAMPLE_RAW
     attr.wakeup_events = 1
@@ -121,13 +121,15 @@ class Uprobes:
         offset: int,
         pid: int,
         ref_ctr_offset: int = 0,
+        returns: bool = False,
     ) -> None:
         """A uprobe at path+offset in process pid (-1: every process running the file, now
-        and later), running program_fd when hit; without a program it only holds the
-        semaphore raised. A system-wide perf event must name a CPU, but its program runs for
-        hits on every CPU: one event, on CPU 0, is enough."""
+        and later), running program_fd when hit (returns: a uretprobe, when the function
+        entered there returns); without a program it only holds the semaphore raised. A
+        system-wide perf event must name a CPU, but its program runs for hits on every CPU:
+        one event, on CPU 0, is enough."""
         cpu = 0 if pid == -1 else -1
-        fd = perf_event_open_uprobe(self._pmu, path, offset, pid, ref_ctr_offset, cpu)
+        fd = perf_event_open_uprobe(self._pmu, path, offset, pid, ref_ctr_offset, cpu, returns)
         self._fds.append(fd)
         try:
             if program_fd is not None:
@@ -150,16 +152,26 @@ class Attachment:
     process's binaries), and what some versions need besides: on CPython 3.11 the line
     semaphore raised when function entries are probed (gh-98894)."""
 
-    def __init__(self, program: "LoadedProgram", probes_entries: bool, follow_forks: bool):
+    def __init__(self, program: "LoadedProgram", follow_forks: bool):
         self._program = program
-        self._probes_entries = probes_entries
         self._follow_forks = follow_forks
         self._uprobes = Uprobes()
 
-    def attach(self, pid: int, binaries: list["PythonBinary"], path: Callable[[str], str] = lambda path: path) -> None:
-        """The program's uprobes in one process (path: where that process's files are)."""
+    def attach(self, pid: int, binaries: list["PythonBinary"], path: Callable[[str], str] = lambda path: path,
+               which: Callable[["Placement"], bool] = lambda placement: True) -> None:
+        """The program's uprobes in one process (path: where that process's files are; which:
+        the placements to attach now, the others by place() later)."""
+        self.place(pid, binaries, path, which)
+        for binary in binaries:
+            self._raise_line_semaphore(pid, binary, path(binary.path))
+        if self._follow_forks:
+            processes = self._program.table("processes")
+            processes[processes.Key(pid)] = processes.Leaf(PROCESS_TRACED)
+
+    def place(self, pid: int, binaries: list["PythonBinary"], path: Callable[[str], str] = lambda path: path,
+              which: Callable[["Placement"], bool] = lambda placement: True) -> None:
         for placement in self._program.placements:
-            if placement.binary in binaries:
+            if placement.binary in binaries and which(placement):
                 semaphore = placement.location.semaphore
                 self._uprobes.attach(
                     self._program.entry_fd(placement.entry),
@@ -167,12 +179,8 @@ class Attachment:
                     placement.location.offset,
                     pid,
                     semaphore.offset if semaphore else 0,
+                    placement.returns,
                 )
-        for binary in binaries:
-            self._raise_line_semaphore(pid, binary, path(binary.path))
-        if self._follow_forks:
-            processes = self._program.table("processes")
-            processes[processes.Key(pid)] = processes.Leaf(PROCESS_TRACED)
 
     def follow(self, parent: int, child: int, binaries: list["PythonBinary"]) -> bool:
         """Attach to a child forked by a traced process: its memory map is its parent's, and
@@ -190,7 +198,8 @@ class Attachment:
         the tracer, without a trap per line. With no such function found, the line probe
         itself carries it, at the cost of a trap per line."""
         line = binary.probes.probe("line")
-        if not self._probes_entries or not binary.quirks.entry_needs_line_semaphore or line is None:
+        entries = any(p.probe == "function__entry" and p.binary == binary for p in self._program.placements)
+        if not entries or not binary.quirks.entry_needs_line_semaphore or line is None:
             return
         offset = binary.never_called_offset
         for semaphore in line.semaphores:

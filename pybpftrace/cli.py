@@ -12,6 +12,7 @@ import click
 from .errors import EXIT_CODES, EXIT_USAGE, TraceError
 from .formats.options import GuardedText, output_options
 from .render import WEIGHTS
+from .eval_frame import ROUTES
 from .session import DEFAULT_BUFFER_MIB, MAX_BUFFER_MIB, TraceOptions
 from .target import TargetOptions
 
@@ -88,6 +89,22 @@ _TRACING_OPTIONS = [
     click.option("-q", "--quiet", is_flag=True, help="No live status line on the terminal."),
 ]
 _TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size", "quiet")
+# The commands that follow calls: how (routes.py).
+_CALL_OPTIONS = [
+    click.option("--route", type=click.Choice(ROUTES), default=None,
+                 help="How calls are seen: the function probes (usdt, the default where CPython has them), or "
+                      "its evaluator (eval-frame: any build, and CPython 3.12 to 3.14)."),
+    click.option("--eval-hook", is_flag=True,
+                 help="By PID, on CPython 3.11+: let the eval-frame route set the interpreter's eval_frame hook "
+                      "(one pointer per interpreter, set back when tracing ends, however it ends) so that every "
+                      "call goes through its evaluator. A launched command's is set from its first call."),
+]
+
+
+def following_calls(function: Callable) -> Callable:
+    """A tracing command that follows calls: it takes --route and --eval-hook too."""
+    function.follows_calls = True
+    return function
 
 
 def tracing_command(function: Callable) -> Callable:
@@ -95,16 +112,23 @@ def tracing_command(function: Callable) -> Callable:
     to the function as `trace` (a TraceOptions), `output` and `json_output`; a command with
     @output_options gets `outputs` instead of `output`."""
 
+    follows_calls = getattr(function, "follows_calls", False)
+
     @functools.wraps(function)
     def command(**options):
         ctx = click.get_current_context()
         common = {name: options.pop(name) for name in _TRACING_NAMES}
         options["trace"] = _trace_options(ctx, **common)
+        if follows_calls:
+            options["trace"].route = options.pop("route")
+            options["trace"].eval_hook = options.pop("eval_hook")
         if "output" in options:
             options["output"] = GuardedText(options["output"] or sys.stdout)
         return function(**options)
 
     own_outputs = any(param.name == "output_paths" for param in getattr(function, "__click_params__", []))
+    for decorator in reversed(_CALL_OPTIONS if follows_calls else []):
+        command = decorator(command)
     for decorator in reversed(_TRACING_OPTIONS):
         if not (own_outputs and decorator is _OUTPUT_OPTION):
             command = decorator(command)
@@ -126,6 +150,7 @@ def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, du
 
 
 @tracing_command
+@following_calls
 @output_options("folded", "svg", "speedscope", "chrome", "pprof")
 @click.option("--function", metavar="NAME", help="Trace only inside calls of the function NAME.")
 @click.option("--filename", metavar="SUBSTRING", help="Show only calls in files whose path contains SUBSTRING.")
@@ -252,6 +277,7 @@ def lines(trace, output, json_output, stream, top, filename) -> None:
 
 
 @tracing_command
+@following_calls
 @output_options("pprof")
 @click.option("--sort", type=click.Choice(["total", "self", "calls", "mean", "max"]), default="total",
               show_default=True, help="Order of the table.")
@@ -268,6 +294,7 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
 
 
 @tracing_command
+@following_calls
 @click.option("--interval", type=FiniteFloat(min=0.1), default=1.0, show_default=True, metavar="SECONDS",
               help="Refresh every SECONDS.")
 @click.option("--once", is_flag=True, help="Show one interval, then stop.")

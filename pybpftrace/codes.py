@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .events import (
+    LINE_UNKNOWN,
+    CallEvent,
     CODE_EVENT_HEAD,
     CODE_FILE_UNREADABLE,
     CODE_LINETABLE,
@@ -23,7 +25,8 @@ from .events import (
 )
 from .linetable import NO_LINE, LineTable
 
-UNKNOWN_CODE = "<unknown code object>"  # a frame whose code object could not be read
+UNKNOWN_CODE = "[unreadable code object]"  # a frame whose code object could not be read
+UNANNOUNCED_CODE = "[code object not announced]"  # its announcement was lost (the codes ring was full)
 _ENCODINGS = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
 
 
@@ -54,14 +57,16 @@ def _text(raw: bytes, length: int, kind: int, unreadable: bool) -> str:
 
 
 class Codes:
-    """Every code object announced, by id."""
+    """Every code object announced, by id; a process's go once it has exited (forget)."""
 
     def __init__(self) -> None:
         self._codes: dict[int, Code] = {}
+        self._of: dict[int, set[int]] = {}  # pid -> the ids of its code objects
 
     def add(self, record: bytes) -> None:
-        (code_id, _address, _pid, first_line, name_length, file_length, linetable_size, linetable_read,
+        (code_id, _address, pid, first_line, name_length, file_length, linetable_size, linetable_read,
          version, name_kind, file_kind, flags, name, file) = CODE_EVENT_HEAD.unpack_from(record)
+        self._of.setdefault(pid, set()).add(code_id)
         lines = None
         if flags & CODE_LINETABLE:
             version = (version >> 8, version & 0xFF)
@@ -77,6 +82,23 @@ class Codes:
 
     def get(self, code_id: int) -> Optional[Code]:
         return self._codes.get(code_id)
+
+    def forget(self, pid: int) -> None:
+        for code_id in self._of.pop(pid, ()):
+            self._codes.pop(code_id, None)
+
+    def call_event(self, record: tuple) -> CallEvent:
+        """A call event (events.CALL_EVENT unpacked), its code object named: its line is the one
+        the probe reported, or the one its instruction is at."""
+        timestamp, code_id, pid, tid, line, instruction, depth, kind, flags, _incarnation = record
+        code = self._codes.get(code_id) if code_id else None
+        if code is None:
+            function = UNKNOWN_CODE if not code_id else UNANNOUNCED_CODE
+            return CallEvent(timestamp, pid, tid, kind, depth, function, "", max(line, 0), 0, flags, code_id)
+        if line == LINE_UNKNOWN:
+            line = code.line(instruction) or 0
+        return CallEvent(timestamp, pid, tid, kind, depth, code.function, code.file, line, code.first_line, flags,
+                         code_id)
 
     def __len__(self) -> int:
         return len(self._codes)

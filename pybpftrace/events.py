@@ -13,6 +13,12 @@ EVENT_RETURN = 2
 EVENT_CREATED = 3
 EVENT_LINE = 4
 
+# enum call_flags
+CALL_FRESH = 1
+CALL_INEXACT = 2
+CALL_ENTRY_UNSEEN = 4
+LINE_UNKNOWN = -(2**31)  # bpf/frames.h: a call event whose line the probe did not report
+
 FIRST_TRUNCATED = 1
 SECOND_TRUNCATED = 2
 FIRST_UNREADABLE = 4
@@ -37,10 +43,19 @@ COUNTER_SHORT_WAITS_NS = 14
 COUNTER_UNTRACKED_THREADS = 15
 COUNTER_SWITCHES_UNSEEN = 16
 COUNTER_SWITCHES_UNSEEN_NS = 17
-COUNTER_MAX = 18
+COUNTER_CODES_LOST = 18
+COUNTER_SEEDS_PARTIAL = 19
+COUNTER_NO_THREAD_STATE = 20
+COUNTER_MISSED_RETURNS = 21
+COUNTER_RECOVERED_CALLS = 22
+COUNTER_STACK_MISMATCH = 23
+COUNTER_INITS_UNTIMED = 24
+COUNTER_MAX = 25
 
-# struct call_event: timestamp, file, function, pid, tid, line, depth, kind, fresh, incarnation
-CALL_EVENT = struct.Struct("<QQQIIiiBB2xI")
+# struct call_event: timestamp, code, pid, tid, line, instruction, depth, kind, flags, incarnation
+CALL_EVENT = struct.Struct("<QQIIiiiBB2xI4x")
+# struct line_event: timestamp, file, function, pid, tid, line, incarnation
+LINE_EVENT = struct.Struct("<QQQIIiI")
 # struct gc_event: timestamp, duration, collected, pid, tid, generation
 GC_EVENT = struct.Struct("<QQqIIi4x")
 
@@ -68,6 +83,8 @@ TRUNCATION_MARK = "…"
 
 
 class CallEvent(NamedTuple):
+    """A call or return of a code object, its names resolved (codes.Codes.call_event)."""
+
     timestamp: int
     pid: int
     tid: int
@@ -75,8 +92,24 @@ class CallEvent(NamedTuple):
     depth: int
     function: str
     file: str
+    line: int  # where it entered (a resumption's line) or returned from; 0 where not known
+    first_line: int = 0  # its function's first line (co_firstlineno)
+    flags: int = 0  # CALL_FRESH, CALL_INEXACT, CALL_ENTRY_UNSEEN
+    code: int = 0  # the code object's id
+
+    @property
+    def fresh(self) -> bool:
+        """The first event of a thread whose id may have been another's."""
+        return bool(self.flags & CALL_FRESH)
+
+
+class LineEvent(NamedTuple):
+    timestamp: int
+    pid: int
+    tid: int
+    function: str
+    file: str
     line: int
-    fresh: bool = False  # the first event of a thread whose id may have been another's
 
 
 def _text(raw: bytes, address: int, truncated: bool, unreadable: bool) -> str:
@@ -122,10 +155,10 @@ class Names:
     def forget(self, process: Process) -> None:
         self._processes.pop(process, None)
 
-    def call_event(self, record: tuple) -> CallEvent:
-        timestamp, file, function, pid, tid, line, depth, kind, fresh, incarnation = record
+    def line_event(self, record: tuple) -> LineEvent:
+        timestamp, file, function, pid, tid, line, incarnation = record
         file_name, function_name = self.get(pid, incarnation, file, function)
-        return CallEvent(timestamp, pid, tid, kind, depth, function_name, file_name, line, bool(fresh))
+        return LineEvent(timestamp, pid, tid, function_name, file_name, line)
 
 
 _UNKNOWN = (UNKNOWN_NAME, UNKNOWN_NAME)

@@ -29,6 +29,10 @@ DEBUG_COOKIE = b"xdebugpy"
 # glibc's struct pthread keeps the thread's TID here on x86-64 (2.26 to 2.43 at least); 3.7 to
 # 3.10 name their threads only by pthread_self(), so the walker reads the TID there.
 GLIBC_PTHREAD_TID = 720
+# In no debug offsets: co_flags (3.11 on) and co_framesize (3.12 on), by offsetof against each
+# version's headers (pyenv's 3.11 to 3.13, Debian's 3.13 to 3.15).
+CODE_FLAGS_311 = 48
+CODE_FRAMESIZE_312 = 76
 # The types of the objects reading thread names walks through, checked by address.
 OBJECT_TYPE_SYMBOLS = {"dict": "PyDict_Type", "module": "PyModule_Type", "str": "PyUnicode_Type",
                        "int": "PyLong_Type"}
@@ -60,6 +64,7 @@ class FrameLayout:
     code_linetable: int
     code_instructions: int
     code_firsttraceable: int
+    code_flags: int
     str_length: int
     str_state: int
     str_ascii_data: int
@@ -73,6 +78,7 @@ class FrameLayout:
     owner_generator: int = OWNER_NONE
     code_tag_mask: int = 0
     pthread_tid: int = OFFSET_NONE
+    code_framesize: int = OFFSET_NONE  # 3.12+: a frame's size in pointers (3.13's __init__ shim)
     tstate_read: int = 0
     frame_read: int = 0
     code_read: int = 0
@@ -89,7 +95,7 @@ class FrameLayout:
             tstate_read=end(self.tstate_next, self.tstate_thread_id, self.tstate_native_thread_id, self.tstate_frame),
             frame_read=end(self.frame_previous, self.frame_code, self.frame_instruction, self.frame_owner),
             code_read=end(8, self.code_filename, self.code_name, self.code_firstlineno, self.code_linetable,
-                          self.code_firsttraceable),
+                          self.code_firsttraceable, self.code_flags),
         )
 
     def values(self) -> dict[str, int]:
@@ -109,7 +115,7 @@ def _frame_object(version: Version, **offsets: int) -> FrameLayout:
         interp_next=0, interp_threads=8, tstate_next=8, tstate_thread_id=176, tstate_native_thread_id=OFFSET_NONE,
         tstate_frame=24, cframe_current_frame=OFFSET_NONE, frame_previous=24, frame_code=32, frame_owner=OFFSET_NONE,
         code_instructions=OFFSET_NONE, code_firsttraceable=OFFSET_NONE, pthread_tid=GLIBC_PTHREAD_TID,
-        **_strings(version), **offsets,
+        code_flags=32 if version[:2] == (3, 7) else 36, **_strings(version), **offsets,
     )
 
 
@@ -117,7 +123,8 @@ def _interpreter_frame(version: Version, **offsets: int) -> FrameLayout:
     """3.11-3.12: _PyInterpreterFrame, through the thread's _PyCFrame."""
     return FrameLayout(
         interp_next=0, tstate_next=8, code_filename=112, code_name=120, code_linetable=136,
-        frame_instruction=56, instruction_kind=INSTR_POINTER, owner_generator=1, **_strings(version), **offsets,
+        frame_instruction=56, instruction_kind=INSTR_POINTER, owner_generator=1, code_flags=48, **_strings(version),
+        **offsets,
     )
 
 
@@ -141,7 +148,7 @@ TABLE: dict[tuple[int, int], FrameLayout] = {
     (3, 12): _interpreter_frame(
         (3, 12), runtime_interpreters=40, interp_threads=72, tstate_thread_id=136, tstate_native_thread_id=144,
         tstate_frame=56, cframe_current_frame=0, frame_previous=8, frame_code=0, frame_owner=70,
-        code_firstlineno=68, code_instructions=192, code_firsttraceable=176, interp_gil=384,
+        code_firstlineno=68, code_instructions=192, code_firsttraceable=176, interp_gil=384, code_framesize=76,
         owner_skipped=3),  # FRAME_OWNED_BY_CSTACK: the <shim> frame C calls leave
 }
 
@@ -211,6 +218,7 @@ def layout_from_debug_offsets(data: bytes, version: Version) -> FrameLayout:
         values["str_compact_data"] = known.str_compact_data
     return FrameLayout(
         **values, cframe_current_frame=OFFSET_NONE, code_firsttraceable=known.code_firsttraceable,
+        code_flags=CODE_FLAGS_311, code_framesize=CODE_FRAMESIZE_312,
         instruction_kind=INSTR_POINTER, code_tag_mask=known.code_tag_mask,
         owner_skipped=3,  # 3.13 FRAME_OWNED_BY_CSTACK, 3.14+ FRAME_OWNED_BY_INTERPRETER (and CSTACK, 4)
         owner_generator=1,

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Optional
 
 from .argspec import ArgSpecError, Argument, parse_spec
 from .errors import KernelSetup, NoProbes, TraceError
+from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, USDT, code_place
 from .probes import Location
 from .pyobjects import ObjectModel, object_model
 from .readers import integer_literal, reader_function
@@ -69,11 +70,28 @@ class Loss:
 
 
 @dataclass(frozen=True)
+class CodeProbe:
+    """A uprobe that is no USDT probe: at a place in a binary's code (a function's entry, an
+    instruction's: eval_frame.code_place), or a uretprobe on a function's returns; in the
+    binaries that have the place and need it, those of a route only where `route` says."""
+
+    place: str
+    handler: Handler
+    returns: bool = False
+    route: Optional[str] = None
+    needed: Callable[[PythonBinary], bool] = lambda binary: True
+
+
+def marker(symbol: str, handler: Handler) -> CodeProbe:
+    """A function's entry some versions need probed (Quirks.markers)."""
+    return CodeProbe(symbol, handler, route=USDT, needed=lambda binary: symbol in binary.quirks.markers)
+
+
+@dataclass(frozen=True)
 class ProgramSpec:
     source: str  # a file in bpf/
     handlers: tuple[tuple[str, Handler], ...]  # (probe name, handler), in attach order
-    # (function, handler): uprobes on function entries some versions need (Quirks.markers)
-    markers: tuple[tuple[str, Handler], ...] = ()
+    code_probes: tuple[CodeProbe, ...] = ()  # after the handlers, in attach order
     # Integers a binary's handlers get after the probe's arguments (args[Handler.arguments]
     # on): per-binary facts such as object layout offsets, so that binaries of different
     # versions traced at once each get their own entry points.
@@ -88,6 +106,13 @@ class ProgramSpec:
     # distance from the probe to PyUnicode_Type (names_layout below).
     names_layout: bool = False
     losses: tuple[Loss, ...] = ()  # the counters it keeps besides common.h's
+    # It follows calls (bpf/frame_events.h), by a route per binary: its handlers are the USDT
+    # route's, and every entry point passes the binary's index in binary_layouts and the
+    # link-time address of the place it probes (each process registers itself at its first hit).
+    follows_calls: bool = False
+    # It follows calls and samples stacks (top): its targets are the sampled ones, and calls
+    # are counted where they have the function probes.
+    walker_samples: bool = False
 
     @property
     def probe_names(self) -> tuple[str, ...]:
@@ -101,23 +126,30 @@ class Placement:
     entry: str
     binary: PythonBinary
     location: Location
+    returns: bool = False  # a uretprobe
+    route: Optional[str] = None
+    probe: Optional[str] = None  # the USDT probe's name
 
 
 @dataclass
 class GeneratedProgram:
     source: str
     placements: list[Placement] = field(default_factory=list)
+    binaries: list[PythonBinary] = field(default_factory=list)  # by their index in binary_layouts
 
 
-def generate(spec: ProgramSpec, binaries: list[PythonBinary]) -> GeneratedProgram:
+def generate(spec: ProgramSpec, binaries: list[PythonBinary],
+             eval_frame: frozenset[PythonBinary] = frozenset()) -> GeneratedProgram:
     """The program's C text and where each entry point goes. Locations whose specs read the
-    same way share one reader and one entry point."""
+    same way share one reader and one entry point. eval_frame: the binaries whose calls a
+    program that follows calls takes from their evaluator, not their function probes."""
     readers: dict[tuple[Argument, ...], str] = {}
     entries: dict[tuple[str, tuple[Argument, ...], tuple[int, ...]], str] = {}
     placements = []
     generated = []
+    usdt = [binary for binary in binaries if not (spec.follows_calls and binary in eval_frame)]
     for probe_name, handler in spec.handlers:
-        for binary in binaries:
+        for binary in usdt:
             probe = binary.probes.probe(probe_name)
             if probe is None:
                 continue
@@ -125,6 +157,8 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary]) -> GeneratedProgra
                 constants = spec.binary_constants(binary)
                 if spec.names_layout:
                     constants += names_layout(binary, location)
+                if spec.follows_calls:
+                    constants += (binaries.index(binary), location.address)
                 try:
                     arguments = parse_spec(location.args, binary.probes.machine)
                 except ArgSpecError as error:
@@ -143,17 +177,22 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary]) -> GeneratedProgra
                     generated.append(
                         _entry_point(entries[key], readers[arguments], handler, len(arguments), constants)
                     )
-                placements.append(Placement(entries[key], binary, location))
-    for symbol, handler in spec.markers:
-        entry = f"marker_{symbol.strip('_')}"
-        users = [b for b in binaries if symbol in b.quirks.markers and symbol in b.marker_offsets]
-        if users:
-            generated.append(_entry_point(entry, None, handler, handler.arguments))
-        for binary in users:
-            location = Location(0, binary.marker_offsets[symbol], "", None)
-            placements.append(Placement(entry, binary, location))
+                placements.append(Placement(entries[key], binary, location, route=USDT if spec.follows_calls else None,
+                                            probe=probe_name))
+    for probe in spec.code_probes:
+        for binary in binaries:
+            route = EVAL_FRAME if binary in eval_frame else USDT
+            place = code_place(binary, probe.place)
+            if place is None or not probe.needed(binary) or probe.route not in (None, route):
+                continue
+            constants = (binaries.index(binary), place.address) if spec.follows_calls else ()
+            entry = f"{'return' if probe.returns else 'at'}_{probe.place.strip('_')}_{len(entries)}"
+            entries[(entry, (), constants)] = entry
+            generated.append(_entry_point(entry, None, probe.handler, probe.handler.arguments, constants))
+            placements.append(Placement(entry, binary, Location(place.address, place.offset, "", None), probe.returns,
+                                        probe.route))
     source = inline_includes(spec.source) + "\n/* Generated by pybpftrace.program */\n"
-    return GeneratedProgram(source + "\n".join(generated), placements)
+    return GeneratedProgram(source + "\n".join(generated), placements, list(binaries))
 
 
 def names_layout(binary: PythonBinary, location: Location) -> tuple[int, int]:

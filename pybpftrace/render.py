@@ -11,43 +11,38 @@ from .events import EVENT_CALL, CallEvent
 from .formats import model
 from .formats.model import format_duration
 from .formats.folded import folded_lines
-from .sources import FirstLines
-from .stacks import CallTree, Frame, Node, nodes, weighted_paths
+from .stacks import CALL_SEEDED, ENTRY_LATE, RETURN_LATE, CallTree, Frame, Node, Paired, weighted_paths
 
 INDENT = "  "
-
-
-def unseen_entry(indent: int) -> str:
-    """Why a return has no duration: a call that began before tracing returns at the shallowest
-    depth so far (indent 0); one below an open call had its entry not seen (lost, or never
-    fired: CPython 3.15 resuming a generator in throw())."""
-    return "began before tracing" if indent == 0 else "entry not seen"
-
-
 CACHED = 65536  # labels formatted once and kept, at most (then they start afresh)
 
 
-FirstLine = Callable[[CallEvent], Optional[int]]
+def duration_text(paired: Paired) -> str:
+    """A return's duration, marked as a bound where one end was seen late: a return seen late
+    makes it at most that, an entry seen late at least."""
+    if paired.duration is None:
+        return f"[{paired.why}]"
+    bound = {RETURN_LATE: "≤", ENTRY_LATE: "≥"}.get(paired.why, "~") if paired.inexact else ""
+    return f"[{bound}{format_duration(paired.duration)}]"
 
 
 class TextRenderer:
     """`TIME(s) TID  => function (file:line)`, indented by the thread's depth; with pids, a PID
     column before the TID (when more than one process can be traced). A call shows its
-    function's first line where first_line finds it: a generator's or coroutine's resumption,
-    which reports the line it resumes at, says so."""
+    function's first line: a generator's or coroutine's resumption, which enters at another,
+    says so; a frame running when tracing began says where it was."""
 
-    def __init__(self, start: int, durations: bool, pids: bool = False, first_line: FirstLine = lambda event: None):
+    def __init__(self, start: int, durations: bool, pids: bool = False):
         self._start = start
         self._durations = durations
         self._pids = pids
-        self._first_line = first_line
         self.header = f"{'TIME(s)':>12} {'PID':>8} {'TID':>8}  CALL\n" if pids else f"{'TIME(s)':>12} {'TID':>8}  CALL\n"
         # What repeats, formatted once: this is the streaming hot path.
         self._indents = [INDENT * depth for depth in range(64)]
         self._tids: dict[tuple[int, int], str] = {}
         self._labels: dict[tuple[str, str], str] = {}
 
-    def line(self, event: CallEvent, indent: int, duration: Optional[int]) -> str:
+    def line(self, event: CallEvent, paired: Paired) -> str:
         """The event's line, newline included."""
         tid = self._tids.get((event.pid, event.tid))
         if tid is None:
@@ -59,37 +54,43 @@ class TextRenderer:
         if label is None:
             if len(self._labels) >= CACHED:
                 self._labels.clear()
-            label = self._labels[(event.function, event.file)] = f"{event.function} ({event.file}:"
-        line, resumed = event.line, ""
+            label = self._labels[(event.function, event.file)] = (
+                f"{event.function} ({event.file}:" if event.file else f"{event.function} (")
+        line, note = event.line, ""
         if event.kind == EVENT_CALL:
-            first = self._first_line(event)
-            if first is not None and first != line:
-                # CPython 3.15 reports no line (-1) for a closure's entry: no resumption
-                line, resumed = first, f" [resumed at line {line}]" if line > 0 else ""
-        text = "%12.6f %s%s%s%s%d)%s" % (
+            line = event.first_line or event.line
+            if event.flags & CALL_SEEDED:
+                note = f" [{paired.why}, at line {event.line}]" if event.line > 0 else f" [{paired.why}]"
+            elif paired.why:
+                note = f" [{paired.why}]"
+            elif 0 < event.line != line:
+                note = f" [resumed at line {event.line}]"
+        elif self._durations:
+            note = " " + duration_text(paired)
+        elif RETURN_LATE in paired.why:  # said however it is asked: the time is when it was seen
+            note = f" [{paired.why}]"
+        where = "%d)" % line if line > 0 else ")"
+        return "%12.6f %s%s%s%s%s%s\n" % (
             (event.timestamp - self._start) / 1e9,
             tid,
-            self._indents[indent] if indent < 64 else INDENT * indent,
+            self._indents[paired.indent] if paired.indent < 64 else INDENT * paired.indent,
             "=> " if event.kind == EVENT_CALL else "<= ",
-            label,
-            line,
-            resumed,
+            label if line > 0 or not event.file else label[:-1] + ")",
+            where if line > 0 or not event.file else "",
+            note,
         )
-        if self._durations and event.kind != EVENT_CALL:
-            text += f" [{format_duration(duration)}]" if duration is not None else f" [{unseen_entry(indent)}]"
-        return text + "\n"
 
 
 class JsonRenderer:
-    """One JSON object per event, a line each; depth as the kernel counted it (negative for
-    frames that began before tracing)."""
+    """One JSON object per event, a line each; depth from the thread's root (negative for a
+    call that began before tracing and whose frame could not be read then)."""
 
     header = ""
 
     def __init__(self, start: int, durations: bool):
         self._start = start
 
-    def line(self, event: CallEvent, indent: int, duration: Optional[int]) -> str:
+    def line(self, event: CallEvent, paired: Paired) -> str:
         record = {
             "time": round((event.timestamp - self._start) / 1e9, 9),
             "pid": event.pid,
@@ -99,49 +100,21 @@ class JsonRenderer:
             "function": event.function,
             "file": event.file,
             "line": event.line,
+            "first_line": event.first_line,
         }
-        if duration is not None:
-            record["duration_ns"] = duration
+        if paired.duration is not None:
+            record["duration_ns"] = paired.duration
+        if paired.why:
+            record["note"] = paired.why
         return json.dumps(record) + "\n"
 
 
-def _entry_lines(trees: Iterable[CallTree]) -> dict[tuple[str, str], set[int]]:
-    lines: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for tree in trees:
-        for node in nodes(tree.root):
-            if node.frame.entered and not node.frame.synthetic:
-                lines[(node.frame.file, node.frame.function)].add(node.frame.line)
-    return lines
-
-
-class FrameLabels:
-    """Each frame named by its function's first line, so that every call of a function merges:
-    fresh calls, generator resumptions (which report the line they resume at) and calls seen
-    only returning (which know their return line)."""
-
-    def __init__(self, trees: Iterable[CallTree], sources: Optional[FirstLines]):
-        self._entry_lines = _entry_lines(trees)
-        self._sources = sources
-        self._frames: dict[tuple[int, Frame], model.Frame] = {}
-
-    def _first_line(self, pid: int, frame: Frame) -> int:
-        if self._sources is not None:
-            line = self._sources.resolve(pid, frame.file, frame.function, frame.line)
-            if line is not None:
-                return line
-        if not frame.entered:  # without the source: the one first line its calls reported
-            known = self._entry_lines.get((frame.file, frame.function), ())
-            if len(known) == 1:
-                return next(iter(known))
-        return frame.line
-
-    def frame(self, pid: int, frame: Frame) -> model.Frame:
-        key = (pid, frame)
-        if frame.synthetic:  # what stands for calls not kept apart: its text alone
-            return model.Frame(frame.function, "", 0)
-        if key not in self._frames:
-            self._frames[key] = model.Frame(frame.function, frame.file, self._first_line(pid, frame))
-        return self._frames[key]
+def model_frame(frame: Frame) -> model.Frame:
+    """A frame as formats name it: its function's first line (its code object's), or, for what
+    stands for calls not kept apart, its text alone."""
+    if frame.synthetic:
+        return model.Frame(frame.function, "", 0)
+    return model.Frame(frame.function, frame.file, frame.line)
 
 
 View = Callable[[list[Frame]], Optional[list[Frame]]]
@@ -159,7 +132,6 @@ def weighted_stacks(
     trees: Iterable[CallTree],
     weight: str = "time",
     per_thread: bool = False,
-    sources: Optional[FirstLines] = None,
     view: View = lambda path: path,
     meta: Optional[model.Meta] = None,
     thread_names: Callable[[int, int], str] = lambda pid, tid: "",
@@ -170,8 +142,6 @@ def weighted_stacks(
     frame it hides counts toward the deepest frame shown above it, its calls toward nothing.
     into: stacks to add to, so that trees read at different times (a process's, as it exits)
     merge."""
-    trees = list(trees)
-    labels = FrameLabels(trees, sources)
     value, unit = TREE_WEIGHTS[weight]
     stacks = into if into is not None else model.Stacks(unit, meta or model.Meta(), per_thread=per_thread)
     for tree in trees:
@@ -180,7 +150,7 @@ def weighted_stacks(
         for path, amount in weighted_paths(tree.root, value):
             shown = view(path)
             if shown and (unit.unit != model.CALLS or shown[-1] is path[-1]):  # a hidden frame's calls count toward nothing
-                stacks.add(thread, tuple(labels.frame(tree.pid, frame) for frame in shown), amount)
+                stacks.add(thread, tuple(model_frame(frame) for frame in shown), amount)
     return stacks
 
 
@@ -188,13 +158,12 @@ def folded(
     trees: Iterable[CallTree],
     weight: str = "time",
     per_thread: bool = False,
-    sources: Optional[FirstLines] = None,
     view: View = lambda path: path,
 ) -> list[str]:
     """Folded stacks, `frame;frame;frame WEIGHT`, sorted; weight is self time in microseconds
     or the number of calls. Threads merge unless per_thread roots each stack at its thread.
     view: as for weighted_stacks."""
-    return folded_lines(weighted_stacks(trees, weight, per_thread, sources, view))
+    return folded_lines(weighted_stacks(trees, weight, per_thread, view))
 
 
 def log2_buckets(values: Iterable[float]) -> dict[int, int]:

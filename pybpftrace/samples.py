@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from .codes import Code, Codes
+from .codes import UNANNOUNCED_CODE as UNANNOUNCED_CODE_NAME, UNKNOWN_CODE, Code, Codes
 from .events import (
     GIL_SIZE,
     SAMPLE_CUT_SHORT,
@@ -41,8 +41,8 @@ from .stacks import CallTree, Frame, Node, nodes
 TRUNCATED = Frame("[truncated]", "", 0)
 CUT_SHORT = Frame("[walk cut short]", "", 0)
 UNREADABLE_FRAME = Frame("[unreadable frame]", "", 0)
-UNREADABLE_CODE = Frame("[unreadable code object]", "", 0)
-UNANNOUNCED_CODE = Frame("[code object not announced]", "", 0)
+UNREADABLE_CODE = Frame(UNKNOWN_CODE, "", 0)
+UNANNOUNCED_CODE = Frame(UNANNOUNCED_CODE_NAME, "", 0)
 NO_FRAMES = Frame("[no Python frames]", "", 0)
 NO_THREAD_STATE = Frame("[no Python thread state]", "", 0)
 UNSEARCHED = Frame("[thread state not found among the first 4096]", "", 0)

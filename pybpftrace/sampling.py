@@ -187,10 +187,10 @@ class Walker:
         value = settings.Leaf()
         value.linetables = int(linetables)
         settings[settings.Key(0)] = value
-        for array, function, kind in continuations:
+        for array, function, kind, *index in continuations:
             if program.has_table(array):
                 programs = program.table(array)
-                programs[ctypes.c_int(0)] = ctypes.c_int(program.function_fd(function, kind))
+                programs[ctypes.c_int(index[0] if index else 0)] = ctypes.c_int(program.function_fd(function, kind))
 
     def begin(self, walked: dict[int, WalkedBinary], launched: Optional[int], selection: Optional["Selection"],
               sampling: "Sampling", track_forks: Optional[bool]) -> None:
@@ -236,13 +236,7 @@ class Walker:
         bias = load_bias(pid, walked)
         if bias is None:
             return False
-        value = self._processes.Leaf()
-        for name, number in walked.interpreter.layout.values().items():
-            setattr(value.layout, name, number)
-        value.runtime = walked.interpreter.runtime + bias
-        value.code_type = walked.interpreter.code_type + bias
-        major, minor = walked.interpreter.version[:2]
-        value.version = major << 8 | minor
+        value = py_process(self._processes.Leaf(), walked.interpreter, bias)
         self._processes[self._processes.Key(pid)] = value
         self.registered[pid] = walked
         gil = gil_address(pid, walked.interpreter, value.runtime)
@@ -383,6 +377,18 @@ class Walker:
             )
         except Exception as error:  # bcc raises bare Exception
             raise KernelSetup(f"cannot start the sampling clock: {error}") from None
+
+
+def py_process(value, interpreter: Interpreter, bias: int):
+    """A struct py_process (bpf/events.h, value: bcc's ctypes of it) for an interpreter moved
+    by bias: its layout, where its _PyRuntime and PyCode_Type are, its version."""
+    for name, number in interpreter.layout.values().items():
+        setattr(value.layout, name, number)
+    value.runtime = interpreter.runtime + bias
+    value.code_type = interpreter.code_type + bias
+    major, minor = interpreter.version[:2]
+    value.version = major << 8 | minor
+    return value
 
 
 def clock_period_ns(rate: int) -> int:

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from .attach import AttachError, Attachment
 from .consumer import Consumer, SourcesConsumer, Summary
-from .errors import KernelSetup, NotFound, NotPermitted, OutputFailed, TraceError
+from .errors import KernelSetup, NoProbes, NotFound, NotPermitted, OutputFailed, TraceError
 from .events import COUNTER_EVENTS, COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, COUNTER_NO_MEMORY, \
     COUNTER_PROCESSES_FULL, PROCESS_FORKED
 from .exits import Exits
@@ -30,6 +30,7 @@ from .formats.model import Meta
 from .program import LoadedProgram, Loss, ProgramSpec, generate
 from .progress import Progress, wanted
 from .rings import CODES_PAGES, NAMES_PAGES, SessionRings, pages_for
+from .routes import EVAL_FRAME, CallRoutes, CallTargets, find_call_targets
 from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets, walked_for
 from .signals import StopSignals
 from .sources import FirstLines
@@ -55,9 +56,7 @@ SWEEP_SECONDS = 1.0  # how often the processes that exited are looked for
 # they hold.
 # PYBPFTRACE_MAP_SIZES="nodes=1000,threads=64" sets others (to see a map fill, in the tests).
 MAP_SIZES = {
-    "thread_frames": 65536,  # frames.h: a shadow stack per live thread (calls, stack --folded)
-    "threads": 65536,  # stack.bpf.c: a state per live thread
-    "last_entry": 65536,  # top.bpf.c: each live thread's last entry (CPython 3.15)
+    "thread_frames": 65536,  # frames.h: a shadow stack per live thread (stack, calls, top's counts)
     "nodes": 1 << 20,  # folded.bpf.c: call paths
     "lost_paths": 16384,  # folded.bpf.c: calls under paths that could not be kept (preallocated)
     "roots": 131072,  # folded.bpf.c: a root per thread, and per frame it was in when first seen
@@ -157,6 +156,7 @@ class Session:
     walked: dict[int, WalkedBinary] = field(default_factory=dict)  # processes whose stacks are read
     sampling: Sampling = field(default_factory=Sampling)
     selection: Optional[Selection] = None  # with --binary or --all: those read as they come
+    calls: Optional[CallRoutes] = None  # a program that follows calls: by which route, in each binary
 
     def __post_init__(self) -> None:
         self.sources = FirstLines()  # the targets' source files, for first lines of functions
@@ -169,18 +169,21 @@ class Session:
         pages = pages_for(self.buffer_mib)
         defines = self._defines(pages)
         binaries = [b for group in self.targets.binaries.values() for b in group]
-        self.program = LoadedProgram(generate(self.spec, binaries), defines)
-        tracks = self.spec.walker and (self.selection is not None or self.follow_forks or self.targets.launched)
-        self.rings = SessionRings(
-            self.program, self.ring, self.layout, pages, codes=self.spec.walker,
-            stacks=self.spec.walker and self.ring != "samples", forks="FOLLOW_FORKS" in defines, processes=tracks)
+        generated = generate(self.spec, binaries, self.calls.eval_frame if self.calls else frozenset())
+        self.program = LoadedProgram(generated, defines)
+        self.notes = self.calls.prepare(self.program, generated.binaries) if self.calls else []
+        tracks = (self.spec.walker and (self.selection is not None or self.follow_forks or self.targets.launched)
+                  and self.program.has_table("process_events"))  # a program that follows calls registers its own
+        stacks = self.spec.walker and self.ring != "samples" and self.program.has_table("samples")
+        self.rings = SessionRings(self.program, self.ring, self.layout, pages, codes=self.spec.walker, stacks=stacks,
+                                  forks="FOLLOW_FORKS" in defines, processes=tracks)
         self.rings.on_process = self._on_process
         self.exits = Exits(self.program, self.rings)
         self.walker = (
             Walker(self.program, self.spec.continuations, self.sampling.linetables) if self.spec.walker else None
         )
         self.threads = ThreadLabels(lambda pid: self.walker.registered.get(pid) if self.walker else None)
-        self._attachment = Attachment(self.program, "function__entry" in self.spec.probe_names, self.follow_forks)
+        self._attachment = Attachment(self.program, self.follow_forks)
 
     def _defines(self, pages: int) -> dict[str, int]:
         """The constants the program is compiled with: ring and map sizes, what it does."""
@@ -197,7 +200,8 @@ class Session:
                 defines["OFF_CPU"] = 1
             if self.layout:  # events of their own, with the stacks they fire in
                 defines["STACKS"] = 1
-        if self.follow_forks and not self.spec.walker:  # a walker follows forks in the kernel
+        # a walker alone follows forks in the kernel; uprobes are attached to each child
+        if self.follow_forks and (not self.spec.walker or self.spec.follows_calls):
             defines["FOLLOW_FORKS"] = 1
         return defines
 
@@ -220,10 +224,37 @@ class Session:
 
     def attach(self) -> None:
         """Attach to every target, then switch the programs on (announce() then says so and
-        lets a launched command go: it is traced from its first instruction)."""
+        lets a launched command go: it is traced from its first instruction). The eval-frame
+        route's uprobes go on once the programs are on (each call it sees has its return's
+        probe: returns are matched by stack pointer, entries never need to be), and then the
+        hooks that make every call go through them."""
+        self._attach(lambda placement: placement.route != EVAL_FRAME)
+        if self.walker:
+            launched = self.targets.launched
+            track_forks = (self.selection is not None or self.follow_forks) if self.rings.process_events else None
+            self.walker.begin(self.walked, launched.pid if launched else None, self.selection, self.sampling,
+                              track_forks)
+        self._watch_targets()
+        self.start = time.monotonic_ns()
+        self.started = time.time_ns()
+        if self.calls:
+            settings = self.program.table("trace_settings")
+            settings[settings.Key(0)] = settings.Leaf(self.start)
+        self._switch(True)
+        # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
+        self.signals.catch()
+        if self.calls:
+            self._attach(lambda placement: placement.route == EVAL_FRAME, place=True)
+            self.calls.hook_processes()
+
+    def _attach(self, which: Callable, place: bool = False) -> None:
+        """The placements `which` picks, in every target (place: only the uprobes)."""
         try:
             for pid, binaries in self.targets.binaries.items():
-                self._attachment.attach(pid, binaries)
+                if place:
+                    self._attachment.place(pid, binaries, which=which)
+                else:
+                    self._attachment.attach(pid, binaries, which=which)
         except AttachError as error:
             if error.errno == errno.ESRCH:
                 raise NotFound(f"the target exited while attaching ({error})") from None
@@ -233,25 +264,18 @@ class Session:
                     "tools or bpftrace) probes the same place without its semaphore; stop it and retry"
                 ) from None
             raise KernelSetup(f"cannot attach: {error}") from None
-        if self.walker:
-            launched = self.targets.launched
-            track_forks = (self.selection is not None or self.follow_forks) if self.rings.process_events else None
-            self.walker.begin(self.walked, launched.pid if launched else None, self.selection, self.sampling,
-                              track_forks)
-        self._watch_targets()
-        self.start = time.monotonic_ns()
-        self.started = time.time_ns()
-        self._switch(True)
-        # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
-        self.signals.catch()
 
     def announce(self) -> None:
         """Tell the user tracing runs, and let a launched command go."""
+        for note in self.notes:
+            print(f"pybpftrace: {note}", file=sys.stderr)
         print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
         launched = self.targets.launched
         if launched:
             launched.release()
-            if self.walker:
+            if self.calls:
+                self.calls.launched(launched, lambda: bool(self.signals.received))
+            if self.walker and self.rings.process_events:
                 self.walker.wait_launched(launched.pid, self.rings.process_events)
 
     def _watch_targets(self) -> None:
@@ -401,6 +425,8 @@ class Session:
             self.stopped = time.monotonic_ns()
             self.threads.stopped = True
             self._attachment.close()
+            if self.calls:
+                self.calls.release()
             signal_wakeup(previous_wakeup)
             self.signals.hold()
             processes.close()
@@ -441,6 +467,8 @@ class Session:
         self.signals.release()
 
     def close(self) -> None:
+        if self.calls:
+            self.calls.release()
         self._attachment.close()
         self.sources.close()
         self.rings.close()
@@ -490,6 +518,20 @@ class TraceOptions:
     buffer_mib: float = DEFAULT_BUFFER_MIB
     follow_forks: bool = False
     quiet: bool = False  # no live status line
+    route: Optional[str] = None  # how calls are followed (routes.py): None, the default for each process
+    eval_hook: bool = False  # the eval-frame route may set the hook of processes traced by PID
+
+
+def counted_calls(options: TraceOptions, command: str) -> Optional[CallTargets]:
+    """For a command that samples stacks and counts calls where it can (top): the processes
+    traced by PID or launched, by their routes; None where their calls cannot be counted (said
+    in its output), or with --binary and --all (which count them where the probes are)."""
+    if options.target.binaries or options.target.all_pythons:
+        return None
+    try:
+        return find_call_targets(options.target, command, options.route, options.eval_hook)
+    except NoProbes:
+        return None
 
 
 def run_tool(
@@ -509,9 +551,17 @@ def run_tool(
     if options.follow_forks and (options.target.binaries or options.target.all_pythons):
         raise TraceError("--follow-forks goes with PIDs or a command: --binary and --all trace every process already")
     walked: dict[int, WalkedBinary] = {}
-    selection = None
-    if spec.walker and not layout:  # stacks are what it traces
-        targets, walked, selection = find_walked_targets(options.target, probes)
+    selection = calls = None
+    if spec.follows_calls and not spec.walker_samples:  # calls, by a route per process
+        found = find_call_targets(options.target, command, options.route, options.eval_hook)
+        targets, walked, calls = found.targets, found.walked, CallRoutes(found)
+    elif spec.walker and not layout:  # stacks are what it traces (and with probes, calls too)
+        found = counted_calls(options, command) if spec.follows_calls and probes else None
+        if found is None:
+            targets, walked, selection = find_walked_targets(options.target, probes)
+            found = CallTargets(targets, walked) if spec.follows_calls else None
+        targets, walked = found.targets if found else targets, found.walked if found else walked
+        calls = CallRoutes(found) if found else None
     else:
         targets = find_targets(options.target, command, NEEDED_PROBES)
         if spec.walker:  # and the stacks its events fire in
@@ -519,9 +569,10 @@ def run_tool(
     launched = targets.launched
     session = consumer = None
     try:
-        ring = "events" if layout else "samples" if spec.walker else None
+        samples = spec.walker and (spec.walker_samples or not spec.follows_calls)
+        ring = "events" if layout else "samples" if samples else None
         session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks,
-                          walked=walked, sampling=sampling or Sampling(), selection=selection)
+                          walked=walked, sampling=sampling or Sampling(), selection=selection, calls=calls)
         configure(session)
         session.attach()
         # before the announcement: a target may be done with right after it (the consumer

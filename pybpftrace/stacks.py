@@ -1,11 +1,12 @@
 """Per-thread call stacks rebuilt from entry and return events.
 
-The kernel numbers each event with its thread's call depth, counted from where the thread was
-when tracing began, so pairing needs no guessing even when events were lost or filtered out:
-a return at depth d closes the open call at depth d. A return below every open call belongs to
-a call that began before tracing (attaching mid-stack): its depth is negative. A return also
-fires when an exception unwinds a frame, and at every suspension of a generator or coroutine,
-so each resumption is a call of its own.
+The kernel numbers each event with its thread's call depth, from its root: the frames a thread
+was in when first seen are read from memory and come first (seeded calls, which began before
+tracing), so pairing needs no guessing even when events were lost or filtered out: a return at
+depth d closes the open call at depth d. A return below every open call belongs to a call that
+began before tracing whose frame could not be read: its depth is negative. A return also fires
+when an exception unwinds a frame, and at every suspension of a generator or coroutine, so each
+resumption is a call of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator, Optional
 
-from .events import EVENT_CALL, EVENT_CREATED, CallEvent
+from .events import CALL_ENTRY_UNSEEN, CALL_INEXACT, EVENT_CALL, EVENT_CREATED, CallEvent
+
+CALL_SEEDED = 1 << 8  # (user space's own flag) a frame its thread was in when first seen
 from .formats import model
 
 
@@ -46,8 +49,27 @@ class Creations:
 @dataclass
 class _Thread:
     pid: int
-    open: list[tuple[int, int]] = field(default_factory=list)  # (depth, start) of open calls
+    open: list[tuple[int, int, int]] = field(default_factory=list)  # (depth, start, flags) of open calls
     floor: int = 0  # the shallowest depth seen
+
+
+# Why a call or a return has no exact duration, as the text says it.
+BEGAN_BEFORE = "began before tracing"
+ENTRY_UNSEEN = "entry not seen"
+RETURN_LATE = "return seen late"
+ENTRY_LATE = "entry seen late"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """An event's place in its thread's stack: its indentation; for a return, its call's
+    duration where both ends were seen (inexact: one of them was seen late, the duration is a
+    bound); why not, or why not exactly (BEGAN_BEFORE, ...)."""
+
+    indent: int
+    duration: Optional[int] = None
+    why: str = ""
+    inexact: bool = False
 
 
 class Pairing:
@@ -60,8 +82,7 @@ class Pairing:
     def __init__(self) -> None:
         self._threads: dict[int, _Thread] = {}
 
-    def feed(self, event: CallEvent) -> tuple[int, Optional[int]]:
-        """(indentation, duration in ns of the call a return ends if its entry was seen)."""
+    def feed(self, event: CallEvent) -> Paired:
         thread = self._threads.get(event.tid)
         if thread is None or event.fresh:
             thread = self._threads[event.tid] = _Thread(event.pid)
@@ -69,13 +90,22 @@ class Pairing:
         indent = event.depth - thread.floor
         stack = thread.open
         if event.kind == EVENT_CALL:
-            stack.append((event.depth, event.timestamp))
-            return indent, None
+            stack.append((event.depth, event.timestamp, event.flags))
+            if event.flags & CALL_SEEDED:
+                return Paired(indent, why=BEGAN_BEFORE)
+            return Paired(indent, why=ENTRY_LATE) if event.flags & CALL_INEXACT else Paired(indent)
         while stack and stack[-1][0] > event.depth:  # calls whose returns were lost
             stack.pop()
+        if event.flags & CALL_ENTRY_UNSEEN:
+            return Paired(indent, why=ENTRY_UNSEEN if indent else BEGAN_BEFORE)
         if stack and stack[-1][0] == event.depth:
-            return indent, event.timestamp - stack.pop()[1]
-        return indent, None
+            _, start, flags = stack.pop()
+            if flags & CALL_SEEDED:
+                return Paired(indent, why=f"{BEGAN_BEFORE}; {RETURN_LATE}" if event.flags & CALL_INEXACT else BEGAN_BEFORE)
+            inexact = bool((flags | event.flags) & CALL_INEXACT)
+            why = RETURN_LATE if event.flags & CALL_INEXACT else ENTRY_LATE if inexact else ""
+            return Paired(indent, event.timestamp - start, why, inexact)
+        return Paired(indent, why=BEGAN_BEFORE if indent == 0 else ENTRY_UNSEEN)
 
     def forget(self, pids: set[int]) -> None:
         """The threads of these processes, which have exited."""
@@ -85,7 +115,7 @@ class Pairing:
 
 @dataclass
 class _Timed:
-    open: list[tuple[int, model.Frame, int]] = field(default_factory=list)  # (depth, frame, begin)
+    open: list[tuple[int, model.Frame, int, int]] = field(default_factory=list)  # (depth, frame, begin, inexact)
     marks: list[tuple[int, int]] = field(default_factory=list)  # (depth, time): see Spans.feed
     last: int = 0  # the time of its last event
 
@@ -113,14 +143,18 @@ class Spans:
             self.timeline.threads[event.tid] = self._thread(event.pid, event.tid)
         at, depth, add = event.timestamp - self._start, event.depth, self.timeline.add
         if event.kind == EVENT_CALL:
-            timed.open.append((depth, self._frame(event), at))
+            if event.flags & CALL_SEEDED:
+                timed.open.append((depth, self._frame(event), 0, model.BEGAN_BEFORE_TRACING))
+            else:
+                timed.open.append((depth, self._frame(event), at, model.ENTRY_LATE if event.flags & CALL_INEXACT else 0))
         else:
             while timed.open and timed.open[-1][0] > depth:
-                lost_depth, frame, begin = timed.open.pop()
-                add(event.tid, model.Span(frame, begin, timed.last, lost_depth, model.RETURN_NOT_SEEN))
-            if timed.open and timed.open[-1][0] == depth:
-                _, frame, begin = timed.open.pop()
-                add(event.tid, model.Span(frame, begin, at, depth))
+                lost_depth, frame, begin, inexact = timed.open.pop()
+                add(event.tid, model.Span(frame, begin, timed.last, lost_depth, inexact | model.RETURN_NOT_SEEN))
+            if timed.open and timed.open[-1][0] == depth and not event.flags & CALL_ENTRY_UNSEEN:
+                _, frame, begin, inexact = timed.open.pop()
+                late = model.RETURN_LATE if event.flags & CALL_INEXACT else 0
+                add(event.tid, model.Span(frame, begin, at, depth, inexact | late))
             else:
                 bound = next((time for mark_depth, time in reversed(timed.marks) if mark_depth <= depth), None)
                 inexact = model.BEGAN_BEFORE_TRACING if bound is None else model.ENTRY_NOT_SEEN
@@ -135,8 +169,9 @@ class Spans:
         """Close the calls still running at `end` (ns since tracing began)."""
         for tid, timed in self._threads.items():
             while timed.open:
-                depth, frame, begin = timed.open.pop()
-                self.timeline.add(tid, model.Span(frame, begin, max(end, timed.last), depth, model.STILL_RUNNING))
+                depth, frame, begin, inexact = timed.open.pop()
+                self.timeline.add(tid, model.Span(frame, begin, max(end, timed.last), depth,
+                                                  inexact | model.STILL_RUNNING))
         return self.timeline
 
 
@@ -144,8 +179,7 @@ class Spans:
 class Frame:
     function: str
     file: str
-    line: int  # the function's first line; for a call seen only returning, the return's line
-    entered: bool = True  # False for calls seen only returning
+    line: int  # the function's first line (its code object's)
     synthetic: bool = False  # no call: what stands for calls the kernel could not keep apart
 
 

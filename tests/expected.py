@@ -12,8 +12,18 @@ def frame(path: str, name: str, function: str, marker: str) -> str:
     return f"{function} ({path}:{line_of(name, marker)})"
 
 
-def calls_attached(path: str) -> list[str]:
-    """calls.py, traced from the line it waits on."""
+def running(path: str, name: str, marker: str = "wait for the tracer") -> str:
+    """The module a script runs, as the stream shows it when tracing began inside it, waiting on
+    the line marked: read from memory, before any call it then makes."""
+    return f"=> <module> ({path}:1) [began before tracing, at line {line_of(name, marker)}]"
+
+
+def module_ends(path: str, name: str) -> str:
+    return f"<= <module> ({path}:{line_of(name, 'module ends')})"
+
+
+def calls_body(path: str) -> list[str]:
+    """What calls.py calls once let go."""
     f = lambda function, marker: frame(path, "calls.py", function, marker)  # noqa: E731
     return [
         f"=> {f('top', 'def top')}",
@@ -26,8 +36,12 @@ def calls_attached(path: str) -> list[str]:
         f"  => {f('leaf', 'def leaf')}",
         f"  <= {f('leaf', 'leaf returns')}",
         f"<= {f('top', 'top returns')}",
-        f"<= {f('<module>', 'module ends')}",  # began before tracing
     ]
+
+
+def calls_attached(path: str) -> list[str]:
+    """calls.py, traced from the line it waits on: its stack starts at its module."""
+    return [running(path, "calls.py"), *("  " + line for line in calls_body(path)), module_ends(path, "calls.py")]
 
 
 def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
@@ -38,7 +52,7 @@ def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
     generator_end = "numbers yields" if version < (3, 11) else "numbers loop"
     # A call shows its function's first line; a resumption says where it resumed.
     resumed = f"{f('numbers', 'def numbers')} [resumed at line {line_of('features.py', 'numbers yields')}]"
-    indent = "  " if launched else ""
+    indent = "  "
     body = [
         f"=> {f('main', 'def main')}",
         f"  => {f('catcher', 'def catcher')}",
@@ -68,30 +82,35 @@ def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
         f"<= {f('main', 'main returns')}",
     ]
     if not launched:
-        return body + [f"<= {f('<module>', 'module ends')}"]
-    module = f"<module> ({path}:{1 if version < (3, 11) else 0})"
+        return [running(path, "features.py"), *("  " + line for line in body), module_ends(path, "features.py")]
     return [
-        f"=> {module}",
+        f"=> <module> ({path}:1)",
         f"  => {f('traced', 'def traced')}",
         f"  <= {f('traced', 'traced returns')}",
         *(indent + line for line in body),
-        f"<= {f('<module>', 'module ends')}",
+        module_ends(path, "features.py"),
     ]
 
 
 def midstack(path: str) -> list[tuple]:
     """midstack.py attached while blocked three calls deep: (event, depth, function, line,
-    has a duration)."""
+    has a duration, note). The frames it was in come first, read from memory, each at the line
+    it runs (a call's, while it waits)."""
     line = lambda marker: line_of("midstack.py", marker)  # noqa: E731
+    began = "began before tracing"
     return [
-        ("call", 0, "helper", line("def helper"), False),
-        ("return", 0, "helper", line("helper returns"), True),
-        ("return", -1, "waiting", line("waiting returns"), False),  # entered before tracing
-        ("call", -1, "sibling", line("def sibling"), False),
-        ("return", -1, "sibling", line("sibling returns"), True),
-        ("return", -2, "inner", line("inner returns"), False),
-        ("return", -3, "outer", line("outer returns"), False),
-        ("return", -4, "<module>", line("module ends"), False),
+        ("call", 0, "<module>", line("module ends"), False, began),
+        ("call", 1, "outer", line("outer returns"), False, began),
+        ("call", 2, "inner", line("inner calls waiting"), False, began),
+        ("call", 3, "waiting", line("wait for the tracer"), False, began),
+        ("call", 4, "helper", line("def helper"), False, None),
+        ("return", 4, "helper", line("helper returns"), True, None),
+        ("return", 3, "waiting", line("waiting returns"), False, began),
+        ("call", 3, "sibling", line("def sibling"), False, None),
+        ("return", 3, "sibling", line("sibling returns"), True, None),
+        ("return", 2, "inner", line("inner returns"), False, began),
+        ("return", 1, "outer", line("outer returns"), False, began),
+        ("return", 0, "<module>", line("module ends"), False, began),
     ]
 
 
@@ -134,6 +153,14 @@ def audits(version: tuple[int, int]) -> list[str]:
 def resumes(path: str, version: tuple[int, int]) -> list[str]:
     """resumes.py: a generator resumed by throw() (under contextlib's hidden frames), then 50
     __init__ calls, which 3.15 specializes after a few."""
+    return [
+        running(path, "resumes.py"),
+        *("  " + line for line in resumes_body(path, version)),
+        module_ends(path, "resumes.py"),
+    ]
+
+
+def resumes_body(path: str, version: tuple[int, int]) -> list[str]:
     f = lambda function, marker: frame(path, "resumes.py", function, marker)  # noqa: E731
     # 3.15 resumes the generator in throw() without function__entry: the return shows alone
     resumed = f"[resumed at line {line_of('resumes.py', 'managed yields')}]"
@@ -149,5 +176,4 @@ def resumes(path: str, version: tuple[int, int]) -> list[str]:
         *[f"  {arrow} {f('__init__', marker)}" for _ in range(50)
           for arrow, marker in (("=>", "def init"), ("<=", "init returns"))],
         f"<= {f('boxes', 'boxes returns')}",
-        f"<= {f('<module>', 'module ends')}",
     ]

@@ -13,7 +13,7 @@ in cli.py, with one decorator under @tracing_command:
 
 and, in the tool, one call once the trace is done:
 
-    outputs.write_stacks(render.weighted_stacks(trees, "samples", per_thread, sources, view, session.meta(summary)))
+    outputs.write_stacks(render.weighted_stacks(trees, "samples", per_thread, view, session.meta(summary)))
 
 (a weight is a row of render.TREE_WEIGHTS: how to read a call tree's node, and its model.Weight:
 unit, pprof sample type, words). A streamed trace calls `outputs.write_timeline(timeline)` with

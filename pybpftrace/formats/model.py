@@ -130,12 +130,16 @@ BEGAN_BEFORE_TRACING = 1  # its call was never seen: it began before tracing (be
 ENTRY_NOT_SEEN = 2  # its call was lost (begin: the last event that bounds it)
 RETURN_NOT_SEEN = 4  # its return was lost (end: the last event inside it)
 STILL_RUNNING = 8  # running when tracing ended (end: tracing's end)
+RETURN_LATE = 16  # its return was noticed after it happened (end: when it was noticed)
+ENTRY_LATE = 32  # its call was noticed after it happened (begin: when it was noticed)
 
 SPAN_NOTES = {
     BEGAN_BEFORE_TRACING: "began before tracing",
     ENTRY_NOT_SEEN: "entry not seen",
     RETURN_NOT_SEEN: "return not seen",
     STILL_RUNNING: "still running when tracing ended",
+    RETURN_LATE: "return seen late",
+    ENTRY_LATE: "entry seen late",
 }
 
 

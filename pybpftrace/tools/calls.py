@@ -9,34 +9,31 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..consumer import Consumer, Summary
 from ..events import COUNTER_DEEP_CALLS, COUNTER_FUNCTIONS_FULL, COUNTER_THREADS_FULL, Process
 from ..formats import STACKS, model
 from ..formats.options import Outputs
-from ..program import Handler, Loss, ProgramSpec
+from ..program import Loss, ProgramSpec
 from ..render import bucket_bounds, format_duration, log2_histogram
-from ..consumer import SourcesConsumer, Summary
-from ..session import Session, TraceOptions, run_tool
+from ..session import Session, TraceOptions, run_tool, signed_total
 from ..stacks import MAX_FRAMES
+from .follow import CALL_LOSSES, code_frame, follows_calls, forget_codes
+from .stack import FOLLOWING
 
-SPEC = ProgramSpec(
-    "calls.bpf.c",
-    (
-        ("function__return", Handler("on_function_return", 3)),
-        ("function__entry", Handler("on_function_entry", 3)),
-    ),
-    markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),
-    names_layout=True,
+SPEC = follows_calls(ProgramSpec(
+    "calls.bpf.c", (),
     losses=(
         Loss(COUNTER_THREADS_FULL, "{n} events of threads beyond {thread_frames} live ones dropped: the "
              "thread_frames map was full", dropped=True),
         Loss(COUNTER_DEEP_CALLS, f"{{n}} calls deeper than {MAX_FRAMES} frames counted but not timed (their time "
              f"is in their callers' TOTAL, in no SELF)"),
-        Loss(COUNTER_FUNCTIONS_FULL, "{n} returns not counted: the functions ({functions}) and spilled_functions "
+        Loss(COUNTER_FUNCTIONS_FULL, "{n} calls not counted: the functions ({functions}) and spilled_functions "
              "({spilled_functions}) maps were full", dropped=True),
+        *CALL_LOSSES,
     ),
-)
+))
 SORTS = ("total", "self", "calls", "mean", "max")
-KEY_PROCESS = struct.Struct("<16xII")  # struct function_key's pid and incarnation
+KEY_PROCESS = struct.Struct("<8xII")  # struct function_key's pid and incarnation
 
 
 @dataclass
@@ -53,14 +50,18 @@ class FunctionStats:
     pid: Optional[int]  # None: the merged rows of processes that exited
     function: str
     file: str
-    line: int
-    calls: int
-    timed: int  # calls whose entry was seen: the ones with a duration
-    total: int  # ns, inclusive
+    line: int  # its first line
+    calls: int  # calls that began while traced
+    timed: int  # of those, calls that ended while traced: the ones with a duration
+    total: int  # ns, inclusive, of the timed calls
     self: int  # ns
     max: int
     histogram: dict[int, int]  # log2 buckets of ns
     processes: int = 1
+    partial: int = 0  # calls that began before tracing (read from memory when their thread was first seen)
+    running: int = 0  # calls still running when tracing ended or their thread exited
+    partial_total: int = 0  # ns of those while traced, inclusive
+    partial_self: int = 0
 
     def merge(self, other: "FunctionStats") -> None:
         self.calls += other.calls
@@ -68,8 +69,21 @@ class FunctionStats:
         self.total += other.total
         self.self += other.self
         self.max = max(self.max, other.max)
+        self.partial += other.partial
+        self.running += other.running
+        self.partial_total += other.partial_total
+        self.partial_self += other.partial_self
         for bucket, count in other.histogram.items():
             self.histogram[bucket] = self.histogram.get(bucket, 0) + count
+
+    @property
+    def time(self) -> int:
+        """ns spent in it while traced, inclusive: its timed calls' and those in flight."""
+        return self.total + self.partial_total
+
+    @property
+    def own_time(self) -> int:
+        return self.self + self.partial_self
 
     @property
     def mean(self) -> int:
@@ -100,16 +114,17 @@ class FunctionStats:
 
 def sort_key(sort: str):
     return {
-        "total": lambda s: s.total, "self": lambda s: s.self, "calls": lambda s: s.calls,
+        "total": lambda s: s.time, "self": lambda s: s.own_time, "calls": lambda s: s.calls,
         "mean": lambda s: s.mean, "max": lambda s: s.max,
     }[sort]
 
 
-class Calls(SourcesConsumer):
+class Calls(Consumer):
     """Reads the kernel's statistics: an exited process's as soon as it has exited (they then
-    leave the kernel's map, and its names the tracer's memory), the rest at the end. The rows
-    of processes pybpftrace found itself (--binary, --all, --follow-forks) merge by function
-    once they have exited (PID `-`), so that process churn does not grow them without end."""
+    leave the kernel's map, and its code objects the tracer's memory), the rest at the end,
+    with the calls still running charged up to it. The rows of processes pybpftrace found
+    itself (--binary, --all, --follow-forks) merge by function once they have exited (PID
+    `-`), so that process churn does not grow them without end."""
 
     writes_stdout = False
 
@@ -128,11 +143,11 @@ class Calls(SourcesConsumer):
             if merge:
                 self._merged.add(process)
             self._keep(process, stats, merge)
-        super().on_exits(processes)
+        forget_codes(self.session, processes)
 
     def _keep(self, process: Process, stats: FunctionStats, merge: bool) -> None:
-        """A function's statistics, merged with those of the same function (file, first line)
-        of the same process (two ids of one name: see common.h's name_id), or of any exited
+        """A function's statistics, merged with those of the same function (name, file, first
+        line: two code objects, say a module reloaded) of the same process, or of any exited
         process (merge)."""
         if merge:
             stats.pid = None
@@ -156,39 +171,53 @@ class Calls(SourcesConsumer):
         return found
 
     def _take_from(self, name: str, processes: Optional[set[Process]]) -> list[tuple[Process, FunctionStats]]:
-        names, program = self.session.names, self.session.program
+        program = self.session.program
         table = program.table(name)
         found, taken = [], []
         for raw_key, raw in program.entries(name):
             if processes is not None and KEY_PROCESS.unpack_from(raw_key) not in processes:
                 continue  # (a look at two fields: the functions of every Python there is, with --all)
             key = table.Key.from_buffer_copy(raw_key)
-            process = (key.pid, key.incarnation)
             taken.append(raw_key)
             per_cpu = table.Leaf.from_buffer_copy(raw)
-            file, function = names.get(key.pid, key.incarnation, key.file, key.function)
-            reported = next((value.line for value in per_cpu if value.line), 0)
-            line = self.sources.resolve(key.pid, file, function, reported) or reported
+            frame = code_frame(self.session.codes, key.code)
             histogram = {
                 bucket: total
                 for bucket, total in enumerate(map(sum, zip(*(value.histogram for value in per_cpu))))
                 if total
             }
-            found.append((process, FunctionStats(
-                key.pid, function, file, line,
-                calls=sum(value.calls for value in per_cpu),
-                timed=sum(value.timed for value in per_cpu),
-                total=sum(value.total for value in per_cpu),
-                self=sum(value.self for value in per_cpu),
-                max=max(value.max for value in per_cpu),
-                histogram=histogram,
+            total = lambda field: signed_total(getattr(value, field) for value in per_cpu)  # noqa: E731
+            found.append(((key.pid, key.incarnation), FunctionStats(
+                key.pid, frame.function, frame.file, frame.line,
+                calls=total("calls"), timed=total("timed"), total=total("total"), self=total("self"),
+                max=max(value.max for value in per_cpu), histogram=histogram,
+                partial=total("partial"), running=total("cut"),
+                partial_total=total("partial_total") + total("cut_total"),
+                partial_self=total("partial_self") + total("cut_self"),
             )))
         if processes is not None:
             program.delete(name, taken)
         return found
 
+    def _running(self, end: int) -> list[tuple[Process, FunctionStats]]:
+        """The calls still running at the end (ns), each a row of its own, with its time so far."""
+        leaf = self.session.program.table("thread_frames").Leaf
+        found = []
+        for _, raw in self.session.program.entries("thread_frames"):
+            frames = leaf.from_buffer_copy(raw)
+            kept = max(0, min(frames.depth, MAX_FRAMES))
+            until = frames.deep_since if frames.depth > MAX_FRAMES else end
+            for frame in reversed(frames.stack[:kept]):
+                code = code_frame(self.session.codes, frame.code)
+                found.append(((frames.pid, frames.incarnation), FunctionStats(
+                    frames.pid, code.function, code.file, code.line, calls=0, timed=0, total=0, self=0, max=0,
+                    histogram={}, partial=int(bool(frame.flags & FRAME_SEEDED)), running=1,
+                    partial_total=end - frame.start, partial_self=until - frame.start - frame.callees)))
+                until = frame.start
+        return found
+
     def finish(self, summary: Summary) -> None:
-        for process, stats in self.take(None):
+        for process, stats in self.take(None) + self._running(self.session.start + int(summary.seconds * 1e9)):
             self._keep(process, stats, merge=False)
         if self._merged:
             summary.notes.append(f"the rows of {len(self._merged)} processes that exited are merged by function "
@@ -217,12 +246,15 @@ class Calls(SourcesConsumer):
         return ", ".join(f"{output.describe()} at the end" for output in self._options.outputs.items)
 
 
+FRAME_SEEDED = 1  # bpf/frames.h
+
+
 def flat_stacks(stats: list[FunctionStats], weight: model.Weight, meta: model.Meta) -> model.Stacks:
     """Each function as a stack of its own (a flat profile), per process (exited processes'
     merged rows as one): its self time or its calls."""
     stacks = model.Stacks(weight, meta)
     for s in stats:
-        value = s.self if weight.is_time else s.calls
+        value = s.own_time if weight.is_time else s.calls
         stacks.add(model.Thread(s.pid or 0, 0, "all threads"), (model.Frame(s.function, s.file, s.line),), value)
     return stacks
 
@@ -232,16 +264,28 @@ def _time(ns: Optional[int]) -> str:
 
 
 def table(stats: list[FunctionStats]) -> list[str]:
+    """CALLS: calls that began while traced, `+N` those that began before (in flight when
+    tracing began); TOTAL and SELF: time while traced, in flight included; MEAN to MAX: the
+    calls that began and ended while traced."""
     header = (f"{'CALLS':>9} {'TOTAL':>12} {'SELF':>12} {'MEAN':>12} {'P50~':>12} {'P99~':>12} "
               f"{'MAX':>12} {'PID':>8}  FUNCTION")
     lines = [header]
+    in_flight = running = 0
     for s in stats:
         timed = s.timed > 0
+        spent = timed or s.partial or s.running
+        calls = f"{s.calls}+{s.partial}" if s.partial else str(s.calls)
+        in_flight += s.partial
+        running += s.running
         lines.append(
-            f"{s.calls:>9} {_time(s.total if timed else None):>12} {_time(s.self if timed else None):>12} "
+            f"{calls:>9} {_time(s.time if spent else None):>12} {_time(s.own_time if spent else None):>12} "
             f"{_time(s.mean if timed else None):>12} {_time(s.percentile(0.5)):>12} "
             f"{_time(s.percentile(0.99)):>12} {_time(s.max if timed else None):>12} {_pid(s):>8}  {s.label()}"
         )
+    if in_flight or running:
+        lines.append(f"(+N: calls that began before tracing, {in_flight} in all; TOTAL and SELF include the time "
+                     f"while traced of those and of the {running} calls still running when tracing stopped or their "
+                     "thread exited)")
     return lines
 
 
@@ -259,12 +303,12 @@ def histogram_text(s: FunctionStats) -> str:
 def as_json_object(s: FunctionStats) -> dict:
     return {
         "pid": s.pid, "processes": s.processes, "function": s.function, "file": s.file, "line": s.line,
-        "calls": s.calls,
-        "timed_calls": s.timed, "total_ns": s.total, "self_ns": s.self, "mean_ns": s.mean,
+        "calls": s.calls, "timed_calls": s.timed, "partial_calls": s.partial, "running_calls": s.running,
+        "total_ns": s.time, "self_ns": s.own_time, "timed_total_ns": s.total, "mean_ns": s.mean,
         "p50_ns": s.percentile(0.5), "p99_ns": s.percentile(0.99), "max_ns": s.max,
         "histogram_log2_ns": {str(bucket): count for bucket, count in sorted(s.histogram.items())},
     }
 
 
 def run(options: CallsOptions) -> int:
-    return run_tool("calls", SPEC, None, options.trace, lambda session: Calls(session, options))
+    return run_tool("calls", SPEC, None, options.trace, lambda session: Calls(session, options), sampling=FOLLOWING)

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, TextIO
 
-from ..events import CALL_EVENT, COUNTER_COUNTS_FULL, Process
+from ..events import COUNTER_COUNTS_FULL, LINE_EVENT, Process
 from ..program import Handler, Loss, ProgramSpec
 from ..consumer import Consumer, Summary
 from ..session import Session, TraceOptions, run_tool, signed_total
@@ -41,10 +41,10 @@ class StreamedLines(Consumer):
             out.write(self.header + "\n")
 
     def feed(self, records: list[tuple]) -> None:
-        call_event = self.session.names.call_event
+        line_event = self.session.names.line_event
         filename = self._options.filename
         for record in records:
-            event = call_event(record)
+            event = line_event(record)
             self.threads.add(event.tid)
             if filename is not None and filename not in event.file:
                 continue
@@ -111,4 +111,4 @@ def run(options: LinesOptions) -> int:
         streaming = session.program.table("streaming")
         streaming[streaming.Key(0)] = streaming.Leaf(int(options.stream))
 
-    return run_tool("lines", SPEC, CALL_EVENT, options.trace, lambda s: consumer(s, options, out), configure)
+    return run_tool("lines", SPEC, LINE_EVENT, options.trace, lambda s: consumer(s, options, out), configure)

@@ -1,17 +1,21 @@
 """`pybpftrace stack`: each thread's calls and returns as they happen (as text, JSON lines, or a
 timeline: speedscope, Chrome trace events), or the call tree the kernel keeps (folded stacks,
-SVG flame graph, speedscope, pprof)."""
+SVG flame graph, speedscope, pprof). Either way each thread starts at its real root: the frames
+it was in when first seen are read from memory first."""
 
 from __future__ import annotations
 
 import struct
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Hashable, Optional
+from typing import Hashable, Iterator, Optional
 
+from ..codes import UNANNOUNCED_CODE, UNKNOWN_CODE, Code
+from ..consumer import Consumer, Summary
 from ..errors import BadUsage
 from ..events import (
     CALL_EVENT,
+    CALL_FRESH,
     CallEvent,
     COUNTER_DEEP_CALLS,
     COUNTER_ENDED_FULL,
@@ -19,18 +23,20 @@ from ..events import (
     COUNTER_PATHS_LOST,
     COUNTER_ROOTS_FULL,
     COUNTER_THREADS_FULL,
+    EVENT_CALL,
     STRING_MAX,
-    UNKNOWN_NAME,
     Process,
 )
 from ..formats import TIMELINE, model
 from ..formats.options import Outputs
 from ..program import Handler, Loss, ProgramSpec
 from ..progress import size
-from ..render import CACHED, WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
-from ..consumer import SourcesConsumer, Summary
+from ..render import WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
+from ..samples import unpack
+from ..sampling import Sampling
 from ..session import Session, TraceOptions, run_tool, signed_total
 from ..stacks import (
+    CALL_SEEDED,
     DEEPER_FRAMES,
     MAX_FRAMES,
     PATHS_NOT_KEPT,
@@ -46,24 +52,17 @@ from ..stacks import (
     build_call_trees,
 )
 from ..target import SYSTEM_WIDE
+from .follow import CALL_LOSSES, code_frame, follows_calls, forget_codes
 
-THREADS_FULL = "{n} events of threads beyond {%s} live ones dropped: the %s map was full"
-SPEC = ProgramSpec(
-    "stack.bpf.c",
-    (
-        ("function__return", Handler("on_function_return", 3)),
-        ("function__entry", Handler("on_function_entry", 3)),
-    ),
-    markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),  # no arguments: zeros
-    names_layout=True,
-    losses=(Loss(COUNTER_THREADS_FULL, THREADS_FULL % ("threads", "threads"), dropped=True),),
-)
-FOLDED_SPEC = ProgramSpec(  # the tree kept in the kernel
-    "folded.bpf.c", SPEC.handlers, SPEC.markers, names_layout=True,
+THREADS_FULL = "{n} events of threads beyond {thread_frames} live ones dropped: the thread_frames map was full"
+SPEC = follows_calls(ProgramSpec(
+    "stack.bpf.c", (), losses=(Loss(COUNTER_THREADS_FULL, THREADS_FULL, dropped=True), *CALL_LOSSES)))
+FOLDED_SPEC = follows_calls(ProgramSpec(  # the tree kept in the kernel
+    "folded.bpf.c", (),
     losses=(
-        Loss(COUNTER_THREADS_FULL, THREADS_FULL % ("thread_frames", "thread_frames"), dropped=True),
-        Loss(COUNTER_DEEP_CALLS, f"{{n}} calls deeper than {MAX_FRAMES} frames, shown as one frame under the "
-             f"{MAX_FRAMES}th: {DEEPER_FRAMES.function}"),
+        Loss(COUNTER_THREADS_FULL, THREADS_FULL, dropped=True),
+        Loss(COUNTER_DEEP_CALLS, f"{{n}} calls deeper than {MAX_FRAMES} frames, shown by function under one frame "
+             f"below the {MAX_FRAMES}th: {DEEPER_FRAMES.function}"),
         Loss(COUNTER_NODES_FULL, f"{{n}} calls shown as {PATHS_NOT_KEPT.function}: the nodes map ({{nodes}} call "
              "paths) was full, or the kernel out of memory"),
         Loss(COUNTER_PATHS_LOST, "{n} calls not counted: the nodes and lost_paths maps were full", dropped=True),
@@ -71,8 +70,9 @@ FOLDED_SPEC = ProgramSpec(  # the tree kept in the kernel
              "shown under [root not kept])"),
         Loss(COUNTER_ENDED_FULL, "{n} threads exited with calls open whose time up to their exit is not counted: "
              "the ended_frames map ({ended_frames}) was full"),
+        *CALL_LOSSES,
     ),
-)
+))
 
 
 @dataclass
@@ -96,20 +96,54 @@ def function_filter(name: str) -> bytes:
     return encoded
 
 
-class Stream(SourcesConsumer):
+class Seeds:
+    """The frames each thread was in when first seen (bpf/frame_events.h sends them ahead of
+    its first event, on the stacks ring), as call events: outermost first, each at the line it
+    was running, flagged CALL_SEEDED. --function and --max-depth apply to them as the kernel
+    applies them to the events that follow."""
+
+    def __init__(self, session: Session, function: Optional[str], max_depth: int):
+        self._session = session
+        self._function = function
+        self._max_depth = max_depth
+
+    def before(self, event: CallEvent) -> list[CallEvent]:
+        record = self._session.event_stacks.pop((event.tid, event.timestamp), None)
+        if record is None:
+            return []
+        sample = unpack(record)
+        frames = list(reversed(sample.frames[sample.weight:]))  # outermost first, the entering frame left out
+        codes = self._session.codes
+        seeded = []
+        for depth, (code_id, instruction) in enumerate(frames):
+            code = codes.get(code_id) if code_id else None
+            function = code.function if code else UNKNOWN_CODE if not code_id else UNANNOUNCED_CODE
+            line = (code.line(instruction) or 0) if code else 0
+            seeded.append(CallEvent(event.timestamp, event.pid, event.tid, EVENT_CALL, depth, function,
+                                    code.file if code else "", line, code.first_line if code else 0,
+                                    CALL_SEEDED | (CALL_FRESH if depth == 0 else 0), code_id))
+        if self._function is not None:
+            starts = [index for index, call in enumerate(seeded) if call.function == self._function]
+            seeded = [call._replace(depth=call.depth - starts[0]) for call in seeded[starts[0]:]] if starts else []
+        if self._max_depth:
+            seeded = [call for call in seeded if call.depth < self._max_depth]
+        return seeded
+
+
+class Stream(Consumer):
     """Writes each event as it arrives, with its call's duration on returns: turns records
-    into call events, takes back generator creations where the CPython needs it, applies the
-    file name filter, and writes a batch at a time; for timeline outputs, keeps each call as a
-    span, written at the end."""
+    into call events (each thread's first preceded by the frames it was in), takes back
+    generator creations where the CPython needs it, applies the file name filter, and writes
+    a batch at a time; for timeline outputs, keeps each call as a span, written at the end."""
 
     def __init__(self, session: Session, options: StackOptions):
         super().__init__(session)
-        self._call_event = session.names.call_event
+        self._call_event = session.codes.call_event
         self._filename = options.filename
+        self._seeds = Seeds(session, options.function, options.max_depth)
         binaries = [b for group in session.targets.binaries.values() for b in group]
         needs = any(b.quirks.generator_creation_marker for b in binaries)
         self._creations = Creations() if needs else None
-        self._first_lines: dict[tuple, Optional[int]] = {}
         self._pairing = Pairing()
         self._reused = 0  # threads whose id an earlier thread had
         self._outputs = options.outputs
@@ -118,36 +152,35 @@ class Stream(SourcesConsumer):
             if output.format == "json":
                 renderer = JsonRenderer(session.start, options.durations)
             else:
-                renderer = TextRenderer(session.start, options.durations, pids=many_processes(session),
-                                        first_line=self._first_line)
+                renderer = TextRenderer(session.start, options.durations, pids=many_processes(session))
             self._own.append((renderer, output.text()))
             output.text().write(renderer.header)
         self.writes_stdout = any(output.path is None for output in options.outputs.own())
         self._spans = None
         if options.outputs.taking(TIMELINE):
-            self._spans = Spans(model.Timeline(), session.start, self._frame,
+            self._spans = Spans(model.Timeline(), session.start, _model_frame,
                                 lambda pid, tid: model.Thread(pid, tid, session.thread_name(pid, tid)))
-        self._frames: dict[tuple[int, str, str, int], model.Frame] = {}
-
-    def _frame(self, event: CallEvent) -> model.Frame:
-        """The event's function, by its first line (a generator resumes at another line)."""
-        key = (event.pid, event.function, event.file, event.line)
-        frame = self._frames.get(key)
-        if frame is None:
-            line = self._first_line(event)
-            frame = self._frames[key] = model.Frame(event.function, event.file, event.line if line is None else line)
-        return frame
 
     def feed(self, records: list[tuple]) -> None:
-        events = map(self._call_event, records)
+        events = self._seeded(map(self._call_event, records))
         if self._creations:
             events = (kept for event in events for kept in self._creations.feed(event))
         self._write(events)
 
+    def _seeded(self, events) -> Iterator[CallEvent]:
+        """Each thread's first event after the frames it was in (the first of which is then
+        the thread's first)."""
+        for event in events:
+            if event.fresh:
+                seeded = self._seeds.before(event)
+                if seeded:
+                    yield from seeded
+                    event = event._replace(flags=event.flags & ~CALL_FRESH)
+            yield event
+
     def on_exits(self, processes: set[Process]) -> None:
         self._pairing.forget({pid for pid, _ in processes})
-        self._first_lines.clear()
-        super().on_exits(processes)
+        forget_codes(self.session, processes)
 
     def thread_count(self) -> int:
         return len(self.threads) + self._reused
@@ -171,16 +204,6 @@ class Stream(SourcesConsumer):
         parts += [f"{output.describe()} at the end{held}" for output in self._outputs.taking(TIMELINE)]
         return ", ".join(parts)
 
-    def _first_line(self, event: CallEvent) -> Optional[int]:
-        """The first line of the function a call event is in, from its source (None where the
-        source does not tell)."""
-        key = (event.pid, event.file, event.function, event.line)
-        if key not in self._first_lines:
-            if len(self._first_lines) >= CACHED:
-                self._first_lines.clear()
-            self._first_lines[key] = self.sources.resolve(event.pid, event.file, event.function, event.line)
-        return self._first_lines[key]
-
     def _write(self, events) -> None:
         shown = []
         pair, threads, filename, spans = self._pairing.feed, self.threads, self._filename, self._spans
@@ -188,14 +211,20 @@ class Stream(SourcesConsumer):
             if event.fresh and event.tid in threads:
                 self._reused += 1
             threads.add(event.tid)
+            paired = pair(event)
             if filename is None or filename in event.file:
-                shown.append((event, *pair(event)))
+                shown.append((event, paired))
                 if spans:
                     spans.feed(event)
         for renderer, out in self._own:
             line = renderer.line
-            out.write("".join([line(event, indent, duration) for event, indent, duration in shown]))
+            out.write("".join([line(event, paired) for event, paired in shown]))
             out.flush()
+
+
+def _model_frame(event: CallEvent) -> model.Frame:
+    """A call's frame in a timeline: its function's first line."""
+    return model.Frame(event.function, event.file, event.first_line or event.line)
 
 
 def many_processes(session: Session) -> bool:
@@ -203,10 +232,10 @@ def many_processes(session: Session) -> bool:
     return session.follow_forks or len(session.targets.binaries) > 1 or SYSTEM_WIDE in session.targets.binaries
 
 
-class Fold(SourcesConsumer):
+class Fold(Consumer):
     """Reads the call tree the kernel kept and prints it as folded stacks at the end: an exited
     process's part as soon as it has exited (its entries then leave the kernel's maps, and its
-    names the tracer's memory), the rest at the end."""
+    code objects the tracer's memory), the rest at the end."""
 
     writes_stdout = False
 
@@ -217,20 +246,20 @@ class Fold(SourcesConsumer):
         self._weights = [options.weight] + [w for w in WEIGHTS if w != options.weight]
         self._stacks: list[Optional[model.Stacks]] = [None] * len(self._weights)  # by weight
         self._thread_count = 0
-        self._unknown = 0  # call paths whose names were never sent
+        self._running = 0  # calls still running at the end (or at their thread's exit)
 
     def on_exits(self, processes: set[Process]) -> None:
         self._fold(self.take(processes))
-        super().on_exits(processes)
+        forget_codes(self.session, processes)
 
     def thread_count(self) -> int:
         return self._thread_count
 
     def finish(self, summary: Summary) -> None:
         self._fold(self.take(None, end=self.session.start + int(summary.seconds * 1e9)))
-        if self._unknown:
-            summary.notes.append(f"{self._unknown} call paths named {UNKNOWN_NAME}: their names were never sent "
-                                 "(the names ring buffer was full)")
+        if self._running:
+            summary.notes.append(f"{self._running} calls still running when tracing stopped or their thread exited: "
+                                 "their time up to then is counted")
         meta = self.session.meta(summary)
         for stacks in self._stacks:
             stacks.meta = meta
@@ -244,7 +273,7 @@ class Fold(SourcesConsumer):
         self._thread_count += sum(1 for tree in trees if tree.tid is not None)
         for index, weight in enumerate(self._weights):
             self._stacks[index] = weighted_stacks(
-                trees, weight, self._options.per_thread, self.sources, folded_view(self._options),
+                trees, weight, self._options.per_thread, folded_view(self._options),
                 thread_names=self.session.thread_name, into=self._stacks[index])
 
     def take(self, processes: Optional[set[Process]], end: int = 0) -> list[CallTree]:
@@ -261,7 +290,7 @@ class Fold(SourcesConsumer):
                 continue  # (a look at two fields: the maps of every Python there is, with --all)
             root = leaf.from_buffer_copy(raw)
             taken["roots"].append(key)
-            frame = self._frame(root, entered=False) if root.file or root.function else None
+            frame = code_frame(self.session.codes, root.code) if root.code else None
             kernel_roots[_id(key)] = KernelRoot(root.parent, frame, root.self, root.pid, root.tid)
         leaf = program.table("ended_frames").Leaf
         open_threads = []
@@ -269,10 +298,10 @@ class Fold(SourcesConsumer):
             if _id(key) in kernel_roots:
                 taken["ended_frames"].append(key)
                 frames = leaf.from_buffer_copy(raw)
-                open_threads.append(_open_thread(frames, frames.ended))
+                open_threads.append(self._open_thread(frames, frames.ended))
         if processes is None:
             leaf = program.table("thread_frames").Leaf
-            open_threads += [_open_thread(leaf.from_buffer_copy(raw), end)
+            open_threads += [self._open_thread(leaf.from_buffer_copy(raw), end)
                              for _, raw in program.entries("thread_frames")]
         else:
             for name, keys in taken.items():
@@ -294,23 +323,28 @@ class Fold(SourcesConsumer):
                 if name == "lost_paths":
                     found[_lost(_id(key))] = KernelNode(node.parent, PATHS_NOT_KEPT, node.self, calls, node.pid)
                 else:
-                    frame = DEEPER_FRAMES if node.line == DEEPER_FRAMES_LINE else self._frame(node)
+                    frame = DEEPER_FRAMES if node.kind == NODE_DEEPER else code_frame(self.session.codes, node.code)
                     found[_id(key)] = KernelNode(node.parent, frame, node.self, calls, node.pid)
         return found
 
-    def _frame(self, record, entered: bool = True) -> Frame:
-        """The frame of a node or a root, names resolved."""
-        file_name, function_name = self.session.names.get(record.pid, record.incarnation, record.file,
-                                                          record.function)
-        if UNKNOWN_NAME in (file_name, function_name):
-            self._unknown += 1
-        return Frame(function_name, file_name, record.line, entered)
+    def _open_thread(self, frames, end: int) -> OpenThread:
+        """A thread's stack (struct frames) at an end: its open calls."""
+        kept = max(0, min(frames.depth, MAX_FRAMES))
+        self._running += max(0, frames.depth)
+        open_frames = [OpenFrame(_lost(f.node_id) if f.flags & PATH_LOST else f.node_id, f.start, f.callees)
+                       for f in frames.stack[:kept]]
+        deep = None
+        if frames.depth > MAX_FRAMES:
+            deepest = frames.stack[MAX_FRAMES - 1]
+            node = _lost(deepest.node_id) if deepest.flags & PATH_LOST or not frames.deep_node else frames.deep_node
+            deep = (node, frames.deep_since)
+        return OpenThread(frames.root, frames.idle, open_frames, end, deep)
 
 
-NODE_PROCESS = struct.Struct("<40xI4xI")  # struct call_node's pid and incarnation
-ROOT_PROCESS = struct.Struct("<32xI8xI")  # struct call_root's
-DEEPER_FRAMES_LINE = -(2**31)  # bpf/folded.bpf.c: the line of the node of calls deeper than MAX_FRAMES
-PATH_LOST = 1  # bpf/folded.bpf.c: a frame whose path is a lost path
+NODE_PROCESS = struct.Struct("<32xII")  # struct call_node's pid and incarnation
+ROOT_PROCESS = struct.Struct("<24xI4xI")  # struct call_root's
+NODE_DEEPER = 1  # bpf/folded.bpf.c: the node of the calls deeper than MAX_FRAMES
+PATH_LOST = 4  # bpf/frames.h FRAME_PATH_LOST: a frame whose path is a lost path
 
 
 def _id(key: bytes) -> int:
@@ -320,19 +354,6 @@ def _id(key: bytes) -> int:
 def _lost(ancestor: int) -> Hashable:
     """The id of the lost paths under a node: apart from the node's own, which is the key."""
     return ("lost", ancestor)
-
-
-def _open_thread(frames, end: int) -> OpenThread:
-    """A thread's stack (struct frames) at an end: its open calls."""
-    kept = max(0, min(frames.depth, MAX_FRAMES))
-    open_frames = [OpenFrame(_lost(f.node_id) if f.pad == PATH_LOST else f.node_id, f.start, f.callees)
-                   for f in frames.stack[:kept]]
-    deep = None
-    if frames.depth > MAX_FRAMES:
-        deepest = frames.stack[MAX_FRAMES - 1]
-        node = _lost(deepest.node_id) if deepest.pad == PATH_LOST or not frames.deep_node else frames.deep_node
-        deep = (node, frames.deep_since)
-    return OpenThread(frames.root, frames.idle, open_frames, end, deep)
 
 
 def folded_view(options: StackOptions):
@@ -360,8 +381,6 @@ def configure(session: Session, options: StackOptions) -> None:
     value = settings.Leaf()
     value.max_depth = options.max_depth
     value.only_tids = bool(options.tids)
-    binaries = [b for group in session.targets.binaries.values() for b in group]
-    value.check_returns = any(b.quirks.returns_without_entry for b in binaries)
     if options.function is not None:
         value.only_function = 1
         value.function = function_filter(options.function)
@@ -403,11 +422,14 @@ def choose_mode(options: StackOptions) -> bool:
     return True
 
 
+FOLLOWING = Sampling(linetables=True)  # code objects come with their line tables: lines from instructions
+
+
 def run(options: StackOptions) -> int:
     if options.function is not None:
         function_filter(options.function)
     if choose_mode(options):
         return run_tool("stack", FOLDED_SPEC, None, options.trace, lambda s: Fold(s, options),
-                        lambda s: configure_folded(s, options))
+                        lambda s: configure_folded(s, options), sampling=FOLLOWING)
     return run_tool("stack", SPEC, CALL_EVENT, options.trace, lambda s: Stream(s, options),
-                    lambda s: configure(s, options))
+                    lambda s: configure(s, options), sampling=FOLLOWING)

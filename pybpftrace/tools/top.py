@@ -15,27 +15,29 @@ from typing import Callable, Optional, TextIO
 
 from ..codes import Codes
 from ..events import COUNTER_COUNTS_FULL, COUNTER_THREADS_FULL, SAMPLE_CPU, Process
-from ..program import Handler, Loss, ProgramSpec
+from ..program import Loss, ProgramSpec
 from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, unpack
 from ..sampling import DEFAULT_RATE, Sampling
 from ..consumer import Consumer, Summary
 from ..session import Session, TraceOptions, run_tool, signed_total
-from ..sources import FirstLines
+from .follow import CALL_LOSSES, code_frame, follows_calls, forget_codes
 
+_FOLLOWING = follows_calls(ProgramSpec("top.bpf.c", ()))
 SPEC = ProgramSpec(
-    "top.bpf.c",
-    (("function__entry", Handler("on_function_entry", 3)),),
-    markers=(("_Py_MakeCoro", Handler("on_generator_created", 3)),),
+    "top.bpf.c", _FOLLOWING.handlers, _FOLLOWING.code_probes,
     walker=True,
-    continuations=(("walk_programs", "walk_on_tick", "perf_event"),),
-    names_layout=True,
+    continuations=(("walk_programs", "walk_on_tick", "perf_event"), *_FOLLOWING.continuations),
     losses=(
         Loss(COUNTER_COUNTS_FULL, "{n} entries not counted: the counts map ({counts}) was full", dropped=True),
-        Loss(COUNTER_THREADS_FULL, "{n} threads beyond {last_entry} live ones whose generator creations count as "
-             "calls: the last_entry map was full"),
+        Loss(COUNTER_THREADS_FULL, "{n} events of threads beyond {thread_frames} live ones not counted: the "
+             "thread_frames map was full", dropped=True),
+        *CALL_LOSSES,
     ),
+    follows_calls=True,
+    walker_samples=True,
 )
-ENTRY_PROBES = ("function__entry",)  # counted where the binary has them
+ENTRY_PROBES = ("function__entry",)  # counted where the binary has them, or by the eval-frame route
+NOT_COUNTED = " (calls not counted: no function probes, and no --eval-hook)"
 TICK = 0.1  # seconds between looks at the keyboard
 SORTS = ("own", "total", "calls")
 
@@ -103,11 +105,9 @@ class Top(Consumer):
         self._per_refresh = max(1, round(options.interval / TICK))
         self._since = session.start / 1e9  # when tracing began, on time.monotonic's clock
         self._shown = False
-        self._sources = FirstLines()
         self._current = Interval()
         self.samples = 0
-        binaries = [b for group in session.targets.binaries.values() for b in group]
-        self._counting = any(b.has(ENTRY_PROBES) for b in binaries)
+        self._counting = any(session.program.placements)
         self._exited: Counter = Counter()  # counts of processes that exited, for the next table
         live = out.isatty() and not options.json and not options.once
         self._screen = Screen() if live else None
@@ -142,25 +142,21 @@ class Top(Consumer):
         return +calls  # without the rows that came to zero
 
     def on_exits(self, processes: set[Process]) -> None:
-        """Their counts are taken now, while their names are known, for the next table."""
+        """Their counts are taken now, while their code objects are known, for the next table."""
         self._exited.update(self._take(lambda key: (key.pid, key.incarnation) in processes))
-        for pid, _ in processes:
-            self._sources.forget(pid)
+        forget_codes(self.session, processes)
 
     def _take(self, wanted: Callable) -> Counter:
-        """The counts whose keys are wanted, taken out of the kernel's map."""
-        names = self.session.names
+        """The counts whose keys are wanted (by code object, in `first`), taken out of the
+        kernel's map."""
         table = self.session.program.table("counts")
         calls: Counter = Counter()
         for key, value in list(table.items()):
             if not wanted(key):
                 continue
             del table[key]
-            file, function = names.get(key.pid, key.incarnation, key.first, key.second)
-            if key.pid not in self._sources:
-                self._sources.watch(key.pid)
-            line = self._sources.resolve(key.pid, file, function, key.line) or key.line
-            calls[(key.pid, function, file, line)] += signed_total(value)
+            frame = code_frame(self.session.codes, key.first)
+            calls[(key.pid, frame.function, frame.file, frame.line)] += signed_total(value)
         return calls
 
     def on_interval(self) -> bool:
@@ -185,7 +181,7 @@ class Top(Consumer):
         rows = interval.rows(self._options.sort, self._screen.rows() if self._screen else self._options.top)
         title = f"{time.strftime('%H:%M:%S')}  {interval.samples} samples in the last {seconds:.2f} s"
         if not self._counting:
-            title += " (calls not counted)" if not self._options.calls else " (no function probes: calls not counted)"
+            title += " (calls not counted)" if not self._options.calls else NOT_COUNTED
         if self._screen:
             self._screen.draw(title + "  (q to quit)", table(rows, interval.samples, self._options.rate, self._counting))
         elif self._options.json:
@@ -202,7 +198,6 @@ class Top(Consumer):
         last = self._current
         if (last.samples or self._counting) and not (self._options.once and self._shown):
             self._show_interval(until=self.session.start / 1e9 + summary.seconds, everything=True)
-        self._sources.close()
 
     def writing(self) -> str:
         return f"a table every {self._options.interval:g} s"
@@ -243,13 +238,10 @@ def interval_json(interval: Interval, rows, seconds: float, options: TopOptions,
 
 
 def configure(session: Session, generation: int = 0) -> None:
-    """Where entries count, and whether to remember each thread's last one (CPython 3.15
-    takes back the entries that created generators)."""
-    binaries = [b for group in session.targets.binaries.values() for b in group]
+    """Where entries count."""
     table = session.program.table("top_settings")
     value = table.Leaf()
     value.generation = generation
-    value.retract = int(any(b.quirks.generator_creation_marker for b in binaries))
     table[table.Key(0)] = value
 
 
@@ -287,4 +279,5 @@ class Screen:
 def run(options: TopOptions) -> int:
     out = options.output or sys.stdout
     return run_tool("top", SPEC, None, options.trace, lambda session: Top(session, options, out), configure,
-                    sampling=Sampling(rate=options.rate), probes=ENTRY_PROBES if options.calls else ())
+                    sampling=Sampling(rate=options.rate, linetables=options.calls),
+                    probes=ENTRY_PROBES if options.calls else ())

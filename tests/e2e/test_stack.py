@@ -51,8 +51,8 @@ def test_returns_without_entries_leave_the_stack_right(interpreter):
     assert code == 0 and out == b"50\n"
     lines = [re.sub(r" \[(\d+\.\d{3} (us|ms)|began before tracing)\]$", "", line) for line in calls(stdout)]
     if interpreter.version >= (3, 15):  # the return alone, its entry not seen
-        assert lines[3].endswith(f"({path}:{line_of('resumes.py', 'managed catches')}) [entry not seen]")
-        lines[3] = lines[3].removesuffix(" [entry not seen]")
+        assert lines[4].endswith(f"({path}:{line_of('resumes.py', 'managed catches')}) [entry not seen]")
+        lines[4] = lines[4].removesuffix(" [entry not seen]")
     assert lines == expected.resumes(path, interpreter.version)
 
 
@@ -60,7 +60,7 @@ def test_attach_in_the_middle_of_a_deep_stack(interpreter):
     code, stdout, _, out, path = attach_and_run(interpreter, "midstack.py", "--durations", "--json")
     assert code == 0 and out == b"3\n"
     events = [json.loads(line) for line in stdout.splitlines()]
-    assert [(e["event"], e["depth"], e["function"], e["line"], "duration_ns" in e) for e in events] == (
+    assert [(e["event"], e["depth"], e["function"], e["line"], "duration_ns" in e, e.get("note")) for e in events] == (
         expected.midstack(path)
     )
     assert {e["file"] for e in events} == {path}
@@ -87,24 +87,33 @@ def test_recursion_deeper_than_any_fixed_buffer(interpreter):
     code, stdout, _, out, _ = attach_and_run(interpreter, "recursion.py", "--json", args=(str(depth),))
     assert code == 0 and out == f"{depth}\n".encode()
     events = [json.loads(line) for line in stdout.splitlines() if '"down"' in line]
-    assert [e["depth"] for e in events if e["event"] == "call"] == list(range(depth + 1))
-    assert [e["depth"] for e in events if e["event"] == "return"] == list(range(depth, -1, -1))
+    # from the module's frame, which was running when tracing began
+    assert [e["depth"] for e in events if e["event"] == "call"] == list(range(1, depth + 2))
+    assert [e["depth"] for e in events if e["event"] == "return"] == list(range(depth + 1, 0, -1))
     assert all("duration_ns" in e for e in events if e["event"] == "return")
 
 
 def test_function_filter_traces_only_inside_calls_of_that_function(interpreter):
     code, stdout, _, _, path = attach_and_run(interpreter, "calls.py", "--function", "middle")
     assert code == 0
-    inside = expected.calls_attached(path)[1:7]
+    inside = expected.calls_body(path)[1:7]
     assert calls(stdout) == [line[2:] for line in inside]
 
 
-def test_midstack_text_marks_calls_that_began_before_tracing():
+def test_midstack_text_starts_at_the_root_and_marks_calls_that_began_before_tracing():
     code, stdout, _, _, path = attach_and_run(HOST, "midstack.py", "--durations")
     assert code == 0
     lines = calls(stdout)
-    assert lines[2] == f"<= waiting ({path}:{line_of('midstack.py', 'waiting returns')}) [began before tracing]"
-    assert all(not line.startswith(" ") for line in lines)  # shallowest frames so far: no indent
+    line = lambda marker: line_of("midstack.py", marker)  # noqa: E731
+    assert lines[:4] == [
+        f"=> <module> ({path}:1) [began before tracing, at line {line('module ends')}]",
+        f"  => outer ({path}:{line('def outer')}) [began before tracing, at line {line('outer returns')}]",
+        f"    => inner ({path}:{line('def inner')}) [began before tracing, at line {line('inner calls waiting')}]",
+        f"      => waiting ({path}:{line('def waiting')}) [began before tracing, at line "
+        f"{line('wait for the tracer')}]",
+    ]
+    assert lines[6] == f"      <= waiting ({path}:{line('waiting returns')}) [began before tracing]"
+    assert lines[-1] == f"<= <module> ({path}:{line('module ends')}) [began before tracing]"
 
 
 def test_launched_command_from_its_first_call():
@@ -120,8 +129,8 @@ def test_launched_command_with_durations():
     assert result.stdout.decode().startswith("     TIME(s)      TID  CALL\n")
     lines = calls(result.stdout.decode())
     path = script("calls.py")
-    structure = [f"=> <module> ({path}:0)"] + ["  " + line for line in expected.calls_attached(path)[:-1]]
-    structure += [expected.calls_attached(path)[-1]]
+    structure = [f"=> <module> ({path}:1)", *("  " + line for line in expected.calls_body(path)),
+                 expected.module_ends(path, "calls.py")]
     assert [re.sub(r" \[\d+\.\d{3} (us|ms)\]$", "", line) for line in lines] == structure
     assert all(re.search(r" \[\d+\.\d{3} (us|ms)\]$", line) for line in lines if "<=" in line)
 
@@ -138,7 +147,7 @@ def test_max_depth_and_json():
         ("return", "top", 1),
         ("return", "<module>", 0),
     ]
-    assert set(events[0]) == {"time", "pid", "tid", "event", "depth", "function", "file", "line"}
+    assert set(events[0]) == {"time", "pid", "tid", "event", "depth", "function", "file", "line", "first_line"}
 
 
 def test_tid_filter_and_output_file(tmp_path):
@@ -160,25 +169,26 @@ def test_duration_stops_a_trace_of_a_process_that_keeps_running():
     assert out == b"ticks done\n"
     assert summary_line(result.stderr.decode()).endswith("(duration)")
     tick = f"tick ({script('forever.py')}:{line_of('forever.py', 'def tick')})"
-    lines = calls(result.stdout.decode())
+    lines = [line.strip() for line in calls(result.stdout.decode()) if "[began before tracing" not in line]
     assert lines and set(lines) <= {f"=> {tick}", f"<= tick ({script('forever.py')}:{line_of('forever.py', 'def tick') + 1})"}
 
 
 @pytest.mark.parametrize(
     "which, function, file",
     [
-        ("long", "f" * 255 + "…", "names-test.py"),  # cut at the buffer, visibly
-        ("function", "<null>", "names-test.py"),  # CPython passes NULL for what it cannot encode
-        ("file", "in_bad_file", "<null>"),
+        ("long", "f" * 256 + "…", "names-test.py"),  # cut at the buffer, visibly
+        ("function", "bad\ufffd", "names-test.py"),  # a character no encoding holds: replaced, visibly
+        ("file", "in_bad_file", "bad\ufffd.py"),
     ],
 )
-def test_truncated_and_null_names(which, function, file, tmp_path):
-    """The target's own fate with an unencodable name is CPython 3.11's (it leaves the
-    encoding error set); the tracer shows a placeholder and carries on."""
+def test_truncated_and_unencodable_names(which, function, file, tmp_path):
+    """Names are read from the code object as CPython keeps them (the probe's arguments, NULL
+    for a name CPython cannot encode as UTF-8, are not needed). The target's own fate with an
+    unencodable name is CPython 3.11's (its probes leave the encoding error set)."""
     trace = tmp_path / "trace.json"
     result = run_tracer("stack", "--json", "-o", trace, "--", PYTHON311, script("names.py"), which)
     events = [json.loads(line) for line in trace.read_text().splitlines()]
-    named = [(e["event"], e["function"], e["file"]) for e in events if e["file"] in ("names-test.py", "<null>")]
+    named = [(e["event"], e["function"], e["file"]) for e in events if "names-test" in e["file"] or "bad" in e["file"]]
     assert named == [("call", function, file), ("return", function, file)]
     assert summary_line(result.stderr.decode()).endswith("(target exited)")
 
@@ -202,9 +212,13 @@ def test_follow_forks_traces_children_from_when_they_are_attached():
     assert len(parent) == 1 and len(children) == 2
     assert ("call", "parent_work", line("def parent_work")) in by_pid[parent[0]]
     step = [("call", "child_step", line("def child_step")), ("return", "child_step", line("child_step returns"))]
-    for events in children:  # child_work began before its process was attached, most often
-        work_entry = [("call", "child_work", line("def child_work"))] if events[0][1] == "child_work" else []
-        assert events == [*work_entry, *step, ("return", "child_work", line("child_work returns"))]
+    for events in children:  # each starts at its root, read from memory: where its parent forked it
+        # child_work began before its process was attached, most often (read from memory, at the
+        # line it calls from), or after (its entry seen)
+        work = ("call", "child_work", line("child_work returns" if events[1][2] != line("def child_work") else
+                                           "def child_work"))
+        assert events == [("call", "<module>", line("workers start")), work, *step,
+                          ("return", "child_work", line("child_work returns"))]
     assert ", 3 processes, 3 threads," in summary_line(result.stderr.decode())
     assert b"[0, 0]\n" in result.stdout
 

@@ -22,7 +22,7 @@ if __name__ == "__main__":
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=child_work, args=(n,)) for n in (1, 2)]
     for worker in workers:
-        worker.start()
+        worker.start()  # workers start
     parent_work()
     for worker in workers:
         worker.join()

@@ -9,8 +9,9 @@ from pybpftrace.program import bpf_dir
 from pybpftrace.tools import audit
 
 LAYOUTS = {
-    "call_event": (events.CALL_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "depth", "kind", "fresh",
-                                       "incarnation"]),
+    "call_event": (events.CALL_EVENT, ["timestamp", "code", "pid", "tid", "line", "instruction", "depth", "kind",
+                                       "flags", "incarnation"]),
+    "line_event": (events.LINE_EVENT, ["timestamp", "file", "function", "pid", "tid", "line", "incarnation"]),
     "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "incarnation", "flags", "first_text",
                                          "second_text"]),
     "fork_event": (events.FORK_EVENT, ["parent", "child"]),

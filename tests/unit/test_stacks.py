@@ -1,10 +1,13 @@
 """Stack rebuilding: pairing streamed events, call trees from what the kernel kept, and
 folded rendering."""
 
-from pybpftrace.events import EVENT_CALL, EVENT_CREATED, EVENT_RETURN, CallEvent
+from pybpftrace.events import CALL_ENTRY_UNSEEN, CALL_FRESH, CALL_INEXACT, EVENT_CALL, EVENT_CREATED, EVENT_RETURN, CallEvent
 from pybpftrace.render import folded
-from pybpftrace.sources import FirstLines
 from pybpftrace.stacks import (
+    BEGAN_BEFORE,
+    CALL_SEEDED,
+    ENTRY_UNSEEN,
+    RETURN_LATE,
     Creations,
     Frame,
     KernelNode,
@@ -18,39 +21,60 @@ from pybpftrace.stacks import (
 US = 1000  # ns
 
 
-def call(t, depth, function, line=1, tid=1, file="app.py"):
-    return CallEvent(t * US, 100, tid, EVENT_CALL, depth, function, file, line)
+def call(t, depth, function, line=1, tid=1, file="app.py", flags=0):
+    return CallEvent(t * US, 100, tid, EVENT_CALL, depth, function, file, line, line, flags)
 
 
-def ret(t, depth, function, line=2, tid=1, file="app.py"):
-    return CallEvent(t * US, 100, tid, EVENT_RETURN, depth, function, file, line)
+def ret(t, depth, function, line=2, tid=1, file="app.py", flags=0):
+    return CallEvent(t * US, 100, tid, EVENT_RETURN, depth, function, file, line, 1, flags)
+
+
+def paired(pairing, events):
+    return [(p.indent, p.duration, p.why) for p in map(pairing.feed, events)]
 
 
 def test_pairing_gives_durations_and_indentation():
-    pairing = Pairing()
     events = [call(0, 0, "a"), call(1, 1, "b"), ret(4, 1, "b"), ret(10, 0, "a")]
-    assert [pairing.feed(e) for e in events] == [(0, None), (1, None), (1, 3 * US), (0, 10 * US)]
+    assert paired(Pairing(), events) == [(0, None, ""), (1, None, ""), (1, 3 * US, ""), (0, 10 * US, "")]
 
 
-def test_pairing_mid_stack_returns_have_no_duration_and_move_the_floor():
-    pairing = Pairing()
-    # attached inside c() called by b(): d() runs, c returns, e() runs, b returns
-    events = [call(0, 0, "d"), ret(1, 0, "d"), ret(2, -1, "c"), call(3, -1, "e"), ret(4, -1, "e"), ret(5, -2, "b")]
-    assert [pairing.feed(e) for e in events] == [
-        (0, None), (0, US), (0, None), (0, None), (0, US), (0, None)
-    ]
+def test_seeded_calls_began_before_tracing():
+    # first seen inside b() called by a(): the kernel read both from memory (seeded)
+    events = [call(0, 0, "a", flags=CALL_SEEDED | CALL_FRESH), call(0, 1, "b", flags=CALL_SEEDED),
+              call(1, 2, "c"), ret(2, 2, "c"), ret(3, 1, "b"), ret(9, 0, "a", flags=CALL_INEXACT)]
+    assert paired(Pairing(), events) == [
+        (0, None, BEGAN_BEFORE), (1, None, BEGAN_BEFORE), (2, None, ""), (2, US, ""), (1, None, BEGAN_BEFORE),
+        (0, None, f"{BEGAN_BEFORE}; {RETURN_LATE}")]
+
+
+def test_pairing_returns_below_every_call_move_the_floor():
+    # the frames it was in could not be read: returns below the stack kept (depth -1)
+    events = [call(0, 0, "d"), ret(1, 0, "d"), ret(2, -1, "c", flags=CALL_ENTRY_UNSEEN), call(3, -1, "e"),
+              ret(4, -1, "e")]
+    assert paired(Pairing(), events) == [
+        (0, None, ""), (0, US, ""), (0, None, BEGAN_BEFORE), (0, None, ""), (0, US, "")]
+
+
+def test_a_return_seen_late_is_a_bound():
+    events = [call(0, 0, "a"), call(1, 1, "b"), ret(9, 1, "b", flags=CALL_INEXACT)]
+    assert [(p.duration, p.why, p.inexact) for p in map(Pairing().feed, events)][-1] == (8 * US, RETURN_LATE, True)
+
+
+def test_a_return_with_no_entry_seen_is_said_so():
+    events = [call(0, 0, "a"), ret(1, 1, "g", flags=CALL_ENTRY_UNSEEN), ret(2, 0, "a")]
+    assert paired(Pairing(), events) == [(0, None, ""), (1, None, ENTRY_UNSEEN), (0, 2 * US, "")]
 
 
 def test_pairing_survives_a_lost_return():
     pairing = Pairing()
     events = [call(0, 0, "a"), call(1, 1, "b"), call(2, 2, "c"), ret(9, 0, "a")]  # b, c returns lost
-    assert [pairing.feed(e)[1] for e in events] == [None, None, None, 9 * US]
+    assert [pairing.feed(e).duration for e in events] == [None, None, None, 9 * US]
 
 
 def test_threads_pair_independently():
     pairing = Pairing()
     events = [call(0, 0, "a", tid=1), call(1, 0, "x", tid=2), ret(2, 0, "a", tid=1), ret(5, 0, "x", tid=2)]
-    assert [pairing.feed(e)[1] for e in events] == [None, None, 2 * US, 4 * US]
+    assert [pairing.feed(e).duration for e in events] == [None, None, 2 * US, 4 * US]
 
 
 def tree(*nodes, roots=None, running=None, end=0):
@@ -75,9 +99,9 @@ def test_folded_self_time_in_microseconds():
 
 
 def test_frames_that_began_before_tracing_are_named_roots():
-    # attached inside handle(), called from a loop: handle returned (root 1 named, root 2 above
-    # it), then was called again
-    roots = {1: (2, Frame("handle", "app.py", 9, entered=False), 1, 1), 2: (0, None, 5, 1)}
+    # attached inside handle(), called from a loop, its frames not read: handle returned (root 1
+    # named, root 2 above it), then was called again
+    roots = {1: (2, Frame("handle", "app.py", 7), 1, 1), 2: (0, None, 5, 1)}
     trees = tree((10, 1, "parse", 3, 1, 5), (20, 2, "handle", 2, 1, 7), roots=roots)
     assert folded(trees, weight="calls") == ["handle (app.py:7) 2", "handle (app.py:7);parse (app.py:5) 1"]
     assert folded(trees) == ["handle (app.py:7) 3", "handle (app.py:7);parse (app.py:5) 3"]
@@ -90,7 +114,7 @@ def test_calls_still_running_at_the_end_are_charged_up_to_the_end():
 
 
 def test_an_idle_thread_charges_its_root_until_the_end():
-    roots = {1: (2, Frame("loop", "app.py", 3, entered=False), 4, 1), 2: (0, None, 0, 1)}
+    roots = {1: (2, Frame("loop", "app.py", 3), 4, 1), 2: (0, None, 0, 1)}
     trees = tree(roots=roots, running={1: (2, 100 * US, [])}, end=150)
     assert folded(trees) == ["loop (app.py:3) 4"]  # the unnamed top root's 50 us: frames unknown
 
@@ -132,21 +156,8 @@ def test_views_hide_frames_and_give_their_time_to_what_they_show():
     assert folded(trees, view=lambda path: path[:2]) == ["main (app.py:1) 1", "main (app.py:1);helper (lib.py:1) 14"]
 
 
-def test_generator_resumptions_merge_by_first_line_from_the_source(tmp_path):
-    source = tmp_path / "gen.py"
-    source.write_text("def numbers(n):\n    for i in range(n):\n        yield i\n")
-    sources = FirstLines()
-    sources.watch(100, root="/", cwd=str(tmp_path))
-    trees = tree((10, 1, "numbers", 1, 1, 1, "gen.py"), (11, 1, "numbers", 1, 2, 3, "gen.py"))
-    try:
-        assert folded(trees, weight="calls", sources=sources) == ["numbers (gen.py:1) 3"]
-    finally:
-        sources.close()
-    assert folded(trees, weight="calls") == ["numbers (gen.py:1) 1", "numbers (gen.py:3) 2"]
-
-
 def created(t, depth, tid=1):
-    return CallEvent(t * US, 100, tid, EVENT_CREATED, depth, "<null>", "<null>", 0)
+    return CallEvent(t * US, 100, tid, EVENT_CREATED, depth, "", "", 0)
 
 
 def test_creations_take_back_the_entry_before_them_per_thread():
