@@ -20,7 +20,7 @@ import sys
 from typing import Optional
 
 from .errors import NotFound, TraceError
-from .eval_frame import INTERP_JIT, INTERP_REMOTE_DEBUG
+from .eval_frame import INTERP_JIT, INTERP_RECURSION_LIMIT, INTERP_REMOTE_DEBUG
 from .guardian import RELEASED, Memory, Refused, Target, interpreters, release_hook, set_hook, start_time
 from .sampling import WalkedBinary, load_bias
 from .target import EVAL_FRAME, describe_process
@@ -73,6 +73,25 @@ def refusal(pid: int, walked: WalkedBinary) -> Optional[str]:
     if version == (3, 13) and _jit_build(walked) and b"PYTHON_JIT=0" not in _environment(pid):
         return "it may run CPython 3.13's experimental JIT, whose compiled code calls no evaluator (PYTHON_JIT=0)"
     return None
+
+
+def recursion_limit(pid: int, walked: WalkedBinary) -> Optional[int]:
+    """The main interpreter's recursion limit (sys.getrecursionlimit()), where it is known."""
+    offset = INTERP_RECURSION_LIMIT.get(walked.interpreter.version[:2])
+    if offset is None:
+        return None
+    target = target_of(pid, walked)
+    try:
+        memory = Memory(pid)
+    except OSError:
+        return None
+    try:
+        main = next(interpreters(memory, target), 0)
+        return memory.int32(main + offset) if main else None
+    except OSError:
+        return None
+    finally:
+        memory.close()
 
 
 def _jit_build(walked: WalkedBinary) -> bool:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .errors import BadUsage, NoProbes, NotPython, TraceError, Unsupported
-from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, ROUTES, USDT, eval_place, needs_hook
-from .hook import EvalHook, HookRefused, refusal
+from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, ROUTES, USDT, eval_place, needs_hook, recursion_warning
+from .hook import EvalHook, HookRefused, recursion_limit, refusal
 from .sampling import WalkedBinary, py_process, walked_binary
 from .target import (
     Launched,
@@ -150,8 +151,10 @@ class CallRoutes:
     def prepare(self, program, binaries: list[PythonBinary]) -> list[str]:
         """Fill binary_layouts; say (in the lines returned) which binaries' calls cannot be
         followed, their frames unreadable."""
-        table = program.table("binary_layouts")
         unreadable = []
+        if not program.has_table("binary_layouts"):  # a program that registers no process itself
+            return unreadable
+        table = program.table("binary_layouts")
         for index, binary in enumerate(binaries):
             try:
                 walked = walked_binary(binary)
@@ -171,9 +174,13 @@ class CallRoutes:
             self._hook(pid)
 
     def _hook(self, pid: int) -> None:
-        hook = EvalHook(pid, self.calls.walked[pid])
+        walked = self.calls.walked[pid]
+        hook = EvalHook(pid, walked)
         hook.set()
         self._hooks.append(hook)
+        warning = recursion_warning(walked.interpreter.version, recursion_limit(pid, walked))
+        if warning:
+            print(f"pybpftrace: warning: PID {pid}: {warning}", file=sys.stderr, flush=True)
 
     def launched(self, launched: Launched, stopping: Callable[[], bool]) -> None:
         """A launched command let go: the kernel stops it at its first Python call (its first
