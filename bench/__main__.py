@@ -164,7 +164,7 @@ def bench_workload(interpreter: Interpreter, workload: Workload, repeats: int) -
         return list(cells.values()), f"skipped: {missing}"
     interpreter.prepare()
     for tracer in TRACERS:
-        why = tracer.available()
+        why = tracer.available(interpreter)
         if why:
             cells[tracer.name].status, cells[tracer.name].reason = "not available", why
     say(f"{interpreter.name} {workload.name}: counting events")

@@ -2,13 +2,16 @@
 program whose handlers do nothing (bench/floor.bpf.c). What a mode costs above the floor is
 then the mode's own work, not the price of the probes themselves.
 
-    python -m bench.floor [--count] [--entries] [--clock] PID
+    python -m bench.floor [--count] [--entries] [--clock] [--route eval-frame] [--hook-only] PID
 
 It says `floor: tracing ...` on stderr once attached, and stops when the target exits (or on
 SIGINT or SIGTERM). With --count the handlers count the hits of each probe, and it ends with
 `floor: E entries, R returns` on stdout. With --entries it probes function__entry only, the
 floor of the modes that count entries (top). With --clock each handler reads the clock once,
-as a tracer that times calls must on every entry and return.
+as a tracer that times calls must on every entry and return. With --route eval-frame the
+probes are the eval-frame route's (_PyEval_EvalFrameDefault's entry and returns), with the
+interpreter's eval_frame hook set as pybpftrace --eval-hook sets it; with --hook-only too, it
+sets the hook and probes nothing: what the hook alone costs the target.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ import signal
 import sys
 from pathlib import Path
 
-from pybpftrace.program import Handler, ProgramSpec
+from pybpftrace.eval_frame import EVAL_FRAME_ROUTE
+from pybpftrace.hook import EvalHook
+from pybpftrace.program import CodeProbe, Handler, ProgramSpec
+from pybpftrace.routes import CallRoutes, CallTargets
+from pybpftrace.sampling import process_interpreter
 from pybpftrace.session import Session
-from pybpftrace.target import TargetOptions, find_targets
+from pybpftrace.target import EVAL_FRAME, TargetOptions, Targets, find_targets
 from pybpftrace.tools import NEEDED_PROBES
 from pybpftrace.tools.stack import SPEC as STACK_SPEC
 
@@ -31,14 +38,21 @@ HANDLERS = {"function__entry": "on_entry", "function__return": "on_return"}
 HIT_ENTRY, HIT_RETURN = 0, 1  # enum hit in floor.bpf.c
 
 
-def floor_spec(entries_only: bool = False) -> ProgramSpec:
-    """stack's probes and markers, each given a handler that does nothing: the same
-    placements as `pybpftrace stack`, the same generated argument readers."""
+def floor_spec(entries_only: bool = False, route: str = "usdt") -> ProgramSpec:
+    """stack's probes and markers of the route, each given a handler that does nothing: the
+    same placements as `pybpftrace stack`, the same generated argument readers."""
+    if route == EVAL_FRAME_ROUTE:
+        probes = [CodeProbe(EVAL_FRAME, Handler("on_entry", 3), route=EVAL_FRAME_ROUTE)]
+        if not entries_only:
+            probes.append(CodeProbe(EVAL_FRAME, Handler("on_return", 3), returns=True, route=EVAL_FRAME_ROUTE))
+        return ProgramSpec(str(SOURCE), (), tuple(probes))
     probes = ("function__entry",) if entries_only else tuple(HANDLERS)
+    markers = tuple(CodeProbe(p.place, Handler("on_marker", p.handler.arguments), route=p.route, needed=p.needed)
+                    for p in STACK_SPEC.code_probes if p.route == "usdt")
     return ProgramSpec(
         str(SOURCE),  # absolute, so program.bpf_dir() / SOURCE is SOURCE itself
         tuple((probe, Handler(HANDLERS[probe], h.arguments)) for probe, h in STACK_SPEC.handlers if probe in probes),
-        markers=tuple((symbol, Handler("on_marker", h.arguments)) for symbol, h in STACK_SPEC.markers),
+        markers,
     )
 
 
@@ -59,12 +73,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--count", action="store_true", help="count the hits of each probe")
     parser.add_argument("--entries", action="store_true", help="probe function__entry only")
     parser.add_argument("--clock", action="store_true", help="read the clock in each handler")
+    parser.add_argument("--route", choices=("usdt", EVAL_FRAME_ROUTE), default="usdt")
+    parser.add_argument("--hook-only", action="store_true", help="set the eval_frame hook, probe nothing")
     parser.add_argument("pid", type=int)
     options = parser.parse_args(argv)
-    targets = find_targets(TargetOptions(pids=[options.pid]), "stack", NEEDED_PROBES)
+    if options.hook_only:
+        return hook_only(options.pid)
     # pybpftrace's own Session: the same placements, semaphores and switch as its tools
     defines = {name: 1 for name, wanted in (("COUNT_HITS", options.count), ("READ_CLOCK", options.clock)) if wanted}
-    session = Session(floor_spec(options.entries), targets, None, None, defines=defines)
+    calls = None
+    if options.route == EVAL_FRAME_ROUTE:
+        walked = process_interpreter(options.pid)
+        targets = Targets({options.pid: [walked.binary]})
+        calls = CallRoutes(CallTargets(targets, {options.pid: walked}, {walked.binary}, [options.pid]))
+    else:
+        targets = find_targets(TargetOptions(pids=[options.pid]), "stack", NEEDED_PROBES)
+    session = Session(floor_spec(options.entries, options.route), targets, None, None, defines=defines, calls=calls)
     try:
         session.attach()
         session.announce()
@@ -76,6 +100,18 @@ def main(argv: list[str]) -> int:
     finally:
         session.close()
         session.release_signals()
+    return 0
+
+
+def hook_only(pid: int) -> int:
+    """The eval_frame hook set, nothing probed, until the target exits."""
+    hook = EvalHook(pid, process_interpreter(pid))
+    hook.set()
+    try:
+        print(f"floor: tracing PID {pid} (the eval_frame hook alone)", file=sys.stderr, flush=True)
+        wait_for_exit(pid)
+    finally:
+        hook.release()
     return 0
 
 

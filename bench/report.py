@@ -7,10 +7,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from .tracers import AGGREGATED, ENTRY_FLOOR, ENTRY_ONLY, ENTRY_ONLY_PEERS, PEER_FOR
+from .tracers import AGGREGATED, ENTRY_FLOOR, ENTRY_ONLY, ENTRY_ONLY_PEERS, HOOK, PEER_FOR
 
 UNTRACED = "untraced"
 COST_GOAL = 1.15  # aggregated modes: cost per event at most this times the floor's
+HOOK_GOAL = 1.25  # the eval-frame route's hook alone: the target at most this much slower
 
 
 def median(values: Iterable[Optional[float]]) -> Optional[float]:
@@ -133,7 +134,8 @@ def _row(cell: Cell, untraced: Optional[float], floor_ns: Optional[float], count
         return row
     if counts:
         row.per_event_ns = per_event_ns(seconds, untraced, _probe_hits(cell, good, counts))
-        row.cost_ratio = ratio(row.per_event_ns, floor_ns)  # a floor against itself: 1.00
+        if cell.tracer != HOOK:  # which probes nothing: its cost per call is the hook's alone
+            row.cost_ratio = ratio(row.per_event_ns, floor_ns)  # a floor against itself: 1.00
     if cell.kind == "pybpftrace":
         _losses(row, [run.get("lost") for run in good], [run.get("events") for run in good])
         _partial(row, good, counts)
@@ -240,6 +242,13 @@ def goals(rows: list[Row]) -> list[Goal]:
             [(row, row.lost == 0, f"{row.lost:,} lost") for row in measured
              if row.tracer == "stack -o FILE" and row.workload != "threads" and row.lost is not None],
             _unavailable(rows, ("stack -o FILE",)),
+        ),
+        _verdict(
+            f"The eval-frame route's hook alone (every call through the evaluator, nothing probed): the target at "
+            f"most {HOOK_GOAL}x slower than untraced",
+            [(row, row.slowdown <= HOOK_GOAL, f"{row.slowdown:.2f}x") for row in measured
+             if row.tracer == HOOK and row.slowdown is not None],
+            _unavailable(rows, (HOOK,)),
         ),
         _against_uflow(rows, "start-to-attached below uflow's", "attach_vs_uflow"),
         _against_uflow(rows, "peak RSS below uflow's", "rss_vs_uflow"),

@@ -35,6 +35,13 @@ class Interpreter:
     # chrooted process.
     host_root: bool = False
     workloads: Optional[tuple[str, ...]] = None  # the workloads run under it (None: all)
+    # How pybpftrace follows its calls: the function probes, or the eval-frame route (with
+    # --eval-hook: the eval_frame hook set while traced)
+    route: str = "usdt"
+
+    @property
+    def eval_frame(self) -> bool:
+        return self.route == "eval-frame"
 
     @property
     def root(self) -> str:
@@ -86,7 +93,16 @@ PYTHON315 = Interpreter("3.15 (sid chroot)", "/usr/bin/python3.15", "sid")
 # The same 3.15, run from the host's root where bcc's tools can trace it: for the peers'
 # comparison on the call-heavy workload (the whole set again would double the run).
 PYTHON315_HOST = Interpreter("3.15 (sid, host root)", "/usr/bin/python3.15", "sid", host_root=True, workloads=("fib",))
-INTERPRETERS = (PYTHON311, PYTHON315, PYTHON315_HOST)
+# The eval-frame route: CPython 3.13 and 3.14 (no function probes), and 3.15 beside its USDT
+# route; on the call-heavy and the realistic workload.
+EVAL_FRAME_WORKLOADS = ("fib", "realistic")
+PYTHON313_EVAL = Interpreter("3.13 (trixie chroot, eval-frame)", "/usr/bin/python3.13", "trixie",
+                             workloads=EVAL_FRAME_WORKLOADS, route="eval-frame")
+PYTHON314_EVAL = Interpreter("3.14 (sid chroot, eval-frame)", "/usr/bin/python3.14", "sid",
+                             workloads=EVAL_FRAME_WORKLOADS, route="eval-frame")
+PYTHON315_EVAL = Interpreter("3.15 (sid chroot, eval-frame)", "/usr/bin/python3.15", "sid",
+                             workloads=EVAL_FRAME_WORKLOADS, route="eval-frame")
+INTERPRETERS = (PYTHON311, PYTHON315, PYTHON315_HOST, PYTHON313_EVAL, PYTHON314_EVAL, PYTHON315_EVAL)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ ENTRY_ONLY_PEERS = ("ucalls",)  # without -L, ucalls probes function entries onl
 # raised semaphores) over half the hits, so beside the two-probe floor it would look dearer.
 ENTRY_FLOOR = "floor (entries)"
 ENTRY_ONLY = ("top --once", *ENTRY_ONLY_PEERS, ENTRY_FLOOR)
+HOOK = "eval_frame hook alone"
 
 # bcc's tools are named uflow-bpfcc on some Debian releases and uflow on others.
 BCC_TOOL_DIRS = ("/usr/sbin", "/usr/share/bcc/tools")
@@ -71,15 +72,20 @@ class Tracer:
     semaphores: tuple[str, ...] = ()
     stops_itself: bool = True  # it ends when the target exits; else it is sent SIGINT
     unbuffered: bool = False  # a Python peer: PYTHONUNBUFFERED, so that its Tracing line shows at once
+    routes: tuple[str, ...] = ("usdt", "eval-frame")  # the routes it measures (the peers': probes only)
 
-    def available(self) -> Optional[str]:
-        """Why it cannot run here, or None."""
+    def available(self, interpreter: Optional[Interpreter] = None) -> Optional[str]:
+        """Why it cannot run here (on this interpreter's route), or None."""
+        if interpreter is not None and interpreter.route not in self.routes:
+            return ("it follows calls through the function probes" if interpreter.eval_frame else
+                    "it measures the eval-frame route")
         return _availability(self.name)
 
 
 def _pybpftrace_argv(command_line: str) -> Callable[[int, Interpreter, str], list[str]]:
     def argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
-        return [*PYBPFTRACE, *shlex.split(command_line.format(pid=pid, out=shlex.quote(out)))]
+        route = ["--route", "eval-frame", "--eval-hook"] if interpreter.eval_frame else []
+        return [*PYBPFTRACE, *shlex.split(command_line.format(pid=pid, out=shlex.quote(out))), *route]
 
     return argv
 
@@ -157,7 +163,12 @@ def read_bpftrace(lines: Iterable[str]) -> Seen:
 
 
 def _floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
-    return [sys.executable, "-m", "bench.floor", str(pid)]
+    route = ["--route", "eval-frame"] if interpreter.eval_frame else []
+    return [sys.executable, "-m", "bench.floor", *route, str(pid)]
+
+
+def _hook_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
+    return [*_floor_argv(pid, interpreter, out), "--hook-only"]
 
 
 def _entry_floor_argv(pid: int, interpreter: Interpreter, out: str) -> list[str]:
@@ -212,15 +223,18 @@ MODES = tuple(
 )
 PEERS = (
     Tracer("uflow", "peer", _bcc_argv("uflow"), re.compile(r"^Tracing method calls", re.MULTILINE), read_uflow,
-           stops_itself=False, unbuffered=True),
+           stops_itself=False, unbuffered=True, routes=("usdt",)),
     Tracer("ucalls", "peer", _bcc_argv("ucalls"), re.compile(r"^Tracing calls", re.MULTILINE), read_ucalls,
-           stops_itself=False, unbuffered=True),
+           stops_itself=False, unbuffered=True, routes=("usdt",)),
     Tracer("ucalls -L", "peer", _bcc_argv("ucalls", "-L"), re.compile(r"^Tracing calls", re.MULTILINE),
-           read_ucalls_latency, stops_itself=False, unbuffered=True),
+           read_ucalls_latency, stops_itself=False, unbuffered=True, routes=("usdt",)),
     Tracer("bpftrace", "peer", _bpftrace_argv, re.compile(r"^Attaching \d+ probes", re.MULTILINE), read_bpftrace,
-           semaphores=("function__entry", "function__return"), stops_itself=False),
+           semaphores=("function__entry", "function__return"), stops_itself=False, routes=("usdt",)),
 )
-TRACERS = (FLOOR, FLOOR_OF_ENTRIES, FLOOR_WITH_CLOCK, *MODES, *PEERS)
+# The eval-frame route's hook alone (nothing probed): what making every call go through the
+# evaluator costs the target by itself.
+HOOK_ALONE = Tracer(HOOK, "floor", _hook_argv, FLOOR.attached, read_floor, routes=("eval-frame",))
+TRACERS = (FLOOR, FLOOR_OF_ENTRIES, FLOOR_WITH_CLOCK, HOOK_ALONE, *MODES, *PEERS)
 
 
 @functools.cache
