@@ -128,6 +128,8 @@ static __always_inline void forget_thread(__u32 tid, __u64 now)
 		struct frame *frame = frame_at(frames, index);
 		struct function_stats *stats = stats_of(pid, frames, frame->code);
 		if (stats) {
+			if (frame->flags & FRAME_SEEDED) /* and it began before tracing */
+				stats->partial += 1;
 			stats->cut += 1;
 			stats->cut_total += now - frame->start;
 			stats->cut_self += until - frame->start - frame->callees;

@@ -370,6 +370,8 @@ struct code_event {
 	__u8 file_kind;
 	__u8 flags;
 	__u8 pad[3];
+	__u32 incarnation;               /* the process's (lifetimes.h) */
+	__u32 pad2;
 	__u8 name[CODE_TEXT_MAX];
 	__u8 file[CODE_TEXT_MAX];
 	__u8 linetable[LINETABLE_MAX];

@@ -29,8 +29,8 @@
 #define SHIMS_MAX 4   /* shim frames stepped over to find a thread's innermost Python frame */
 /* co_flags of a function whose call creates a generator, coroutine or async generator */
 #define CO_GENERATORS (0x20 | 0x80 | 0x200)
-/* co_flags of the code of CPython 3.13's shim frame under a specialized __init__ (owned by the
- * thread, unlike 3.14's, which the interpreter owns) */
+/* co_flags of the code of the shim frame under a specialized __init__ (CPython 3.13 and 3.15:
+ * owned by the thread, unlike 3.14's, which the interpreter owns) */
 #define CO_NO_MONITORING_EVENTS 0x2000000
 #define OWNED_BY_THREAD 0
 
@@ -168,28 +168,6 @@ struct trace_settings {
 };
 BPF_ARRAY(trace_settings, struct trace_settings, 1);
 
-/* A call's code object by what identifies it cheaply (its address and the pointers it holds:
- * while it lives, none can change): its id (code_id, which reads its strings too) and flags. */
-struct code_key {
-	__u64 code;
-	__u64 name;
-	__u64 file;
-	__u64 linetable;
-	__u32 pid;
-	__s32 firstlineno;
-};
-
-struct code_value {
-	__u64 id;
-	__u32 flags; /* codes_known's */
-	__u32 pad;
-};
-
-/* An LRU: an entry evicted is only looked up again (and its code object announced again if
- * codes_known forgot it too). A code object freed and another made at its address with the
- * same pointers is told by its id (code_id reads its names): never named after the first. */
-BPF_TABLE("lru_hash", struct code_key, struct code_value, event_codes, CODES_KNOWN_MAX);
-
 static __always_inline __u64 trace_start(void)
 {
 	__u32 zero = 0;
@@ -262,7 +240,9 @@ static __always_inline __u64 python_frame(struct py_layout *layout, struct walk_
 
 /* The id of the code object at code (0: unreadable, or no code object), and its flags
  * (codes_known's; 0 where it could not be announced: then it is tried again next time);
- * its co_flags too. The code object's head is read each time, and matched by its pointers. */
+ * its co_flags too. Read at every event, strings and all: a code object freed and another
+ * made at its address, with names at the same addresses too, gets another id, never the
+ * first one's name. */
 static __always_inline __u64 event_code(struct py_process *process, struct walk_buffers *buffers, __u32 pid,
 					__u64 code, __u8 *flags, __u32 *co_flags)
 {
@@ -274,30 +254,19 @@ static __always_inline __u64 event_code(struct py_process *process, struct walk_
 		return 0;
 	if (layout->code_flags != OFFSET_NONE)
 		*co_flags = u32_at(buffers->code, layout->code_flags, CODE_BUF);
-	struct code_key key = {
-		.code = code,
-		.name = u64_at(buffers->code, layout->code_name, CODE_BUF),
-		.file = u64_at(buffers->code, layout->code_filename, CODE_BUF),
-		.linetable = u64_at(buffers->code, layout->code_linetable, CODE_BUF),
-		.pid = pid,
-		.firstlineno = u32_at(buffers->code, layout->code_firstlineno, CODE_BUF),
-	};
-	struct code_value *known = event_codes.lookup(&key);
-	if (known) {
-		*flags = known->flags;
-		return known->id;
-	}
 	__u64 id = code_id(layout, buffers, pid, code, NULL);
 	__u8 *announced = codes_known.lookup(&id);
+	if (announced) {
+		*flags = *announced;
+		return id;
+	}
 	__u32 zero = 0;
 	struct code_event *scratch = call_scratch.lookup(&zero);
-	int got = announced ? *announced : scratch ? announce_code(process, buffers, scratch, pid, code, id, NULL) : -1;
+	int got = scratch ? announce_code(process, buffers, scratch, pid, code, id, NULL) : -1;
 	if (got < 0) {
 		count(COUNTER_CODES_LOST);
 		return id;
 	}
-	struct code_value value = {.id = id, .flags = got};
-	event_codes.update(&key, &value);
 	*flags = got;
 	return id;
 }
@@ -408,7 +377,8 @@ static __always_inline int seed_batch(struct pt_regs *ctx, struct frames *frames
 	return 1;
 }
 
-/* A USDT entry: the frame entering (the current frame) is pushed. */
+/* A USDT entry: the frame entering (the current frame) is pushed; a shim's (CPython 3.15's
+ * under a specialized __init__) is no call. */
 static __always_inline void handle_usdt_entry(struct pt_regs *ctx, struct py_process *process,
 					      struct walk_buffers *buffers, struct frames *frames, struct call *call)
 {
@@ -416,11 +386,13 @@ static __always_inline void handle_usdt_entry(struct pt_regs *ctx, struct py_pro
 	__u32 co_flags = 0;
 	if (read_call_frame(process, buffers, call, current_frame(&process->layout, frames->tstate), &info, &co_flags))
 		return;
+	if (info.owner >= process->layout.owner_skipped || (co_flags & CO_NO_MONITORING_EVENTS))
+		return;
 	push_call(ctx, frames, call, call->frame, 0, call->timestamp, PUSH_CALL);
 }
 
 /* A USDT return: it pops the frame on top when that is the frame returning; a shim's (CPython
- * 3.15's under a specialized __init__, owned by the interpreter) is none of the program's; a
+ * 3.15's under a specialized __init__) is none of the program's; a
  * return with no entry seen is a call of the frame below (3.15 resuming a generator in throw()). */
 static __always_inline void handle_usdt_return(struct pt_regs *ctx, struct py_process *process,
 					       struct walk_buffers *buffers, struct frames *frames, struct call *call)
@@ -430,7 +402,7 @@ static __always_inline void handle_usdt_return(struct pt_regs *ctx, struct py_pr
 	__u32 co_flags;
 	if (read_call_frame(process, buffers, call, current_frame(layout, frames->tstate), &info, &co_flags))
 		return;
-	if (info.owner >= layout->owner_skipped)
+	if (info.owner >= layout->owner_skipped || (co_flags & CO_NO_MONITORING_EVENTS))
 		return;
 	if (frames->depth <= 0) {
 		on_began_before(ctx, frames, call);

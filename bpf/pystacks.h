@@ -447,6 +447,7 @@ static __always_inline int announce_code(struct py_process *process, struct walk
 	event->code = id;
 	event->address = code;
 	event->pid = pid;
+	event->incarnation = incarnation_of(pid);
 	event->version = process->version;
 	event->flags = 0;
 	event->name_length = event->file_length = 0;

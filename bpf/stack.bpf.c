@@ -102,8 +102,8 @@ static __always_inline void on_pop(struct pt_regs *ctx, struct frames *frames, s
 				   struct call *call, __u32 how)
 {
 	__s32 depth = frames->depth;
-	if (how == POP_MISSED) /* the line it returned from is not known */
-		emit(frames, call, EVENT_RETURN, frame ? frame->code : 0, depth, LINE_UNKNOWN, -1, CALL_INEXACT);
+	if (how == POP_MISSED) /* the line it returned from is not known: line 0 */
+		emit(frames, call, EVENT_RETURN, frame ? frame->code : 0, depth, 0, 0, CALL_INEXACT);
 	else
 		emit(frames, call, EVENT_RETURN, frame ? frame->code : call->code, depth, call->line, call->instruction, 0);
 	if (frames->inside && depth == frames->function_depth)
@@ -147,6 +147,7 @@ static __always_inline void forget_thread(__u32 tid, __u64 now)
 				break;
 			__u64 elapsed;
 			struct frame *frame = frames_pop(frames, now, &elapsed);
+			count(COUNTER_MISSED_RETURNS);
 			on_pop(NULL, frames, frame, elapsed, &call, POP_MISSED);
 		}
 	}

@@ -42,6 +42,8 @@ class Code:
         """The line running at this instruction offset; None where unknown."""
         if self.lines is None:
             return None
+        if offset < 0:  # before its first instruction: a frame about to begin (as CPython's PyCode_Addr2Line says)
+            return self.first_line
         line = self.lines.line(offset)
         return None if line in (None, NO_LINE) else line
 
@@ -62,11 +64,13 @@ class Codes:
     def __init__(self) -> None:
         self._codes: dict[int, Code] = {}
         self._of: dict[int, set[int]] = {}  # pid -> the ids of its code objects
+        self._processes: set[Process] = set()  # (pid, incarnation) of those announced
 
     def add(self, record: bytes) -> None:
         (code_id, _address, pid, first_line, name_length, file_length, linetable_size, linetable_read,
-         version, name_kind, file_kind, flags, name, file) = CODE_EVENT_HEAD.unpack_from(record)
+         version, name_kind, file_kind, flags, incarnation, name, file) = CODE_EVENT_HEAD.unpack_from(record)
         self._of.setdefault(pid, set()).add(code_id)
+        self._processes.add((pid, incarnation))
         lines = None
         if flags & CODE_LINETABLE:
             version = (version >> 8, version & 0xFF)
@@ -83,9 +87,14 @@ class Codes:
     def get(self, code_id: int) -> Optional[Code]:
         return self._codes.get(code_id)
 
+    def processes(self) -> set[Process]:
+        """The processes whose code objects are held."""
+        return set(self._processes)
+
     def forget(self, pid: int) -> None:
         for code_id in self._of.pop(pid, ()):
             self._codes.pop(code_id, None)
+        self._processes = {process for process in self._processes if process[0] != pid}
 
     def call_event(self, record: tuple) -> CallEvent:
         """A call event (events.CALL_EVENT unpacked), its code object named: its line is the one

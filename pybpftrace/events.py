@@ -131,18 +131,13 @@ class Names:
     def __init__(self) -> None:
         self._processes: dict[Process, dict[tuple[int, int], tuple[str, str]]] = {}
 
-    def add(self, record: tuple) -> bool:
-        """Hold a names record's texts; whether its process is new."""
+    def add(self, record: tuple) -> None:
+        """Hold a names record's texts."""
         first, second, pid, incarnation, flags, first_text, second_text = record
-        pairs = self._processes.get((pid, incarnation))
-        new = pairs is None
-        if new:
-            pairs = self._processes[(pid, incarnation)] = {}
-        pairs[(first, second)] = (
+        self._processes.setdefault((pid, incarnation), {})[(first, second)] = (
             _text(first_text, first, bool(flags & FIRST_TRUNCATED), bool(flags & FIRST_UNREADABLE)),
             _text(second_text, second, bool(flags & SECOND_TRUNCATED), bool(flags & SECOND_UNREADABLE)),
         )
-        return new
 
     def get(self, pid: int, incarnation: int, first: int, second: int) -> tuple[str, str]:
         pairs = self._processes.get((pid, incarnation))
@@ -201,4 +196,4 @@ CODE_FILE_UNREADABLE = 2
 CODE_LINETABLE = 4
 # struct code_event, up to its line table: code, address, pid, firstlineno, name_length,
 # file_length, linetable_size, linetable_read, version, name_kind, file_kind, flags, name, file
-CODE_EVENT_HEAD = struct.Struct(f"<QQIiIIIIHBBB3x{CODE_TEXT_MAX}s{CODE_TEXT_MAX}s")
+CODE_EVENT_HEAD = struct.Struct(f"<QQIiIIIIHBBB3xI4x{CODE_TEXT_MAX}s{CODE_TEXT_MAX}s")

@@ -19,8 +19,8 @@ TAKE_SECONDS = 10.0
 
 
 class Exits:
-    """The exited processes of a trace: those whose names are held, whose incarnation the
-    kernel has dropped (lifetimes.h)."""
+    """The exited processes of a trace: those whose names or code objects are held, whose
+    incarnation the kernel has dropped (lifetimes.h)."""
 
     def __init__(self, program, rings: "SessionRings"):
         self._program = program
@@ -32,7 +32,8 @@ class Exits:
     def sweep(self) -> None:
         """Find the processes that exited. They are done with once every event they sent is
         consumed (the events ring's position now)."""
-        held = {process for process in self._rings.names.processes() if process[1]} - self._exiting
+        known = self._rings.names.processes() | self._rings.codes.processes()
+        held = {process for process in known if process[1]} - self._exiting
         if not held:
             return
         live = {(key.value, value.value) for key, value in self._program.table("incarnations").items()}

@@ -99,8 +99,8 @@ class JsonRenderer:
             "depth": event.depth,
             "function": event.function,
             "file": event.file,
-            "line": event.line,
-            "first_line": event.first_line,
+            "line": event.line if event.line > 0 else None,  # a return seen late: where it was, not known
+            "first_line": event.first_line or None,
         }
         if paired.duration is not None:
             record["duration_ns"] = paired.duration

@@ -43,7 +43,7 @@ SEEDING = tuple(("call_programs", function, "kprobe", index) for index, function
     "handle_eval_popped_program", "handle_init_called_program", "handle_init_returned_program")))
 
 CALL_LOSSES = (
-    Loss(COUNTER_CODES_LOST, "{n} calls of code objects not announced when first seen (the codes ring buffer was "
+    Loss(COUNTER_CODES_LOST, "{n} events of code objects that could not be announced (the codes ring buffer was "
          "full): named [code object not announced] where they never were"),
     Loss(COUNTER_SEEDS_PARTIAL, "{n} threads whose frames when first seen could not all be read (deeper than 1024, "
          "or unreadable): their outer frames are missing"),

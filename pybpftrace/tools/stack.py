@@ -61,8 +61,8 @@ FOLDED_SPEC = follows_calls(ProgramSpec(  # the tree kept in the kernel
     "folded.bpf.c", (),
     losses=(
         Loss(COUNTER_THREADS_FULL, THREADS_FULL, dropped=True),
-        Loss(COUNTER_DEEP_CALLS, f"{{n}} calls deeper than {MAX_FRAMES} frames, shown by function under one frame "
-             f"below the {MAX_FRAMES}th: {DEEPER_FRAMES.function}"),
+        Loss(COUNTER_DEEP_CALLS, f"{{n}} calls deeper than {MAX_FRAMES} frames, under one frame below the "
+             f"{MAX_FRAMES}th: {DEEPER_FRAMES.function} (counted by function below it, timed as one)"),
         Loss(COUNTER_NODES_FULL, f"{{n}} calls shown as {PATHS_NOT_KEPT.function}: the nodes map ({{nodes}} call "
              "paths) was full, or the kernel out of memory"),
         Loss(COUNTER_PATHS_LOST, "{n} calls not counted: the nodes and lost_paths maps were full", dropped=True),

@@ -78,7 +78,7 @@ HEADS = {
                                           "flags", "syscall"], "frames"),
     "code_event": (events.CODE_EVENT_HEAD, ["code", "address", "pid", "firstlineno", "name_length", "file_length",
                                             "linetable_size", "linetable_read", "version", "name_kind", "file_kind",
-                                            "flags", "name", "file"], "linetable"),
+                                            "flags", "incarnation", "name", "file"], "linetable"),
 }
 
 

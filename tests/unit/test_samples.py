@@ -27,7 +27,7 @@ def code_record(code_id, name, file="app.py", first_line=10, kinds=(1, 1), flags
     encoded = [text.encode(ENCODINGS[kind]) for text, kind in zip((name, file), kinds)]
     head = CODE_EVENT_HEAD.pack(
         code_id, 0x1000 + code_id, 42, first_line, len(name), len(file), len(table) if table_size is None else table_size,
-        len(table), version[0] << 8 | version[1], kinds[0], kinds[1], flags, *encoded,
+        len(table), version[0] << 8 | version[1], kinds[0], kinds[1], flags, 1, *encoded,
     )
     return head + table
 
