@@ -50,13 +50,6 @@ class Consumer:
     def feed(self, records: list[tuple]) -> None:
         """A batch of records from the events ring buffer, in order."""
 
-    def on_fork(self, pid: int) -> None:
-        """A forked child is traced from now on."""
-
-    def on_process(self, pid: int) -> None:
-        """A process first named (by --binary or --all, a process may be traced before the
-        tracer hears of it): its files can be opened while it lives."""
-
     def on_exits(self, processes: set[Process]) -> None:
         """These processes have exited and their events are all fed: take what is needed of
         theirs (from the kernel's maps, from the names) before their names go."""
@@ -78,26 +71,3 @@ class Consumer:
 
     def close(self) -> None:
         """Whatever happened: give back what the consumer holds (a terminal, say)."""
-
-
-class SourcesConsumer(Consumer):
-    """A consumer that reads the traced processes' source files (the session's FirstLines,
-    which holds the targets' from before tracing is announced): a process found later (a
-    fork, --binary, --all) is watched when first seen, and forgotten once it has exited, so
-    that process churn does not hold files open without end."""
-
-    def __init__(self, session: "Session"):
-        super().__init__(session)
-        self.sources = session.sources
-
-    def on_fork(self, pid: int) -> None:
-        self.on_process(pid)
-
-    def on_process(self, pid: int) -> None:
-        if pid not in self.sources:
-            self.sources.watch(pid)  # a process found by --binary or --all
-
-    def on_exits(self, processes: set[Process]) -> None:
-        """(Subclasses take what they need of the processes first.)"""
-        for pid, _ in processes:
-            self.sources.forget(pid)

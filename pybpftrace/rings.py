@@ -46,7 +46,6 @@ class SessionRings:
         self.process_events = self._ring("process_events", PROCESS_PAGES, PROCESS_EVENT) if processes else None
         self._codes = self._ring("codes", CODES_PAGES, None) if codes else None
         self._stacks = self._ring("samples", pages, None) if stacks else None
-        self.on_process: Callable[[int], None] = lambda pid: None  # a process first named
 
     def _ring(self, name: str, pages: int, layout: Optional[struct.Struct]) -> RingBuffer | RecordRing:
         fd, size = self._program.table(name).map_fd, pages * mmap.PAGESIZE
@@ -54,13 +53,19 @@ class SessionRings:
 
     def pollable(self) -> list:
         """The rings whose data wakes the run loop."""
-        return [ring for ring in (self.events, self._names, self.forks, self.process_events) if ring]
+        return [ring for ring in (self.events, self._names, self._codes, self._stacks, self.forks, self.process_events)
+                if ring]
+
+    def pending(self) -> bool:
+        """Whether a ring holds records not yet read. The kernel wakes a reader only for a
+        record committed where the reader had caught up to: records committed while a batch was
+        being read (or past the batch's end) wake nobody, and must be looked for."""
+        return any(ring.consumer_position() < ring.producer_position() for ring in self.pollable())
 
     def drain_names(self) -> None:
         while records := self._names.drain(limit=MAX_BATCH):
             for record in records:
-                if self.names.add(record):
-                    self.on_process(record[2])
+                self.names.add(record)
 
     def drain(self, consume: Callable[[list], None]) -> int:
         """One batch of events into consume, after everything they refer to; how many."""

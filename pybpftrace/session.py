@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .attach import AttachError, Attachment
-from .consumer import Consumer, SourcesConsumer, Summary
+from .consumer import Consumer, Summary
 from .errors import KernelSetup, NoProbes, NotFound, NotPermitted, OutputFailed, TraceError
 from .events import COUNTER_EVENTS, COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, COUNTER_NO_MEMORY, \
     COUNTER_PROCESSES_FULL, PROCESS_FORKED
@@ -33,12 +33,11 @@ from .rings import CODES_PAGES, NAMES_PAGES, SessionRings, pages_for
 from .routes import EVAL_FRAME, CallRoutes, CallTargets, find_call_targets
 from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets, walked_for
 from .signals import StopSignals
-from .sources import FirstLines
 from .target import SYSTEM_WIDE, TargetOptions, Targets, find_targets
-from .thread_names import ThreadLabels
+from .thread_names import ThreadLabels, thread_states_by_tid
 from .tools import NEEDED_PROBES
 
-__all__ = ["Consumer", "SourcesConsumer", "Summary", "Session", "TraceOptions", "run_tool", "signed_total"]
+__all__ = ["Consumer", "Summary", "Session", "TraceOptions", "run_tool", "signed_total"]
 
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
@@ -159,12 +158,10 @@ class Session:
     calls: Optional[CallRoutes] = None  # a program that follows calls: by which route, in each binary
 
     def __post_init__(self) -> None:
-        self.sources = FirstLines()  # the targets' source files, for first lines of functions
         self.start = self.stopped = 0  # on the monotonic clock, in ns
         self.started = 0  # the wall clock at start, ns since the epoch
         self.output_failure: Optional[OutputFailed] = None
         self.signals = StopSignals()
-        self._consumer: Optional[Consumer] = None
         self.map_sizes = map_sizes()
         pages = pages_for(self.buffer_mib)
         defines = self._defines(pages)
@@ -177,7 +174,6 @@ class Session:
         stacks = self.spec.walker and self.ring != "samples" and self.program.has_table("samples")
         self.rings = SessionRings(self.program, self.ring, self.layout, pages, codes=self.spec.walker, stacks=stacks,
                                   forks="FOLLOW_FORKS" in defines, processes=tracks)
-        self.rings.on_process = self._on_process
         self.exits = Exits(self.program, self.rings)
         self.walker = (
             Walker(self.program, self.spec.continuations, self.sampling.linetables) if self.spec.walker else None
@@ -218,10 +214,6 @@ class Session:
     def event_stacks(self) -> dict[tuple[int, int], bytes]:
         return self.rings.event_stacks
 
-    def _on_process(self, pid: int) -> None:
-        if self._consumer:
-            self._consumer.on_process(pid)
-
     def attach(self) -> None:
         """Attach to every target, then switch the programs on (announce() then says so and
         lets a launched command go: it is traced from its first instruction). The eval-frame
@@ -234,7 +226,8 @@ class Session:
             track_forks = (self.selection is not None or self.follow_forks) if self.rings.process_events else None
             self.walker.begin(self.walked, launched.pid if launched else None, self.selection, self.sampling,
                               track_forks)
-        self._watch_targets()
+        self._note_thread_names()
+        self._cache_thread_states()
         self.start = time.monotonic_ns()
         self.started = time.time_ns()
         if self.calls:
@@ -278,17 +271,29 @@ class Session:
             if self.walker and self.rings.process_events:
                 self.walker.wait_launched(launched.pid, self.rings.process_events)
 
-    def _watch_targets(self) -> None:
-        """Hold each target's root and working directory, and note its threads' names, from
-        before it is told tracing runs: a short-lived target may exit before the trace ends,
-        its files with it. A launched command's files are this process's."""
+    def _cache_thread_states(self) -> None:
+        """Each running thread's state, read here and put in the kernel's cache of them: the
+        kernel searches the interpreter's list of them (newest first) 4096 deep at most, and a
+        process may have more threads than that. Threads started later are found by the
+        kernel, near the head of the list."""
+        if not self.program.has_table("thread_states"):
+            return
+        launched = self.targets.launched
+        walked = {**self.walked, **(self.calls.calls.walked if self.calls else {})}
+        table = self.program.table("thread_states")
+        for pid, binary in walked.items():
+            if launched and pid == launched.pid:
+                continue  # not yet running Python
+            for tid, state in thread_states_by_tid(pid, binary).items():
+                table[table.Key(tid)] = table.Leaf(state)
+
+    def _note_thread_names(self) -> None:
+        """Note each target's threads' names from before it is told tracing runs: a short-lived
+        target may exit before the trace ends."""
         launched = self.targets.launched
         for pid in self.targets.pids:
-            if launched and pid == launched.pid:
-                self.sources.watch(pid, root="/", cwd=os.getcwd())
-                continue  # held before exec: its name is still ours
-            self.sources.watch(pid)
-            self.threads.note(pid)
+            if not (launched and pid == launched.pid):  # held before exec: its name is still ours
+                self.threads.note(pid)
 
     def thread_name(self, pid: int, tid: int) -> str:
         """A thread's name: once tracing has stopped, its Python name (Thread.name) where it
@@ -304,10 +309,7 @@ class Session:
         if binaries is None:
             return False
         self.targets.binaries[child] = binaries
-        if not self._attachment.follow(parent, child, binaries):
-            return False
-        self.sources.watch(child)
-        return True
+        return self._attachment.follow(parent, child, binaries)
 
     def target(self) -> str:
         """What is traced, e.g. `PID 42 (CPython 3.11.2 at /usr/bin/python3.11)`."""
@@ -369,7 +371,6 @@ class Session:
         is done; with follow_forks, attach to each child as it is forked (on_fork hears of
         it); hand it each process that exits (on_exits)."""
         consume, interval = consumer.feed, consumer.interval
-        self._consumer = consumer
         summary = Summary()
         poller = select.epoll()
         for ring in self.rings.pollable():
@@ -392,7 +393,8 @@ class Session:
                 if self.walker and self.walker.waiting:  # a launched command maps its interpreter
                     self.walker.register_pending()
                     wake = min(wake, now + REGISTER_POLL_NS)
-                for fd, _ in poller.poll(max(0.0, min(0.5, (wake - now) / 1e9))):
+                timeout = 0.0 if self.rings.pending() else max(0.0, min(0.5, (wake - now) / 1e9))
+                for fd, _ in poller.poll(timeout):
                     if fd == wake_read:
                         os.read(wake_read, 64)
                     else:
@@ -452,7 +454,6 @@ class Session:
         for parent, child in self.rings.forks.drain() if self.rings.forks else ():
             if self._follow(parent, child):
                 processes.add(child)
-                consumer.on_fork(child)
         for pid, parent, kind in self.rings.process_events.drain() if self.rings.process_events else ():
             self.walker.process_event(pid, parent, kind)
             if kind == PROCESS_FORKED and self.follow_forks and parent in self.targets.binaries:
@@ -470,7 +471,6 @@ class Session:
         if self.calls:
             self.calls.release()
         self._attachment.close()
-        self.sources.close()
         self.rings.close()
         self.program.close()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from .interpreter import FrameLayout, Interpreter
 from .pyobjects import Attributes, Layout, Truncated, decode_int, decode_str, int_size, str_shape
@@ -29,6 +29,8 @@ from .sampling import WalkedBinary, load_bias, process_interpreter
 from .target import thread_name as os_thread_name
 
 THREADS_MAX = 4096
+# Thread states read to fill the kernel's cache of them (bpf/pystacks.h's walk looks at 4096)
+THREAD_STATES_MAX = 65536
 INTERPRETERS_MAX = 64  # each subinterpreter has a threading module of its own
 ENTRIES_MAX = 1 << 16  # entries of a dict read at most (sys.modules of a big program: a few thousand)
 NAME_CHARS_MAX = 256  # a longer name is cut there, ending with CUT
@@ -293,15 +295,15 @@ def read_thread_names(read: Read, interpreter: Interpreter, runtime: int) -> dic
     return names
 
 
-def read_thread_ids(read: Read, interpreter: Interpreter, runtime: int) -> dict[int, int]:
-    """pthread ident -> TID of every thread state of a process's interpreters: the state's own
-    (3.11+), or the one in glibc's struct pthread its ident points at (as the walker reads it)."""
+def _thread_states(read: Read, interpreter: Interpreter, runtime: int, limit: int) -> Iterator[tuple[int, int, int]]:
+    """(state's address, pthread ident, TID) of each thread state of a process's interpreters,
+    at most limit of each interpreter's: the TID the state's own (3.11+), or the one in glibc's
+    struct pthread its ident points at (as the walker reads it); 0 where unreadable."""
     frames = interpreter.layout
     reader = ObjectReader(read, interpreter.objects, {})
-    ids: dict[int, int] = {}
     for address in _interpreters(reader, runtime, frames):
         state = reader.pointer(address + frames.interp_threads)
-        for _ in range(THREADS_MAX):
+        for _ in range(limit):
             if not state:
                 break
             ident = reader.pointer(state + frames.tstate_thread_id)
@@ -310,10 +312,19 @@ def read_thread_ids(read: Read, interpreter: Interpreter, runtime: int) -> dict[
             else:
                 data = read(ident + frames.pthread_tid, 4) if ident else None
             tid = int.from_bytes(data, "little", signed=True) if data is not None else 0
-            if ident and tid > 0:
-                ids[ident] = tid
+            yield state, ident, max(tid, 0)
             state = reader.pointer(state + frames.tstate_next)
-    return ids
+
+
+def read_thread_ids(read: Read, interpreter: Interpreter, runtime: int) -> dict[int, int]:
+    """pthread ident -> TID of every thread state of a process's interpreters."""
+    return {ident: tid for _, ident, tid in _thread_states(read, interpreter, runtime, THREADS_MAX) if ident and tid}
+
+
+def read_thread_states(read: Read, interpreter: Interpreter, runtime: int) -> dict[int, int]:
+    """TID -> the address of its thread state, of every thread of a process's interpreters
+    (at most THREAD_STATES_MAX each)."""
+    return {tid: state for state, _, tid in _thread_states(read, interpreter, runtime, THREAD_STATES_MAX) if tid}
 
 
 def _read_process(pid: int, walked: WalkedBinary, reading: Callable[[Read, Interpreter, int], dict]) -> dict:
@@ -330,6 +341,11 @@ def _read_process(pid: int, walked: WalkedBinary, reading: Callable[[Read, Inter
         return reading(memory.read, walked.interpreter, walked.interpreter.runtime + bias)
     finally:
         memory.close()
+
+
+def thread_states_by_tid(pid: int, walked: WalkedBinary) -> dict[int, int]:
+    """TID -> thread state address of pid's threads: {} if they cannot be read."""
+    return _read_process(pid, walked, read_thread_states)
 
 
 def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
