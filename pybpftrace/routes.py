@@ -31,13 +31,14 @@ from .target import (
     exit_code,
     find_targets,
     process_binaries,
+    without_probes,
 )
 from .tools import NEEDED_PROBES
 from .versions import PROBE_HISTORY
 
 FUNCTION_PROBES = ("function__entry", "function__return")
-HOOK_WRITES = ("--eval-hook sets the interpreter's eval_frame hook (one pointer in each interpreter, set back "
-               "when tracing ends, whatever ends it) so that every call goes through the function it probes")
+HOOK_WRITES = ("to follow its calls pybpftrace must set the interpreter's eval_frame hook (one pointer in each "
+               "interpreter, set back when tracing ends, however it ends), which --eval-hook allows")
 PROFILE_WRITES_NOTHING = "pybpftrace profile samples where the time goes and writes nothing"
 
 
@@ -52,7 +53,7 @@ class CallTargets:
     hook_at_launch: bool = False  # the launched command's hook is set at its first call
 
 
-def route_of(binary: PythonBinary, asked: Optional[str], where: str) -> str:
+def route_of(binary: PythonBinary, asked: Optional[str]) -> str:
     """The route a binary is followed by: the one asked, or USDT where it has function probes,
     else eval-frame; NoProbes says why neither can be."""
     usdt = binary.has(FUNCTION_PROBES)
@@ -76,7 +77,7 @@ def route_of(binary: PythonBinary, asked: Optional[str], where: str) -> str:
 
 def _no_function_probes(binary: PythonBinary) -> str:
     if not binary.probes.names():
-        return f"{binary.describe()} has no USDT probes (built without --with-dtrace)"
+        return without_probes(binary)
     return f"{binary.describe()} has no function probes ({PROBE_HISTORY['function__entry']})"
 
 
@@ -99,7 +100,7 @@ def find_call_targets(options: TargetOptions, command: str, asked: Optional[str]
         name, binaries = command_binaries(options.argv)
         binary = _interpreter(binaries, name)
         walked = walked_binary(binary)  # Unsupported says why its frames cannot be read
-        route = route_of(binary, asked, name)
+        route = route_of(binary, asked)
         launched = Launched(options.argv)
         calls = CallTargets(Targets({launched.pid: [binary]}, launched), {launched.pid: walked})
         if route == EVAL_FRAME:
@@ -111,7 +112,7 @@ def find_call_targets(options: TargetOptions, command: str, asked: Optional[str]
         check_process(pid)
         binary = _interpreter(process_binaries(pid), f"PID {pid}")
         walked[pid] = walked_binary(binary)
-        route = route_of(binary, asked, f"PID {pid}")
+        route = route_of(binary, asked)
         found[pid] = [binary]
         if route != EVAL_FRAME:
             continue
@@ -119,8 +120,9 @@ def find_call_targets(options: TargetOptions, command: str, asked: Optional[str]
         if not needs_hook(binary.version):
             continue
         if not eval_hook:
-            raise NoProbes(f"{_no_function_probes(binary) if not binary.has(FUNCTION_PROBES) else binary.describe()}: "
-                           f"{HOOK_WRITES}; {PROFILE_WRITES_NOTHING}")
+            said = (_no_function_probes(binary) if not binary.has(FUNCTION_PROBES) else
+                    f"{binary.describe()}, by the eval-frame route")
+            raise NoProbes(f"{said}; {HOOK_WRITES}; {PROFILE_WRITES_NOTHING}")
         why = refusal(pid, walked[pid])
         if why:
             raise HookRefused(f"PID {pid} ({binary.describe()}): {why}")

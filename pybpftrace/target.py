@@ -306,6 +306,14 @@ def process_binaries(pid: int, with_probes: bool = False) -> list[PythonBinary]:
     return binaries
 
 
+def without_probes(binary: PythonBinary) -> str:
+    """Why a binary has no USDT probes at all."""
+    if binary.probes.damaged_notes:
+        return (f"{binary.describe()} has no readable USDT probes: its .note.stapsdt section is there but zeroed "
+                "or corrupt")
+    return f"{binary.describe()} has no USDT probes: it was built without --with-dtrace"
+
+
 def _probe_list(binary: PythonBinary) -> str:
     names = sorted(set(binary.probes.names()))
     return ", ".join(names) if names else "none"
@@ -326,12 +334,7 @@ def select_binaries(
         raise NotPython(f"{where} is not a Python: it holds no CPython interpreter")
     if not with_probes:
         damaged = [binary for binary in binaries if binary.probes.damaged_notes]
-        if damaged:
-            raise NoProbes(f"{damaged[0].describe()} has no readable USDT probes: its .note.stapsdt "
-                           "section is there but zeroed or corrupt")
-        raise NoProbes(
-            f"{interpreters[0].describe()} has no USDT probes: it was built without --with-dtrace"
-        )
+        raise NoProbes(without_probes(damaged[0] if damaged else interpreters[0]))
     binary = with_probes[0]
     missing = [name for name in needed if not binary.probes.probe(name)]
     why = {PROBE_HISTORY[name] for name in missing if name in PROBE_HISTORY}
@@ -373,8 +376,8 @@ def resolve_command(argv0: str, depth: int = 0) -> str:
     return resolve_command(words[0], depth + 1)
 
 
-# Where chroot(1) looks for a command in its new root (coreutils' default PATH).
-CHROOT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+CHROOT_OPTIONS_WITH_VALUE = ("--userspec", "--groups")  # GNU chroot's, where the value is the next word
+EXECVP_PATH = "/bin:/usr/bin"  # glibc's, where PATH is not set
 LINKS_MAX = 40
 
 
@@ -385,26 +388,53 @@ def chrooted(argv: list[str]) -> Optional[tuple[str, list[str]]]:
         return None
     words = argv[1:]
     while words and words[0].startswith("-") and words[0] != "-":
-        words = words[1:]
+        option = words.pop(0)
+        if option == "--":
+            break
+        if option in CHROOT_OPTIONS_WITH_VALUE:  # `--userspec USER:GROUP`, its value a word of its own
+            words = words[1:]
     return (words[0], words[1:]) if len(words) >= 2 else None
 
 
 def resolve_in_root(root: str, command: str) -> str:
-    """The file a command names inside another root, as this process opens it: found on
-    chroot's PATH there, its symlinks followed inside that root."""
-    candidates = [command] if "/" in command else [f"{directory}/{command}" for directory in CHROOT_PATH]
+    """The file a command names inside another root, as this process opens it: found on the
+    PATH chroot searches (ours, which it inherits), each symlink followed inside that root."""
+    if "/" in command:
+        candidates = [command]
+    else:
+        candidates = [f"{directory or '.'}/{command}" for directory in os.environ.get("PATH", EXECVP_PATH).split(":")]
     for candidate in candidates:
-        path = candidate if candidate.startswith("/") else "/" + candidate
-        for _ in range(LINKS_MAX):
-            host = os.path.join(root, path.lstrip("/"))
-            if not os.path.islink(host):
-                break
-            target = os.readlink(host)
-            path = target if target.startswith("/") else os.path.normpath(os.path.join(os.path.dirname(path), target))
-        host = os.path.join(root, path.lstrip("/"))
-        if os.path.isfile(host):
+        host = _inside_root(root, candidate)
+        if host is not None and os.path.isfile(host):
             return host
     raise CommandNotFound(f"command not found in {root}: {command}")
+
+
+def _inside_root(root: str, path: str) -> Optional[str]:
+    """Where `path` of the root is, as this process opens it: every link on the way (a /bin
+    that is /usr/bin, python3 -> python3.13) followed inside the root, never out of it. None
+    past LINKS_MAX links (a loop)."""
+    pending = [part for part in path.split("/") if part]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part in (".", ".."):
+            if part == ".." and resolved:
+                resolved.pop()
+            continue
+        host = os.path.join(root, *resolved, part)
+        if not os.path.islink(host):
+            resolved.append(part)
+            continue
+        links += 1
+        if links > LINKS_MAX:
+            return None
+        target = os.readlink(host)
+        if target.startswith("/"):
+            resolved = []
+        pending = [piece for piece in target.split("/") if piece] + pending
+    return os.path.join(root, *resolved)
 
 
 def command_name(argv0: str, binary: str) -> str:

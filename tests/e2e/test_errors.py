@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from support import PYTHON311, pybpftrace_command, run_tracer, script, summary_line
+import expected
+from support import PYTHON311, calls, pybpftrace_command, run_tracer, script, summary_line
 
 NO_PROBES, NOT_FOUND, NOT_PYTHON, NOT_PERMITTED, COMMAND_NOT_FOUND, OUTPUT_FAILED, USAGE = 2, 3, 4, 5, 7, 9, 64
 
@@ -55,21 +56,38 @@ def test_python_without_probes_says_which_and_why(python_without_probes):
     process = subprocess.Popen([python_without_probes, "-c", "import time; time.sleep(60)"])
     try:
         result = run_tracer("stack", process.pid)
+        usdt = run_tracer("stack", process.pid, "--route", "usdt")
     finally:
         process.kill()
         process.wait()
-    assert result.returncode == NO_PROBES
+    assert result.returncode == usdt.returncode == NO_PROBES
+    missing = f"pybpftrace: CPython 3.11.2 at {python_without_probes} has no USDT probes: it was built without --with-dtrace"
     assert one_line_error(result) == (
-        f"pybpftrace: CPython 3.11.2 at {python_without_probes} has no USDT probes: "
-        "it was built without --with-dtrace"
+        f"{missing}; to follow its calls pybpftrace must set the interpreter's eval_frame hook (one pointer in each "
+        "interpreter, set back when tracing ends, however it ends), which --eval-hook allows; pybpftrace profile "
+        "samples where the time goes and writes nothing"
+    )
+    assert one_line_error(usdt) == (
+        f"{missing}; without --route usdt, pybpftrace follows calls through its evaluator (the eval-frame route)"
     )
 
 
-def test_command_without_probes_is_refused_before_it_runs(python_without_probes, tmp_path):
+def test_command_without_probes_is_traced_by_its_evaluator(python_without_probes):
+    """A launched command's calls go through its evaluator from its first: the eval-frame
+    route, with the hook set then; --route usdt refuses before anything runs."""
+    result = run_tracer("stack", "--filename", "calls.py", "--", python_without_probes, script("calls.py"),
+                        input=b"go\n")
+    assert result.returncode == 0, result.stderr
+    assert calls(result.stdout.decode().removeprefix("14\n")) == [
+        f"=> <module> ({script('calls.py')}:1)", *("  " + line for line in expected.calls_body(script("calls.py"))),
+        expected.module_ends(script("calls.py"), "calls.py")]
+
+
+def test_command_without_probes_refused_by_the_usdt_route(python_without_probes, tmp_path):
     marker = tmp_path / "ran"
-    result = run_tracer("stack", "--", python_without_probes, "-c", f"open('{marker}', 'w')")
+    result = run_tracer("stack", "--route", "usdt", "--", python_without_probes, "-c", f"open('{marker}', 'w')")
     assert result.returncode == NO_PROBES
-    assert "has no USDT probes" in one_line_error(result)
+    assert "has no USDT probes: it was built without --with-dtrace" in one_line_error(result)
     assert not marker.exists()
 
 
@@ -317,11 +335,12 @@ def test_zeroed_notes_are_not_a_build_without_dtrace(python_with_zeroed_notes):
         f"{python_with_zeroed_notes}: CPython 3.11.2, x86-64 executable, 0 probes\n"
         "  no readable USDT probes: the .note.stapsdt section is there but zeroed or corrupt\n"
     )
-    traced = run_tracer("stack", "--", python_with_zeroed_notes, "-c", "pass")
+    traced = run_tracer("stack", "--route", "usdt", "--", python_with_zeroed_notes, "-c", "pass")
     assert traced.returncode == NO_PROBES
     assert one_line_error(traced) == (
         f"pybpftrace: CPython 3.11.2 at {python_with_zeroed_notes} has no readable USDT probes: its "
-        ".note.stapsdt section is there but zeroed or corrupt")
+        ".note.stapsdt section is there but zeroed or corrupt; without --route usdt, pybpftrace follows calls "
+        "through its evaluator (the eval-frame route)")
 
 
 def test_shebang_script_refused_names_what_it_resolved_to(tmp_path):

@@ -61,20 +61,18 @@ def test_315_has_probes_at_several_locations_with_different_specs():
 
 
 @pytest.mark.parametrize("interpreter", WITHOUT_FUNCTION_PROBES, ids=str)
-def test_stack_refuses_where_function_probes_were_removed(interpreter):
+def test_usdt_route_refused_where_function_probes_were_removed(interpreter):
     interpreter.prepare()
     with Target("calls.py", interpreter=interpreter) as target:
-        result = run_tracer("stack", target.pid)
+        result = run_tracer("stack", target.pid, "--route", "usdt")
     assert result.returncode == 2
     (line,) = result.stderr.decode().splitlines()
     version = inspect_binary(interpreter.host_python).version
     assert line == (
-        f"pybpftrace: CPython {'.'.join(map(str, version))} at {interpreter.host_python} has no "
-        "function__entry/function__return probes, which pybpftrace stack needs (CPython 3.12 "
-        "removed the function probes when PEP 669 monitoring replaced the interpreter's tracing "
-        "hooks, and 3.15 restored them). Its probes: audit, gc__done, gc__start, "
-        "import__find__load__done, import__find__load__start. Commands that work there: list, gc, imports, audit, "
-        "profile, dump, top; pybpftrace profile samples where the time goes from the stacks themselves, no probes needed"
+        f"pybpftrace: CPython {'.'.join(map(str, version))} at {interpreter.host_python} has no function probes "
+        "(CPython 3.12 removed the function probes when PEP 669 monitoring replaced the interpreter's tracing hooks, "
+        "and 3.15 restored them); without --route usdt, pybpftrace follows calls through its evaluator (the "
+        "eval-frame route)"
     )
 
 
