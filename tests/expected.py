@@ -92,12 +92,20 @@ def features(path: str, version: tuple[int, int], launched: bool) -> list[str]:
     ]
 
 
-def midstack(path: str) -> list[tuple]:
+def midstack(path: str, returns_seen: bool = True) -> list[tuple]:
     """midstack.py attached while blocked three calls deep: (event, depth, function, line,
     has a duration, note). The frames it was in come first, read from memory, each at the line
-    it runs (a call's, while it waits)."""
+    it runs (a call's, while it waits). On the eval-frame route, those frames' returns are not
+    seen (`returns_seen` False): they are noticed late, at the next call or the thread's end,
+    where they were not known."""
     line = lambda marker: line_of("midstack.py", marker)  # noqa: E731
     began = "began before tracing"
+
+    def back(depth: int, function: str, marker: str) -> tuple:  # the return of a frame read from memory
+        if returns_seen:
+            return ("return", depth, function, line(marker), False, began)
+        return ("return", depth, function, None, False, f"{began}; return seen late")
+
     return [
         ("call", 0, "<module>", line("module ends"), False, began),
         ("call", 1, "outer", line("outer returns"), False, began),
@@ -105,12 +113,12 @@ def midstack(path: str) -> list[tuple]:
         ("call", 3, "waiting", line("wait for the tracer"), False, began),
         ("call", 4, "helper", line("def helper"), False, None),
         ("return", 4, "helper", line("helper returns"), True, None),
-        ("return", 3, "waiting", line("waiting returns"), False, began),
+        back(3, "waiting", "waiting returns"),
         ("call", 3, "sibling", line("def sibling"), False, None),
         ("return", 3, "sibling", line("sibling returns"), True, None),
-        ("return", 2, "inner", line("inner returns"), False, began),
-        ("return", 1, "outer", line("outer returns"), False, began),
-        ("return", 0, "<module>", line("module ends"), False, began),
+        back(2, "inner", "inner returns"),
+        back(1, "outer", "outer returns"),
+        back(0, "<module>", "module ends"),
     ]
 
 

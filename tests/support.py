@@ -8,11 +8,11 @@ import hashlib
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -87,6 +87,37 @@ def pyenv_interpreter(version: tuple[int, int]) -> Interpreter | None:
     found = sorted(PYENV_ROOT.glob(f"versions/{version[0]}.{version[1]}.*/bin/python{version[0]}.{version[1]}"),
                    key=lambda path: int(path.parts[-3].split(".")[2]) if path.parts[-3].split(".")[2].isdigit() else -1)
     return Interpreter(version, str(found[-1])) if found else None
+
+
+@dataclass(frozen=True)
+class CallRoute:
+    """An interpreter and the route its calls are followed by: the function probes (usdt) or
+    the eval-frame route, with the eval_frame hook where the version needs one (3.11+)."""
+
+    interpreter: Interpreter
+    route: str
+
+    @property
+    def hooked(self) -> bool:
+        return self.route == "eval-frame" and self.interpreter.version >= (3, 11)
+
+    def options(self, launched: bool = False) -> list[str]:
+        """The tracer's options for this route: by PID, the hook must be allowed."""
+        return ["--route", self.route, *(["--eval-hook"] if self.hooked and not launched else [])]
+
+    def __str__(self) -> str:
+        where = "" if self.interpreter.suite or self.interpreter.python == PYTHON311 else "pyenv-"
+        return f"{where}{self.interpreter}-{self.route}"
+
+
+EVAL_FRAME = "eval-frame"
+# Every interpreter of the matrix by every route it has (3.13 and 3.14: the eval-frame route only)
+CALL_ROUTES = [
+    *(CallRoute(i, route) for i in WITH_FUNCTION_PROBES for route in ("usdt", EVAL_FRAME)),
+    *(CallRoute(i, EVAL_FRAME) for i in WITHOUT_FUNCTION_PROBES),
+]
+# pyenv's 3.12 and 3.13 (no probes at all): the eval-frame route, where this machine has them
+PYENV_ROUTES = [(3, 12), (3, 13)]
 
 
 def pybpftrace_command(*args):
@@ -187,40 +218,69 @@ def wait_for_interpreter(pid: int, python: str) -> None:
     raise AssertionError(f"PID {pid} never mapped {python}")
 
 
+def wait_reading_stdin(pid: int) -> None:
+    """Until the process blocks reading its stdin (read(0, ...)): a script waiting for the
+    tracer, its interpreter set up, `-X` options and all."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        with open(f"/proc/{pid}/syscall") as syscall:
+            fields = syscall.read().split()
+        if fields[:2] == ["0", "0x0"]:  # x86-64's read, on fd 0
+            return
+        assert time.monotonic() < deadline, f"PID {pid} never read its stdin: {fields}"
+        time.sleep(0.01)
+
+
 class Tracer:
-    """pybpftrace running in the background; stderr is collected as it comes."""
+    """pybpftrace running in the background, its output read as it comes by threads of its
+    own, as a terminal or a file would take it (a pipe nobody reads would block the tracer once
+    full)."""
 
     def __init__(self, *args, stdin=subprocess.DEVNULL, env=None):
         self.process = subprocess.Popen(
             pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )
-        self.stdout = b""
-        self.stderr = b""
+        self._output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        self._readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self._output]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, name: str) -> None:
+        pipe = getattr(self.process, name)
+        while chunk := os.read(pipe.fileno(), 1 << 16):
+            self._output[name].append(chunk)
+
+    @property
+    def stdout(self) -> bytes:
+        return b"".join(self._output["stdout"])
+
+    @property
+    def stderr(self) -> bytes:
+        return b"".join(self._output["stderr"])
 
     def wait_attached(self) -> None:
         """Until the tracer announces it is tracing."""
-        self._read_until("stderr", b"pybpftrace: tracing", "tracer never attached")
+        self._wait_for("stderr", b"pybpftrace: tracing", "tracer never attached")
 
     def wait_output(self, text: str) -> None:
         """Until the tracer has written `text` (while its target still runs, say)."""
-        self._read_until("stdout", text.encode(), f"tracer never wrote {text!r}")
+        self._wait_for("stdout", text.encode(), f"tracer never wrote {text!r}")
 
-    def _read_until(self, stream: str, text: bytes, failure: str) -> None:
+    def _wait_for(self, stream: str, text: bytes, failure: str) -> None:
         deadline = time.monotonic() + TIMEOUT
-        pipe = getattr(self.process, stream)
         while text not in getattr(self, stream):
             assert self.process.poll() is None, f"tracer exited: {self.stderr.decode()}"
             assert time.monotonic() < deadline, failure
-            ready, _, _ = select.select([pipe], [], [], 0.1)
-            if ready:
-                setattr(self, stream, getattr(self, stream) + os.read(pipe.fileno(), 65536))
+            time.sleep(0.01)
 
     def signal(self, number: int = signal.SIGINT) -> None:
         self.process.send_signal(number)
 
     def finish(self, timeout: float = TIMEOUT) -> tuple[int, str, str]:
-        out, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, (self.stdout + out).decode(), (self.stderr + err).decode()
+        self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return self.process.returncode, self.stdout.decode(), self.stderr.decode()
 
 
 PID = object()  # in a tracer's command line: the target's PID

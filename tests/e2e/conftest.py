@@ -2,7 +2,16 @@ import os
 
 import pytest
 
-from support import ALL_INTERPRETERS, PYENV_MINORS, WITH_FUNCTION_PROBES, pyenv_interpreter
+from support import (
+    ALL_INTERPRETERS,
+    CALL_ROUTES,
+    EVAL_FRAME,
+    PYENV_MINORS,
+    PYENV_ROUTES,
+    WITH_FUNCTION_PROBES,
+    CallRoute,
+    pyenv_interpreter,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,4 +45,17 @@ def every_interpreter(request):
             pytest.skip(f"no pyenv build of {request.param[0]}.{request.param[1]} on this machine")
         return found
     request.param.prepare()
+    return request.param
+
+
+@pytest.fixture(params=[*CALL_ROUTES, *PYENV_ROUTES], ids=lambda r: str(r) if isinstance(r, CallRoute) else f"pyenv-{r[0]}.{r[1]}-{EVAL_FRAME}")
+def call_route(request):
+    """Each interpreter by each route that follows its calls: the matrix's, and pyenv's 3.12
+    and 3.13 (no probes at all) by the eval-frame route where this machine has them."""
+    if isinstance(request.param, tuple):
+        found = pyenv_interpreter(request.param)
+        if found is None:
+            pytest.skip(f"no pyenv build of {request.param[0]}.{request.param[1]} on this machine")
+        return CallRoute(found, EVAL_FRAME)
+    request.param.interpreter.prepare()
     return request.param

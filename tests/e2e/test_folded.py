@@ -25,7 +25,7 @@ def test_call_counts_are_exact():
     result = run_tracer("stack", "--folded", "--weight", "calls", "--filename", "calls.py", "--",
                         PYTHON311, script("calls.py"))
     assert result.returncode == 0
-    module = f"<module> ({script('calls.py')}:0)"
+    module = f"<module> ({script('calls.py')}:1)"
     top, middle, leaf = (label("calls.py", f, f"def {f}") for f in ("top", "middle", "leaf"))
     assert folded_lines(result.stdout.decode().replace("14\n", "", 1)) == {
         module: 1,
@@ -43,7 +43,7 @@ def test_time_weights_add_up_to_the_measured_time():
     assert run.code == 0
     weights = folded_lines(run.stdout)
     main, slow, fast = (label("timed.py", f, f"def {f}") for f in ("main", "slow", "fast"))
-    main = f"{label('timed.py', '<module>', 'module ends')};{main}"  # the module began before tracing
+    main = f"<module> ({script('timed.py')}:1);{main}"  # the module began before tracing
     assert set(weights) >= {f"{main};{slow}", f"{main};{fast}"}
     assert weights[f"{main};{slow}"] == pytest.approx(300_000, rel=0.10)
     assert weights[f"{main};{fast}"] == pytest.approx(200_000, rel=0.10)  # two calls merged

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections import Counter
 
-sys.setrecursionlimit(5000)
+sys.setrecursionlimit(2000)
 
 
 def fib(n):
@@ -94,7 +94,7 @@ def deep(n):
     return 0 if n == 0 else deep(n - 1) + 1
 
 
-def worker():
+def worker():  # def worker
     fib(15)
 
 
