@@ -262,7 +262,9 @@ static __always_inline __u64 event_code(struct py_process *process, struct walk_
 	}
 	__u32 zero = 0;
 	struct code_event *scratch = call_scratch.lookup(&zero);
-	int got = scratch ? announce_code(process, buffers, scratch, pid, code, id, NULL) : -1;
+	__u32 *incarnation = incarnations.lookup(&pid);
+	int got = scratch ? announce_code(process, buffers, scratch, pid, incarnation ? *incarnation : 0, code, id, NULL)
+			  : -1;
 	if (got < 0) {
 		count(COUNTER_CODES_LOST);
 		return id;

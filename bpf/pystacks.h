@@ -430,9 +430,12 @@ static __always_inline int read_text(struct py_layout *layout, struct walk_buffe
 }
 
 /* A code object's names, first line and (when asked) line table, on the `codes` ring: the
- * flags it is now known by (codes_known), or -1 when it could not be announced. */
+ * flags it is now known by (codes_known), or -1 when it could not be announced. incarnation:
+ * its process's, where the announcer knows it (0: not known; a walk's, whose program may be
+ * sleepable and keep to its own maps). */
 static __always_inline int announce_code(struct py_process *process, struct walk_buffers *buffers,
-					 struct code_event *event, __u32 pid, __u64 code, __u64 id, void *task)
+					 struct code_event *event, __u32 pid, __u32 incarnation, __u64 code, __u64 id,
+					 void *task)
 {
 	struct py_layout *layout = &process->layout;
 	__u32 zero = 0;
@@ -447,7 +450,7 @@ static __always_inline int announce_code(struct py_process *process, struct walk
 	event->code = id;
 	event->address = code;
 	event->pid = pid;
-	event->incarnation = incarnation_of(pid);
+	event->incarnation = incarnation;
 	event->version = process->version;
 	event->flags = 0;
 	event->name_length = event->file_length = 0;
@@ -487,7 +490,7 @@ static __always_inline void announce_codes(struct walk *walk, struct py_process 
 		}
 		walk->announcing++;
 		next &= ANNOUNCED_PER_WALK - 1;
-		announce_code(process, buffers, scratch, walk->sample.pid, walk->announce[next], walk->announce_id[next],
+		announce_code(process, buffers, scratch, walk->sample.pid, 0, walk->announce[next], walk->announce_id[next],
 			      task);
 	}
 }
