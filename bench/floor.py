@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from pybpftrace.eval_frame import EVAL_FRAME_ROUTE
-from pybpftrace.hook import EvalHook
+from pybpftrace.hook import Hooks
 from pybpftrace.program import CodeProbe, Handler, ProgramSpec
 from pybpftrace.routes import CallRoutes, CallTargets
 from pybpftrace.sampling import process_interpreter
@@ -105,13 +105,13 @@ def main(argv: list[str]) -> int:
 
 def hook_only(pid: int) -> int:
     """The eval_frame hook set, nothing probed, until the target exits."""
-    hook = EvalHook(pid, process_interpreter(pid))
-    hook.set()
+    hooks = Hooks()
+    hooks.set(pid, process_interpreter(pid))
     try:
         print(f"floor: tracing PID {pid} (the eval_frame hook alone)", file=sys.stderr, flush=True)
         wait_for_exit(pid)
     finally:
-        hook.release()
+        hooks.release()
     return 0
 
 

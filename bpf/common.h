@@ -45,32 +45,76 @@ static __always_inline void uncount(__u32 counter)
 		*value -= 1;
 }
 
-#ifdef FOLLOW_FORKS
+#if defined(FOLLOW_FORKS) || defined(HOOK_FORKS)
 #ifndef CLONE_THREAD
 #define CLONE_THREAD 0x00010000
 #endif
+#endif
+
+#ifdef FOLLOW_FORKS
 /* The traced processes, and the children they fork: those enter as PROCESS_ATTACHING and
  * user space, told on the `forks` ring buffer, attaches to them. Until all their uprobes are
  * in place their events are ignored, so no entry is counted without its return's probe. */
 BPF_HASH(processes, __u32, __u8, 65536);
 BPF_RINGBUF_OUTPUT(forks, 1);
 
+static __always_inline void follow_fork(__u32 parent, __u32 child)
+{
+	if (!processes.lookup(&parent))
+		return;
+	__u8 state = PROCESS_ATTACHING;
+	processes.update(&child, &state);
+	struct fork_event *event = forks.ringbuf_reserve(sizeof(struct fork_event));
+	if (!event)
+		return;
+	event->parent = parent;
+	event->child = child;
+	forks.ringbuf_submit(event, 0);
+}
+#endif
+
+#ifdef HOOK_FORKS
+#ifndef HOOKED_MAX
+#define HOOKED_MAX 65536
+#endif
+/* The processes whose eval_frame hook a trace holds (user space adds each before setting it),
+ * and the children they fork, which inherit it with the memory: each fork is told on
+ * `hook_forks`, so that user space sets the child's back too. Not switched off with tracing:
+ * until the hooks are set back, every fork counts. */
+BPF_HASH(hooked, __u32, __u8, HOOKED_MAX);
+BPF_RINGBUF_OUTPUT(hook_forks, 1);
+
+static __always_inline void hook_fork(__u32 parent, __u32 child)
+{
+	if (!hooked.lookup(&parent))
+		return;
+	__u8 yes = 1;
+	if (hooked.update(&child, &yes))
+		count(COUNTER_HOOK_FORKS_LOST);
+	struct fork_event *event = hook_forks.ringbuf_reserve(sizeof(struct fork_event));
+	if (!event) {
+		count(COUNTER_HOOK_FORKS_LOST);
+		return;
+	}
+	event->parent = parent;
+	event->child = child;
+	hook_forks.ringbuf_submit(event, 0);
+}
+#endif
+
+#if defined(FOLLOW_FORKS) || defined(HOOK_FORKS)
 TRACEPOINT_PROBE(task, task_newtask)
 {
 	if (args->clone_flags & CLONE_THREAD)
 		return 0;
 	__u32 parent = bpf_get_current_pid_tgid() >> 32;
-	if (!processes.lookup(&parent))
-		return 0;
 	__u32 child = args->pid;
-	__u8 state = PROCESS_ATTACHING;
-	processes.update(&child, &state);
-	struct fork_event *event = forks.ringbuf_reserve(sizeof(struct fork_event));
-	if (!event)
-		return 0;
-	event->parent = parent;
-	event->child = child;
-	forks.ringbuf_submit(event, 0);
+#ifdef FOLLOW_FORKS
+	follow_fork(parent, child);
+#endif
+#ifdef HOOK_FORKS
+	hook_fork(parent, child);
+#endif
 	return 0;
 }
 #endif

@@ -405,7 +405,8 @@ enum counter {
 	COUNTER_RECOVERED_CALLS = 22, /* calls found in the frame chain, their entries unseen */
 	COUNTER_STACK_MISMATCH = 23, /* entries whose caller is in no frame kept: the stack left as it was */
 	COUNTER_INITS_UNTIMED = 24, /* CPython 3.13's specialized __init__ calls seen only returning */
-	COUNTER_MAX = 25,
+	COUNTER_HOOK_FORKS_LOST = 25, /* forks of hooked processes that could not be told */
+	COUNTER_MAX = 26,
 };
 
 #endif

@@ -50,7 +50,8 @@ COUNTER_MISSED_RETURNS = 21
 COUNTER_RECOVERED_CALLS = 22
 COUNTER_STACK_MISMATCH = 23
 COUNTER_INITS_UNTIMED = 24
-COUNTER_MAX = 25
+COUNTER_HOOK_FORKS_LOST = 25
+COUNTER_MAX = 26
 
 # struct call_event: timestamp, code, pid, tid, line, instruction, depth, kind, flags, incarnation
 CALL_EVENT = struct.Struct("<QQIIiiiBB2xI4x")

@@ -9,12 +9,15 @@ import fcntl
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Optional
 
 HOOKS = "/run/pybpftrace/eval-hooks"
 INTERPRETERS_MAX = 256  # interpreters of one process looked at
-RELEASED = b"released"  # what a tracer tells its guardian once it has let go itself
+# What a tracer tells its guardian, a line each: each process whose hook it holds (before it
+# is set), and, last, that it has let go of them all itself.
+HOOK = b"hook"
+RELEASED = b"released"
 
 
 class Refused(Exception):
@@ -51,9 +54,15 @@ class Target:
     def key(self) -> str:
         return f"{self.pid}-{self.started}"
 
-    def arguments(self) -> list[str]:
-        return [str(value) for value in (self.pid, self.started, self.runtime, self.evaluator, self.field,
-                                         self.interpreters_head, self.interpreter_next)]
+    def line(self) -> bytes:
+        """How its guardian is told of it."""
+        values = (self.pid, self.started, self.runtime, self.evaluator, self.field, self.interpreters_head,
+                  self.interpreter_next)
+        return b" ".join([HOOK, *(str(value).encode() for value in values)]) + b"\n"
+
+    def forked(self, child: int, started: int) -> "Target":
+        """A child it forked: the same memory at the same addresses, its hook inherited."""
+        return replace(self, pid=child, started=started)
 
 
 class Memory:
@@ -160,6 +169,26 @@ def set_hook(target: Target, holder: tuple[int, int]) -> None:
         registry.close(last=False)
 
 
+def hold_hook(target: Target, holder: tuple[int, int]) -> bool:
+    """holder holds the hook a process inherited (a child forked while it was set), where the
+    process has it: nothing is written."""
+    forget_gone()
+    registry = Registry(target)
+    try:
+        with registry:
+            memory = Memory(target.pid)
+            try:
+                inherited = any(memory.pointer(interp + target.field) == target.evaluator
+                                for interp in interpreters(memory, target))
+            finally:
+                memory.close()
+            if inherited:
+                registry.add(holder)
+            return inherited
+    finally:
+        registry.close(last=False)
+
+
 def release_hook(target: Target, holder: tuple[int, int]) -> None:
     """holder is done: the hook goes back to NULL if no other tracer holds it (and if it is
     still ours: an evaluator set since by another tool stays)."""
@@ -213,18 +242,23 @@ def forget_gone() -> None:
 
 
 def guard(arguments: list[str]) -> int:
-    """The guardian: waits for the tracer (its stdin closes when the tracer is gone), then, unless
-    told the tracer let go, lets go in its place. Signals that end a terminal's jobs are not its."""
+    """The guardian of one tracer (arguments: its PID and start time): told of each process
+    whose hook the tracer holds, it waits for the tracer (its stdin closes when the tracer is
+    gone), then, unless told the tracer let go, lets go of each in its place. Signals that end a
+    terminal's jobs are not its."""
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(number, signal.SIG_IGN)
-    values = [int(value) for value in arguments]
-    target = Target(*values[:7])
-    holder = (values[7], values[8])
+    holder = (int(arguments[0]), int(arguments[1]))
     told = b""
-    while chunk := os.read(0, 64):
+    while chunk := os.read(0, 65536):
         told += chunk
-    if told != RELEASED:
-        release_hook(target, holder)
+    lines = told.split(b"\n")
+    if RELEASED in lines:
+        return 0
+    for line in lines:
+        words = line.split()
+        if len(words) == 8 and words[0] == HOOK and all(word.isdigit() for word in words[1:]):
+            release_hook(Target(*(int(word) for word in words[1:])), holder)
     return 0
 
 

@@ -10,7 +10,9 @@ to NULL when the last pybpftrace that set it is done: the tracers that hold a pr
 are files in a directory of its own (/run/pybpftrace/eval-hooks), changed under a lock, so
 that two traces of one process share it. A small guardian process (guardian.py), in a session
 of its own, outlives each tracer: when the tracer is gone without having let go (SIGKILL, a
-crash), it lets go in its place."""
+crash), it lets go in its place. A child forked while the hook is set inherits it: the kernel
+tells of each fork of a hooked process (frame_events.h), and the child's hook is held and set
+back with its parent's."""
 
 from __future__ import annotations
 
@@ -21,7 +23,17 @@ from typing import Optional
 
 from .errors import NotFound, TraceError
 from .eval_frame import INTERP_JIT, INTERP_RECURSION_LIMIT, INTERP_REMOTE_DEBUG
-from .guardian import RELEASED, Memory, Refused, Target, interpreters, release_hook, set_hook, start_time
+from .guardian import (
+    RELEASED,
+    Memory,
+    Refused,
+    Target,
+    hold_hook,
+    interpreters,
+    release_hook,
+    set_hook,
+    start_time,
+)
 from .sampling import WalkedBinary, load_bias
 from .target import EVAL_FRAME, describe_process
 
@@ -107,37 +119,64 @@ def _environment(pid: int) -> bytes:
         return b""
 
 
-class EvalHook:
-    """The hook a trace set in one process, and its guardian."""
+class Hooks:
+    """The hooks a trace holds: those it set, and those its targets' children inherited (a
+    process forked while its hook is set has it too, with the memory), and the guardian that
+    sets them back should the tracer end without doing so."""
 
-    def __init__(self, pid: int, walked: WalkedBinary):
-        self.target = target_of(pid, walked)
+    def __init__(self) -> None:
         self._holder = (os.getpid(), start_time(os.getpid()))
+        self._held: list[Target] = []
         self._guardian: Optional[subprocess.Popen] = None
         self._tell = -1
 
-    def set(self) -> None:
-        """The guardian first: from the moment the hook is set, someone will set it back."""
-        read, self._tell = os.pipe2(os.O_CLOEXEC)
-        self._guardian = subprocess.Popen(
-            [sys.executable, "-m", "pybpftrace.guardian", *self.target.arguments(), *map(str, self._holder)],
-            stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        os.close(read)
+    def set(self, pid: int, walked: WalkedBinary) -> Target:
+        """The guardian told first: from the moment the hook is set, someone will set it back."""
+        target = target_of(pid, walked)
+        self._guard(target)
         try:
-            set_hook(self.target, self._holder)
+            set_hook(target, self._holder)
         except Refused as refused:
-            self.release()
-            raise HookRefused(f"PID {self.target.pid}: its eval_frame hook is another tool's evaluator ({refused}), "
+            release_hook(target, self._holder)
+            raise HookRefused(f"PID {pid}: its eval_frame hook is another tool's evaluator ({refused}), "
                               "which pybpftrace never replaces") from None
         except OSError as error:
-            self.release()
-            raise NotFound(f"PID {self.target.pid}: its memory cannot be written ({error.strerror or error})") from None
+            release_hook(target, self._holder)
+            raise NotFound(f"PID {pid}: its memory cannot be written ({error.strerror or error})") from None
+        return target
+
+    def adopt(self, parent: Target, child: int) -> Optional[Target]:
+        """A child `parent` forked, with the hook it inherited: held (and set back) too. None
+        where it has exited already, or has no hook of ours."""
+        started = start_time(child)
+        if started is None:
+            return None
+        target = parent.forked(child, started)
+        self._guard(target)
+        try:
+            return target if hold_hook(target, self._holder) else None
+        except OSError:
+            return None  # gone meanwhile
+
+    def _guard(self, target: Target) -> None:
+        if self._guardian is None:
+            read, self._tell = os.pipe2(os.O_CLOEXEC)
+            self._guardian = subprocess.Popen(
+                [sys.executable, "-m", "pybpftrace.guardian", *map(str, self._holder)],
+                stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            os.close(read)
+        os.write(self._tell, target.line())
+        self._held.append(target)
 
     def release(self) -> None:
-        """Set it back (if no other tracer holds it), and let the guardian go."""
-        release_hook(self.target, self._holder)
+        """Each hook set back (where no other tracer holds it), in the order held (a parent's
+        before its children's: a child forked meanwhile inherits it no more), and the guardian
+        let go."""
+        for target in self._held:
+            release_hook(target, self._holder)
+        self._held.clear()
         if self._tell >= 0:
-            os.write(self._tell, RELEASED)
+            os.write(self._tell, RELEASED + b"\n")
             os.close(self._tell)
             self._tell = -1
         if self._guardian is not None:

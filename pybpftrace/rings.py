@@ -34,7 +34,7 @@ class SessionRings:
     processes to register."""
 
     def __init__(self, program, events: Optional[str], layout: Optional[struct.Struct], pages: int,
-                 codes: bool, stacks: bool, forks: bool, processes: bool):
+                 codes: bool, stacks: bool, forks: bool, processes: bool, hook_forks: bool = False):
         self._program = program
         self.names = Names()
         self.codes = Codes()
@@ -46,6 +46,7 @@ class SessionRings:
         self.process_events = self._ring("process_events", PROCESS_PAGES, PROCESS_EVENT) if processes else None
         self._codes = self._ring("codes", CODES_PAGES, None) if codes else None
         self._stacks = self._ring("samples", pages, None) if stacks else None
+        self._hook_forks = self._ring("hook_forks", FORKS_PAGES, FORK_EVENT) if hook_forks else None
 
     def _ring(self, name: str, pages: int, layout: Optional[struct.Struct]) -> RingBuffer | RecordRing:
         fd, size = self._program.table(name).map_fd, pages * mmap.PAGESIZE
@@ -53,8 +54,12 @@ class SessionRings:
 
     def pollable(self) -> list:
         """The rings whose data wakes the run loop."""
-        return [ring for ring in (self.events, self._names, self._codes, self._stacks, self.forks, self.process_events)
-                if ring]
+        return [ring for ring in (self.events, self._names, self._codes, self._stacks, self.forks, self.process_events,
+                                  self._hook_forks) if ring]
+
+    def hook_forks_told(self) -> list[tuple[int, int]]:
+        """The forks of hooked processes told since last asked: (parent, child)."""
+        return self._hook_forks.drain() if self._hook_forks else []
 
     def pending(self) -> bool:
         """Whether a ring holds records not yet read. The kernel wakes a reader only for a
@@ -93,5 +98,5 @@ class SessionRings:
 
     def close(self) -> None:
         for ring in filter(None, (self.events, self._names, self.forks, self._codes, self.process_events,
-                                  self._stacks)):
+                                  self._stacks, self._hook_forks)):
             ring.close()

@@ -19,7 +19,8 @@ from typing import Callable, Optional
 
 from .errors import BadUsage, NoProbes, NotPython, TraceError, Unsupported
 from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, ROUTES, USDT, eval_place, needs_hook, recursion_warning
-from .hook import EvalHook, HookRefused, recursion_limit, refusal
+from .guardian import Target
+from .hook import HookRefused, Hooks, recursion_limit, refusal
 from .sampling import WalkedBinary, py_process, walked_binary
 from .target import (
     Launched,
@@ -51,6 +52,11 @@ class CallTargets:
     eval_frame: set[PythonBinary] = field(default_factory=set)  # binaries followed by the eval-frame route
     hooked: list[int] = field(default_factory=list)  # processes whose hook is set once attached
     hook_at_launch: bool = False  # the launched command's hook is set at its first call
+
+    @property
+    def hooks(self) -> bool:
+        """Whether a hook is set: then the forks of hooked processes are told (HOOK_FORKS)."""
+        return bool(self.hooked) or self.hook_at_launch
 
 
 def route_of(binary: PythonBinary, asked: Optional[str]) -> str:
@@ -144,7 +150,9 @@ class CallRoutes:
 
     def __init__(self, calls: CallTargets):
         self.calls = calls
-        self._hooks: list[EvalHook] = []
+        self._hooks = Hooks()
+        self._hooked: dict[int, Target] = {}  # the processes whose hook is held, their children too
+        self._program = None
 
     @property
     def eval_frame(self) -> frozenset[PythonBinary]:
@@ -154,6 +162,7 @@ class CallRoutes:
         """Fill binary_layouts; say (in the lines returned) which binaries' calls cannot be
         followed, their frames unreadable."""
         unreadable = []
+        self._program = program
         if not program.has_table("binary_layouts"):  # a program that registers no process itself
             return unreadable
         table = program.table("binary_layouts")
@@ -177,9 +186,9 @@ class CallRoutes:
 
     def _hook(self, pid: int) -> None:
         walked = self.calls.walked[pid]
-        hook = EvalHook(pid, walked)
-        hook.set()
-        self._hooks.append(hook)
+        hooked = self._program.table("hooked")
+        hooked[hooked.Key(pid)] = hooked.Leaf(1)  # before it is set: its forks from then on are told
+        self._hooked[pid] = self._hooks.set(pid, walked)
         warning = recursion_warning(walked.interpreter.version, recursion_limit(pid, walked))
         if warning:
             print(f"pybpftrace: warning: PID {pid}: {warning}", file=sys.stderr, flush=True)
@@ -206,7 +215,21 @@ class CallRoutes:
                 os.kill(launched.pid, signal.SIGCONT)
             return
 
-    def release(self) -> None:
-        """Every hook set back (where no other tracer holds it)."""
-        while self._hooks:
-            self._hooks.pop().release()
+    def forked(self, forks: list[tuple[int, int]]) -> None:
+        """Children that hooked processes forked (parent, child): they inherited the hook, which
+        is held and set back with the parent's."""
+        for parent, child in forks:
+            target = self._hooked.get(parent)
+            adopted = self._hooks.adopt(target, child) if target else None
+            if adopted:
+                self._hooked[child] = adopted
+
+    def release(self, told_forks: Callable[[], list[tuple[int, int]]] = lambda: []) -> None:
+        """Every hook set back (where no other tracer holds it): the parents' first, then those
+        of the children they forked meanwhile, told since (told_forks: the forks the kernel told
+        of that are not read yet)."""
+        self.forked(told_forks())
+        self._hooks.release()
+        while forks := told_forks():
+            self.forked(forks)
+            self._hooks.release()

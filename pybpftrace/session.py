@@ -173,7 +173,8 @@ class Session:
                   and self.program.has_table("process_events"))  # a program that follows calls registers its own
         stacks = self.spec.walker and self.ring != "samples" and self.program.has_table("samples")
         self.rings = SessionRings(self.program, self.ring, self.layout, pages, codes=self.spec.walker, stacks=stacks,
-                                  forks="FOLLOW_FORKS" in defines, processes=tracks)
+                                  forks="FOLLOW_FORKS" in defines, processes=tracks,
+                                  hook_forks="HOOK_FORKS" in defines)
         self.exits = Exits(self.program, self.rings)
         self.walker = (
             Walker(self.program, self.spec.continuations, self.sampling.linetables) if self.spec.walker else None
@@ -196,6 +197,8 @@ class Session:
                 defines["OFF_CPU"] = 1
             if self.layout:  # events of their own, with the stacks they fire in
                 defines["STACKS"] = 1
+        if self.calls and self.calls.calls.hooks:
+            defines["HOOK_FORKS"] = 1
         # a walker alone follows forks in the kernel; uprobes are attached to each child
         if self.follow_forks and (not self.spec.walker or self.spec.follows_calls):
             defines["FOLLOW_FORKS"] = 1
@@ -230,7 +233,7 @@ class Session:
         self._cache_thread_states()
         self.start = time.monotonic_ns()
         self.started = time.time_ns()
-        if self.calls:
+        if self.calls and self.program.has_table("trace_settings"):  # when frames that began before began
             settings = self.program.table("trace_settings")
             settings[settings.Key(0)] = settings.Leaf(self.start)
         self._switch(True)
@@ -399,7 +402,7 @@ class Session:
                         os.read(wake_read, 64)
                     else:
                         processes.exited(fd)
-                self._hear_of_processes(processes, consumer)
+                self._hear_of_processes(processes)
                 try:
                     batch = self.rings.drain(consume)
                     now = time.monotonic_ns()
@@ -428,7 +431,7 @@ class Session:
             self.threads.stopped = True
             self._attachment.close()
             if self.calls:
-                self.calls.release()
+                self.calls.release(self.rings.hook_forks_told)
             signal_wakeup(previous_wakeup)
             self.signals.hold()
             processes.close()
@@ -449,8 +452,11 @@ class Session:
         summary.processes = processes.seen
         return summary
 
-    def _hear_of_processes(self, processes: _Processes, consumer: Consumer) -> None:
-        """Forks to follow, and processes the walker should know of."""
+    def _hear_of_processes(self, processes: _Processes) -> None:
+        """Forks to follow, children that inherited a hook, and processes the walker should
+        know of."""
+        if self.calls:
+            self.calls.forked(self.rings.hook_forks_told())
         for parent, child in self.rings.forks.drain() if self.rings.forks else ():
             if self._follow(parent, child):
                 processes.add(child)
@@ -469,7 +475,7 @@ class Session:
 
     def close(self) -> None:
         if self.calls:
-            self.calls.release()
+            self.calls.release(self.rings.hook_forks_told)
         self._attachment.close()
         self.rings.close()
         self.program.close()

@@ -10,6 +10,7 @@ from ..codes import UNANNOUNCED_CODE, UNKNOWN_CODE, Codes
 from ..eval_frame import EVAL_FRAME_ROUTE, OPCODES_313
 from ..events import (
     COUNTER_CODES_LOST,
+    COUNTER_HOOK_FORKS_LOST,
     COUNTER_INITS_UNTIMED,
     COUNTER_MISSED_RETURNS,
     COUNTER_NO_THREAD_STATE,
@@ -55,6 +56,8 @@ CALL_LOSSES = (
          "made): timed from when they were seen"),
     Loss(COUNTER_STACK_MISMATCH, "{n} calls made from a frame not on the thread's stack as kept (it was left as it "
          "was)"),
+    Loss(COUNTER_HOOK_FORKS_LOST, "{n} processes forked while their parent's eval_frame hook was set that could not "
+         "be told (the hooked map or its ring buffer was full): their hook may stay set, each call a C call too"),
     Loss(COUNTER_INITS_UNTIMED, "{n} __init__ calls of CPython 3.13's specialized class call seen only returning: "
          "counted, untimed (their time is their caller's)"),
 )

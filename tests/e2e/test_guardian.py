@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pybpftrace import guardian
-from pybpftrace.guardian import RELEASED, Memory, Refused, Target, release_hook, set_hook, start_time
+from pybpftrace.guardian import RELEASED, Memory, Refused, Target, hold_hook, release_hook, set_hook, start_time
 
 EVALUATOR = 0x5EED0000
 FIELD, NEXT = 8, 16  # in each fake interpreter: eval_frame, then the next interpreter
@@ -90,6 +90,26 @@ def test_a_holder_gone_without_letting_go_is_forgotten(hooks, process):
         staying.kill()
 
 
+def test_an_inherited_hook_is_held_without_writing(hooks, process):
+    """A child forked while the hook was set has it already: held, never written; a process
+    without it (forked before it was set) is left alone."""
+    _, target = process
+    stand_in = tracer()
+    try:
+        assert not hold_hook(target, holder(stand_in))
+        assert hooks_of(target) == [0, 0]
+        memory = Memory(target.pid, write=True)
+        for offset in (32, 64):
+            memory.write_pointer(target.runtime + offset + FIELD, EVALUATOR)  # as a fork copies it
+        memory.close()
+        assert hold_hook(target, holder(stand_in))
+        assert os.listdir(hooks / target.key) == ["%d-%d" % holder(stand_in)]
+        release_hook(target, holder(stand_in))
+        assert hooks_of(target) == [0, 0]
+    finally:
+        stand_in.kill()
+
+
 def test_another_evaluator_is_never_replaced(hooks, process):
     _, target = process
     memory = Memory(target.pid, write=True)
@@ -101,11 +121,11 @@ def test_another_evaluator_is_never_replaced(hooks, process):
     assert hooks_of(target) == [0, 0xDEAD0000]  # the first set back, the other's left alone
 
 
-@pytest.mark.parametrize("told, left", [(b"", [0, 0]), (RELEASED, [EVALUATOR, EVALUATOR])])
-def test_the_guardian_lets_go_when_its_tracer_is_gone(hooks, process, told, left):
+@pytest.mark.parametrize("released, left", [(False, [0, 0]), (True, [EVALUATOR, EVALUATOR])])
+def test_the_guardian_lets_go_when_its_tracer_is_gone(hooks, process, released, left):
     """The guardian's stdin closes when the tracer is gone, however it went: unless the tracer
-    said it let go itself, the guardian lets go in its place. (Told so here while the hook is
-    still set, to see that the guardian then writes nothing.)"""
+    said it let go itself, the guardian lets go of each hook it was told of in its place. (Told
+    so here while the hook is still set, to see that the guardian then writes nothing.)"""
     _, target = process
     stand_in = tracer()
     try:
@@ -113,9 +133,12 @@ def test_the_guardian_lets_go_when_its_tracer_is_gone(hooks, process, told, left
         environment = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(guardian.__file__))}
         guard = subprocess.Popen(
             [sys.executable, "-c", f"import pybpftrace.guardian as g; g.HOOKS = {str(hooks)!r}; "
-             "import sys; sys.exit(g.guard(sys.argv[1:]))", *target.arguments(), *map(str, holder(stand_in))],
+             "import sys; sys.exit(g.guard(sys.argv[1:]))", *map(str, holder(stand_in))],
             stdin=subprocess.PIPE, env=environment)
-        guard.stdin.write(told)
+        guard.stdin.write(b"hook 1 2 3\n")  # not a target: ignored
+        guard.stdin.write(target.line())
+        if released:
+            guard.stdin.write(RELEASED + b"\n")
         guard.stdin.close()  # the tracer's end of the pipe, gone
         assert guard.wait(timeout=60) == 0
         assert hooks_of(target) == left

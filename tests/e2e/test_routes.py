@@ -3,6 +3,7 @@ route (the evaluator's uprobes, with the interpreter's eval_frame hook set on 3.
 Counts are checked against sys.setprofile's, hierarchies against the other route's; the hook
 is checked to be set back however tracing ends, and refused where it would not be exact."""
 
+import glob
 import json
 import re
 import signal
@@ -27,7 +28,7 @@ from support import (
     trace_held,
     wait_reading_stdin,
 )
-from pybpftrace.guardian import Memory, interpreters
+from pybpftrace.guardian import HOOKS, Memory, interpreters
 from pybpftrace.hook import target_of
 from pybpftrace.sampling import process_interpreter
 
@@ -165,6 +166,40 @@ def test_killed_tracer_leaves_the_hook_set_back():
         target.go()
         out, errors = target.finish()
     assert (out, errors) == (b"14\n", b"")
+
+
+@pytest.mark.parametrize("how", ["followed", "not followed", "tracer killed"])
+def test_children_forked_while_hooked_have_it_set_back(how):
+    """A child forked while its parent's hook is set inherits it with the memory: it is set
+    back too, whether the child was traced (--follow-forks) or not, and by the guardian when
+    the tracer is killed."""
+    PY313.prepare()
+    with Target("forks_held.py", interpreter=PY313) as target:
+        wait_reading_stdin(target.pid)
+        follow = ["--follow-forks"] if how == "followed" else []
+        tracer = Tracer("stack", target.pid, "--eval-hook", *follow, "-o", "/dev/null")
+        tracer.wait_attached()
+        target.go()
+        child = int(target.process.stdout.readline())
+        assert all(eval_frame_hooks(child))  # inherited
+        wait_held(child)  # the tracer has heard of the fork (else a SIGKILL now leaves it, unknown to the guardian)
+        tracer.signal(signal.SIGKILL if how == "tracer killed" else signal.SIGINT)
+        code, _, stderr = tracer.finish()
+        deadline = time.monotonic() + TIMEOUT
+        while eval_frame_hooks(target.pid) + eval_frame_hooks(child) != [0, 0]:
+            assert time.monotonic() < deadline, "a hook was never set back"
+            time.sleep(0.05)
+        assert code == (-signal.SIGKILL if how == "tracer killed" else 0), stderr
+        target.process.stdin.close()
+        assert target.process.wait(TIMEOUT) == 0
+
+
+def wait_held(pid: int) -> None:
+    """Until a tracer holds pid's hook (its holders' directory is there)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not glob.glob(f"{HOOKS}/{pid}-*/*"):
+        assert time.monotonic() < deadline, f"no tracer came to hold PID {pid}'s hook"
+        time.sleep(0.01)
 
 
 def test_by_pid_the_hook_must_be_allowed():
