@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: the bundled workload under Debian's --with-dtrace CPython 3.11, its stacks read out of
-# its memory (dump, profile), then traced exactly through its probes (stack).
+# its memory (dump, profile), then traced exactly through its probes and its evaluator (stack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYBPFTRACE=${VENV:-.venv}/bin/pybpftrace
@@ -27,6 +27,10 @@ step "pybpftrace list $WORKLOAD"
 
 step "pybpftrace stack $WORKLOAD --function handle_request --durations --duration 0.1"
 "$PYBPFTRACE" stack "$WORKLOAD" --function handle_request --durations --duration 0.1
+
+step "pybpftrace stack $WORKLOAD --route eval-frame --eval-hook --function discount --duration 0.1"
+"$PYBPFTRACE" stack "$WORKLOAD" --route eval-frame --eval-hook --function discount --duration 0.1 | sed -n 1,9p
+echo "(the same calls through the interpreter's evaluator: the route CPython 3.12 to 3.14 need, and any build)"
 
 step "pybpftrace stack $WORKLOAD --duration 3 -o $OUT/workload.folded -o $OUT/workload.svg"
 "$PYBPFTRACE" stack "$WORKLOAD" --duration 3 -o "$OUT/workload.folded" -o "$OUT/workload.svg"

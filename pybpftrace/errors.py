@@ -57,6 +57,13 @@ class OutputFailed(TraceError):
     exit_code = 9
 
 
+class HookRefused(TraceError):
+    """The eval-frame route cannot be exact in this process (its evaluator is another tool's,
+    its JIT is on, it opted out of remote debugging): its eval_frame hook is left alone."""
+
+    exit_code = 10
+
+
 EXIT_USAGE = 64  # a bad option or argument (sysexits' EX_USAGE), kept apart from 2 = no probes
 
 
@@ -77,6 +84,7 @@ EXIT_CODES = {
     CommandNotFound.exit_code: "the command to launch was not found",
     Unsupported.exit_code: "a CPython version or build whose stacks cannot be read",
     OutputFailed.exit_code: "the output could not be written (what was written is kept)",
+    HookRefused.exit_code: "the eval-frame route refused to set the process's eval_frame hook",
     EXIT_USAGE: "bad option or argument",
     TraceError.exit_code: "any other error",
 }

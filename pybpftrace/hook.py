@@ -21,7 +21,7 @@ import subprocess
 import sys
 from typing import Optional
 
-from .errors import NotFound, TraceError
+from .errors import HookRefused, NotFound, TraceError
 from .eval_frame import INTERP_JIT, INTERP_RECURSION_LIMIT, INTERP_REMOTE_DEBUG
 from .guardian import (
     RELEASED,
@@ -38,13 +38,6 @@ from .sampling import WalkedBinary, load_bias
 from .target import EVAL_FRAME, describe_process
 
 JIT_ENVIRONMENT = b"PYTHON_JIT"
-
-
-class HookRefused(TraceError):
-    """The eval-frame route cannot be exact in this process (its evaluator is another tool's,
-    its JIT is on, it opted out of remote debugging)."""
-
-    exit_code = 10
 
 
 def target_of(pid: int, walked: WalkedBinary) -> Target:

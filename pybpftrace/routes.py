@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .errors import BadUsage, NoProbes, NotPython, TraceError, Unsupported
+from .errors import BadUsage, HookRefused, NoProbes, NotPython, TraceError, Unsupported
 from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, ROUTES, USDT, eval_place, needs_hook, recursion_warning
 from .guardian import Target
-from .hook import HookRefused, Hooks, recursion_limit, refusal
+from .hook import Hooks, recursion_limit, refusal
 from .sampling import WalkedBinary, py_process, walked_binary
 from .target import (
     Launched,
