@@ -124,11 +124,7 @@ BPF_PERCPU_ARRAY(call_scratch, struct code_event, 1);
  * exec'd, are the old program's (sampler.h does the same where it is included). */
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32;
-	py_processes.delete(&pid);
-	forget_thread((__u32)id, bpf_ktime_get_ns());
-	forget_walked_thread((__u32)id);
+	forget_exec(bpf_get_current_pid_tgid());
 	return 0;
 }
 #endif

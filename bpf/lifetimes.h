@@ -47,6 +47,15 @@ static __always_inline void forget_thread(__u32 tid, __u64 now)
 #ifdef WALKS_STACKS
 static __always_inline void forget_walked_thread(__u32 tid);
 static __always_inline void forget_walked_process(__u32 pid);
+
+/* A thread that runs another program (exec): its process's registration, and what is kept of
+ * the thread, were the old program's. */
+static __always_inline void forget_exec(__u64 id)
+{
+	forget_walked_process(id >> 32);
+	forget_thread((__u32)id, bpf_ktime_get_ns());
+	forget_walked_thread((__u32)id);
+}
 #endif
 
 /* Every task's exit, in its own context: its thread state goes, and with the last thread of

@@ -125,6 +125,7 @@ static __always_inline void forget_walked_process(__u32 pid)
 {
 	py_processes.delete(&pid);
 }
+
 /* The code objects announced on `codes`, by id: forgetting one only announces it again. The
  * value: CODE_KNOWN, and what the program that includes this asks to know of a code object
  * once, from its announcement (CODE_FLAGS(event), defined before including this header). */

@@ -107,9 +107,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
-	py_processes.delete(&pid);
-	forget_thread((__u32)id, bpf_ktime_get_ns());
-	forget_walked_thread((__u32)id);
+	forget_exec(id);
 	struct walk_settings *settings = tracking();
 	if (settings && settings->execs && pid != TRACER_PID)
 		send_process_event(pid, 0, PROCESS_EXECED);

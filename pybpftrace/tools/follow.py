@@ -50,8 +50,9 @@ CALL_LOSSES = (
          "or unreadable): their outer frames are missing"),
     Loss(COUNTER_NO_THREAD_STATE, "{n} events of threads whose Python thread state could not be found, dropped",
          dropped=True),
-    Loss(COUNTER_MISSED_RETURNS, "{n} returns seen late (their calls returned unseen: the kernel keeps at most 64 "
-         "return probes pending per thread, and frames evaluated inline have none): timed to when they were seen"),
+    Loss(COUNTER_MISSED_RETURNS, "{n} returns seen late (their calls returned unseen: frames that began before "
+         "tracing or were evaluated inline have no return probe, and the kernel keeps at most 64 pending per thread): "
+         "timed to when they were seen"),
     Loss(COUNTER_RECOVERED_CALLS, "{n} calls seen late (evaluated inline, found in the frame chain at a call they "
          "made): timed from when they were seen"),
     Loss(COUNTER_STACK_MISMATCH, "{n} calls made from a frame not on the thread's stack as kept (it was left as it "
