@@ -14,6 +14,7 @@ import pytest
 
 import expected
 from support import (
+    CALL_ROUTES,
     EVAL_FRAME,
     PID,
     TIMEOUT,
@@ -22,11 +23,13 @@ from support import (
     WITH_FUNCTION_PROBES,
     WITHOUT_FUNCTION_PROBES,
     calls,
+    folded_weights,
     json_records,
     line_of,
     run_tracer,
     trace_held,
     wait_reading_stdin,
+    weight_of,
 )
 from pybpftrace.guardian import HOOKS, Memory, interpreters
 from pybpftrace.hook import target_of
@@ -48,7 +51,8 @@ def truth(interpreter) -> dict[str, int]:
     return json.loads(result.stdout)
 
 
-MODULE_LEVEL = ("<module>", "Box")  # run by a launched command before the workload: setprofile sees neither
+# The module and its class bodies: a launched command runs them, the truth (profiled from workload()) not
+MODULE_LEVEL = ("<module>", "Box", "Task", "Other", "Base", "Derived")
 
 
 def folded_counts(stdout: str) -> dict[str, int]:
@@ -135,6 +139,51 @@ def test_attached_stack_starts_at_the_module(call_route):
         expected.midstack(run.path, returns_seen=not eval_frame)
     )
     assert ("[4 returns seen late (" in run.stderr) == eval_frame
+
+
+@pytest.mark.parametrize("route", [r for r in CALL_ROUTES if r.interpreter.version >= (3, 13)], ids=str)
+def test_attached_while_objects_are_made(route):
+    """Attached by PID to a loop making objects through 3.13+'s specialized class call (3.15's
+    shim frame under each __init__): every stack starts at <module>, the tree stays the loop's
+    few paths, and no shim is ever taken for a call."""
+    route.interpreter.prepare()
+    with Target("creating.py", interpreter=route.interpreter) as target:
+        assert target.process.stdout.readline() == b"ready\n"
+        result = run_tracer("stack", target.pid, "--folded", "--weight", "calls", "--duration", "1",
+                            *route.options())
+        assert result.returncode == 0, result.stderr
+        target.process.stdin.close()
+        assert target.process.wait(TIMEOUT) == 0
+    weights = folded_weights(result.stdout.decode())
+    path = route.interpreter.script("creating.py")
+    init = f"__init__ ({path}:{line_of('creating.py', 'def __init__')})"
+    assert weights and all(stack.startswith(f"<module> ({path}:1)") for stack in weights), list(weights)
+    assert len(weights) <= 6 and all(stack.count(";") <= 4 for stack in weights), list(weights)
+    assert weight_of(weights, init) > 0 and not [stack for stack in weights if "(__init__" in stack]
+
+
+@pytest.mark.parametrize("route", [r for r in CALL_ROUTES if r.interpreter.version in ((3, 11), (3, 13))], ids=str)
+def test_calls_open_at_the_end_keep_their_time(route):
+    """The module's frame began before tracing and still runs when tracing stops: counted as
+    both (`0+1`), its time while traced in TOTAL, and said so under the table."""
+    route.interpreter.prepare()
+    with Target("creating.py", interpreter=route.interpreter) as target:
+        assert target.process.stdout.readline() == b"ready\n"
+        listed = run_tracer("calls", target.pid, "--duration", "1", *route.options())
+        counted = run_tracer("calls", target.pid, "--json", "--duration", "1", *route.options())
+        target.process.stdin.close()
+        assert target.process.wait(TIMEOUT) == 0
+    assert listed.returncode == counted.returncode == 0, (listed.stderr, counted.stderr)
+    path = route.interpreter.script("creating.py")
+    (module,) = [row for row in json.loads(counted.stdout)["functions"]
+                 if (row["function"], row["file"]) == ("<module>", path)]
+    traced = float(re.search(r", ([\d.]+) s \(duration\)", counted.stderr.decode()).group(1))
+    assert (module["calls"], module["partial_calls"], module["running_calls"]) == (0, 1, 1)
+    assert 0 < module["total_ns"] <= (traced + 0.005) * 1e9 and module["timed_total_ns"] == 0  # traced: to 0.01 s
+    (row,) = [line for line in listed.stdout.decode().splitlines() if line.endswith(f"<module> ({path}:1)")]
+    assert row.split()[0] == "0+1"
+    assert re.search(r"\(\+N: calls that began before tracing, \d+ in all; TOTAL and SELF include the time while "
+                     r"traced of those and of the \d+ calls still running when tracing stopped", listed.stdout.decode())
 
 
 def eval_frame_hooks(pid: int) -> list[int]:

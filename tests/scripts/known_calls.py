@@ -1,6 +1,7 @@
 """Calls of every kind: recursion; generators driven by next, send, throw and close; a generator
-expression; coroutines under asyncio.run; __init__, methods and a property; an exception
-unwinding three frames; a recursion DEPTH deep; a second thread.
+expression; coroutines under asyncio.run; __init__, methods and a property; two methods of one
+name in one file, a closure and an __init__ calling super()'s; an exception unwinding three
+frames; a recursion DEPTH deep; a second thread.
 
     known_calls.py --truth [DEPTH]   the workload's calls as sys.setprofile counts them, as JSON,
                                      by `function (line)` (its first line): the truth, untraced
@@ -75,6 +76,38 @@ def objects():
     return sum(box.double() + box.size for box in boxes)
 
 
+class Task:
+    def fn(self):  # one of two methods of one name in one file
+        return 1
+
+
+class Other:
+    def fn(self):
+        return 2
+
+
+def adder(step):
+    def add(value):  # a closure (its entry reports line -1 on 3.15)
+        return value + step
+    return add
+
+
+class Base:
+    def __init__(self):
+        self.ready = True
+
+
+class Derived(Base):
+    def __init__(self):  # uses super(): a __class__ cell
+        super().__init__()
+
+
+def same_names():
+    add = adder(2)
+    return sum(Task().fn() for _ in range(3)) + sum(Other().fn() for _ in range(5)) + sum(
+        add(n) for n in range(4)) + len([Derived() for _ in range(2)])
+
+
 def fail():
     raise ValueError("unwinding")
 
@@ -103,6 +136,7 @@ def workload(depth):
     drive_generators()
     asyncio.run(parent())
     objects()
+    same_names()
     for _ in range(3):
         unwind()
     deep(depth)
