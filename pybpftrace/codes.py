@@ -20,6 +20,7 @@ from .events import (
     CODE_LINETABLE,
     CODE_NAME_UNREADABLE,
     CODE_TEXT_MAX,
+    EVENT_CALL,
     TRUNCATION_MARK,
     UNREADABLE_NAME,
 )
@@ -98,7 +99,7 @@ class Codes:
 
     def call_event(self, record: tuple) -> CallEvent:
         """A call event (events.CALL_EVENT unpacked), its code object named: its line is the one
-        the probe reported, or the one its instruction is at."""
+        the probe reported, or the one its instruction is at; a return's 0 where not known."""
         timestamp, code_id, pid, tid, line, instruction, depth, kind, flags, _incarnation = record
         code = self._codes.get(code_id) if code_id else None
         if code is None:
@@ -106,6 +107,8 @@ class Codes:
             return CallEvent(timestamp, pid, tid, kind, depth, function, "", max(line, 0), 0, flags, code_id)
         if line == LINE_UNKNOWN:
             line = code.line(instruction) or 0
+        if kind == EVENT_CALL and line <= 0:  # a call before its first line (3.11's <module>: 0, 3.15's closures: -1)
+            line = code.first_line
         return CallEvent(timestamp, pid, tid, kind, depth, code.function, code.file, line, code.first_line, flags,
                          code_id)
 

@@ -207,7 +207,7 @@ def forks_trace(*options):
 def test_follow_forks_traces_children_from_when_they_are_attached():
     by_pid, result = forks_trace("--follow-forks")
     line = lambda marker: line_of("forks.py", marker)  # noqa: E731
-    parent = [pid for pid, events in by_pid.items() if ("call", "<module>", 0) in events]
+    parent = [pid for pid, events in by_pid.items() if ("call", "<module>", 1) in events]
     children = [events for pid, events in by_pid.items() if pid not in parent]
     assert len(parent) == 1 and len(children) == 2
     assert ("call", "parent_work", line("def parent_work")) in by_pid[parent[0]]
