@@ -2,6 +2,9 @@
  * snapshots of the objects' memory (user space decodes them per CPython version). */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
+#ifdef STACKS
+#define TRACKS_FORKS /* sampler.h's track_fork (event_stacks.h includes it) */
+#endif
 #include "common.h"
 #include "glob.h"
 

@@ -45,10 +45,19 @@ static __always_inline void uncount(__u32 counter)
 		*value -= 1;
 }
 
-#if defined(FOLLOW_FORKS) || defined(HOOK_FORKS)
+/* Forks, seen in the parent (task_newtask) by whichever of these a program has: FOLLOW_FORKS
+ * (the processes --follow-forks attaches to), HOOK_FORKS (children that inherit an eval_frame
+ * hook) and TRACKS_FORKS (the sampler's: a child of a process whose stacks are read, defined
+ * in sampler.h as track_fork). One tracepoint program for all: bcc names it after the
+ * tracepoint. */
+#if defined(FOLLOW_FORKS) || defined(HOOK_FORKS) || defined(TRACKS_FORKS)
+#define SEES_FORKS
 #ifndef CLONE_THREAD
 #define CLONE_THREAD 0x00010000
 #endif
+#endif
+#ifdef TRACKS_FORKS
+static __always_inline void track_fork(__u32 parent, __u32 child);
 #endif
 
 #ifdef FOLLOW_FORKS
@@ -102,7 +111,7 @@ static __always_inline void hook_fork(__u32 parent, __u32 child)
 }
 #endif
 
-#if defined(FOLLOW_FORKS) || defined(HOOK_FORKS)
+#ifdef SEES_FORKS
 TRACEPOINT_PROBE(task, task_newtask)
 {
 	if (args->clone_flags & CLONE_THREAD)
@@ -114,6 +123,9 @@ TRACEPOINT_PROBE(task, task_newtask)
 #endif
 #ifdef HOOK_FORKS
 	hook_fork(parent, child);
+#endif
+#ifdef TRACKS_FORKS
+	track_fork(parent, child);
 #endif
 	return 0;
 }

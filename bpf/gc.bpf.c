@@ -2,6 +2,9 @@
 #include <uapi/linux/ptrace.h>
 #include "events.h"
 #define FORGETS_THREADS
+#ifdef STACKS
+#define TRACKS_FORKS /* sampler.h's track_fork (event_stacks.h includes it) */
+#endif
 #include "common.h"
 
 struct collection {

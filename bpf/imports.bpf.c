@@ -1,6 +1,9 @@
 /* pybpftrace imports: each module import's start and end, with the module's name. */
 #include <uapi/linux/ptrace.h>
 #include "events.h"
+#ifdef STACKS
+#define TRACKS_FORKS /* sampler.h's track_fork (event_stacks.h includes it) */
+#endif
 #include "common.h"
 
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);

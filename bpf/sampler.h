@@ -4,6 +4,10 @@
 #ifndef PYBPFTRACE_SAMPLER_H
 #define PYBPFTRACE_SAMPLER_H
 
+#ifndef TRACKS_FORKS
+#error "a program that includes sampler.h defines TRACKS_FORKS before common.h"
+#endif
+
 #include <uapi/linux/bpf_perf_event.h>
 #include "common.h"
 #include "pystacks.h"
@@ -114,27 +118,21 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	return 0;
 }
 
-#ifndef CLONE_THREAD
-#define CLONE_THREAD 0x00010000
-#endif
-
 /* A child of a process whose stacks are read has its parent's memory, layout and all (the
- * tracepoint runs in the parent, which is the current task). */
-TRACEPOINT_PROBE(task, task_newtask)
+ * tracepoint, common.h's, runs in the parent, which is the current task). */
+static __always_inline void track_fork(__u32 parent, __u32 child)
 {
-	__u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->pid;
 	struct walk_settings *settings = tracking();
-	if ((args->clone_flags & CLONE_THREAD) || !settings || !settings->forks)
-		return 0;
+	if (!settings || !settings->forks)
+		return;
 	struct py_process *process = py_processes.lookup(&parent);
 	if (!process)
-		return 0;
+		return;
 	struct py_process copy = *process;
 	if (py_processes.update(&child, &copy))
 		count(COUNTER_EVENTS_LOST);
 	else
 		send_process_event(child, parent, PROCESS_FORKED);
-	return 0;
 }
 
 #endif

@@ -4,6 +4,7 @@
 #include <uapi/linux/ptrace.h>
 #include "events.h"
 #define FORGETS_THREADS
+#define TRACKS_FORKS /* sampler.h's track_fork */
 #include "common.h"
 
 #ifndef EVENTS_PAGES

@@ -55,10 +55,15 @@ class WalkedBinary:
 
 
 def walked_binary(binary: PythonBinary) -> WalkedBinary:
-    """The interpreter of a binary (Unsupported says why its stacks cannot be read)."""
-    stat = os.stat(binary.path)
-    interpreter, first = _interpreter_of(binary.path, binary.shown_path, binary.version,
-                                         (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+    """The interpreter of a binary (Unsupported says why its stacks cannot be read; NotFound,
+    that the file can no longer be read: the process whose mapping it was has exited)."""
+    try:
+        stat = os.stat(binary.path)
+        interpreter, first = _interpreter_of(binary.path, binary.shown_path, binary.version,
+                                             (stat.st_dev, stat.st_ino, stat.st_mtime_ns))
+    except OSError as error:
+        raise NotFound(f"{binary.shown_path} can no longer be read ({error.strerror or error}): the process "
+                       "that mapped it has exited") from None
     return WalkedBinary(binary, interpreter, first)
 
 
