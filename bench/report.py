@@ -217,8 +217,10 @@ def _verdict(text: str, checked: list[tuple[Row, bool, str]], missing: str) -> G
 
 
 def _unavailable(rows: list[Row], names: Iterable[str]) -> str:
-    """Which of these modes could not be measured, said once."""
-    missing = sorted({row.tracer for row in rows if row.tracer in names and row.status == "not available"})
+    """Which of these modes could not be measured anywhere (a mode of one route only is not
+    available on the other's interpreters: that is no gap), said once."""
+    measured = {row.tracer for row in rows if row.status == "measured"}
+    missing = sorted({row.tracer for row in rows if row.tracer in names and row.status == "not available"} - measured)
     return f"Not available, so not judged: {', '.join(missing)}" if missing else ""
 
 
