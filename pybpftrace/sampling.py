@@ -105,7 +105,7 @@ class Selection:
             if self.any_python or any(_same_file(binary.path, chosen.path) for chosen in self.chosen):
                 try:
                     return walked_binary(binary)
-                except (Unsupported, OSError):
+                except (Unsupported, NotFound, OSError):
                     return None
         return None
 
