@@ -18,7 +18,7 @@ from typing import Optional
 
 from .errors import Unsupported
 from .events import INSTR_LASTI_BYTES, INSTR_LASTI_UNITS, INSTR_POINTER, OFFSET_NONE, OWNER_NONE
-from .probes import defined_symbols, file_offset, load_segments, open_elf
+from .probes import NotAnElf, defined_symbols, file_offset, load_segments, parsed_elf
 from .pyobjects import FREE_THREADED_SYMBOL, Layout, layout_for
 from .versions import STACKS_FIRST, STACKS_LAST, Version, format_version, stacks_readable
 
@@ -263,28 +263,34 @@ def read_interpreter(path: str, shown_path: str, version: Optional[Version]) -> 
             f"{what}: pybpftrace reads the stacks of CPython {STACKS_FIRST[0]}.{STACKS_FIRST[1]} to "
             f"{STACKS_LAST[0]}.{STACKS_LAST[1]}"
         )
-    with open(path, "rb") as stream:
-        elf = open_elf(stream)
-        symbols = defined_symbols(
-            elf, (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL, FREE_THREADED_SYMBOL, *OBJECT_TYPE_SYMBOLS.values()))
-        if FREE_THREADED_SYMBOL in symbols:
+    try:
+        return parsed_elf(path, lambda elf, stream: _interpreter_in(elf, stream, version, what))
+    except NotAnElf as error:
+        raise Unsupported(f"{shown_path} is not a readable ELF file: {error}") from None
+
+
+def _interpreter_in(elf, stream, version: Version, what: str) -> Interpreter:
+    """read_interpreter's reading of the file."""
+    symbols = defined_symbols(
+        elf, (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL, FREE_THREADED_SYMBOL, *OBJECT_TYPE_SYMBOLS.values()))
+    if FREE_THREADED_SYMBOL in symbols:
+        raise Unsupported(f"{what} is a free-threaded build, whose stacks pybpftrace does not read")
+    missing = [name for name in (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL) if name not in symbols]
+    if missing:
+        raise Unsupported(f"{what} does not export {' and '.join(missing)}, which reading its stacks needs")
+    if version[:2] in TABLE:
+        layout = TABLE[version[:2]]
+        objects, interp_modules = layout_for(version), INTERP_MODULES[version[:2]]
+    else:
+        stream.seek(file_offset(symbols[RUNTIME_SYMBOL], load_segments(elf)))
+        data = stream.read(1024)
+        cookie, hexversion, free_threaded = _DEBUG_HEAD.unpack_from(data)
+        if cookie != DEBUG_COOKIE or hexversion >> 16 != (version[0] << 8 | version[1]):
+            raise Unsupported(f"{what}: _PyRuntime does not start with this version's _Py_DebugOffsets")
+        if free_threaded:
             raise Unsupported(f"{what} is a free-threaded build, whose stacks pybpftrace does not read")
-        missing = [name for name in (RUNTIME_SYMBOL, CODE_TYPE_SYMBOL) if name not in symbols]
-        if missing:
-            raise Unsupported(f"{what} does not export {' and '.join(missing)}, which reading its stacks needs")
-        if version[:2] in TABLE:
-            layout = TABLE[version[:2]]
-            objects, interp_modules = layout_for(version), INTERP_MODULES[version[:2]]
-        else:
-            stream.seek(file_offset(symbols[RUNTIME_SYMBOL], load_segments(elf)))
-            data = stream.read(1024)
-            cookie, hexversion, free_threaded = _DEBUG_HEAD.unpack_from(data)
-            if cookie != DEBUG_COOKIE or hexversion >> 16 != (version[0] << 8 | version[1]):
-                raise Unsupported(f"{what}: _PyRuntime does not start with this version's _Py_DebugOffsets")
-            if free_threaded:
-                raise Unsupported(f"{what} is a free-threaded build, whose stacks pybpftrace does not read")
-            layout = layout_from_debug_offsets(data, version)
-            objects, interp_modules = objects_from_debug_offsets(data, version, layout)
+        layout = layout_from_debug_offsets(data, version)
+        objects, interp_modules = objects_from_debug_offsets(data, version, layout)
     types = {kind: symbols[name] for kind, name in OBJECT_TYPE_SYMBOLS.items() if name in symbols}
     return Interpreter(version, layout.with_read_sizes(), symbols[RUNTIME_SYMBOL], symbols[CODE_TYPE_SYMBOL],
                        objects, interp_modules, types)

@@ -8,13 +8,15 @@ placed at a file offset, so addresses are mapped through the PT_LOAD program hea
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Optional
+from typing import BinaryIO, Callable, Iterable, Optional, TypeVar
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_NOTE_N_TYPE
+from elftools.elf.sections import NoteSection
 
 NOTE_SECTION = ".note.stapsdt"
 BASE_SECTION = ".stapsdt.base"
@@ -22,6 +24,9 @@ NOTE_OWNER = "stapsdt"
 NT_STAPSDT = 3
 
 MACHINES = {"EM_X86_64": "x86-64", "EM_AARCH64": "aarch64"}
+
+
+T = TypeVar("T")
 
 
 class NotAnElf(ValueError):
@@ -145,6 +150,8 @@ def _raw_notes(elf: ELFFile) -> tuple[list[RawNote], bool]:
     section = elf.get_section_by_name(NOTE_SECTION)
     if section is None:
         return [], False
+    if not isinstance(section, NoteSection):  # named so, but of another type
+        return [], True
     notes = []
     for note in section.iter_notes():
         note_type = note["n_type"]
@@ -195,11 +202,61 @@ def defined_symbols(elf: ELFFile, names: Iterable[str]) -> dict[str, int]:
     return found
 
 
+# What pyelftools raises, besides ELFError, on a truncated or corrupt file.
+# (pyelftools checks some of what it reads with assert.)
+ELF_READ_ERRORS = (ELFError, struct.error, ValueError, IndexError, KeyError, OverflowError, EOFError, AssertionError)
+
+
+class BoundedFile:
+    """A file as pyelftools reads it, kept inside the file: a section size or offset that a
+    crafted header claims (2^40 bytes, at 2^62) reads what the file holds there (nothing),
+    never allocating or seeking past its end."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._size = os.fstat(stream.fileno()).st_size
+        self._position = 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ELFError(f"a negative file offset ({base + offset})")
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if self._position >= self._size:
+            return b""
+        left = self._size - self._position
+        size = left if size is None or size < 0 else min(size, left)
+        self._stream.seek(self._position)
+        data = self._stream.read(size)
+        self._position += len(data)
+        return data
+
+
 def open_elf(stream: BinaryIO) -> ELFFile:
+    """An ELF file read within its bounds (BoundedFile), or NotAnElf."""
     try:
-        return ELFFile(stream)
-    except ELFError as error:
-        raise NotAnElf(str(error)) from None
+        return ELFFile(BoundedFile(stream))
+    except ELF_READ_ERRORS as error:
+        raise NotAnElf(str(error) or type(error).__name__) from None
+
+
+def parsed_elf(path: str, reader: Callable[[ELFFile, BinaryIO], T]) -> T:
+    """reader(elf, stream) of the ELF file at path: NotAnElf for any damage met on the way
+    (a crafted file fails here, in one line, not in a traceback)."""
+    with open(path, "rb") as stream:
+        try:
+            elf = open_elf(stream)
+            return reader(elf, elf.stream)  # the file as a BoundedFile
+        except NotAnElf:
+            raise
+        except ELF_READ_ERRORS as error:
+            raise NotAnElf(f"truncated or corrupt ({error or type(error).__name__})") from None
 
 
 def read_elf_probes(elf: ELFFile, path: str) -> ElfProbes:
@@ -215,31 +272,33 @@ def read_elf_probes(elf: ELFFile, path: str) -> ElfProbes:
     )
 
 
-# What pyelftools raises, besides ELFError, on a truncated or corrupt file.
-ELF_READ_ERRORS = (ELFError, struct.error, ValueError, IndexError, KeyError, OverflowError, EOFError)
+SECTION_HEADER_SIZE = 64  # Elf64_Shdr
 
 
 def has_probe_notes(path: str) -> bool:
     """Whether an ELF file has a .note.stapsdt section, read from its section headers alone:
     a thousandth of what reading it with pyelftools takes (every library of every process,
-    for --all)."""
+    for --all). True where the headers are not as expected: pyelftools reads those."""
     try:
-        with open(path, "rb") as stream:
+        with open(path, "rb") as raw:
+            stream = BoundedFile(raw)
             header = stream.read(64)
             if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2:  # 64-bit only; else: ask pyelftools
                 return True
             order = "<" if header[5] == 1 else ">"
             shoff, = struct.unpack_from(order + "Q", header, 0x28)
             entsize, count, names_index = struct.unpack_from(order + "HHH", header, 0x3A)
+            if entsize < SECTION_HEADER_SIZE or names_index >= count:
+                return True
             stream.seek(shoff)
             table = stream.read(entsize * count)
-            if len(table) < entsize * count or names_index >= count:
+            if len(table) < entsize * count:
                 return True
             # Elf64_Shdr: name, type, flags, addr, offset, size, ...
             names_offset, names_size = struct.unpack_from(order + "QQ", table, names_index * entsize + 0x18)
             stream.seek(names_offset)
             names = stream.read(names_size)
-    except OSError:
+    except (OSError, ELFError):
         return True
     wanted = NOTE_SECTION.encode() + b"\0"
     return any(names[name:name + len(wanted)] == wanted
@@ -248,5 +307,4 @@ def has_probe_notes(path: str) -> bool:
 
 def read_probes(path: str) -> ElfProbes:
     """Probes of the ELF file at path (an executable or a shared library)."""
-    with open(path, "rb") as stream:
-        return read_elf_probes(open_elf(stream), path)
+    return parsed_elf(path, lambda elf, stream: read_elf_probes(elf, path))

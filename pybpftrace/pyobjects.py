@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Optional, Union
 
-from .probes import defined_symbols, open_elf
+from .probes import NotAnElf, defined_symbols, parsed_elf
 from .target import PythonBinary
 from .versions import Version
 
@@ -136,14 +136,17 @@ class ObjectModel:
 
 
 def _read_symbols(path: str) -> dict[str, int]:
-    with open(path, "rb") as stream:
-        return defined_symbols(open_elf(stream), (*TYPE_SYMBOLS, *SINGLETONS, FREE_THREADED_SYMBOL))
+    return parsed_elf(path, lambda elf, stream: defined_symbols(elf, (*TYPE_SYMBOLS, *SINGLETONS,
+                                                                      FREE_THREADED_SYMBOL)))
 
 
 def object_model(binary: PythonBinary) -> ObjectModel:
     """The model of a binary's objects (read while the binary can be opened: a process's
     mapped file is reachable only while it lives)."""
-    symbols = _read_symbols(binary.path)
+    try:
+        symbols = _read_symbols(binary.path)
+    except NotAnElf:  # damaged: its objects are shown by address, undecoded
+        symbols = {}
     layout = layout_for(binary.version)
     if FREE_THREADED_SYMBOL in symbols or not all(name in symbols for name in TYPE_SYMBOLS):
         layout = None

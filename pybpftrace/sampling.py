@@ -20,7 +20,7 @@ from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import TaskIterator
-from .probes import load_segments, open_elf
+from .probes import NotAnElf, load_segments, parsed_elf
 from .target import (
     SYSTEM_WIDE,
     Launched,
@@ -64,6 +64,8 @@ def walked_binary(binary: PythonBinary) -> WalkedBinary:
     except OSError as error:
         raise NotFound(f"{binary.shown_path} can no longer be read ({error.strerror or error}): the process "
                        "that mapped it has exited") from None
+    except NotAnElf as error:
+        raise Unsupported(f"{binary.shown_path} is not a readable ELF file: {error}") from None
     return WalkedBinary(binary, interpreter, first)
 
 
@@ -71,8 +73,7 @@ def walked_binary(binary: PythonBinary) -> WalkedBinary:
 def _interpreter_of(path: str, shown_path: str, version, identity: tuple) -> tuple[Interpreter, int]:
     """A file's interpreter and where its first segment is linked, read once per file."""
     interpreter = read_interpreter(path, shown_path, version)
-    with open(path, "rb") as stream:
-        segments = load_segments(open_elf(stream))
+    segments = parsed_elf(path, lambda elf, stream: load_segments(elf))
     first = min((segment.vaddr - segment.offset for segment in segments), default=0)
     return interpreter, first & ~(mmap.PAGESIZE - 1)
 

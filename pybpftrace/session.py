@@ -23,6 +23,7 @@ from typing import Callable, Optional
 from .attach import AttachError, Attachment
 from .consumer import Consumer, Summary
 from .errors import KernelSetup, NoProbes, NotFound, NotPermitted, OutputFailed, TraceError
+from .escaping import shown
 from .events import COUNTER_EVENTS, COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, COUNTER_NO_MEMORY, \
     COUNTER_PROCESSES_FULL, PROCESS_FORKED
 from .exits import Exits
@@ -168,7 +169,7 @@ class Session:
         binaries = [b for group in self.targets.binaries.values() for b in group]
         generated = generate(self.spec, binaries, self.calls.eval_frame if self.calls else frozenset())
         self.program = LoadedProgram(generated, defines)
-        self.notes = self.calls.prepare(self.program, generated.binaries) if self.calls else []
+        self.notes = generated.skipped + (self.calls.prepare(self.program, generated.binaries) if self.calls else [])
         tracks = (self.spec.walker and (self.selection is not None or self.follow_forks or self.targets.launched)
                   and self.program.has_table("process_events"))  # a program that follows calls registers its own
         stacks = self.spec.walker and self.ring != "samples" and self.program.has_table("samples")
@@ -264,8 +265,8 @@ class Session:
     def announce(self) -> None:
         """Tell the user tracing runs, and let a launched command go."""
         for note in self.notes:
-            print(f"pybpftrace: {note}", file=sys.stderr)
-        print(f"pybpftrace: tracing {self.describe()}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            print(f"pybpftrace: {shown(note)}", file=sys.stderr)
+        print(f"pybpftrace: tracing {shown(self.describe())}; Ctrl-C to stop", file=sys.stderr, flush=True)
         launched = self.targets.launched
         if launched:
             launched.release()
@@ -615,7 +616,7 @@ def run_tool(
                 progress.clear()
             consumer.close()
             session.close()
-        print(summary.line(), file=sys.stderr)
+        print(shown(summary.line()), file=sys.stderr)
     finally:
         session.release_signals()
     code = launched.wait() if launched else 0

@@ -24,6 +24,7 @@ from .probes import (
     has_probe_notes,
     load_segments,
     open_elf,
+    parsed_elf,
     read_elf_probes,
 )
 from .versions import (
@@ -131,9 +132,10 @@ def _inspect(path: str, identity: tuple) -> Optional[_Facts]:
 
 
 def _read_facts(path: str) -> Optional[_Facts]:
-    with open(path, "rb") as stream:
+    with open(path, "rb") as raw:
         try:
-            elf = open_elf(stream)
+            elf = open_elf(raw)
+            stream = elf.stream  # bounded by the file (a crafted offset reads nothing)
             probes = read_elf_probes(elf, path)
             symbols = defined_symbols(elf, INTERPRETER_SYMBOLS + (VERSION_SYMBOL,) + CODE_SYMBOLS)
             interpreter = is_interpreter(symbols)
@@ -443,24 +445,34 @@ def command_name(argv0: str, binary: str) -> str:
     return argv0 if os.path.realpath(argv0) == binary else f"{argv0} (which runs {binary})"
 
 
+DYNAMIC_TAGS_MAX = 4096  # a real executable has a few dozen
+
+
+def _needed_libpython(elf, stream) -> tuple[list[str], list[str]]:
+    """The libpython names an ELF file needs, and where it says to look (RUNPATH, RPATH)."""
+    needed: list[str] = []
+    search: list[str] = []
+    dynamic = elf.get_section_by_name(".dynamic")
+    if not isinstance(dynamic, DynamicSection):
+        return needed, search
+    for count, tag in enumerate(dynamic.iter_tags()):
+        if count >= DYNAMIC_TAGS_MAX:
+            break
+        if tag.entry.d_tag == "DT_NEEDED" and tag.needed.startswith("libpython"):
+            needed.append(tag.needed)
+        elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
+            value = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+            search += value.split(":")
+    return needed, search
+
+
 def linked_libpython(binary_path: str) -> list[str]:
     """libpython*.so files an executable loads, found the way the dynamic loader would
     (RUNPATH/RPATH with $ORIGIN, LD_LIBRARY_PATH, then the system directories)."""
-    with open(binary_path, "rb") as stream:
-        try:
-            elf = open_elf(stream)
-        except NotAnElf:
-            return []
-        dynamic = elf.get_section_by_name(".dynamic")
-        if not isinstance(dynamic, DynamicSection):
-            return []
-        needed, search = [], []
-        for tag in dynamic.iter_tags():
-            if tag.entry.d_tag == "DT_NEEDED" and tag.needed.startswith("libpython"):
-                needed.append(tag.needed)
-            elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
-                value = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
-                search += value.split(":")
+    try:
+        needed, search = parsed_elf(binary_path, _needed_libpython)
+    except NotAnElf:
+        return []
     origin = os.path.dirname(binary_path)
     search = [entry.replace("$ORIGIN", origin) for entry in search]
     search += os.environ.get("LD_LIBRARY_PATH", "").split(":")

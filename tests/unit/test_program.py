@@ -46,11 +46,17 @@ def test_aarch64_binary_generates_aarch64_readers():
     assert "args[2] = (__u64)(__s32)((__u32)ctx->regs[0]);" in program.source
 
 
-def test_unreadable_or_short_specs_are_refused():
-    with pytest.raises(NoProbes, match=r"function__entry in /usr/bin/python3: unknown x86-64 register 'xyz'"):
-        generate(SPEC, [binary(("function__entry", ["8@%xyz 8@%r12 -4@%eax"]))])
-    with pytest.raises(NoProbes, match="has 2 arguments, 3 expected"):
-        generate(SPEC, [binary(("function__entry", ["8@%rbp 8@%r12"]))])
+def test_unreadable_or_short_specs_are_left_out_with_a_note():
+    """One binary's bad notes cost its probes there, not the command (another binary mapped
+    by any process could carry them); with nothing else to attach, they are the error."""
+    good = binary(("function__entry", ["8@%rbp 8@%r12 -4@%eax"]), path="/good")
+    bad = binary(("function__entry", ["8@%xyz 8@%r12 -4@%eax", "8@%rbp 8@%r12"]), path="/bad")
+    program = generate(SPEC, [good, bad])
+    assert [p.binary.path for p in program.placements] == ["/good"]
+    assert program.skipped == ["function__entry at 0x1000 in /bad left out: unknown x86-64 register 'xyz'",
+                               "function__entry at 0x1001 in /bad left out: 2 arguments, 3 expected"]
+    with pytest.raises(NoProbes, match=r"^function__entry at 0x1000 in /bad left out: unknown x86-64 register 'xyz'$"):
+        generate(SPEC, [bad])
 
 
 def test_includes_are_inlined_once_for_bcc_to_rewrite():
