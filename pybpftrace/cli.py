@@ -10,7 +10,9 @@ from typing import Callable, Optional
 import click
 
 from .errors import EXIT_CODES, EXIT_USAGE, TraceError
+from .escaping import TerminalSafe, shown
 from .formats.options import GuardedText, output_options
+from .output_files import OutputRefused, open_text_output, remove_unwritten
 from .render import WEIGHTS
 from .eval_frame import ROUTES
 from .session import DEFAULT_BUFFER_MIB, MAX_BUFFER_MIB, TraceOptions
@@ -39,6 +41,21 @@ class FiniteFloat(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
+class OutputFile(click.ParamType):
+    """-o FILE of a command with one text output: opened at once (output_files), so that a
+    bad path is refused before anything is attached."""
+
+    name = "filename"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return open_text_output(value)
+        except OutputRefused as error:
+            self.fail(str(error), param, ctx)
+
+
 PID_MAX_LIMIT = 4194304  # the kernel's largest PID and thread id (PID_MAX_LIMIT on 64-bit)
 
 
@@ -64,12 +81,10 @@ def list_command(target: str, json_output: bool) -> None:
     /proc/PID/root), an executable or a shared library."""
     from .tools import probe_list
 
-    sys.exit(probe_list.run(target, json_output, sys.stdout))
+    sys.exit(probe_list.run(target, json_output, TerminalSafe(sys.stdout)))
 
 
-# opened at once, so that a bad path is refused before anything is attached
-_OUTPUT_OPTION = click.option("-o", "--output", type=click.File("w", lazy=False),
-                              help="Write to FILE instead of stdout.")
+_OUTPUT_OPTION = click.option("-o", "--output", type=OutputFile(), help="Write to FILE instead of stdout.")
 _TRACING_OPTIONS = [
     click.argument("pids", nargs=-1, type=click.IntRange(min=1), metavar="[PID]..."),
     click.option("-p", "--pid", "more_pids", multiple=True, type=click.IntRange(min=1),
@@ -123,7 +138,7 @@ def tracing_command(function: Callable) -> Callable:
             options["trace"].route = options.pop("route")
             options["trace"].eval_hook = options.pop("eval_hook")
         if "output" in options:
-            options["output"] = GuardedText(options["output"] or sys.stdout)
+            options["output"] = GuardedText(TerminalSafe(options["output"] or sys.stdout))
         return function(**options)
 
     own_outputs = any(param.name == "output_paths" for param in getattr(function, "__click_params__", []))
@@ -212,7 +227,7 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
 
 @cli.command()
 @click.argument("pids", nargs=-1, required=True, type=click.IntRange(min=1), metavar="PID...")
-@click.option("-o", "--output", type=click.File("w"), help="Write to FILE instead of stdout.")
+@click.option("-o", "--output", type=OutputFile(), help="Write to FILE instead of stdout.")
 @click.option("--json", "json_output", is_flag=True, help="Print JSON.")
 def dump(pids, output, json_output) -> None:
     """Every thread's Python stack now, innermost frame first, with its thread ids, name and
@@ -342,12 +357,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         cli.main(args=argv, prog_name="pybpftrace", standalone_mode=False)
     except click.UsageError as error:
+        remove_unwritten()
         hint = f" (see `pybpftrace {error.ctx.info_name} --help`)" if error.ctx else ""
-        click.echo(f"pybpftrace: {error.format_message()}{hint}", err=True)
+        click.echo(f"pybpftrace: {shown(error.format_message())}{hint}", err=True)
         sys.exit(EXIT_USAGE)
     except TraceError as error:
-        click.echo(f"pybpftrace: {error}", err=True)
+        remove_unwritten()
+        click.echo(f"pybpftrace: {shown(str(error))}", err=True)
         sys.exit(error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
+        remove_unwritten()
         sys.exit(130)
     sys.exit(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional, TextIO
 
+from .escaping import shown
 from .program import ProgramSpec
 from .events import SAMPLE_UNREGISTERED
 from .samples import FrameNames, Sample, stack_frames, unpack
@@ -63,7 +64,7 @@ class EventStacks:
 
     def lines(self, pid: int, sample: Optional[Sample], indent: str = "    ") -> list[str]:
         """The stack under its event, innermost first."""
-        return [indent + (f"{f.function} ({f.file}:{f.line})" if f.file else f.function)
+        return [indent + (f"{shown(f.function)} ({shown(f.file)}:{f.line})" if f.file else shown(f.function))
                 for f in reversed(self.frames(sample))]
 
     def json(self, pid: int, sample: Optional[Sample]) -> list[dict]:

@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 from typing import Callable, Iterable, Optional
 
+from .escaping import shown
 from .events import EVENT_CALL, CallEvent
 from .formats import model
 from .formats.model import format_duration
@@ -55,7 +56,7 @@ class TextRenderer:
             if len(self._labels) >= CACHED:
                 self._labels.clear()
             label = self._labels[(event.function, event.file)] = (
-                f"{event.function} ({event.file}:" if event.file else f"{event.function} (")
+                f"{shown(event.function)} ({shown(event.file)}:" if event.file else f"{shown(event.function)} (")
         line, note = event.line, ""
         if event.kind == EVENT_CALL:
             line = event.first_line or event.line

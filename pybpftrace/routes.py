@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .errors import BadUsage, HookRefused, NoProbes, NotPython, TraceError, Unsupported
+from .escaping import shown
 from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, ROUTES, USDT, eval_place, needs_hook, recursion_warning
 from .guardian import Target
 from .hook import Hooks, recursion_limit, refusal
@@ -191,7 +192,7 @@ class CallRoutes:
         self._hooked[pid] = self._hooks.set(pid, walked)
         warning = recursion_warning(walked.interpreter.version, recursion_limit(pid, walked))
         if warning:
-            print(f"pybpftrace: warning: PID {pid}: {warning}", file=sys.stderr, flush=True)
+            print(f"pybpftrace: warning: PID {pid}: {shown(warning)}", file=sys.stderr, flush=True)
 
     def launched(self, launched: Launched, stopping: Callable[[], bool]) -> None:
         """A launched command let go: the kernel stops it at its first Python call (its first

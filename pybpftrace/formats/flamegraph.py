@@ -10,9 +10,17 @@ import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import BinaryIO, Optional, Union
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as escape_markup, quoteattr
 
+from ..escaping import shown
 from .model import Frame, Stacks
+
+
+def escape(text: str) -> str:
+    """Any name as valid XML text: controls, noncharacters and lone surrogates, which XML
+    cannot hold even as references, shown as escapes first."""
+    return escape_markup(shown(text))
+
 
 WIDTH = 1200  # of the drawing, in user units (px at 100%)
 MARGIN = 10

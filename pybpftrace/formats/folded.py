@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from ..escaping import folded_label
 from .model import Stacks
 
 
 def folded_totals(stacks: Stacks) -> dict[str, int]:
     """Each folded stack and its weight (time in microseconds), zero weights left out. Labels
-    merge where they read the same; `;` separates frames, so one inside a name becomes `:`."""
+    merge where they read the same; `;` separates frames and a line a stack: inside a name
+    they (and `\\` and controls) are escaped, reversibly (escaping.folded_label)."""
     raw: dict[str, int] = {}
     for labels, value in stacks.merged().items():
-        key = ";".join(label.replace(";", ":") for label in labels)
+        key = ";".join(folded_label(label) for label in labels)
         raw[key] = raw.get(key, 0) + value
     if stacks.weight.is_time:
         scaled = {key: round(stacks.weight.nanoseconds(value) / 1000) for key, value in raw.items()}

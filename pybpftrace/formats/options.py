@@ -14,6 +14,8 @@ from typing import BinaryIO, Callable, Optional, Sequence, TextIO
 import click
 
 from ..errors import OutputFailed
+from ..escaping import TerminalSafe
+from ..output_files import OutputRefused, open_output
 from . import FORMATS, OWN, STACKS, TIMELINE, format_for, takes, write
 from .model import Stacks, Timeline
 
@@ -71,8 +73,9 @@ class GuardedText:
 
 @dataclass
 class Output:
-    """One place to write one format: a file, opened on first use (so that a trace that fails
-    to start leaves no empty file), or standard output (path None)."""
+    """One place to write one format: a file, opened before tracing starts (a trace that
+    fails to start leaves no file it made: output_files.remove_unwritten), or standard output
+    (path None)."""
 
     format: str
     path: Optional[str] = None
@@ -82,14 +85,14 @@ class Output:
     @property
     def stream(self) -> BinaryIO:
         if self._stream is None:
-            self._stream = sys.stdout.buffer if self.path is None else open(self.path, "wb")
+            self._stream = sys.stdout.buffer if self.path is None else opened(self.path)
         return self._stream
 
     def text(self) -> GuardedText:
         """The output as text, for the command's own lines."""
         if self._text is None:
             self._text = GuardedText(
-                sys.stdout if self.path is None else io.TextIOWrapper(self.stream, encoding="utf-8"))
+                TerminalSafe(sys.stdout if self.path is None else io.TextIOWrapper(self.stream, encoding="utf-8")))
         return self._text
 
     def write_with(self, writer: Callable[[BinaryIO], None]) -> None:
@@ -117,7 +120,10 @@ class Output:
         """Bytes written to the file so far."""
         if self._text is not None and self.path is not None:
             self._text.flush()
-        return self._stream.tell() if self._stream is not None and self.path is not None else 0
+        try:
+            return self._stream.tell() if self._stream is not None and self.path is not None else 0
+        except OSError:  # a pipe (-o /dev/stdout)
+            return 0
 
     def close(self) -> None:
         if self.path is None:
@@ -129,20 +135,13 @@ class Output:
             (self._text or self._stream).close()
 
 
-def check_writable(path: str) -> None:
-    """A clear error now, rather than once tracing is done."""
-    if os.path.isdir(path):
-        problem = "it is a directory"
-    elif os.path.exists(path):
-        problem = "" if os.access(path, os.W_OK) else "permission denied"
-    else:
-        directory = os.path.dirname(path) or "."
-        if not os.path.isdir(directory):
-            problem = f"no directory {directory}"
-        else:
-            problem = "" if os.access(directory, os.W_OK | os.X_OK) else f"permission denied in {directory}"
-    if problem:
-        raise click.UsageError(f"cannot write {path}: {problem}")
+def opened(path: str) -> BinaryIO:
+    """The file, open now (output_files: never through a planted link, never a FIFO or a
+    device), or the bad argument it is."""
+    try:
+        return open_output(path)
+    except OutputRefused as error:
+        raise click.UsageError(str(error)) from None
 
 
 @dataclass
@@ -181,7 +180,7 @@ class Outputs:
 def open_outputs(paths: Sequence[str], format: Optional[str], default: str, offered: Sequence[str],
                  icicle: bool = False) -> Outputs:
     """Each -o FILE in the format its name asks for (or `format`, or the command's default),
-    checked now, so that a bad path fails before tracing rather than after."""
+    opened now, so that a bad path fails before tracing rather than after."""
     if format is not None and len(paths) > 1:
         raise click.UsageError("--format goes with one output at most: with several -o, each file's "
                                "extension names its format")
@@ -192,10 +191,7 @@ def open_outputs(paths: Sequence[str], format: Optional[str], default: str, offe
         if name not in offered:
             raise click.UsageError(f"{path or 'stdout'}: this command writes {', '.join(offered)}, not {name}")
         chosen.append((name, path))
-    for _, path in chosen:
-        if path is not None:
-            check_writable(path)
-    return Outputs([Output(name, path) for name, path in chosen], icicle)
+    return Outputs([Output(name, path, None if path is None else opened(path)) for name, path in chosen], icicle)
 
 
 def _help(offered: Sequence[str]) -> str:

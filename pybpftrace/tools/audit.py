@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..errors import BadUsage
+from ..escaping import shown
 from ..event_stacks import SAMPLING, EventStacks, StackedEvents, with_stacks
 from ..events import (
     FIRST_TRUNCATED,
@@ -185,7 +186,7 @@ class TextRenderer:
     def event(self, event: AuditEvent, args: Value, stack) -> None:
         self._stream.write(
             f"{(event.timestamp - self._start) / 1e9:12.6f} {event.pid:>8} {event.tid:>8}  "
-            f"{event.name} {to_text(args)}\n"
+            f"{shown(event.name)} {to_text(args)}\n"
         )
         if self._stacks:
             self._stream.write("".join(line + "\n" for line in self._stacks.lines(event.pid, stack)))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..consumer import Consumer, Summary
+from ..escaping import shown
 from ..events import COUNTER_DEEP_CALLS, COUNTER_FUNCTIONS_FULL, COUNTER_THREADS_FULL, Process
 from ..formats import STACKS, model
 from ..formats.options import Outputs
@@ -109,7 +110,7 @@ class FunctionStats:
         return self.max
 
     def label(self) -> str:
-        return f"{self.function} ({self.file}:{self.line})"
+        return f"{shown(self.function)} ({shown(self.file)}:{self.line})"
 
 
 def sort_key(sort: str):

@@ -18,6 +18,7 @@ from typing import Optional, TextIO
 
 from ..codes import Codes
 from ..errors import NotFound
+from ..escaping import TerminalSafe, shown
 from ..events import GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
@@ -141,14 +142,14 @@ def _shown_name(thread: ThreadStack, process_name: str) -> str:
 def render_text(dump: ProcessDump) -> str:
     binary = dump.walked.binary
     lines = [
-        f"Process {dump.pid}: {_command_line(dump.pid)}",
-        f"{binary.describe()}; stacks read in {dump.seconds * 1e3:.1f} ms, the process never paused",
+        f"Process {dump.pid}: {shown(_command_line(dump.pid))}",
+        f"{shown(binary.describe())}; stacks read in {dump.seconds * 1e3:.1f} ms, the process never paused",
     ]
     process_name = (thread_file(dump.pid, dump.pid, "comm") or "").strip()
     for thread in dump.threads:
         sample = thread.sample
-        shown = _shown_name(thread, process_name)
-        name = f" {json.dumps(shown, ensure_ascii=False)}" if shown else ""  # quotes and control characters escaped
+        thread_name = _shown_name(thread, process_name)
+        name = f' "{shown(thread_name).replace(chr(34), chr(92) + chr(34))}"' if thread_name else ""
         lines.append("")
         lines.append(f"Thread {sample.tid} ({sample.thread_id:#x}){name}: {_status(thread)}")
         if sample.flags & SAMPLE_NO_THREAD_STATE:
@@ -156,7 +157,7 @@ def render_text(dump: ProcessDump) -> str:
         frames = _frames(dump, thread)
         for frame in frames:
             where = f" ({frame['file']}:{frame['line'] if frame['line'] is not None else '?'})" if frame["file"] else ""
-            lines.append(f"    {frame['function']}{where}")
+            lines.append(f"    {shown(frame['function'])}{shown(where)}")
         if not frames:
             lines.append("    [no Python frames]")
         if sample.flags & SAMPLE_TRUNCATED:
@@ -198,7 +199,7 @@ def _command_line(pid: int) -> str:
 
 def run(options: DumpOptions) -> int:
     require_privileges("pybpftrace dump")
-    out = options.output or sys.stdout
+    out = TerminalSafe(options.output or sys.stdout)
     dumps = [dump_process(pid) for pid in options.pids]
     if options.json:
         out.write(json.dumps([render_json(dump) for dump in dumps] if len(dumps) > 1 else render_json(dumps[0])) + "\n")

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, TextIO
 
+from ..escaping import shown
 from ..event_stacks import SAMPLING, StackedEvents, with_stacks
 from ..events import IMPORT_EVENT, IMPORT_START, TRUNCATION_MARK
 from ..program import Handler, ProgramSpec
@@ -141,7 +142,7 @@ class Imports(StackedEvents):
             return
         self._out.write(
             f"{time:12.6f} {done.pid:>8} {done.tid:>8} {_time(done.duration):>12} {_time(done.self_time):>12}  "
-            f"{INDENT * done.depth}{done.name}{done.status}\n"
+            f"{INDENT * done.depth}{shown(done.name)}{done.status}\n"
         )
         if self._stacks and done.start is not None:
             indent = " " * 56 + INDENT * done.depth
@@ -157,7 +158,7 @@ class Imports(StackedEvents):
             for level, imported in walk(self.trees.roots):
                 self._out.write(
                     f"{_time(imported.duration):>12} {_time(imported.self_time):>12}  "
-                    f"{INDENT * level}{imported.name}{imported.status}\n"
+                    f"{INDENT * level}{shown(imported.name)}{imported.status}\n"
                 )
         self._out.flush()
 

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, TextIO
 
+from ..escaping import shown
 from ..events import COUNTER_COUNTS_FULL, LINE_EVENT, Process
 from ..program import Handler, Loss, ProgramSpec
 from ..consumer import Consumer, Summary
@@ -53,7 +54,7 @@ class StreamedLines(Consumer):
                 line = json.dumps({"time": round(time, 9), "pid": event.pid, "tid": event.tid,
                                    "file": event.file, "line": event.line, "function": event.function})
             else:
-                line = f"{time:12.6f} {event.tid:>8}  {event.file}:{event.line} ({event.function})"
+                line = f"{time:12.6f} {event.tid:>8}  {shown(event.file)}:{event.line} ({shown(event.function)})"
             self._out.write(line + "\n")
         self._out.flush()
 

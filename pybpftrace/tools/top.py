@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, TextIO
 
 from ..codes import Codes
+from ..escaping import shown
 from ..events import COUNTER_COUNTS_FULL, COUNTER_THREADS_FULL, SAMPLE_CPU, Process
 from ..program import Loss, ProgramSpec
 from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, unpack
@@ -217,10 +218,10 @@ def table(rows, samples: int, rate: int, counting: bool) -> list[str]:
     calls = f" {'CALLS':>10}" if counting else ""
     lines = [f"{'PID':>8} {'%OWN':>6} {'%TOTAL':>6} {'OWN(s)':>8} {'TOTAL(s)':>8}{calls}  FUNCTION (FILE:LINE)"]
     for (pid, function, file, line), own, total, count in rows:
-        where = f" ({file}:{line})" if file else ""
+        where = f" ({shown(file)}:{line})" if file else ""
         calls = f" {count:>10}" if counting else ""
         lines.append(f"{pid:>8} {share(own, samples):>6.1f} {share(total, samples):>6.1f} {own / rate:>8.2f} "
-                     f"{total / rate:>8.2f}{calls}  {function}{where}")
+                     f"{total / rate:>8.2f}{calls}  {shown(function)}{where}")
     return lines
 
 
@@ -266,7 +267,7 @@ class Screen:
         height, width = self._window.getmaxyx()
         self._window.erase()
         for row, text in enumerate([title, "", *lines][: height - 1]):
-            self._window.addnstr(row, 0, text, width - 1, curses.A_BOLD if row in (0, 2) else 0)
+            self._window.addnstr(row, 0, shown(text), width - 1, curses.A_BOLD if row in (0, 2) else 0)
         self._window.refresh()
 
     def close(self) -> None:

@@ -217,8 +217,8 @@ def test_values_refused_before_anything_runs(args, message, tmp_path):
     ("stack", "directory", "cannot write {path}: it is a directory"),
     ("stack", "missing", "cannot write {path}: no directory {path.parent}"),
     # a command with one text output: opened before tracing
-    ("gc", "directory", "Invalid value for '-o' / '--output': '{path}': Is a directory"),
-    ("gc", "missing", "Invalid value for '-o' / '--output': '{path}': No such file or directory"),
+    ("gc", "directory", "Invalid value for '-o' / '--output': cannot write {path}: it is a directory"),
+    ("gc", "missing", "Invalid value for '-o' / '--output': cannot write {path}: no directory {path.parent}"),
 ])
 def test_output_that_cannot_be_opened_is_refused_before_attaching(command, where, reason, tmp_path):
     path = tmp_path if where == "directory" else tmp_path / "missing" / "trace.txt"

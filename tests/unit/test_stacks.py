@@ -142,7 +142,7 @@ def test_deep_recursion_beyond_any_fixed_buffer():
 
 def test_zero_weight_stacks_are_left_out_and_semicolons_escaped():
     trees = tree((10, 1, "main", 4, 1, 1, "a;b.py"), (11, 10, "instant", 0, 1, 1, "a;b.py"))
-    assert folded(trees) == ["main (a:b.py:1) 4"]
+    assert folded(trees) == ["main (a\\x3bb.py:1) 4"]
 
 
 def test_views_hide_frames_and_give_their_time_to_what_they_show():

@@ -1,0 +1,189 @@
+"""A traced process is untrusted: its names reach no terminal raw, cannot forge a line of
+folded stacks or break an SVG, and an -o path it (or another user) prepared is not written
+through. The target (scripts/hostile.py) names its functions, file and thread with payloads:
+terminal escapes that would retitle the terminal, write the clipboard and clear the screen,
+C1 and bidirectional controls, and a line break."""
+
+import os
+import re
+import subprocess
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from support import HOST, PYTHON311, WITH_FUNCTION_PROBES, Interpreter, Target, calls, folded_lines, line_of, run_tracer
+from test_folded import flamegraph_pl
+
+USAGE = 64
+# Escaped as shown() escapes them (repr's escapes), in every text output.
+FUNCTION = "evil\\x1b]0;PWNED\\x07\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\x9b2J\\u202e"
+FORGED = "forged 1\\nmain;evil 99999"
+FILE = "/tmp/\\x1b]0;PWNED\\x07.py"
+# Anything a terminal acts on, or that starts a line of its own inside one.
+RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+VERSIONS = [i for i in WITH_FUNCTION_PROBES if i.version in ((3, 11), (3, 15))]
+
+
+def traced(interpreter: Interpreter, *options: str) -> subprocess.CompletedProcess:
+    interpreter.prepare()
+    result = run_tracer(*options, "--", *interpreter.command("hostile.py"), input=b"go\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert not RAW.search(result.stdout.decode()) and not RAW.search(result.stderr.decode())
+    return result
+
+
+@pytest.mark.parametrize("interpreter", VERSIONS, ids=str)
+def test_stack_shows_names_escaped(interpreter):
+    result = traced(interpreter, "stack", "--filename", "/tmp/")
+    outer, inner = line_of("hostile.py", "def outer"), line_of("hostile.py", "def inner")
+    lines = [line.split(" [")[0] for line in calls(result.stdout.decode())]
+    call = lambda function, line: f"{function} ({FILE}:{line})"  # noqa: E731
+    assert lines[0] == f"  => {call(FUNCTION, outer)}"  # under <module>, which --filename hides
+    assert lines[1:7:2] == [f"      => {call(FORGED, inner)}"] * 3
+    assert lines[-1].startswith(f"  <= {FUNCTION} ({FILE}:")
+
+
+@pytest.mark.parametrize("interpreter", VERSIONS, ids=str)
+def test_folded_stacks_cannot_be_forged(interpreter, tmp_path):
+    folded = tmp_path / "out.folded"
+    traced(interpreter, "stack", "--folded", "--weight", "calls", "-o", folded)
+    text = folded.read_text()
+    escaped = lambda label: label.replace(";", "\\x3b")  # noqa: E731
+    outer, inner = line_of("hostile.py", "def outer"), line_of("hostile.py", "def inner")
+    stacks = folded_lines(text)
+    assert all(re.fullmatch(r"[^;\n]+(;[^;\n]+)* \d+", line) for line in text.splitlines())
+    forged = [stack for stack in stacks if stack.endswith(f"{escaped(FORGED)} ({escaped(FILE)}:{inner})")]
+    assert [stacks[stack] for stack in forged] == [3]
+    assert forged[0].split(";")[1] == f"{escaped(FUNCTION)} ({escaped(FILE)}:{outer})"
+    assert not any(frame.startswith("evil 99999") for stack in stacks for frame in stack.split(";"))
+    # flamegraph.pl draws the same frames, and an SVG a browser parses
+    drawn = subprocess.run(["perl", flamegraph_pl(), folded], capture_output=True, check=True).stdout
+    titles = [element.text for element in ElementTree.fromstring(drawn).iter("{http://www.w3.org/2000/svg}title")]
+    assert f"{escaped(FORGED)} ({escaped(FILE)}:{inner}) (3 samples, " in "\n".join(titles)
+    assert not any(title.startswith("evil 99999") for title in titles)
+
+
+@pytest.mark.parametrize("interpreter", VERSIONS, ids=str)
+def test_own_svg_is_valid_xml_for_any_name(interpreter, tmp_path):
+    svg = tmp_path / "out.svg"
+    traced(interpreter, "stack", "--weight", "calls", "-o", svg)
+    labels = [element.text.split("\n")[0] for element in ElementTree.parse(svg).iter("{http://www.w3.org/2000/svg}title")]
+    assert f"{FORGED} ({FILE}:{line_of('hostile.py', 'def inner')})" in labels
+
+
+def test_calls_rows_are_escaped():
+    result = traced(HOST, "calls", "--top", "1000")
+    rows = [line for line in result.stdout.decode().splitlines() if FILE in line]
+    assert [row.split()[0] for row in rows if row.endswith(f"{FORGED} ({FILE}:{line_of('hostile.py', 'def inner')})")] == ["3"]
+
+
+def test_dump_shows_thread_and_frames_escaped():
+    with Target("hostile.py", "hold") as target:
+        assert target.process.stdout.readline() == b"ready\n"
+        result = run_tracer("dump", target.pid)
+    assert result.returncode == 0, result.stderr.decode()
+    text = result.stdout.decode()
+    assert not RAW.search(text)
+    assert re.search(r'^Thread \d+ \(0x[0-9a-f]+\) "worker\\x1b\]0;PWNED\\x07\\n": idle in \w+$', text, re.M), text
+    assert f"    {FUNCTION} ({FILE}:" in text
+
+
+@pytest.fixture
+def shared(tmp_path):
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    return directory
+
+
+def test_output_through_a_planted_link_is_refused(tmp_path, shared):
+    victim = tmp_path / "root-owned.conf"
+    victim.write_text("precious\n")
+    (shared / "trace.txt").symlink_to(victim)
+    for command in ("stack", "gc"):
+        result = run_tracer(command, "-o", shared / "trace.txt", "--", PYTHON311, "-c", "pass")
+        assert result.returncode == USAGE
+        assert "cannot write {}: it is a symbolic link in a directory others can write to (not followed)".format(
+            shared / "trace.txt") in result.stderr.decode()
+    assert victim.read_text() == "precious\n"
+
+
+def test_output_to_a_fifo_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = run_tracer("stack", "-o", fifo, "--", PYTHON311, "-c", "pass")
+    assert result.returncode == USAGE
+    assert result.stderr.decode() == (f"pybpftrace: cannot write {fifo}: it is a FIFO (only regular files, /dev/null "
+                                      "and the standard streams are written) (see `pybpftrace stack --help`)\n")
+
+
+def test_error_naming_a_process_escapes_its_name(tmp_path):
+    planted = tmp_path / "e\x1b]0;X\x07"
+    planted.write_bytes(open("/bin/sleep", "rb").read())
+    planted.chmod(0o755)
+    sleeper = subprocess.Popen([planted, "30"])
+    try:
+        result = run_tracer("list", sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert result.stdout.decode() == f"PID {sleeper.pid} (e\\x1b]0;X\\x07): no USDT probes\n"
+
+
+def crafted(source: str, target, fields: dict) -> None:
+    """A copy of an ELF file with section header fields set: {(section, field): value}."""
+    from elftools.elf.elffile import ELFFile
+
+    where = {"sh_offset": 0x18, "sh_size": 0x20}
+    with open(source, "rb") as stream:
+        elf = ELFFile(stream)
+        offsets = {name: elf["e_shoff"] + index * elf["e_shentsize"]
+                   for index, name in enumerate(section.name for section in elf.iter_sections())}
+    data = bytearray(open(source, "rb").read())
+    for (section, field), value in fields.items():
+        data[offsets[section] + where[field]:offsets[section] + where[field] + 8] = value.to_bytes(8, "little")
+    target.write_bytes(bytes(data))
+
+
+MAPPER = ("import mmap, sys\nfiles = [open(path, 'rb') for path in sys.argv[1:]]\n"
+          "maps = [mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) for file in files]\n"
+          "print('ready', flush=True)\nsys.stdin.readline()\n")
+
+
+@pytest.fixture
+def mapping_crafted(tmp_path):
+    """A CPython 3.11 process that maps (as data, as any user could) copies of its own binary
+    with a .shstrtab 2^40 bytes long, notes at 2^62, and an audit probe whose argument spec
+    names no register."""
+    huge, far, bad_spec = tmp_path / "huge", tmp_path / "far", tmp_path / "bad-spec"
+    crafted(PYTHON311, huge, {(".shstrtab", "sh_size"): 1 << 40})
+    crafted(PYTHON311, far, {(".note.stapsdt", "sh_offset"): 1 << 62})
+    data = open(PYTHON311, "rb").read()
+    assert data.count(b"8@%rbx 8@%r15\0") == 1  # python:audit's arguments
+    bad_spec.write_bytes(data.replace(b"8@%rbx 8@%r15\0", b"8@%xyz 8@%r15\0"))
+    process = subprocess.Popen([PYTHON311, "-c", MAPPER, huge, far, bad_spec], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b"ready\n"
+    yield process.pid, bad_spec
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize("command", [["list"], ["dump"], ["profile", "--duration", "0.5"]])
+def test_a_process_mapping_crafted_binaries_is_still_read(mapping_crafted, command):
+    pid, _ = mapping_crafted
+    result = run_tracer(*command, pid)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+    if command == ["dump"]:
+        assert f"Thread {pid} " in result.stdout.decode()
+
+
+@pytest.mark.parametrize("command", ["gc", "audit"])
+def test_crafted_binaries_cost_no_system_wide_trace(mapping_crafted, command):
+    pid, bad_spec = mapping_crafted
+    result = run_tracer(command, "--all", "--duration", "0.5")
+    stderr = result.stderr.decode()
+    assert result.returncode == 0 and "Traceback" not in stderr, stderr
+    if command == "audit":
+        assert f"pybpftrace: audit at 0x42512a in {bad_spec} left out: unknown x86-64 register 'xyz'\n" in stderr
