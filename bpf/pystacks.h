@@ -111,6 +111,13 @@ struct walk_buffers {
 };
 
 BPF_HASH(py_processes, __u32, struct py_process, PY_PROCESSES_MAX);
+/* The PID namespace of a process in one not the tracer's (namespaces.py): CPython keeps its
+ * threads' TIDs there. Its children are in it too (track_fork). */
+struct namespace_id {
+	__u64 dev;
+	__u64 ino;
+};
+BPF_HASH(pid_namespaces, __u32, struct namespace_id, PY_PROCESSES_MAX);
 /* A thread's state, found once by walking the interpreter's list, checked at every use. */
 BPF_TABLE("lru_hash", __u32, __u64, thread_states, THREAD_STATES_MAX);
 
@@ -124,6 +131,20 @@ static __always_inline void forget_walked_thread(__u32 tid)
 static __always_inline void forget_walked_process(__u32 pid)
 {
 	py_processes.delete(&pid);
+	pid_namespaces.delete(&pid);
+}
+
+/* The TID the thread walked has in its own process (task NULL: it is the calling thread): in
+ * another PID namespace its TID there, which is what CPython keeps; else tid. */
+static __always_inline __u32 tid_in_process(__u32 pid, __u32 tid, void *task)
+{
+	struct namespace_id *namespace = pid_namespaces.lookup(&pid);
+	if (!namespace || task || (__u32)bpf_get_current_pid_tgid() != tid)
+		return tid;
+	struct bpf_pidns_info inside = {};
+	if (bpf_get_ns_current_pid_tgid(namespace->dev, namespace->ino, &inside, sizeof(inside)))
+		return tid;
+	return inside.pid;
 }
 
 /* The code objects announced on `codes`, by id: forgetting one only announces it again. The
@@ -258,10 +279,10 @@ static __always_inline void find_thread(struct walk *walk, struct py_process *pr
 					void *task)
 {
 	struct py_layout *layout = &process->layout;
-	__u32 tid = walk->sample.tid;
+	__u32 tid = walk->sample.tid, own = tid_in_process(walk->sample.pid, tid, task);
 	if (!walk->interpreter) {
 		__u64 *cached = thread_states.lookup(&tid);
-		if (cached && *cached && read_thread_state(layout, buffers, *cached, task) == tid) {
+		if (cached && *cached && read_thread_state(layout, buffers, *cached, task) == own) {
 			start_frames(walk, layout, buffers, task);
 			return;
 		}
@@ -280,7 +301,7 @@ static __always_inline void find_thread(struct walk *walk, struct py_process *pr
 			continue;
 		}
 		__u64 tstate = walk->cursor;
-		if (read_thread_state(layout, buffers, tstate, task) == tid) {
+		if (read_thread_state(layout, buffers, tstate, task) == own) {
 			thread_states.update(&tid, &tstate);
 			start_frames(walk, layout, buffers, task);
 			return;

@@ -129,6 +129,11 @@ static __always_inline void track_fork(__u32 parent, __u32 child)
 	if (!process)
 		return;
 	struct py_process copy = *process;
+	struct namespace_id *namespace = pid_namespaces.lookup(&parent);
+	if (namespace) {
+		struct namespace_id same = *namespace;
+		pid_namespaces.update(&child, &same);
+	}
 	if (py_processes.update(&child, &copy))
 		count(COUNTER_EVENTS_LOST);
 	else

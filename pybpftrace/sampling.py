@@ -20,6 +20,7 @@ from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import TaskIterator
+from .namespaces import tell_kernel
 from .probes import NotAnElf, load_segments, parsed_elf
 from .target import (
     SYSTEM_WIDE,
@@ -243,6 +244,7 @@ class Walker:
         if bias is None:
             return False
         value = py_process(self._processes.Leaf(), walked.interpreter, bias)
+        tell_kernel(self._program, pid)
         self._processes[self._processes.Key(pid)] = value
         self.registered[pid] = walked
         gil = gil_address(pid, walked.interpreter, value.runtime)

@@ -27,6 +27,7 @@ from .escaping import shown
 from .events import COUNTER_EVENTS, COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, COUNTER_NO_MEMORY, \
     COUNTER_PROCESSES_FULL, PROCESS_FORKED
 from .exits import Exits
+from .namespaces import tell_kernel
 from .formats.model import Meta
 from .program import LoadedProgram, Loss, ProgramSpec, generate
 from .progress import Progress, wanted
@@ -288,6 +289,7 @@ class Session:
         for pid, binary in walked.items():
             if launched and pid == launched.pid:
                 continue  # not yet running Python
+            tell_kernel(self.program, pid)
             for tid, state in thread_states_by_tid(pid, binary).items():
                 table[table.Key(tid)] = table.Leaf(state)
 
@@ -313,6 +315,7 @@ class Session:
         if binaries is None:
             return False
         self.targets.binaries[child] = binaries
+        tell_kernel(self.program, child)
         return self._attachment.follow(parent, child, binaries)
 
     def target(self) -> str:

@@ -25,6 +25,7 @@ from .interpreter import FrameLayout, Interpreter
 from .pyobjects import Attributes, Layout, Truncated, decode_int, decode_str, int_size, str_shape
 from .errors import TraceError
 from .events import OFFSET_NONE
+from .namespaces import by_host_tid
 from .sampling import WalkedBinary, load_bias, process_interpreter
 from .target import thread_name as os_thread_name
 
@@ -345,7 +346,7 @@ def _read_process(pid: int, walked: WalkedBinary, reading: Callable[[Read, Inter
 
 def thread_states_by_tid(pid: int, walked: WalkedBinary) -> dict[int, int]:
     """TID -> thread state address of pid's threads: {} if they cannot be read."""
-    return _read_process(pid, walked, read_thread_states)
+    return by_host_tid(pid, _read_process(pid, walked, read_thread_states))
 
 
 def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
@@ -363,7 +364,7 @@ def python_names_by_tid(pid: int, walked: WalkedBinary) -> dict[int, str]:
         return {tid: names[ident] for ident, tid in read_thread_ids(read, interpreter, runtime).items()
                 if ident in names}
 
-    return {tid: name for tid, name in _read_process(pid, walked, reading).items()
+    return {tid: name for tid, name in by_host_tid(pid, _read_process(pid, walked, reading)).items()
             if os.path.exists(f"/proc/{pid}/task/{tid}")}
 
 

@@ -20,6 +20,7 @@ from ..codes import Codes
 from ..errors import NotFound
 from ..escaping import TerminalSafe, shown
 from ..events import GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED
+from ..namespaces import host_tids
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
 from ..samples import Sample, unpack
@@ -48,6 +49,7 @@ class ThreadStack:
     os_name: str  # its comm ("" once gone)
     state: str  # running, idle, waiting for the GIL, gone
     syscall: Optional[str]  # the system call an idle thread is in
+    ns_tid: Optional[int] = None  # its TID in its process's PID namespace, where that is not ours
 
     @property
     def holds_gil(self) -> bool:
@@ -108,10 +110,14 @@ def dump_process(pid: int) -> ProcessDump:
         codes_ring.close()
         program.close()
     names = python_thread_names(pid, walked[pid])
+    hosts = host_tids(pid)  # the walk reads the TIDs CPython keeps: in a container, its own
     threads = []
     for sample in map(unpack, records):
+        ns_tid = None
+        if hosts:
+            ns_tid, sample.tid = sample.tid, hosts.get(sample.tid, 0)
         os_name, state_name, syscall = thread_state(pid, sample)
-        threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall))
+        threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall, ns_tid))
     return ProcessDump(pid, walked[pid], threads, codes, seconds, lost)
 
 
@@ -151,7 +157,8 @@ def render_text(dump: ProcessDump) -> str:
         thread_name = _shown_name(thread, process_name)
         name = f' "{shown(thread_name).replace(chr(34), chr(92) + chr(34))}"' if thread_name else ""
         lines.append("")
-        lines.append(f"Thread {sample.tid} ({sample.thread_id:#x}){name}: {_status(thread)}")
+        inside = f" [TID {thread.ns_tid} in its PID namespace]" if thread.ns_tid is not None else ""
+        lines.append(f"Thread {sample.tid} ({sample.thread_id:#x}){name}{inside}: {_status(thread)}")
         if sample.flags & SAMPLE_NO_THREAD_STATE:
             lines.append("    [no Python thread state]")
         frames = _frames(dump, thread)
@@ -176,6 +183,7 @@ def render_json(dump: ProcessDump) -> dict:
         "seconds": round(dump.seconds, 6),
         "threads": [{
             "tid": thread.sample.tid,
+            **({"ns_tid": thread.ns_tid} if thread.ns_tid is not None else {}),
             "thread_id": thread.sample.thread_id,
             "name": thread.name,
             "os_name": thread.os_name,

@@ -19,6 +19,7 @@ from ..events import (
     SAMPLE_TRUNCATED,
     SAMPLE_UNREADABLE,
 )
+from ..namespaces import in_host_tids
 from ..program import ProgramSpec
 from ..formats.options import Output, Outputs
 from ..render import TREE_WEIGHTS, weighted_stacks
@@ -104,7 +105,8 @@ class Profile(Consumer):
                 session.walker.walk_every_thread(pid, lambda: session.drain(records.extend))
             except NotFound:
                 continue  # it exited: its waits are counted as unwalked
-            stacks.update({sample.tid: sample for sample in map(unpack, records) if sample.kind == SAMPLE_DUMP})
+            dumped = [sample for sample in map(unpack, records) if sample.kind == SAMPLE_DUMP]
+            stacks.update({sample.tid: sample for sample in in_host_tids(pid, dumped) if sample.tid})
         self.counts.add_waits(waits, stacks)
 
 
