@@ -2,7 +2,9 @@
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -35,3 +37,56 @@ def require_tools():
             assert probe.returncode == 0, f"<{header}> is missing: run make setup"
 
     return require
+
+
+def _tracers_started_here() -> list[int]:
+    """pybpftrace processes descended from this test run that still run."""
+    parents, commands = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                commands[int(entry)] = cmdline.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+    ours = os.getpid()
+
+    def descends(pid: int) -> bool:
+        for _ in range(64):
+            pid = parents.get(pid, 0)
+            if pid == ours:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return [pid for pid, argv in commands.items() if argv[1:3] == [b"-m", b"pybpftrace"] and descends(pid)]
+
+
+@pytest.fixture(autouse=True)
+def no_tracer_left_running():
+    """However a test ends, no tracer it started runs on (a failed assertion skips its own
+    cleanup): each is stopped as Ctrl-C would (its probes and hooks go), killed if it lingers."""
+    yield
+    left = _tracers_started_here()
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 30
+    for pid in left:
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            try:
+                if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break  # exited, its parent (a Popen) not yet told
+            except OSError:
+                break
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

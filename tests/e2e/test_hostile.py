@@ -187,3 +187,26 @@ def test_crafted_binaries_cost_no_system_wide_trace(mapping_crafted, command):
     assert result.returncode == 0 and "Traceback" not in stderr, stderr
     if command == "audit":
         assert f"pybpftrace: audit at 0x42512a in {bad_spec} left out: unknown x86-64 register 'xyz'\n" in stderr
+
+
+SOURCE_NAMED = """
+import sys
+def f():
+    return 1
+f.__code__ = f.__code__.replace(co_filename=sys.argv[1])
+for _ in range(1000):
+    f()
+"""
+
+
+@pytest.mark.parametrize("command", [["stack"], ["calls", "--sort", "calls"], ["top", "--once"], ["profile"]])
+def test_a_source_file_the_target_names_is_never_opened(command, tmp_path):
+    """First lines come from the code object, never from the file it names: a FIFO (which
+    would block an open) or /dev/tty (the user's terminal) as a function's file is a name."""
+    fifo = tmp_path / "source.py"
+    os.mkfifo(fifo)
+    for named in (str(fifo), "/dev/tty"):
+        result = run_tracer(*command, "--", PYTHON311, "-c", SOURCE_NAMED, named)
+        assert result.returncode == 0, result.stderr.decode()
+        if command != ["profile"]:  # a sample may miss so short a call
+            assert f"f ({named}:3)" in result.stdout.decode()
