@@ -38,7 +38,11 @@ struct dump {
 	__u32 interpreters;
 	__u32 tid;
 	__u32 lost;                      /* stacks the ring had no room for */
-	__u32 pad;
+	__u16 loops;                     /* thread lists found to loop (left there) */
+	__u16 unreadable;                /* thread lists left at a state that could not be read */
+	__u64 mark;                      /* Brent's cycle finding on the list: a state passed, */
+	__u32 power;                     /* the steps until the next mark, */
+	__u32 since_mark;                /* and the steps since this one */
 	struct walk walk;
 };
 
@@ -76,6 +80,24 @@ static __always_inline void next_interpreter(struct dump *dump, struct py_proces
 	}
 	read_gil(dump, process, task);
 	dump->tstate = read_pointer(dump->interpreter + layout->interp_threads, task);
+	dump->mark = 0;
+	dump->power = 1;
+	dump->since_mark = 0;
+}
+
+/* Whether dump->tstate was passed before in this list: a list made into a loop (its memory
+ * corrupted) is found within twice its length (Brent), each of its threads sent once. */
+static __always_inline int list_loops(struct dump *dump)
+{
+	if (dump->tstate == dump->mark)
+		return 1;
+	if (dump->since_mark == dump->power) {
+		dump->mark = dump->tstate;
+		dump->power <<= 1;
+		dump->since_mark = 0;
+	}
+	dump->since_mark++;
+	return 0;
 }
 
 /* Begin walking the thread state dump->tstate. */
@@ -83,6 +105,16 @@ static __always_inline void begin_thread(struct dump *dump, struct py_process *p
 					 void *task)
 {
 	struct py_layout *layout = &process->layout;
+	if (list_loops(dump)) {
+		dump->loops++;
+		dump->tstate = 0; /* on to the next interpreter */
+		return;
+	}
+	if (read_bounded(buffers->tstate, layout->tstate_read, TSTATE_BUF, dump->tstate, task)) {
+		dump->unreadable++; /* a pointer that leads nowhere: the rest of the list with it */
+		dump->tstate = 0;
+		return;
+	}
 	dump->tid = read_thread_state(layout, buffers, dump->tstate, task);
 	dump->next = u64_at(buffers->tstate, layout->tstate_next, TSTATE_BUF);
 	walk_start_at(&dump->walk, process, buffers, dump->pid, dump->tid, task);

@@ -323,11 +323,11 @@ class Walker:
         if selection.may_load(pid):
             self.register_soon(pid, selection)
 
-    def walk_every_thread(self, pid: int, drain: Callable[[], None]) -> tuple[int, float]:
+    def walk_every_thread(self, pid: int, drain: Callable[[], None]) -> "DumpRun":
         """Every thread of pid walked by the dump iterator (bpf/dump.h) while it runs on, its
         stacks sent as SAMPLE_DUMP records; drain takes them and the code objects off their
-        rings after each step. Returns how many stacks did not fit their ring, and how long
-        reading them took."""
+        rings after each step. Returns what the run met: stacks that did not fit their ring,
+        thread lists that looped or led to unreadable memory, and how long it took."""
         dumps = self._program.table("dumps")
         state = dumps.Leaf()
         state.pid = pid
@@ -335,18 +335,22 @@ class Walker:
         iterator = TaskIterator(self._program, "dump_step", pid)
         start = time.monotonic()
         try:
-            for _ in range(DUMP_STEPS_MAX):
+            for step in range(DUMP_STEPS_MAX):
                 if dumps[dumps.Key(0)].finished:
                     break
+                if step % 1024 == 1023 and not os.path.exists(f"/proc/{pid}"):
+                    raise OSError  # no task left for the iterator to run at
                 iterator.run()
                 drain()
+            unfinished = not dumps[dumps.Key(0)].finished
         except OSError:
             raise NotFound(f"PID {pid} exited while its stacks were read") from None
         finally:
             seconds = time.monotonic() - start
             iterator.close()
         drain()
-        return dumps[dumps.Key(0)].lost, seconds
+        state = dumps[dumps.Key(0)]
+        return DumpRun(state.lost, seconds, state.loops, state.unreadable, unfinished)
 
     def note_waiting_threads(self, pid: int) -> None:
         """The threads of pid off their CPU as tracing begins: their waits are counted from now
@@ -403,6 +407,29 @@ def clock_period_ns(rate: int) -> int:
     """The sampling clock's period at `rate` ticks a second: what each tick stands for, in the
     clock itself, in the kernel's count of late ticks and in the time the ticks add up to."""
     return round(1e9 / rate)
+
+
+@dataclass
+class DumpRun:
+    """What reading every thread of a process met."""
+
+    lost: int  # stacks the ring had no room for
+    seconds: float
+    loops: int = 0  # thread lists that looped (their memory corrupted): left there
+    unreadable: int = 0  # thread lists that led to memory that could not be read: left there
+    unfinished: bool = False  # more thread states than a dump takes (DUMP_STEPS_MAX runs)
+
+    def notes(self) -> list[str]:
+        """What the dump lacks, in words."""
+        notes = []
+        if self.loops:
+            notes.append(f"thread list loops: each thread shown once ({self.loops} list{'s' * (self.loops > 1)})")
+        if self.unreadable:
+            notes.append(f"thread list leads to unreadable memory: threads after it not shown "
+                         f"({self.unreadable} list{'s' * (self.unreadable > 1)})")
+        if self.unfinished:
+            notes.append(f"thread list longer than a dump reads ({DUMP_STEPS_MAX} steps): threads after it not shown")
+        return notes
 
 
 @dataclass

@@ -19,7 +19,8 @@ from typing import Optional, TextIO
 from ..codes import Codes
 from ..errors import NotFound
 from ..escaping import TerminalSafe, shown
-from ..events import GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED
+from ..events import (GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED,
+                      SAMPLE_UNREADABLE)
 from ..namespaces import host_tids
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
@@ -64,6 +65,7 @@ class ProcessDump:
     codes: Codes
     seconds: float
     lost: int
+    notes: list[str] = field(default_factory=list)  # what the dump lacks (DumpRun.notes)
 
 
 def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
@@ -104,21 +106,24 @@ def dump_process(pid: int) -> ProcessDump:
         walker = Walker(program, (), linetables=True)
         if not walker.register(pid, walked[pid]):
             raise NotFound(f"PID {pid} no longer maps {walked[pid].binary.shown_path}")
-        lost, seconds = walker.walk_every_thread(pid, drain)
+        run = walker.walk_every_thread(pid, drain)
     finally:
         samples.close()
         codes_ring.close()
         program.close()
     names = python_thread_names(pid, walked[pid])
     hosts = host_tids(pid)  # the walk reads the TIDs CPython keeps: in a container, its own
-    threads = []
+    threads, seen = [], set()
     for sample in map(unpack, records):
+        if (sample.thread_id, sample.tid) in seen:  # a looping list's: shown once
+            continue
+        seen.add((sample.thread_id, sample.tid))
         ns_tid = None
         if hosts:
             ns_tid, sample.tid = sample.tid, hosts.get(sample.tid, 0)
         os_name, state_name, syscall = thread_state(pid, sample)
         threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall, ns_tid))
-    return ProcessDump(pid, walked[pid], threads, codes, seconds, lost)
+    return ProcessDump(pid, walked[pid], threads, codes, run.seconds, run.lost, run.notes())
 
 
 def _frames(dump: ProcessDump, thread: ThreadStack) -> list[dict]:
@@ -150,6 +155,7 @@ def render_text(dump: ProcessDump) -> str:
     lines = [
         f"Process {dump.pid}: {shown(_command_line(dump.pid))}",
         f"{shown(binary.describe())}; stacks read in {dump.seconds * 1e3:.1f} ms, the process never paused",
+        *(f"[{note}]" for note in dump.notes),
     ]
     process_name = (thread_file(dump.pid, dump.pid, "comm") or "").strip()
     for thread in dump.threads:
@@ -167,6 +173,8 @@ def render_text(dump: ProcessDump) -> str:
             lines.append(f"    {shown(frame['function'])}{shown(where)}")
         if not frames:
             lines.append("    [no Python frames]")
+        if sample.flags & SAMPLE_UNREADABLE:
+            lines.append("    [a frame could not be read: the stack stops there]")
         if sample.flags & SAMPLE_TRUNCATED:
             lines.append("    [truncated: deeper than 1024 frames]")
         if sample.flags & SAMPLE_CHANGED:
@@ -181,6 +189,7 @@ def render_json(dump: ProcessDump) -> dict:
         "python": ".".join(map(str, dump.walked.interpreter.version)),
         "binary": dump.walked.binary.shown_path,
         "seconds": round(dump.seconds, 6),
+        "notes": dump.notes,
         "threads": [{
             "tid": thread.sample.tid,
             **({"ns_tid": thread.ns_tid} if thread.ns_tid is not None else {}),
@@ -191,6 +200,7 @@ def render_json(dump: ProcessDump) -> dict:
             "syscall": thread.syscall,
             "holds_gil": thread.holds_gil,
             "truncated": bool(thread.sample.flags & SAMPLE_TRUNCATED),
+            "unreadable": bool(thread.sample.flags & SAMPLE_UNREADABLE),
             "changing": bool(thread.sample.flags & SAMPLE_CHANGED),
             "frames": _frames(dump, thread),
         } for thread in dump.threads],

@@ -210,3 +210,29 @@ def test_a_source_file_the_target_names_is_never_opened(command, tmp_path):
         assert result.returncode == 0, result.stderr.decode()
         if command != ["profile"]:  # a sample may miss so short a call
             assert f"f ({named}:3)" in result.stdout.decode()
+
+
+@pytest.mark.parametrize("interpreter", VERSIONS, ids=str)
+@pytest.mark.parametrize("mode, note", [
+    ("loop", "[thread list loops: each thread shown once (1 list)]"),
+    ("garbage", "[thread list leads to unreadable memory: threads after it not shown (1 list)]"),
+])
+def test_a_corrupted_thread_list_is_said_not_repeated_or_invented(interpreter, mode, note):
+    """The target links its thread states into a loop, or points one at unmapped memory
+    (ctypes), while its threads sleep: dump shows each thread it can reach once, says what it
+    met, and invents none."""
+    interpreter.prepare()
+    with Target("corrupt_threads.py", mode, interpreter=interpreter) as target:
+        ready = target.process.stdout.readline().split()
+        assert ready[0] == b"ready" and int(ready[1]) == 4
+        target.go()
+        assert target.process.stdout.readline() == b"corrupted\n"
+        result = run_tracer("dump", target.pid)
+        target.go()  # set right again before it exits
+        assert target.process.wait(timeout=60) == 0
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert lines[2] == note
+    threads = [line.split()[1] for line in lines if line.startswith("Thread ")]
+    assert "0" not in threads and len(threads) == len(set(threads))
+    assert len(threads) == (4 if mode == "loop" else 1)
