@@ -434,6 +434,8 @@ static __always_inline void read_codes(struct walk *walk, struct py_process *pro
 	}
 }
 
+#define STR_LENGTH_MAX 0x7fffffffULL /* characters: a length beyond is garbage (or negative) */
+
 /* A str's text as CPython stores it (compact: 1, 2 or 4 bytes a character), cut to what the
  * event holds, and its length in characters. */
 static __always_inline int read_text(struct py_layout *layout, struct walk_buffers *buffers, __u64 str, __u8 *text,
@@ -446,7 +448,10 @@ static __always_inline int read_text(struct py_layout *layout, struct walk_buffe
 	if (!(state & (1 << 5)))
 		return -1; /* not compact: no code object's name is */
 	*kind = (state >> 2) & 7;
-	*length = u64_at(bytes, layout->str_length, STR_HEAD);
+	__u64 characters = u64_at(bytes, layout->str_length, STR_HEAD);
+	if (characters > STR_LENGTH_MAX)
+		return -1; /* negative, or beyond any str: not a str's header */
+	*length = characters;
 	__u64 data = str + ((state & (1 << 6)) ? layout->str_ascii_data : layout->str_compact_data);
 	return read_bounded(text, (__u64)*length * *kind, CODE_TEXT_MAX, data, task) ? -1 : 0;
 }

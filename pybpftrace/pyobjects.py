@@ -236,8 +236,10 @@ def decode_str(layout: Layout, data: bytes) -> Optional[Value]:
     return text if available >= length else Truncated(text, length)
 
 
-def _decode_bytes(layout: Layout, data: bytes) -> Value:
+def _decode_bytes(layout: Layout, data: bytes) -> Optional[Value]:
     length = _word(data, layout.ob_size, signed=True)
+    if length < 0:  # no bytes object's: shown by address
+        return None
     available = max(0, len(data) - layout.bytes_data)
     start = data[layout.bytes_data : layout.bytes_data + min(length, available)]
     return start if available >= length else Truncated(start, length)

@@ -4,6 +4,7 @@ through. The target (scripts/hostile.py) names its functions, file and thread wi
 terminal escapes that would retitle the terminal, write the clipboard and clear the screen,
 C1 and bidirectional controls, and a line break."""
 
+import json
 import os
 import re
 import subprocess
@@ -236,3 +237,22 @@ def test_a_corrupted_thread_list_is_said_not_repeated_or_invented(interpreter, m
     threads = [line.split()[1] for line in lines if line.startswith("Thread ")]
     assert "0" not in threads and len(threads) == len(set(threads))
     assert len(threads) == (4 if mode == "loop" else 1)
+
+
+@pytest.mark.parametrize("interpreter", VERSIONS, ids=str)
+@pytest.mark.parametrize("length", [-1, (1 << 32) + 3])
+def test_a_str_length_out_of_range_is_unreadable_not_cut(interpreter, length):
+    """A name whose length field is negative or past 32 bits is no name: shown as unreadable,
+    never as 3 characters (the length cut to 32 bits) or 255 bytes of the heap beside it."""
+    interpreter.prepare()
+    with Target("bad_length.py", str(length), interpreter=interpreter) as target:
+        assert target.process.stdout.readline() == b"ready\n"
+        target.go()
+        assert target.process.stdout.readline() == b"corrupted\n"
+        result = run_tracer("dump", "--json", target.pid)
+        target.go()
+        assert target.process.wait(timeout=60) == 0
+    assert result.returncode == 0, result.stderr.decode()
+    (holder,) = [thread for thread in json.loads(result.stdout)["threads"] if thread["name"] == "holder"]
+    assert holder["frames"][0] == {"function": "<unreadable>", "file": interpreter.script("bad_length.py"),
+                                   "line": line_of("bad_length.py", "def held") + 2}
