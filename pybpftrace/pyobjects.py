@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Optional, Union
 
+from .escaping import shown
 from .probes import NotAnElf, defined_symbols, parsed_elf
 from .target import PythonBinary
 from .versions import Version
@@ -335,17 +336,17 @@ MORE = "…"
 
 def to_text(value: Value) -> str:
     if isinstance(value, Items):
-        shown = [to_text(item) for item in value.items]
+        items = [to_text(item) for item in value.items]
         if value.length > len(value.items):
-            shown.append(f"{MORE}{value.length - len(value.items)} more")
-        return "(" + ", ".join(shown) + ("," if value.length == len(value.items) == 1 else "") + ")"
+            items.append(f"{MORE}{value.length - len(value.items)} more")
+        return "(" + ", ".join(items) + ("," if value.length == len(value.items) == 1 else "") + ")"
     if isinstance(value, Truncated):
         unit = "chars" if isinstance(value.start, str) else "bytes"
         return f"{value.start!r}{MORE}({value.length} {unit})"
     if isinstance(value, LargeInt):
         return f"<{'negative ' if value.negative else ''}int of {value.digits} {DIGIT_BITS}-bit digits>"
     if isinstance(value, Opaque):
-        kind = f"{value.type_name} object" if value.type_name else "object"  # type unknown
+        kind = f"{shown(value.type_name)} object" if value.type_name else "object"  # type unknown
         return f"<{kind} at {value.address:#x}>"
     if isinstance(value, Unreadable):
         return f"<unreadable object at {value.address:#x}>"

@@ -15,6 +15,7 @@ APT_PACKAGES=(
     perl                                 # tests: flamegraph.pl
     sudo                                 # the README's commands (sudo pybpftrace ...)
     chromium                             # tests: the SVG flame graph and speedscope's app, headless
+    tmux                                 # tests: top's live screen in a real terminal
 )
 
 say() { printf 'setup: %s\n' "$*"; }

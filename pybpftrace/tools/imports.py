@@ -39,6 +39,7 @@ class Import:
     found: Optional[bool] = None
     children: list["Import"] = field(default_factory=list)
     stack: object = None  # the Python stack it started in (a samples.Sample), with --stacks
+    flattened: bool = False  # nested deeper than NESTING_MAX: kept at that depth, its self time unknown
 
     @property
     def duration(self) -> Optional[int]:
@@ -46,13 +47,18 @@ class Import:
 
     @property
     def self_time(self) -> Optional[int]:
-        if self.duration is None or any(child.duration is None for child in self.children):
+        children = [child for child in self.children if not child.flattened]  # those nest in one
+        if self.flattened or self.duration is None or any(child.duration is None for child in children):
             return None
-        return self.duration - sum(child.duration for child in self.children)
+        return self.duration - sum(child.duration for child in children)
 
     @property
     def status(self) -> str:
         return {True: "", False: " (not found)", None: " (unfinished)"}[self.found]
+
+
+# Deeper imports are kept at this depth (json's encoder recurses, a few levels per import).
+NESTING_MAX = 200
 
 
 class ImportTrees:
@@ -62,11 +68,16 @@ class ImportTrees:
     def __init__(self) -> None:
         self.roots: list[Import] = []
         self._open: dict[int, list[Import]] = {}
+        self.flattened = 0  # imports nested deeper than NESTING_MAX, kept at that depth
 
     def start(self, name: str, pid: int, tid: int, timestamp: int) -> Import:
         stack = self._open.setdefault(tid, [])
         started = Import(name, pid, tid, timestamp, len(stack))
-        (stack[-1].children if stack else self.roots).append(started)
+        parent = stack[min(len(stack), NESTING_MAX) - 1] if stack else None
+        if len(stack) > NESTING_MAX:
+            self.flattened += 1
+            started.flattened = True
+        (parent.children if parent else self.roots).append(started)
         stack.append(started)
         return started
 
@@ -88,21 +99,34 @@ def by_time(imports: list[Import]) -> list[Import]:
     return sorted(imports, key=lambda i: (i.duration is None, -(i.duration or 0), i.start or 0))
 
 
-def walk(imports: list[Import], level: int = 0) -> Iterator[tuple[int, Import]]:
-    """The tree depth first, slowest first at each level."""
-    for imported in by_time(imports):
+def walk(imports: list[Import]) -> Iterator[tuple[int, Import]]:
+    """The tree depth first, slowest first at each level (iteratively: a target decides how
+    deep its imports nest)."""
+    pending = [(0, imported) for imported in reversed(by_time(imports))]
+    while pending:
+        level, imported = pending.pop()
         yield level, imported
-        yield from walk(imported.children, level + 1)
+        pending.extend((level + 1, child) for child in reversed(by_time(imported.children)))
 
 
 def _time(ns: Optional[int]) -> str:
     return "?" if ns is None else format_duration(ns)
 
 
-def as_json(imported: Import) -> dict:
-    return {"module": imported.name, "pid": imported.pid, "tid": imported.tid, "found": imported.found,
-            "duration_ns": imported.duration, "self_ns": imported.self_time,
-            "imports": [as_json(child) for child in by_time(imported.children)]}
+def as_json(root: Import) -> dict:
+    """An import and what it imported, nested (iteratively: NESTING_MAX bounds the depth)."""
+    def node(imported: Import) -> dict:
+        return {"module": imported.name, "pid": imported.pid, "tid": imported.tid, "found": imported.found,
+                "duration_ns": imported.duration, "self_ns": imported.self_time, "imports": []}
+
+    top = node(root)
+    pending = [(root, top)]
+    while pending:
+        imported, made = pending.pop()
+        for child in by_time(imported.children):
+            made["imports"].append(node(child))
+            pending.append((child, made["imports"][-1]))
+    return top
 
 
 class Imports(StackedEvents):
@@ -151,10 +175,15 @@ class Imports(StackedEvents):
     def finish(self, summary: Summary) -> None:
         if self.wrote_folded():
             return
+        note = (f"{self.trees.flattened} imports nested deeper than {NESTING_MAX} levels are shown at that depth, "
+                "their self time unknown" if self.trees.flattened else None)
         if self._json:
-            self._out.write(json.dumps({"tree": [as_json(root) for root in by_time(self.trees.roots)]}) + "\n")
+            tree = {"tree": [as_json(root) for root in by_time(self.trees.roots)], **({"note": note} if note else {})}
+            self._out.write(json.dumps(tree) + "\n")
         elif self.trees.roots:
             self._out.write(f"\nImports, slowest first\n{'CUMULATIVE':>12} {'SELF':>12}  MODULE\n")
+            if note:
+                self._out.write(f"[{note}]\n")
             for level, imported in walk(self.trees.roots):
                 self._out.write(
                     f"{_time(imported.duration):>12} {_time(imported.self_time):>12}  "

@@ -112,7 +112,7 @@ class Top(Consumer):
         self._exited: Counter = Counter()  # counts of processes that exited, for the next table
         live = out.isatty() and not options.json and not options.once
         self._screen = Screen() if live else None
-        self.writes_stdout = not options.output
+        self.writes_stdout = out.isatty()  # its tables (or screen) on the terminal: no status line over them
 
     def feed(self, records: list[bytes]) -> None:
         interval = self._current

@@ -7,12 +7,16 @@ C1 and bidirectional controls, and a line break."""
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from support import HOST, PYTHON311, WITH_FUNCTION_PROBES, Interpreter, Target, calls, folded_lines, line_of, run_tracer
+from support import (HOST, PYTHON311, TIMEOUT, WITH_FUNCTION_PROBES, Interpreter, Target, calls, folded_lines, line_of,
+                     pybpftrace_command, run_tracer, script)
 from test_folded import flamegraph_pl
 
 USAGE = 64
@@ -256,3 +260,60 @@ def test_a_str_length_out_of_range_is_unreadable_not_cut(interpreter, length):
     (holder,) = [thread for thread in json.loads(result.stdout)["threads"] if thread["name"] == "holder"]
     assert holder["frames"][0] == {"function": "<unreadable>", "file": interpreter.script("bad_length.py"),
                                    "line": line_of("bad_length.py", "def held") + 2}
+
+
+class Tmux:
+    """A tmux server of the test's own, 160x40, whose panes' titles and clipboard (OSC 0 and
+    52, which tmux takes from what runs in a pane) can be read back."""
+
+    def __init__(self, tmp_path):
+        self.socket = str(tmp_path / "tmux")
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True).stdout
+
+    def close(self):
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
+
+
+def test_top_live_screen_is_intact_in_a_real_terminal(tmp_path):
+    assert shutil.which("tmux"), "tmux is missing: run make setup"
+    tmux = Tmux(tmp_path)
+    command = " ".join(shlex.quote(str(part)) for part in pybpftrace_command(
+        "top", "--interval", "0.5", "--", PYTHON311, script("hostile.py"), "spin"))
+    try:
+        tmux("-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "40", "-s", "top", command)
+        tmux("set-option", "-g", "set-clipboard", "on")
+        deadline = time.monotonic() + TIMEOUT
+        while FUNCTION[:24] not in (screen := tmux("capture-pane", "-p", "-t", "top")):
+            assert time.monotonic() < deadline, f"top never showed the payload function:\n{screen}"
+            time.sleep(0.2)
+        title = tmux("display-message", "-p", "-t", "top", "#{pane_title}").strip()
+        buffers = tmux("list-buffers")
+        tmux("send-keys", "-t", "top", "q")
+    finally:
+        tmux.close()
+    assert "PWNED" not in title
+    assert buffers == ""  # nothing written to the clipboard
+    lines = screen.splitlines()
+    assert lines[0].endswith("(q to quit)") and lines[0][:8].count(":") == 2  # the title, unmoved and whole
+    assert "%OWN %TOTAL" in lines[2]  # the header where it belongs: nothing cleared or moved it
+    rows = [line.split("  ", 1)[-1].strip() for line in lines[3:] if line.strip()]
+    assert any(FUNCTION.startswith(row.split()[-1]) for row in rows if row.split()[-1].startswith("evil"))
+    assert "pybpftrace:" not in screen  # no status line drawn over the screen
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_imports_nested_deeper_than_any_recursion_limit(tmp_path, json_output):
+    """1,100 modules each importing the next: the tree is rendered without recursing, the
+    imports past NESTING_MAX (200: depths 201 to 1099) kept at that depth, and said so."""
+    for number in range(1100):
+        (tmp_path / f"m{number}.py").write_text(f"import m{number + 1}\n" if number < 1099 else "x = 1\n")
+    code = f"import sys\nsys.setrecursionlimit(100000)\nsys.path.insert(0, {str(tmp_path)!r})\nimport m0\n"
+    result = run_tracer("imports", *(["--json"] if json_output else []), "--", PYTHON311, "-c", code)
+    assert result.returncode == 0 and "Traceback" not in result.stderr.decode(), result.stderr.decode()
+    note = "899 imports nested deeper than 200 levels are shown at that depth, their self time unknown"
+    if json_output:
+        assert json.loads(result.stdout.decode().splitlines()[-1])["note"] == note
+    else:
+        assert f"[{note}]" in result.stdout.decode().splitlines()

@@ -1,6 +1,7 @@
 """A target whose names are payloads: terminal escapes (retitle, clipboard, clear screen),
 C1 and bidirectional controls, and a line break that would forge a folded stack. `hold`
-stops in the payload function (for dump and profile) in a thread named like one."""
+stops in the payload function (for dump and profile) in a thread named like one; `spin`
+calls it until killed."""
 import sys
 import threading
 import time
@@ -32,6 +33,9 @@ inner = make(inner, FORGED)
 outer = make(outer, PAYLOAD)
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["spin"]:  # busy in the payload functions until killed (top's live screen)
+        while True:
+            outer(False)
     hold = sys.argv[1:] == ["hold"]
     if hold:
         thread = threading.Thread(target=outer, args=(True,), name=f"worker{TITLE}\n", daemon=True)
