@@ -35,6 +35,7 @@ from .target import (
     linked_libpython,
     process_binaries,
     read_maps,
+    skipped_binaries,
     thread_file,
 )
 
@@ -472,7 +473,7 @@ def find_walked_targets(
     if options.binaries or options.all_pythons:
         selection = _selection(options)
         probed = with_probes(selection.chosen) if selection.chosen else all_pythons(probes) if probes else []
-        return Targets({SYSTEM_WIDE: probed}), selection.running(), selection
+        return Targets({SYSTEM_WIDE: probed}, notes=skipped_binaries()), selection.running(), selection
     found, targets = {}, {}
     for pid in options.pids:
         check_process(pid)  # NotFound, or NotPython for a kernel thread

@@ -170,7 +170,8 @@ class Session:
         binaries = [b for group in self.targets.binaries.values() for b in group]
         generated = generate(self.spec, binaries, self.calls.eval_frame if self.calls else frozenset())
         self.program = LoadedProgram(generated, defines)
-        self.notes = generated.skipped + (self.calls.prepare(self.program, generated.binaries) if self.calls else [])
+        self.notes = (self.targets.notes + generated.skipped
+                      + (self.calls.prepare(self.program, generated.binaries) if self.calls else []))
         tracks = (self.spec.walker and (self.selection is not None or self.follow_forks or self.targets.launched)
                   and self.program.has_table("process_events"))  # a program that follows calls registers its own
         stacks = self.spec.walker and self.ring != "samples" and self.program.has_table("samples")

@@ -287,6 +287,19 @@ def _host_path(pid: int, mapping: Mapping, lasting: bool = False) -> str:
     return mapped
 
 
+# Files passed over by a system-wide search since the last skipped_binaries(): a damaged ELF
+# file with probe notes, mapped by some process (any user's).
+_skipped: dict[str, str] = {}
+SKIPPED_NOTED = 16
+
+
+def skipped_binaries() -> list[str]:
+    """Notes naming the damaged files a system-wide search passed over, once each."""
+    notes = [f"passed over {path}: {why}" for path, why in sorted(_skipped.items())]
+    _skipped.clear()
+    return notes
+
+
 def process_binaries(pid: int, with_probes: bool = False) -> list[PythonBinary]:
     """Every mapped ELF file of a process that holds CPython or USDT probes (with_probes: only
     those with probes, found faster, through paths that outlive the process where they can)."""
@@ -301,8 +314,10 @@ def process_binaries(pid: int, with_probes: bool = False) -> list[PythonBinary]:
             continue
         try:
             binary = inspect_binary(path, mapping.path)
-        except NotAnElf:
-            continue  # a damaged file mapped as data: no probes of ours there
+        except NotAnElf as error:  # a damaged file mapped as data: no probes of ours there
+            if with_probes and len(_skipped) < SKIPPED_NOTED:
+                _skipped.setdefault(mapping.path, f"not a readable ELF file: {error}")
+            continue
         if binary is not None:
             binaries.append(binary)
     return binaries
@@ -593,6 +608,7 @@ class Targets:
 
     binaries: dict[int, list[PythonBinary]]
     launched: Optional[Launched] = None
+    notes: list[str] = field(default_factory=list)  # what the search passed over, and why
 
     @property
     def pids(self) -> list[int]:
@@ -634,7 +650,7 @@ def find_targets(options: TargetOptions, command: str, commands: dict[str, tuple
             raise NoProbes(f"no Python with the probes pybpftrace {command} needs is running or installed")
     if chosen:
         found[SYSTEM_WIDE] = _distinct(chosen)
-    return Targets(found)
+    return Targets(found, notes=skipped_binaries())
 
 
 PYTHON_DIRECTORIES = ("/usr/bin", "/usr/local/bin")

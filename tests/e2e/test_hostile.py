@@ -192,6 +192,8 @@ def test_crafted_binaries_cost_no_system_wide_trace(mapping_crafted, command):
     assert result.returncode == 0 and "Traceback" not in stderr, stderr
     if command == "audit":
         assert f"pybpftrace: audit at 0x42512a in {bad_spec} left out: unknown x86-64 register 'xyz'\n" in stderr
+    far = bad_spec.parent / "far"  # its notes at 2^62: passed over, named
+    assert f"pybpftrace: passed over {far}: not a readable ELF file: " in stderr
 
 
 SOURCE_NAMED = """
