@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from .errors import BadUsage, HookRefused, NoProbes, NotPython, TraceError, Unsupported
 from .escaping import shown
-from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, ROUTES, USDT, eval_place, needs_hook, recursion_warning
+from .eval_frame import EVAL_FRAME_ROUTE as EVAL_FRAME, USDT, eval_place, needs_hook, recursion_warning
 from .guardian import Target
 from .hook import Hooks, recursion_limit, refusal
 from .sampling import WalkedBinary, py_process, walked_binary

@@ -31,7 +31,6 @@ from .target import (
     all_pythons,
     check_process,
     command_binaries,
-    inspect_binary,
     linked_libpython,
     process_binaries,
     read_maps,

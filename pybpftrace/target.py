@@ -7,7 +7,6 @@ import _signal
 import os
 import shlex
 import shutil
-import signal
 from dataclasses import dataclass, field, replace
 from typing import Optional
 

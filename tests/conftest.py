@@ -39,6 +39,15 @@ def require_tools():
     return require
 
 
+@pytest.fixture
+def shared(tmp_path):
+    """A directory like /tmp: anyone writes, only owners remove (sticky, world-writable)."""
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    return directory
+
+
 def _tracers_started_here() -> list[int]:
     """pybpftrace processes descended from this test run that still run."""
     parents, commands = {}, {}

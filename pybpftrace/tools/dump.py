@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO

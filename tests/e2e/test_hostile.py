@@ -93,14 +93,6 @@ def test_dump_shows_thread_and_frames_escaped():
     assert f"    {FUNCTION} ({FILE}:" in text
 
 
-@pytest.fixture
-def shared(tmp_path):
-    directory = tmp_path / "shared"
-    directory.mkdir()
-    directory.chmod(0o1777)
-    return directory
-
-
 def test_output_through_a_planted_link_is_refused(tmp_path, shared):
     victim = tmp_path / "root-owned.conf"
     victim.write_text("precious\n")

@@ -11,15 +11,6 @@ from pybpftrace.output_files import OutputRefused, open_output, remove_unwritten
 NOBODY = 65534
 
 
-@pytest.fixture
-def shared(tmp_path):
-    """A directory like /tmp: anyone writes, only owners remove."""
-    directory = tmp_path / "shared"
-    directory.mkdir()
-    directory.chmod(0o1777)
-    return directory
-
-
 def written(path, data=b"trace\n"):
     with open_output(str(path)) as stream:
         stream.write(data)
