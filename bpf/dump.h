@@ -39,7 +39,8 @@ struct dump {
 	__u32 tid;
 	__u32 lost;                      /* stacks the ring had no room for */
 	__u16 loops;                     /* thread lists found to loop (left there) */
-	__u16 unreadable;                /* thread lists left at a state that could not be read */
+	__u8 unreadable;                 /* thread lists left at a state that could not be read */
+	__u8 interpreters_cut;           /* more interpreters than INTERPRETERS_MAX (or a loop of them) */
 	__u64 mark;                      /* Brent's cycle finding on the list: a state passed, */
 	__u32 power;                     /* the steps until the next mark, */
 	__u32 since_mark;                /* and the steps since this one */
@@ -74,7 +75,9 @@ static __always_inline void next_interpreter(struct dump *dump, struct py_proces
 	} else {
 		dump->interpreter = read_pointer(dump->interpreter + layout->interp_next, task);
 	}
-	if (!dump->interpreter || ++dump->interpreters > INTERPRETERS_MAX) {
+	if (dump->interpreter && ++dump->interpreters > INTERPRETERS_MAX)
+		dump->interpreters_cut = 1;
+	if (!dump->interpreter || dump->interpreters_cut) {
 		dump->finished = 1;
 		return;
 	}

@@ -350,7 +350,7 @@ class Walker:
             iterator.close()
         drain()
         state = dumps[dumps.Key(0)]
-        return DumpRun(state.lost, seconds, state.loops, state.unreadable, unfinished)
+        return DumpRun(state.lost, seconds, state.loops, state.unreadable, unfinished, bool(state.interpreters_cut))
 
     def note_waiting_threads(self, pid: int) -> None:
         """The threads of pid off their CPU as tracing begins: their waits are counted from now
@@ -418,6 +418,7 @@ class DumpRun:
     loops: int = 0  # thread lists that looped (their memory corrupted): left there
     unreadable: int = 0  # thread lists that led to memory that could not be read: left there
     unfinished: bool = False  # more thread states than a dump takes (DUMP_STEPS_MAX runs)
+    interpreters_cut: bool = False  # the interpreter list loops, or holds more than a dump reads
 
     def notes(self) -> list[str]:
         """What the dump lacks, in words."""
@@ -427,6 +428,8 @@ class DumpRun:
         if self.unreadable:
             notes.append(f"thread list leads to unreadable memory: threads after it not shown "
                          f"({self.unreadable} list{'s' * (self.unreadable > 1)})")
+        if self.interpreters_cut:
+            notes.append("interpreter list loops or holds more than 64: the interpreters after those not shown")
         if self.unfinished:
             notes.append(f"thread list longer than a dump reads ({DUMP_STEPS_MAX} steps): threads after it not shown")
         return notes

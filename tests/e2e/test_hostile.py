@@ -1,8 +1,9 @@
 """A traced process is untrusted: its names reach no terminal raw, cannot forge a line of
 folded stacks or break an SVG, and an -o path it (or another user) prepared is not written
-through. The target (scripts/hostile.py) names its functions, file and thread with payloads:
-terminal escapes that would retitle the terminal, write the clipboard and clear the screen,
-C1 and bidirectional controls, and a line break."""
+through; the ELF files it maps and the memory it corrupts are read within bounds, and what
+they lack is said. The target (scripts/hostile.py) names its functions, file and thread with
+payloads: terminal escapes that would retitle the terminal, write the clipboard and clear the
+screen, C1 and bidirectional controls, and a line break."""
 
 import json
 import os
@@ -15,6 +16,8 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
+from pybpftrace.interpreter import read_interpreter
+from pybpftrace.target import inspect_binary
 from support import (HOST, PYTHON311, TIMEOUT, WITH_FUNCTION_PROBES, Interpreter, Target, calls, folded_lines, line_of,
                      pybpftrace_command, run_tracer, script)
 from test_folded import flamegraph_pl
@@ -215,13 +218,15 @@ def test_a_source_file_the_target_names_is_never_opened(command, tmp_path):
 @pytest.mark.parametrize("mode, note", [
     ("loop", "[thread list loops: each thread shown once (1 list)]"),
     ("garbage", "[thread list leads to unreadable memory: threads after it not shown (1 list)]"),
+    ("interpreters", "[interpreter list loops or holds more than 64: the interpreters after those not shown]"),
 ])
 def test_a_corrupted_thread_list_is_said_not_repeated_or_invented(interpreter, mode, note):
-    """The target links its thread states into a loop, or points one at unmapped memory
-    (ctypes), while its threads sleep: dump shows each thread it can reach once, says what it
-    met, and invents none."""
+    """The target links its thread states into a loop, points one at unmapped memory, or links
+    its interpreter to itself (ctypes), while its threads sleep: dump shows each thread it can
+    reach once, says what it met, and invents none."""
     interpreter.prepare()
-    with Target("corrupt_threads.py", mode, interpreter=interpreter) as target:
+    offset = [str(interp_next(interpreter))] if mode == "interpreters" else []
+    with Target("corrupt_threads.py", mode, *offset, interpreter=interpreter) as target:
         ready = target.process.stdout.readline().split()
         assert ready[0] == b"ready" and int(ready[1]) == 4
         target.go()
@@ -234,7 +239,7 @@ def test_a_corrupted_thread_list_is_said_not_repeated_or_invented(interpreter, m
     assert lines[2] == note
     threads = [line.split()[1] for line in lines if line.startswith("Thread ")]
     assert "0" not in threads and len(threads) == len(set(threads))
-    assert len(threads) == (4 if mode == "loop" else 1)
+    assert len(threads) == (1 if mode == "garbage" else 4)
 
 
 @pytest.mark.parametrize("interpreter", VERSIONS, ids=str)
@@ -254,6 +259,12 @@ def test_a_str_length_out_of_range_is_unreadable_not_cut(interpreter, length):
     (holder,) = [thread for thread in json.loads(result.stdout)["threads"] if thread["name"] == "holder"]
     assert holder["frames"][0] == {"function": "<unreadable>", "file": interpreter.script("bad_length.py"),
                                    "line": line_of("bad_length.py", "def held") + 2}
+
+
+def interp_next(interpreter: Interpreter) -> int:
+    """Where an interpreter's next is, in this version's PyInterpreterState."""
+    binary = inspect_binary(interpreter.host_python)
+    return read_interpreter(interpreter.host_python, interpreter.python, binary.version).layout.interp_next
 
 
 class Tmux:

@@ -1,6 +1,7 @@
 """A process that corrupts its own thread-state list while its threads sleep, as a bug in C
 code would: `loop` links the last state back to the first, `garbage` points the first at
-memory that is not mapped. Lines on stdin: the first corrupts, the second restores and exits."""
+memory that is not mapped; `interpreters OFFSET` links its interpreter to itself (OFFSET: of
+the interpreter's next). Lines on stdin: the first corrupts, the second restores and exits."""
 import ctypes
 import os
 import sys
@@ -46,8 +47,11 @@ if __name__ == "__main__":
     if sys.argv[1] == "loop":
         offset = next_field(found[-2], last) - found[-2]  # found[-2]->next is last
         field, value = last + offset, first  # last->next = first
-    else:
+    elif sys.argv[1] == "garbage":
         field, value = next_field(first, found[1]), UNMAPPED  # first->next leads nowhere
+    else:
+        interpreter = api.PyInterpreterState_Get()
+        field, value = interpreter + int(sys.argv[2]), interpreter  # its next is itself
     print("ready", len(found), flush=True)
     sys.stdin.readline()
     original = ctypes.c_void_p.from_address(field).value
