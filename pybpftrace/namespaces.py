@@ -42,6 +42,14 @@ def host_tids(pid: int) -> dict[int, int]:
     return found
 
 
+def namespace_tid(pid: int, tid: int) -> Optional[int]:
+    """A thread's TID in its process's PID namespace, where that is not the tracer's; None
+    otherwise (or once it is gone)."""
+    if pid_namespace(pid) is None:
+        return None
+    return _innermost_tid(pid, str(tid))
+
+
 def _innermost_tid(pid: int, task: str) -> Optional[int]:
     """The thread's TID in its innermost namespace: the last of its status's NSpid."""
     try:

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Optional
 
 from .escaping import shown
 from .events import EVENT_CALL, CallEvent
+from .namespaces import namespace_tid
 from .formats import model
 from .formats.model import format_duration
 from .formats.folded import folded_lines
@@ -90,12 +91,25 @@ class JsonRenderer:
 
     def __init__(self, start: int, durations: bool):
         self._start = start
+        self._ns_tids: dict[tuple[int, int], Optional[int]] = {}
+
+    def _ns_tid(self, pid: int, tid: int) -> Optional[int]:
+        """The thread's TID in its process's PID namespace, where that is not the tracer's
+        (read once a thread, while it runs)."""
+        key = (pid, tid)
+        if key not in self._ns_tids:
+            if len(self._ns_tids) >= CACHED:
+                self._ns_tids.clear()
+            self._ns_tids[key] = namespace_tid(pid, tid)
+        return self._ns_tids[key]
 
     def line(self, event: CallEvent, paired: Paired) -> str:
+        ns_tid = self._ns_tid(event.pid, event.tid)
         record = {
             "time": round((event.timestamp - self._start) / 1e9, 9),
             "pid": event.pid,
             "tid": event.tid,
+            **({"ns_tid": ns_tid} if ns_tid is not None else {}),
             "event": "call" if event.kind == EVENT_CALL else "return",
             "depth": event.depth,
             "function": event.function,

@@ -104,3 +104,13 @@ def test_exact_commands_see_its_calls_from_their_root(contained, command):
         assert stacks.get(main, 0) > 0, sorted(stacks)
     else:
         assert any(line.endswith(spin) for line in result.stdout.decode().splitlines())
+
+
+def test_stack_json_gives_both_tids(contained):
+    interpreter, target = contained
+    result = run_tracer("stack", "--json", "--duration", "0.5", target.pid)
+    assert result.returncode == 0, result.stderr.decode()
+    events = [json.loads(line) for line in result.stdout.decode().splitlines() if line.startswith("{")]
+    assert events and {(event["tid"], event["ns_tid"]) for event in events} <= {
+        (host, inside) for inside, host in target.host_tids.items()}
+    assert (target.pid, 1) in {(event["tid"], event["ns_tid"]) for event in events}

@@ -24,7 +24,7 @@ from test_folded import flamegraph_pl
 
 USAGE = 64
 # Escaped as shown() escapes them (repr's escapes), in every text output.
-FUNCTION = "evil\\x1b]0;PWNED\\x07\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\x9b2J\\u202e"
+FUNCTION = "evil\\x1b]0;PWNED\\x07\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\x9b2J\\u202e\\x00"
 FORGED = "forged 1\\nmain;evil 99999"
 FILE = "/tmp/\\x1b]0;PWNED\\x07.py"
 # Anything a terminal acts on, or that starts a line of its own inside one.

@@ -8,7 +8,7 @@ import time
 
 TITLE = "\x1b]0;PWNED\x07"
 CLIPBOARD = "\x1b]52;c;cHduZWQ=\x07"
-PAYLOAD = f"evil{TITLE}{CLIPBOARD}\x1b[2J\x9b2J\u202e"
+PAYLOAD = f"evil{TITLE}{CLIPBOARD}\x1b[2J\x9b2J\u202e\x00"  # NUL: curses refuses it
 FORGED = "forged 1\nmain;evil 99999"
 FILE = f"/tmp/{TITLE}.py"
 
