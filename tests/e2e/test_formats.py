@@ -298,7 +298,8 @@ def test_status_line_on_a_terminal(tmp_path, quiet):
                 tracer.kill()
     last_line = text.decode().rstrip("\r\n").rsplit("\n", 1)[-1]
     summary = last_line.rsplit(ERASE.decode(), 1)[-1]
-    assert re.fullmatch(r"pybpftrace: \d+ events, \d+ lost, \d+ threads, [\d.]+ s \(SIGINT\)", summary)
+    # (a loaded machine may fill the ring under forever.py's calls: the summary then says so)
+    assert re.fullmatch(r"pybpftrace: \d+ events, \d+ lost( \[[^]]+\])?, \d+ threads, [\d.]+ s \(SIGINT\)", summary)
     if quiet:
         assert ERASE not in text
         return
