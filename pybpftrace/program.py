@@ -161,11 +161,10 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary],
                     constants += names_layout(binary, location)
                 if spec.follows_calls:
                     constants += (binaries.index(binary), location.address)
-                problem = _unreadable(location, binary, handler.arguments)
+                arguments, problem = _read_arguments(location, binary, handler.arguments)
                 if problem:  # one binary's bad note costs that probe there, not the command
                     skipped.append(f"{probe_name} at {location.address:#x} in {binary.shown_path} left out: {problem}")
                     continue
-                arguments = parse_spec(location.args, binary.probes.machine)
                 if arguments not in readers:
                     readers[arguments] = f"read_arguments_{len(readers)}"
                     generated.append(reader_function(readers[arguments], arguments))
@@ -195,15 +194,15 @@ def generate(spec: ProgramSpec, binaries: list[PythonBinary],
     return GeneratedProgram(source + "\n".join(generated), placements, list(binaries), skipped)
 
 
-def _unreadable(location: Location, binary: PythonBinary, needed: int) -> str:
-    """Why a probe location's arguments cannot be read as its handler needs, or ""."""
+def _read_arguments(location: Location, binary: PythonBinary, needed: int) -> tuple[tuple[Argument, ...], str]:
+    """A probe location's arguments as its handler needs them, or why they cannot be read."""
     try:
         arguments = parse_spec(location.args, binary.probes.machine)
     except ArgSpecError as error:
-        return str(error)
+        return (), str(error)
     if len(arguments) < needed:
-        return f"{len(arguments)} arguments, {needed} expected"
-    return ""
+        return arguments, f"{len(arguments)} arguments, {needed} expected"
+    return arguments, ""
 
 
 def names_layout(binary: PythonBinary, location: Location) -> tuple[int, int]:
