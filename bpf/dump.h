@@ -108,7 +108,7 @@ static __always_inline void begin_thread(struct dump *dump, struct py_process *p
 					 void *task)
 {
 	struct py_layout *layout = &process->layout;
-	if (list_loops(dump)) {
+	if (!dump->retries && list_loops(dump)) { /* a thread walked again is no step along the list */
 		dump->loops++;
 		dump->tstate = 0; /* on to the next interpreter */
 		return;

@@ -106,18 +106,26 @@ def _load_sleepable_iterator(program, function: str) -> int:
         ) from None
 
 
-class TaskIterator:
-    """`function` of `program`, run over the threads of process `pid`."""
+class IteratorProgram:
+    """A sleepable task iterator program, loaded once: `function` of `program`."""
 
-    def __init__(self, program, function: str, pid: int):
-        self._program = _load_sleepable_iterator(program, function)
+    def __init__(self, program, function: str):
+        self.fd = _load_sleepable_iterator(program, function)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class TaskIterator:
+    """An iterator program, run over the threads of process `pid`."""
+
+    def __init__(self, program: IteratorProgram, pid: int):
         info = _TaskIterInfo(pid=pid)
-        link = _LinkCreate(prog_fd=self._program, attach_type=BPF_TRACE_ITER, iter_info=ctypes.addressof(info),
+        link = _LinkCreate(prog_fd=program.fd, attach_type=BPF_TRACE_ITER, iter_info=ctypes.addressof(info),
                            iter_info_len=ctypes.sizeof(info))
         try:
             self._link = _bpf(BPF_LINK_CREATE, link)
         except OSError as error:
-            os.close(self._program)
             if error.errno == errno.ESRCH:
                 raise
             raise KernelSetup(f"cannot iterate over the threads of PID {pid}: {error.strerror} (Linux 6.1+)") from None
@@ -133,4 +141,3 @@ class TaskIterator:
 
     def close(self) -> None:
         os.close(self._link)
-        os.close(self._program)

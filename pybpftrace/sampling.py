@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
-from .iterator import TaskIterator
+from .iterator import IteratorProgram, TaskIterator
 from .namespaces import tell_kernel
 from .probes import NotAnElf, load_segments, parsed_elf
 from .target import (
@@ -190,6 +190,7 @@ class Walker:
         self._pending: dict[int, tuple[WalkedBinary, float]] = {}
         self._before_exec: dict[int, WalkedBinary] = {}
         self._selection: Optional[Selection] = None
+        self._iterator: Optional[IteratorProgram] = None  # the dump's, loaded at its first walk
         settings = program.table("walk_settings")
         value = settings.Leaf()
         value.linetables = int(linetables)
@@ -332,7 +333,9 @@ class Walker:
         state = dumps.Leaf()
         state.pid = pid
         dumps[dumps.Key(0)] = state
-        iterator = TaskIterator(self._program, "dump_step", pid)
+        if self._iterator is None:
+            self._iterator = IteratorProgram(self._program, "dump_step")
+        iterator = TaskIterator(self._iterator, pid)
         start = time.monotonic()
         try:
             for step in range(DUMP_STEPS_MAX):
@@ -351,6 +354,12 @@ class Walker:
         drain()
         state = dumps[dumps.Key(0)]
         return DumpRun(state.lost, seconds, state.loops, state.unreadable, unfinished, bool(state.interpreters_cut))
+
+    def close(self) -> None:
+        """What the walker loaded beside its program (the dump's iterator)."""
+        if self._iterator is not None:
+            self._iterator.close()
+            self._iterator = None
 
     def note_waiting_threads(self, pid: int) -> None:
         """The threads of pid off their CPU as tracing begins: their waits are counted from now

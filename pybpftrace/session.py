@@ -483,6 +483,8 @@ class Session:
             self.calls.release(self.rings.hook_forks_told)
         self._attachment.close()
         self.rings.close()
+        if self.walker:
+            self.walker.close()
         self.program.close()
 
 

@@ -3,9 +3,10 @@ ids, names (Python's, from threading, and the OS's) and state: running, idle (an
 system call), or waiting for the GIL.
 
 The stacks are read by the kernel from our side (a task iterator, bpf/dump.bpf.c) while the
-target runs on: nothing is paused. A thread whose innermost frame changed while its stack was
-read (it was running) is read again, up to four times, then shown as changing. Python's thread
-names are read from our side too (thread_names.py), right after the stacks."""
+target runs on: nothing is paused. A thread that ran while its stack was read is read again in
+its own context, at one tick of its own CPU clock (settled.py); one that never settles is shown
+as changing. Python's thread names are read from our side too (thread_names.py), right after
+the stacks. One program dumps every process asked for."""
 
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ from ..events import (GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THRE
 from ..namespaces import host_tids
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
-from ..samples import Sample, unpack
+from ..samples import Sample
 from ..sampling import WalkedBinary, Walker, find_walked_targets
+from ..settled import settled_stacks
 from ..session import require_privileges
 from ..target import TargetOptions, describe_process, thread_file
 from ..thread_names import python_thread_names
 
 SPEC = ProgramSpec("dump.bpf.c", (), walker=True)
+CONTINUATIONS = (("walk_programs", "walk_on_tick", "perf_event"),)  # an aimed tick's walk
 SAMPLES_PAGES = 256
 CODES_PAGES = 1024
 FUTEX = 202  # x86-64
@@ -88,41 +91,52 @@ def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
     return name, "idle", syscall_name(number).decode()
 
 
-def dump_process(pid: int) -> ProcessDump:
-    """Every thread's stack of a process, read by the kernel."""
-    _, walked, _ = find_walked_targets(TargetOptions(pids=[pid]))
-    program = LoadedProgram(generate(SPEC, []), {"EVENTS_PAGES": SAMPLES_PAGES, "CODES_PAGES": CODES_PAGES})
-    samples = RecordRing(program.table("samples").map_fd, SAMPLES_PAGES * mmap.PAGESIZE)
-    codes_ring = RecordRing(program.table("codes").map_fd, CODES_PAGES * mmap.PAGESIZE)
-    codes, records = Codes(), []
+class Dumper:
+    """The dump program, loaded once for every process dumped."""
 
-    def drain() -> None:
-        for record in codes_ring.drain():
-            codes.add(record)
-        records.extend(samples.drain())
+    def __init__(self) -> None:
+        self.program = LoadedProgram(generate(SPEC, []), {"EVENTS_PAGES": SAMPLES_PAGES, "CODES_PAGES": CODES_PAGES})
+        self._samples = RecordRing(self.program.table("samples").map_fd, SAMPLES_PAGES * mmap.PAGESIZE)
+        self._codes_ring = RecordRing(self.program.table("codes").map_fd, CODES_PAGES * mmap.PAGESIZE)
+        self.codes = Codes()
+        self.walker = Walker(self.program, CONTINUATIONS, linetables=True)
 
+    def _drain(self) -> list[bytes]:
+        for record in self._codes_ring.drain():
+            self.codes.add(record)
+        return list(self._samples.drain())
+
+    def dump(self, pid: int, walked: WalkedBinary) -> ProcessDump:
+        """Every thread's stack of a process, read by the kernel (settled.py)."""
+        hosts = host_tids(pid)  # the walk reads the TIDs CPython keeps: in a container, its own
+        if not self.walker.register(pid, walked):
+            raise NotFound(f"PID {pid} no longer maps {walked.binary.shown_path}")
+        settled = settled_stacks(self.walker, self.program, pid, self._drain, hosts)
+        names = python_thread_names(pid, walked)
+        inner = {host: own for own, host in hosts.items()}
+        threads = []
+        for sample in settled.stacks:
+            os_name, state_name, syscall = thread_state(pid, sample)
+            threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall,
+                                       inner.get(sample.tid) if hosts else None))
+        run = settled.run
+        return ProcessDump(pid, walked, threads, self.codes, settled.seconds, run.lost, run.notes())
+
+    def close(self) -> None:
+        self._samples.close()
+        self._codes_ring.close()
+        self.walker.close()
+        self.program.close()
+
+
+def dump_processes(pids: list[int]) -> list[ProcessDump]:
+    """Every thread's stack of each process."""
+    walked = {pid: find_walked_targets(TargetOptions(pids=[pid]))[1][pid] for pid in pids}
+    dumper = Dumper()
     try:
-        walker = Walker(program, (), linetables=True)
-        if not walker.register(pid, walked[pid]):
-            raise NotFound(f"PID {pid} no longer maps {walked[pid].binary.shown_path}")
-        run = walker.walk_every_thread(pid, drain)
+        return [dumper.dump(pid, walked[pid]) for pid in pids]
     finally:
-        samples.close()
-        codes_ring.close()
-        program.close()
-    names = python_thread_names(pid, walked[pid])
-    hosts = host_tids(pid)  # the walk reads the TIDs CPython keeps: in a container, its own
-    threads, seen = [], set()
-    for sample in map(unpack, records):
-        if (sample.thread_id, sample.tid) in seen:  # a looping list's: shown once
-            continue
-        seen.add((sample.thread_id, sample.tid))
-        ns_tid = None
-        if hosts:
-            ns_tid, sample.tid = sample.tid, hosts.get(sample.tid, 0)
-        os_name, state_name, syscall = thread_state(pid, sample)
-        threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall, ns_tid))
-    return ProcessDump(pid, walked[pid], threads, codes, run.seconds, run.lost, run.notes())
+        dumper.close()
 
 
 def _frames(dump: ProcessDump, thread: ThreadStack) -> list[dict]:
@@ -217,7 +231,7 @@ def _command_line(pid: int) -> str:
 def run(options: DumpOptions) -> int:
     require_privileges("pybpftrace dump")
     out = TerminalSafe(options.output or sys.stdout)
-    dumps = [dump_process(pid) for pid in options.pids]
+    dumps = dump_processes(options.pids)
     if options.json:
         out.write(json.dumps([render_json(dump) for dump in dumps] if len(dumps) > 1 else render_json(dumps[0])) + "\n")
     else:

@@ -68,6 +68,37 @@ def test_every_thread_at_its_place(every_interpreter):
     assert threads["waiter"][0]["syscall"] == "futex"
 
 
+DUMPS = 30
+
+
+def test_a_running_thread_shows_only_frames_it_had(every_interpreter):
+    """py-spy's recursion test: a thread that calls and returns all the time, dumped 30 times
+    (one tracer, one program): each dump is a stack it really had, every frame named, the
+    outermost `<module>` at its line; none marked changing."""
+    target = Target("recurse_forever.py", interpreter=every_interpreter)
+    with target:
+        assert target.process.stdout.readline() == b"ready\n"
+        result = run_tracer("dump", "--json", *[str(target.pid)] * DUMPS)
+        alive = target.process.poll() is None
+    assert result.returncode == 0, result.stderr
+    assert alive
+    body = {line_of("recurse_forever.py", marker) for marker in ("recurse bottom", "recurse returns", "recurse calls")}
+    dumps = json.loads(result.stdout)
+    assert len(dumps) == DUMPS
+    for dump in dumps:
+        (thread,) = dump["threads"]
+        frames = [(frame["function"], frame["file"], frame["line"]) for frame in thread["frames"]]
+        module = {line_of("recurse_forever.py", marker) for marker in ("module recurses", "module loops")}
+        assert frames[-1][:2] == ("<module>", target.path) and frames[-1][2] in module, frames
+        assert 1 <= len(frames) <= 22, frames
+        entered = line_of("recurse_forever.py", "def recurse")  # the innermost, at its first instruction
+        for index, (function, file, line) in enumerate(frames[:-1]):
+            assert (function, file) == ("recurse", target.path), frames
+            assert line in body or (index == 0 and line == entered), frames
+        assert not thread["changing"] and not thread["unreadable"] and not thread["truncated"]
+        assert thread["holds_gil"] and thread["state"] == "running"
+
+
 def test_text_form():
     with held(HOST) as target:
         result = run_tracer("dump", target.pid)
