@@ -52,17 +52,8 @@ BPF_ARRAY(dumps, struct dump, 1);
 /* The GIL of the interpreter being dumped, and its holder now (0 when it is free). */
 static __always_inline void read_gil(struct dump *dump, struct py_process *process, void *task)
 {
-	struct py_layout *layout = &process->layout;
-	dump->gil = 0;
-	if (layout->runtime_gil != OFFSET_NONE)
-		dump->gil = process->runtime + layout->runtime_gil;
-	else if (layout->interp_gil != OFFSET_NONE)
-		dump->gil = read_pointer(dump->interpreter + layout->interp_gil, task);
-	__u32 locked = 0;
-	if (dump->gil && !read_target(&locked, sizeof(locked), dump->gil + GIL_LOCKED, task) && locked)
-		dump->holder = read_pointer(dump->gil + GIL_LAST_HOLDER, task);
-	else
-		dump->holder = 0;
+	dump->gil = gil_of(process, dump->interpreter, task);
+	dump->holder = gil_holder(dump->gil, task);
 }
 
 /* The next interpreter and its first thread state; finished when none is left. */
@@ -120,7 +111,7 @@ static __always_inline void begin_thread(struct dump *dump, struct py_process *p
 	}
 	dump->tid = read_thread_state(layout, buffers, dump->tstate, task);
 	dump->next = u64_at(buffers->tstate, layout->tstate_next, TSTATE_BUF);
-	walk_start_at(&dump->walk, process, buffers, dump->pid, dump->tid, task);
+	walk_start_at(&dump->walk, process, buffers, dump->pid, dump->tid, dump->tstate, task);
 	dump->first_frame = dump->walk.cursor;
 	dump->walk.sample.timestamp = bpf_ktime_get_ns();
 	dump->walk.sample.kind = SAMPLE_DUMP;

@@ -406,7 +406,8 @@ enum counter {
 	COUNTER_STACK_MISMATCH = 23, /* entries whose caller is in no frame kept: the stack left as it was */
 	COUNTER_INITS_UNTIMED = 24, /* CPython 3.13's specialized __init__ calls seen only returning */
 	COUNTER_HOOK_FORKS_LOST = 25, /* forks of hooked processes that could not be told */
-	COUNTER_MAX = 26,
+	COUNTER_WITHOUT_GIL = 26,   /* profile --gil: ticks of threads not holding the GIL, not sent */
+	COUNTER_MAX = 27,
 };
 
 #endif

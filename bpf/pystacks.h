@@ -95,6 +95,7 @@ struct walk {
 	__u64 cursor;                    /* WALK_THREAD: the next thread state; then the next frame */
 	__u64 last_code;                 /* WALK_CODES: the previous frame's code object and id */
 	__u64 last_id;
+	__u64 tstate;                    /* the thread state walked, once found */
 	__u64 announce[ANNOUNCED_PER_WALK];
 	__u64 announce_id[ANNOUNCED_PER_WALK];
 	__u64 addresses[SAMPLE_FRAMES_MAX]; /* each frame's address, beside sample.frames */
@@ -219,14 +220,36 @@ static __always_inline __u32 read_thread_state(struct py_layout *layout, struct 
 	return tid;
 }
 
+/* Where an interpreter's GIL keeps its state: in _PyRuntime up to 3.11, behind a pointer in
+ * the interpreter after; 0 where unknown. */
+static __always_inline __u64 gil_of(struct py_process *process, __u64 interpreter, void *task)
+{
+	struct py_layout *layout = &process->layout;
+	if (layout->runtime_gil != OFFSET_NONE)
+		return process->runtime + layout->runtime_gil;
+	if (layout->interp_gil != OFFSET_NONE && interpreter)
+		return read_pointer(interpreter + layout->interp_gil, task);
+	return 0;
+}
+
+/* The thread state holding the GIL at `gil` now; 0 when it is free or cannot be read. */
+static __always_inline __u64 gil_holder(__u64 gil, void *task)
+{
+	__u32 locked = 0;
+	if (!gil || read_target(&locked, sizeof(locked), gil + GIL_LOCKED, task) || !locked)
+		return 0;
+	return read_pointer(gil + GIL_LAST_HOLDER, task);
+}
+
 /* Start following the frames of the thread state in the buffers. */
 static __always_inline void start_frames(struct walk *walk, struct py_layout *layout, struct walk_buffers *buffers,
-					 void *task)
+					 __u64 tstate, 					 void *task)
 {
 	__u64 frame = u64_at(buffers->tstate, layout->tstate_frame, TSTATE_BUF);
 	if (frame && layout->cframe_current_frame != OFFSET_NONE)
 		frame = read_pointer(frame + layout->cframe_current_frame, task);
 	walk->sample.thread_id = u64_at(buffers->tstate, layout->tstate_thread_id, TSTATE_BUF);
+	walk->tstate = tstate;
 	walk->cursor = frame;
 	walk->steps = 0;
 	walk->found = 0;
@@ -246,6 +269,7 @@ static __always_inline void walk_start(struct walk *walk, __u32 pid, __u32 tid)
 	walk->cursor = 0;
 	walk->last_code = 0;
 	walk->last_id = 0;
+	walk->tstate = 0;
 	walk->sample.pid = pid;
 	walk->sample.tid = tid;
 	walk->sample.thread_id = 0;
@@ -255,10 +279,10 @@ static __always_inline void walk_start(struct walk *walk, __u32 pid, __u32 tid)
 
 /* Start a walk of the stack of a thread state already read into the buffers (dump). */
 static __always_inline void walk_start_at(struct walk *walk, struct py_process *process, struct walk_buffers *buffers,
-					  __u32 pid, __u32 tid, void *task)
+					  __u32 pid, __u32 tid, __u64 tstate, void *task)
 {
 	walk_start(walk, pid, tid);
-	start_frames(walk, &process->layout, buffers, task);
+	start_frames(walk, &process->layout, buffers, tstate, task);
 }
 
 /* Start a walk of the frames of a thread whose state is known (a call's first argument). */
@@ -271,7 +295,7 @@ static __always_inline void walk_start_tstate(struct walk *walk, struct py_proce
 		walk->phase = WALK_DONE;
 		return;
 	}
-	start_frames(walk, &process->layout, buffers, NULL);
+	start_frames(walk, &process->layout, buffers, tstate, NULL);
 }
 
 /* WALK_THREAD: the thread's state, from the cache (checked) or the interpreters' lists. */
@@ -283,7 +307,7 @@ static __always_inline void find_thread(struct walk *walk, struct py_process *pr
 	if (!walk->interpreter) {
 		__u64 *cached = thread_states.lookup(&tid);
 		if (cached && *cached && read_thread_state(layout, buffers, *cached, task) == own) {
-			start_frames(walk, layout, buffers, task);
+			start_frames(walk, layout, buffers, *cached, task);
 			return;
 		}
 		walk->interpreter = read_pointer(process->runtime + layout->runtime_interpreters, task);
@@ -303,7 +327,7 @@ static __always_inline void find_thread(struct walk *walk, struct py_process *pr
 		__u64 tstate = walk->cursor;
 		if (read_thread_state(layout, buffers, tstate, task) == own) {
 			thread_states.update(&tid, &tstate);
-			start_frames(walk, layout, buffers, task);
+			start_frames(walk, layout, buffers, tstate, task);
 			return;
 		}
 		walk->cursor = u64_at(buffers->tstate, layout->tstate_next, TSTATE_BUF);

@@ -36,10 +36,33 @@ static __always_inline struct walk *begin_walk(__u8 kind, __u64 weight)
 	return walk;
 }
 
+#ifdef GIL_ONLY
+/* --gil: whether the walked thread holds the GIL (the main interpreter's: a subinterpreter's
+ * own GIL is not looked at). Read at the end of the walk, still in the tick that interrupted
+ * the thread: it holds now what it held then. */
+static __always_inline int holds_gil(struct walk *walk)
+{
+	__u32 pid = walk->sample.pid;
+	struct py_process *process = py_processes.lookup(&pid);
+	if (!process || !walk->tstate)
+		return 0;
+	__u64 interpreter = read_pointer(process->runtime + process->layout.runtime_interpreters, NULL);
+	return gil_holder(gil_of(process, interpreter, NULL), NULL) == walk->tstate;
+}
+#endif
+
 /* A walk goes on in a tail-called program, a bounded number of steps per call. The sample
- * goes out when it is done, or when the tail calls ran out (the tail call returned). */
+ * goes out when it is done, or when the tail calls ran out (the tail call returned); with
+ * --gil, only a tick's of the thread holding the GIL. */
 static __always_inline void walk_ended(struct walk *walk, int done)
 {
+#ifdef GIL_ONLY
+	if (walk->sample.kind == SAMPLE_CPU && !holds_gil(walk)) {
+		uncount(COUNTER_EVENTS); /* the samples counted are those kept */
+		count(COUNTER_WITHOUT_GIL);
+		return;
+	}
+#endif
 	if (!done)
 		walk->sample.flags |= SAMPLE_CUT_SHORT;
 	send_sample(&walk->sample);

@@ -122,6 +122,10 @@ def following_calls(function: Callable) -> Callable:
     return function
 
 
+_GIL = click.option("--gil", is_flag=True, help="Only samples of the thread holding the GIL (py-spy's --gil): "
+                    "where GIL contention goes. CPython 3.9-3.15 with a GIL.")
+
+
 def tracing_command(function: Callable) -> Callable:
     """A command that traces: PIDs, `-- CMD`, --binary or --all, and the common options, handed
     to the function as `trace` (a TraceOptions), `output` and `json_output`; a command with
@@ -209,7 +213,8 @@ def stack(trace, outputs, json_output, function, filename, max_depth, tids, dura
 @click.option("--wall", "weighing", flag_value="wall", help="Time on and off a CPU, in microseconds.")
 @click.option("--min-block", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="MS",
               help="With --idle, --off-cpu, --wall: shorter waits are counted, not shown.")
-def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block) -> None:
+@_GIL
+def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block, gil) -> None:
     """Where the targets spend their time: their Python stacks, read by the kernel out of the
     interpreter's memory (no probes needed, nothing paused) at each tick of a sampling clock
     and, with --idle, --off-cpu or --wall, when a thread comes back from a wait; counted and
@@ -219,9 +224,11 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
 
     if weighing == "off-cpu" and rate:
         raise click.UsageError("--off-cpu takes no --rate: it weighs waits, not samples")
+    if gil and weighing:
+        raise click.UsageError(f"--gil goes with CPU samples only, not --{weighing}: a thread that waits holds no GIL")
     sys.exit(profile_tool.run(profile_tool.ProfileOptions(
         trace=trace, outputs=outputs, rate=rate or DEFAULT_RATE, per_thread=per_thread, lines=lines,
-        weighing=weighing or "cpu", min_block=min_block / 1e3,
+        weighing=weighing or "cpu", min_block=min_block / 1e3, gil_only=gil,
     )))
 
 
@@ -322,7 +329,8 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
 @click.option("--calls/--no-calls", default=True, show_default=True,
               help="Count calls where CPython has function probes (a trap per call; on 3.11 it also runs its "
                    "tracing path).")
-def top(trace, output, json_output, interval, once, top, rate, sort, calls) -> None:
+@_GIL
+def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil) -> None:
     """Where the time goes, each interval, across every traced process: each function's own
     and total share of the Python stacks sampled by the kernel, on every CPython, and the
     calls counted where CPython has function probes. A live screen on a terminal (q quits),
@@ -331,7 +339,7 @@ def top(trace, output, json_output, interval, once, top, rate, sort, calls) -> N
     from .sampling import DEFAULT_RATE
 
     sys.exit(top_tool.run(top_tool.TopOptions(trace, output, json_output, interval, once, top, rate or DEFAULT_RATE,
-                                              sort, calls)))
+                                              sort, calls, gil)))
 
 
 @tracing_command

@@ -51,7 +51,8 @@ COUNTER_RECOVERED_CALLS = 22
 COUNTER_STACK_MISMATCH = 23
 COUNTER_INITS_UNTIMED = 24
 COUNTER_HOOK_FORKS_LOST = 25
-COUNTER_MAX = 26
+COUNTER_WITHOUT_GIL = 26
+COUNTER_MAX = 27
 
 # struct call_event: timestamp, code, pid, tid, line, instruction, depth, kind, flags, incarnation
 CALL_EVENT = struct.Struct("<QQIIiiiBB2xI4x")

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
-from .events import OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
+from .events import COUNTER_WITHOUT_GIL, OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
 from .namespaces import tell_kernel
 from .probes import NotAnElf, load_segments, parsed_elf
+from .program import Loss
 from .target import (
     SYSTEM_WIDE,
     Launched,
@@ -444,6 +445,10 @@ class DumpRun:
         return notes
 
 
+# --gil's ticks left out, for the summary (bpf/sampler.h)
+WITHOUT_GIL = Loss(COUNTER_WITHOUT_GIL, "{n} samples of threads not holding the GIL left out (--gil)")
+
+
 @dataclass
 class Sampling:
     """What a command that walks stacks asks of the session."""
@@ -452,6 +457,7 @@ class Sampling:
     linetables: bool = False  # code objects come with their line tables
     off_cpu: bool = False  # also where threads wait off a CPU (scheduler and system call tracepoints)
     min_block: float = 0.0  # seconds: shorter waits are counted, not walked
+    gil_only: bool = False  # only the ticks of threads holding the GIL (--gil)
 
 
 def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:

@@ -25,7 +25,7 @@ from ..formats.options import Output, Outputs
 from ..render import TREE_WEIGHTS, weighted_stacks
 from ..errors import NotFound
 from ..samples import FrameNames, Sample, SampleCounts, call_trees, unpack
-from ..sampling import DEFAULT_RATE, Sampling
+from ..sampling import DEFAULT_RATE, WITHOUT_GIL, Sampling
 from ..consumer import Consumer, Summary
 from ..session import Session, TraceOptions, run_tool
 from ..stacks import weighted_paths
@@ -33,7 +33,7 @@ from ..stacks import weighted_paths
 SPEC = ProgramSpec("profile.bpf.c", (), walker=True, continuations=(
     ("walk_programs", "walk_on_tick", "perf_event"),
     ("walk_tracepoint_programs", "walk_on_tracepoint", "tracepoint"),  # with off-CPU waits
-))
+), losses=(WITHOUT_GIL,))
 
 
 DEFAULT_MIN_BLOCK = 0.001  # seconds
@@ -48,6 +48,7 @@ class ProfileOptions:
     lines: bool = False
     weighing: str = "cpu"  # samples.WEIGHINGS: cpu, idle, off-cpu, wall
     min_block: float = DEFAULT_MIN_BLOCK
+    gil_only: bool = False  # only the samples of threads holding the GIL (--gil)
 
     @property
     def weight(self) -> str:
@@ -170,7 +171,8 @@ def loss_notes(counts: SampleCounts, names: FrameNames) -> list[str]:
 def run(options: ProfileOptions) -> int:
     off_cpu = options.weighing != "cpu"
     rate = None if options.weighing == "off-cpu" else options.rate
-    sampling = Sampling(rate=rate, linetables=options.lines, off_cpu=off_cpu, min_block=options.min_block)
+    sampling = Sampling(rate=rate, linetables=options.lines, off_cpu=off_cpu, min_block=options.min_block,
+                        gil_only=options.gil_only)
     try:
         return run_tool("profile", SPEC, None, options.trace, lambda session: Profile(session, options),
                         sampling=sampling)

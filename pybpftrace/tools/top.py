@@ -18,7 +18,7 @@ from ..escaping import shown
 from ..events import COUNTER_COUNTS_FULL, COUNTER_THREADS_FULL, SAMPLE_CPU, Process
 from ..program import Loss, ProgramSpec
 from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, unpack
-from ..sampling import DEFAULT_RATE, Sampling
+from ..sampling import DEFAULT_RATE, WITHOUT_GIL, Sampling
 from ..consumer import Consumer, Summary
 from ..session import Session, TraceOptions, run_tool, signed_total
 from .follow import CALL_LOSSES, code_frame, follows_calls, forget_codes
@@ -33,6 +33,7 @@ SPEC = ProgramSpec(
         Loss(COUNTER_THREADS_FULL, "{n} events of threads beyond {thread_frames} live ones not counted: the "
              "thread_frames map was full", dropped=True),
         *CALL_LOSSES,
+        WITHOUT_GIL,
     ),
     follows_calls=True,
     walker_samples=True,
@@ -56,6 +57,7 @@ class TopOptions:
     rate: int = DEFAULT_RATE
     sort: str = "own"
     calls: bool = True  # count calls where the binaries have the probe
+    gil_only: bool = False  # only the samples of threads holding the GIL (--gil)
 
 
 @dataclass
@@ -280,5 +282,5 @@ class Screen:
 def run(options: TopOptions) -> int:
     out = options.output or sys.stdout
     return run_tool("top", SPEC, None, options.trace, lambda session: Top(session, options, out), configure,
-                    sampling=Sampling(rate=options.rate, linetables=options.calls),
+                    sampling=Sampling(rate=options.rate, linetables=options.calls, gil_only=options.gil_only),
                     probes=ENTRY_PROBES if options.calls else ())

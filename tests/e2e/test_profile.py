@@ -225,3 +225,32 @@ def test_processes_started_later_and_their_forks_are_sampled(selector):
     child = json.loads(outputs[1])["child"]
     work = f"work ({targets[1].path}:{line_of('forking.py', 'def work')})"
     assert any(stack.startswith(f"thread {child};") and stack.endswith(work) for stack in weights), (child, stdout)
+
+
+def test_gil_keeps_only_the_samples_of_the_thread_holding_it(every_interpreter):
+    """--gil (py-spy's): a thread hashing in C with the GIL released is on its CPU as much as
+    one running Python, but only the latter's samples are kept; the summary says how many
+    were left out."""
+    target = Target("gil_holders.py", interpreter=every_interpreter)
+    with target:
+        assert target.process.stdout.readline() == b"ready\n"
+        result = run_tracer("profile", str(target.pid), "--gil", "--duration", "2")
+    assert result.returncode == 0, result.stderr
+    weights = folded_weights(result.stdout.decode())
+    in_function = Counter()
+    for stack, weight in weights.items():
+        functions = {frame.split(" (")[0] for frame in stack.split(";")}
+        in_function["hasher" if "hasher" in functions else "spinner" if "spinner" in functions else "other"] += weight
+    left_out = re.search(r"\[(\d+) samples of threads not holding the GIL left out \(--gil\)", result.stderr.decode())
+    assert left_out and int(left_out[1]) > 0, result.stderr
+    assert in_function["spinner"] > 0, weights
+    # the hasher holds the GIL only between two digests: a few samples, where C hashing has hundreds
+    assert in_function["hasher"] * 20 <= int(left_out[1]), (weights, left_out[1])
+    total = re.search(r"pybpftrace: (\d+) samples", result.stderr.decode())
+    assert int(total[1]) == sum(weights.values())  # those kept
+
+
+def test_gil_goes_with_cpu_samples_only():
+    result = run_tracer("profile", "1", "--gil", "--off-cpu")
+    assert result.returncode == 64
+    assert b"--gil goes with CPU samples only, not --off-cpu" in result.stderr
