@@ -235,14 +235,16 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
 @cli.command()
 @click.argument("pids", nargs=-1, required=True, type=click.IntRange(min=1), metavar="PID...")
 @click.option("-o", "--output", type=OutputFile(), help="Write to FILE instead of stdout.")
-@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
-def dump(pids, output, json_output) -> None:
+@click.option("--json", "json_output", is_flag=True, help="Print JSON (with --subprocesses, or several PIDs: a list).")
+@click.option("--subprocesses", is_flag=True,
+              help="Their descendants too, each Python dumped, the others named (py-spy's --subprocesses).")
+def dump(pids, output, json_output, subprocesses) -> None:
     """Every thread's Python stack now, innermost frame first, with its thread ids, name and
     state (running, idle, waiting for the GIL), read by the kernel while the process runs on:
     nothing is paused."""
     from .tools import dump as dump_tool
 
-    sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output)))
+    sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output, subprocesses)))
 
 
 _STACKS = click.option("--stacks", is_flag=True,

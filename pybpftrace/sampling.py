@@ -20,6 +20,7 @@ from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import COUNTER_WITHOUT_GIL, OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
+from .descendants import children
 from .namespaces import tell_kernel
 from .probes import NotAnElf, load_segments, parsed_elf
 from .program import Loss
@@ -137,14 +138,6 @@ def _threads(pid: int) -> list[int]:
         return [int(entry) for entry in os.listdir(f"/proc/{pid}/task")]
     except OSError:
         return []
-
-
-def _children(pid: int) -> list[int]:
-    """The processes pid forked (its threads' children, from /proc)."""
-    children = []
-    for tid in _threads(pid):
-        children += [int(child) for child in (thread_file(pid, tid, "children") or "").split()]
-    return children
 
 
 def read_pointer(pid: int, address: int) -> int:
@@ -283,7 +276,7 @@ class Walker:
     def _register_children(self, pid: int, walked: WalkedBinary) -> None:
         """The children a process forked before user space registered it: the kernel, which
         registers the children of registered processes, did not know it yet."""
-        for child in _children(pid):
+        for child in children(pid):
             if child not in self.registered:
                 try:
                     if self.register(child, walked):

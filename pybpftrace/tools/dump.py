@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..codes import Codes
-from ..errors import NotFound
+from ..descendants import DESCENDANTS_MAX, descendants
+from ..errors import NotFound, NotPython, TraceError
 from ..escaping import TerminalSafe, shown
 from ..events import (GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED,
                       SAMPLE_UNREADABLE)
@@ -43,6 +45,7 @@ class DumpOptions:
     pids: list[int] = field(default_factory=list)
     output: Optional[TextIO] = None
     json: bool = False
+    subprocesses: bool = False  # their descendants too (py-spy's --subprocesses)
 
 
 @dataclass
@@ -68,6 +71,18 @@ class ProcessDump:
     seconds: float
     lost: int
     notes: list[str] = field(default_factory=list)  # what the dump lacks (DumpRun.notes)
+
+
+@dataclass
+class NoPython:
+    """A process --subprocesses came to that runs no CPython the walker reads (or is gone)."""
+
+    pid: int
+    error: TraceError
+
+    @property
+    def why(self) -> str:
+        return str(self.error)
 
 
 def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
@@ -129,12 +144,47 @@ class Dumper:
         self.program.close()
 
 
-def dump_processes(pids: list[int]) -> list[ProcessDump]:
-    """Every thread's stack of each process."""
-    walked = {pid: find_walked_targets(TargetOptions(pids=[pid]))[1][pid] for pid in pids}
+def dump_processes(pids: list[int], subprocesses: bool = False) -> tuple[list[ProcessDump | NoPython], list[str]]:
+    """Every thread's stack of each process (and with subprocesses, of their descendants now,
+    nearest first, each once); the notes of what was left out. A process named that is not a
+    Python is an error, unless subprocesses are asked for and one of them is."""
+    order, notes = list(dict.fromkeys(pids)), []
+    if subprocesses:
+        for pid in pids:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise NotFound(f"no process with PID {pid}")
+            found, cut = descendants(pid)
+            order += [child for child in found if child not in order and child != os.getpid()]  # not this tracer
+            if cut:
+                notes.append(f"PID {pid} has more than {DESCENDANTS_MAX} descendants: those after them not shown")
+    walked: dict[int, WalkedBinary | NoPython] = {}
+    for pid in order:
+        try:
+            walked[pid] = find_walked_targets(TargetOptions(pids=[pid]))[1][pid]
+        except TraceError as error:
+            if not subprocesses:
+                raise
+            walked[pid] = NoPython(pid, error)
+    if all(isinstance(found, NoPython) for found in walked.values()):
+        for named in pids:  # a named process's own failure, where it is not that it runs no Python
+            if not isinstance(walked[named].error, NotPython):
+                raise walked[named].error
+        raise NotPython(f"{', '.join(describe_process(pid) for pid in pids)}: no CPython in it or in its "
+                        f"{len(order) - len(pids)} descendants")
     dumper = Dumper()
     try:
-        return [dumper.dump(pid, walked[pid]) for pid in pids]
+        dumps: list[ProcessDump | NoPython] = []
+        for pid, found in walked.items():
+            if isinstance(found, NoPython):
+                dumps.append(found)
+                continue
+            try:
+                dumps.append(dumper.dump(pid, found))
+            except NotFound as error:
+                if not subprocesses:
+                    raise
+                dumps.append(NoPython(pid, error))
+        return dumps, notes
     finally:
         dumper.close()
 
@@ -198,6 +248,7 @@ def render_text(dump: ProcessDump) -> str:
 def render_json(dump: ProcessDump) -> dict:
     return {
         "pid": dump.pid,
+        "parent": _parent(dump.pid),
         "command": _command_line(dump.pid),
         "python": ".".join(map(str, dump.walked.interpreter.version)),
         "binary": dump.walked.binary.shown_path,
@@ -220,6 +271,16 @@ def render_json(dump: ProcessDump) -> dict:
     }
 
 
+def _parent(pid: int) -> Optional[int]:
+    """Its parent's PID (from /proc/PID/stat, after the command's closing parenthesis); None
+    once it is gone."""
+    stat = thread_file(pid, pid, "stat")
+    if not stat or ")" not in stat:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
 def _command_line(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as stream:
@@ -228,16 +289,27 @@ def _command_line(pid: int) -> str:
         return describe_process(pid)
 
 
+def _no_python_json(process: NoPython) -> dict:
+    return {"pid": process.pid, "parent": _parent(process.pid), "command": _command_line(process.pid), "python": None,
+            "notes": [process.why], "threads": []}
+
+
 def run(options: DumpOptions) -> int:
     require_privileges("pybpftrace dump")
     out = TerminalSafe(options.output or sys.stdout)
-    dumps = dump_processes(options.pids)
+    dumps, notes = dump_processes(options.pids, options.subprocesses)
     if options.json:
-        out.write(json.dumps([render_json(dump) for dump in dumps] if len(dumps) > 1 else render_json(dumps[0])) + "\n")
+        documents = [render_json(dump) if isinstance(dump, ProcessDump) else _no_python_json(dump) for dump in dumps]
+        listed = options.subprocesses or len(documents) > 1
+        out.write(json.dumps(documents if listed else documents[0]) + "\n")
     else:
-        out.write("\n".join(render_text(dump) for dump in dumps))
+        out.write("\n".join(render_text(dump) if isinstance(dump, ProcessDump)
+                            else f"Process {dump.pid}: {shown(_command_line(dump.pid))}\n[{shown(dump.why)}]\n"
+                            for dump in dumps))
     out.flush()
-    lost = sum(dump.lost for dump in dumps)
+    for note in notes:
+        print(f"pybpftrace: {note}", file=sys.stderr)
+    lost = sum(dump.lost for dump in dumps if isinstance(dump, ProcessDump))
     if lost:
         print(f"pybpftrace: {lost} thread stacks did not fit the ring buffer and are missing", file=sys.stderr)
         return 1

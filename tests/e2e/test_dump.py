@@ -258,3 +258,56 @@ def test_not_a_python():
 def test_dump_needs_a_pid():
     result = run_tracer("dump")
     assert result.returncode == 64
+
+
+def test_subprocesses_of_a_multiprocessing_parent(any_interpreter):
+    """--subprocesses (py-spy's): the parent and its two forked children in one dump, a list
+    in --json, each child's parent said; a child's stack goes back to where the parent forked."""
+    target = Target("multiprocs.py", interpreter=any_interpreter)
+    with target:
+        children = [int(pid) for pid in target.process.stdout.readline().split()]
+        result = run_tracer("dump", str(target.pid), "--subprocesses", "--json")
+    assert result.returncode == 0, result.stderr
+    dumps = json.loads(result.stdout)
+    assert [(dump["pid"], dump["parent"]) for dump in dumps][1:] == [(child, target.pid) for child in children]
+    assert dumps[0]["pid"] == target.pid
+    for dump in dumps:
+        assert dump["python"].startswith(f"{any_interpreter}.")
+        (main,) = [thread for thread in dump["threads"] if thread["tid"] == dump["pid"]]
+        frames = [(frame["function"], frame["line"]) for frame in main["frames"] if frame["file"] == target.path]
+        if dump["pid"] == target.pid:
+            assert frames == [("<module>", line_of("multiprocs.py", "parent waits"))]
+        else:
+            assert frames[0] == ("child_sleeps", line_of("multiprocs.py", "child sleeps"))
+            assert frames[-1] == ("<module>", line_of("multiprocs.py", "parent starts"))
+
+
+def test_subprocesses_through_a_shell():
+    """A shell that runs Python: the shell is named as running no CPython, the Python dumped."""
+    shell = subprocess.Popen(["bash", "-c", f"{HOST.python} -c 'import sys; print(1, flush=True); sys.stdin.read()'; true"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert shell.stdout.readline() == b"1\n"
+        text = run_tracer("dump", str(shell.pid), "--subprocesses")
+        document = run_tracer("dump", str(shell.pid), "--subprocesses", "--json")
+    finally:
+        shell.kill()
+    assert text.returncode == 0, text.stderr
+    blocks = text.stdout.decode().split("\n\n")
+    assert blocks[0].startswith(f"Process {shell.pid}: bash -c ")
+    assert blocks[0].endswith(f"\n[PID {shell.pid} is not a Python: it holds no CPython interpreter]")
+    assert blocks[1].startswith("Process ") and f"CPython 3.11.2 at {HOST.python}" in blocks[1]
+    assert blocks[2].splitlines() [1:] == ["    <module> (<string>:1)"]
+    (shell_json, python_json) = json.loads(document.stdout)
+    assert shell_json["python"] is None and shell_json["threads"] == [] and shell_json["pid"] == shell.pid
+    assert python_json["parent"] == shell.pid and python_json["python"] == "3.11.2"
+
+
+def test_subprocesses_with_no_python_among_them():
+    sleeper = subprocess.Popen(["bash", "-c", "sleep 30; true"])
+    try:
+        result = run_tracer("dump", str(sleeper.pid), "--subprocesses")
+    finally:
+        sleeper.kill()
+    assert result.returncode == 4
+    assert result.stderr == f"pybpftrace: PID {sleeper.pid} (bash): no CPython in it or in its 1 descendants\n".encode()
