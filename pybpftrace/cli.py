@@ -126,6 +126,19 @@ _GIL = click.option("--gil", is_flag=True, help="Only samples of the thread hold
                     "where GIL contention goes. CPython 3.9-3.15 with a GIL.")
 
 
+_SUBPROCESSES = click.option(
+    "--subprocesses", is_flag=True,
+    help="Their descendants too, now and later, each Python read (py-spy's --subprocesses). A command that is no "
+         "Python (a shell, env, uv run) is followed to the Pythons it starts without it.")
+
+
+def _with_subprocesses(trace: TraceOptions, subprocesses: bool) -> TraceOptions:
+    if subprocesses and (trace.target.binaries or trace.target.all_pythons):
+        raise click.UsageError("--subprocesses goes with PIDs or a command: --binary and --all read every process already")
+    trace.target.subprocesses = subprocesses
+    return trace
+
+
 def tracing_command(function: Callable) -> Callable:
     """A command that traces: PIDs, `-- CMD`, --binary or --all, and the common options, handed
     to the function as `trace` (a TraceOptions), `output` and `json_output`; a command with
@@ -214,7 +227,8 @@ def stack(trace, outputs, json_output, function, filename, max_depth, tids, dura
 @click.option("--min-block", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="MS",
               help="With --idle, --off-cpu, --wall: shorter waits are counted, not shown.")
 @_GIL
-def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block, gil) -> None:
+@_SUBPROCESSES
+def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block, gil, subprocesses) -> None:
     """Where the targets spend their time: their Python stacks, read by the kernel out of the
     interpreter's memory (no probes needed, nothing paused) at each tick of a sampling clock
     and, with --idle, --off-cpu or --wall, when a thread comes back from a wait; counted and
@@ -222,6 +236,7 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
     from .tools import profile as profile_tool
     from .sampling import DEFAULT_RATE
 
+    trace = _with_subprocesses(trace, subprocesses)
     if weighing == "off-cpu" and rate:
         raise click.UsageError("--off-cpu takes no --rate: it weighs waits, not samples")
     if gil and weighing:
@@ -332,7 +347,8 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
               help="Count calls where CPython has function probes (a trap per call; on 3.11 it also runs its "
                    "tracing path).")
 @_GIL
-def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil) -> None:
+@_SUBPROCESSES
+def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil, subprocesses) -> None:
     """Where the time goes, each interval, across every traced process: each function's own
     and total share of the Python stacks sampled by the kernel, on every CPython, and the
     calls counted where CPython has function probes. A live screen on a terminal (q quits),
@@ -340,6 +356,7 @@ def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil)
     from .tools import top as top_tool
     from .sampling import DEFAULT_RATE
 
+    trace = _with_subprocesses(trace, subprocesses)
     sys.exit(top_tool.run(top_tool.TopOptions(trace, output, json_output, interval, once, top, rate or DEFAULT_RATE,
                                               sort, calls, gil)))
 

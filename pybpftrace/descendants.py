@@ -10,6 +10,7 @@ from .target import thread_file
 
 DESCENDANTS_MAX = 4096
 TASKS_MAX = 65536
+ANCESTORS_MAX = 256  # parents followed up from a process: deeper trees are not looked into
 
 
 def children(pid: int) -> list[int]:
@@ -41,3 +42,24 @@ def descendants(pid: int) -> tuple[list[int], bool]:
             found.append(child)
             queue.append(child)
     return found, False
+
+
+def parent(pid: int) -> int:
+    """pid's parent (0 once gone, or for the first process)."""
+    stat = thread_file(pid, pid, "stat")
+    if not stat or ")" not in stat:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+
+
+def descends_from(pid: int, roots: frozenset[int]) -> bool:
+    """Whether pid is one of roots or descends from one (its parents followed up, at most
+    ANCESTORS_MAX)."""
+    for _ in range(ANCESTORS_MAX):
+        if pid in roots:
+            return True
+        pid = parent(pid)
+        if pid <= 1:
+            return pid in roots
+    return False

@@ -20,7 +20,7 @@ from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import COUNTER_WITHOUT_GIL, OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
-from .descendants import children
+from .descendants import children, descendants, descends_from
 from .namespaces import tell_kernel
 from .probes import NotAnElf, load_segments, parsed_elf
 from .program import Loss
@@ -33,6 +33,7 @@ from .target import (
     all_pythons,
     check_process,
     command_binaries,
+    describe_process,
     linked_libpython,
     process_binaries,
     read_maps,
@@ -92,13 +93,18 @@ def _same_file(first: str, second: str) -> bool:
 @dataclass
 class Selection:
     """The processes --binary and --all read, now and later: those running one of `chosen`
-    (the interpreters of the binaries named), or any CPython whose stacks can be read."""
+    (the interpreters of the binaries named), or any CPython whose stacks can be read; with
+    roots (--subprocesses, or a launched command that is no Python), only among the roots
+    and their descendants."""
 
     chosen: list[PythonBinary]
     any_python: bool = False
+    roots: frozenset[int] = frozenset()
 
     def match(self, pid: int) -> Optional[WalkedBinary]:
         """The interpreter pid runs, if it is one selected and mapped."""
+        if self.roots and not descends_from(pid, self.roots):
+            return None
         try:
             binaries = process_binaries(pid)
         except (NotFound, NotPermitted, OSError):  # gone meanwhile, or not ours to read
@@ -116,12 +122,20 @@ class Selection:
     def running(self) -> dict[int, WalkedBinary]:
         """The processes selected that run now (but ours)."""
         found = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid():
-                walked = self.match(int(entry))
+        for pid in self._candidates():
+            if pid != os.getpid():
+                walked = self.match(pid)
                 if walked is not None:
-                    found[int(entry)] = walked
+                    found[pid] = walked
         return found
+
+    def _candidates(self) -> list[int]:
+        if not self.roots:
+            return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+        pids = list(self.roots)
+        for root in self.roots:
+            pids += descendants(root)[0]
+        return list(dict.fromkeys(pids))
 
     def may_load(self, pid: int) -> bool:
         """Whether a process that just exec'd may still map a selected interpreter: its program
@@ -477,9 +491,17 @@ def find_walked_targets(
 
     if options.argv:
         name, binaries = command_binaries(options.argv)
-        walked = _walked(binaries, name)
+        python = any(binary.interpreter for binary in binaries)
+        walked = _walked(binaries, name) if python else None  # else the Pythons it starts (_descendants_of)
         launched = Launched(options.argv)
-        return Targets({launched.pid: with_probes(binaries)}, launched), {launched.pid: walked}, None
+        targets = Targets({launched.pid: with_probes(binaries)}, launched)
+        if python and not options.subprocesses:
+            return targets, {launched.pid: walked}, None
+        if not python:
+            targets.notes.append(f"{name} is no Python: the Pythons it starts are read")
+        return targets, {launched.pid: walked} if python else {}, _descendants_of([launched.pid])
+    if options.subprocesses:
+        return _with_descendants(options.pids, with_probes)
     if options.binaries or options.all_pythons:
         selection = _selection(options)
         probed = with_probes(selection.chosen) if selection.chosen else all_pythons(probes) if probes else []
@@ -491,6 +513,24 @@ def find_walked_targets(
         found[pid] = _walked(binaries, f"PID {pid}")
         targets[pid] = with_probes(binaries)
     return Targets(targets), found, None
+
+
+def _descendants_of(roots: list[int]) -> Selection:
+    return Selection([], any_python=True, roots=frozenset(roots))
+
+
+def _with_descendants(pids: list[int], with_probes) -> tuple[Targets, dict[int, WalkedBinary], Selection]:
+    """--subprocesses: the PIDs and their descendants that run a CPython now, and the Selection
+    of those that start one later. A PID that runs none is said, once, not refused."""
+    targets, notes = {}, []
+    for pid in pids:
+        check_process(pid)
+        binaries = process_binaries(pid)
+        targets[pid] = with_probes(binaries)
+        if not any(binary.interpreter for binary in binaries):
+            notes.append(f"{describe_process(pid)} runs no CPython: the Pythons it starts are read")
+    selection = _descendants_of(pids)
+    return Targets(targets, notes=notes), selection.running(), selection
 
 
 def walked_for(targets: Targets, options: TargetOptions) -> tuple[dict[int, WalkedBinary], Optional[Selection]]:

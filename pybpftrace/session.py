@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from .attach import AttachError, Attachment
 from .consumer import Consumer, Summary
-from .errors import KernelSetup, NoProbes, NotFound, NotPermitted, OutputFailed, TraceError
+from .errors import KernelSetup, NoProbes, NotFound, NotPython, NotPermitted, OutputFailed, TraceError
 from .escaping import shown
 from .events import COUNTER_EVENTS, COUNTER_EVENTS_LOST, COUNTER_NAMES_LOST, COUNTER_NO_MEMORY, \
     COUNTER_PROCESSES_FULL, PROCESS_FORKED
@@ -331,8 +331,12 @@ class Session:
             what = ", ".join(binary.describe() for binary in shown)
             if pid == SYSTEM_WIDE and self.selection and self.selection.any_python:
                 what = "any CPython whose stacks can be read" + (f" (functions counted in {what})" if what else "")
+            if pid != SYSTEM_WIDE and not what and self.selection and pid in self.selection.roots:
+                what = "no CPython"
             parts.append(f"every process running {what}" if pid == SYSTEM_WIDE else f"PID {pid} ({what})")
         forks = " and the processes they fork" if self.follow_forks else ""
+        if self.selection and self.selection.roots:
+            forks = " and the Pythons among their descendants, now and later"
         return f"{', '.join(parts)}{forks}"
 
     def describe(self) -> str:
@@ -541,11 +545,11 @@ def counted_calls(options: TraceOptions, command: str) -> Optional[CallTargets]:
     """For a command that samples stacks and counts calls where it can (top): the processes
     traced by PID or launched, by their routes; None where their calls cannot be counted (said
     in its output), or with --binary and --all (which count them where the probes are)."""
-    if options.target.binaries or options.target.all_pythons:
+    if options.target.binaries or options.target.all_pythons or options.target.subprocesses:
         return None
     try:
         return find_call_targets(options.target, command, options.route, options.eval_hook)
-    except NoProbes:
+    except (NoProbes, NotPython):  # a command that is no Python: sampled in the Pythons it starts
         return None
 
 

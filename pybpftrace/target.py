@@ -623,6 +623,7 @@ class TargetOptions:
     argv: list[str] = field(default_factory=list)
     binaries: list[str] = field(default_factory=list)
     all_pythons: bool = False
+    subprocesses: bool = False  # the PIDs' (or command's) descendants too, now and later
 
 
 def find_targets(options: TargetOptions, command: str, commands: dict[str, tuple[str, ...]]) -> Targets:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from ..codes import Codes
-from ..descendants import DESCENDANTS_MAX, descendants
+from ..descendants import DESCENDANTS_MAX, descendants, parent
 from ..errors import NotFound, NotPython, TraceError
 from ..escaping import TerminalSafe, shown
 from ..events import (GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED,
@@ -248,7 +248,7 @@ def render_text(dump: ProcessDump) -> str:
 def render_json(dump: ProcessDump) -> dict:
     return {
         "pid": dump.pid,
-        "parent": _parent(dump.pid),
+        "parent": parent(dump.pid) or None,
         "command": _command_line(dump.pid),
         "python": ".".join(map(str, dump.walked.interpreter.version)),
         "binary": dump.walked.binary.shown_path,
@@ -271,16 +271,6 @@ def render_json(dump: ProcessDump) -> dict:
     }
 
 
-def _parent(pid: int) -> Optional[int]:
-    """Its parent's PID (from /proc/PID/stat, after the command's closing parenthesis); None
-    once it is gone."""
-    stat = thread_file(pid, pid, "stat")
-    if not stat or ")" not in stat:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
-
-
 def _command_line(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as stream:
@@ -290,7 +280,7 @@ def _command_line(pid: int) -> str:
 
 
 def _no_python_json(process: NoPython) -> dict:
-    return {"pid": process.pid, "parent": _parent(process.pid), "command": _command_line(process.pid), "python": None,
+    return {"pid": process.pid, "parent": parent(process.pid) or None, "command": _command_line(process.pid), "python": None,
             "notes": [process.why], "threads": []}
 
 

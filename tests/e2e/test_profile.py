@@ -254,3 +254,50 @@ def test_gil_goes_with_cpu_samples_only():
     result = run_tracer("profile", "1", "--gil", "--off-cpu")
     assert result.returncode == 64
     assert b"--gil goes with CPU samples only, not --off-cpu" in result.stderr
+
+
+def _functions_by_process(document: dict) -> dict[int, Counter]:
+    found: dict[int, Counter] = {}
+    for stack in document["stacks"]:
+        found.setdefault(stack["pid"], Counter())[stack["frames"][-1]["function"]] += stack["weight"]
+    return found
+
+
+def test_subprocesses_reads_children_forked_before_and_after(any_interpreter):
+    """--subprocesses (py-spy's): a child forked before tracing and one forked after are read,
+    each as its own process, beside their parent."""
+    target = Target("busy_children.py", "1.5", interpreter=any_interpreter)
+    run = trace_held(target, "profile", PID, "--subprocesses", "--json")
+    assert run.code == 0, run.stderr
+    early, late = map(int, run.target_output.split())
+    found = _functions_by_process(json.loads(run.stdout))
+    assert set(found) == {target.pid, early, late}, found
+    for pid, function in ((target.pid, "spin"), (early, "spin"), (late, "spin")):
+        assert found[pid][function] >= 0.5 * sum(found[pid].values()), (pid, found[pid])
+    callers = {pid: {stack["frames"][-2]["function"] for stack in json.loads(run.stdout)["stacks"]
+                     if stack["pid"] == pid and len(stack["frames"]) > 1 and stack["frames"][-1]["function"] == "spin"}
+               for pid in found}
+    assert callers == {target.pid: {"parent_spins"}, early: {"early_child"}, late: {"late_child"}}
+
+
+@pytest.mark.parametrize("wrapper", ["env", "bash -c", "a script that execs"])
+def test_a_launched_command_is_followed_to_its_python(wrapper, tmp_path):
+    """A command that is no Python is followed to the Python it starts: its functions are in
+    the profile, and the start says the command runs no CPython."""
+    script, python = HOST.script("busy_children.py"), HOST.python
+    if wrapper == "env":
+        argv = ["env", python, script, "0.5"]
+    elif wrapper == "bash -c":
+        argv = ["bash", "-c", f"echo go | {python} {script} 0.5; true"]
+    else:
+        wrapper_script = tmp_path / "run.sh"
+        wrapper_script.write_text(f"#!/bin/sh\nexec {python} {script} 0.5\n")
+        wrapper_script.chmod(0o755)
+        argv = [str(wrapper_script)]
+    result = run_tracer("profile", "--json", "--", *argv, input=b"go\n")
+    assert result.returncode == 0, result.stderr
+    (document,) = [line for line in result.stdout.splitlines() if line.startswith(b"{")]  # beside the script's
+    found = _functions_by_process(json.loads(document))
+    assert len(found) == 3, found  # the parent and its two children
+    assert all(counts["spin"] > 0 for counts in found.values()), found
+    assert b"is no Python: the Pythons it starts are read" in result.stderr
