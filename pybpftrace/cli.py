@@ -253,13 +253,15 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
 @click.option("--json", "json_output", is_flag=True, help="Print JSON (with --subprocesses, or several PIDs: a list).")
 @click.option("--subprocesses", is_flag=True,
               help="Their descendants too, each Python dumped, the others named (py-spy's --subprocesses).")
-def dump(pids, output, json_output, subprocesses) -> None:
+@click.option("--locals", "with_locals", is_flag=True,
+              help="Each frame's arguments and local variables, as repr() shows them (py-spy's --locals).")
+def dump(pids, output, json_output, subprocesses, with_locals) -> None:
     """Every thread's Python stack now, innermost frame first, with its thread ids, name and
     state (running, idle, waiting for the GIL), read by the kernel while the process runs on:
     nothing is paused."""
     from .tools import dump as dump_tool
 
-    sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output, subprocesses)))
+    sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output, subprocesses, with_locals)))
 
 
 _STACKS = click.option("--stacks", is_flag=True,

@@ -328,7 +328,7 @@ def read_thread_states(read: Read, interpreter: Interpreter, runtime: int) -> di
     return {tid: state for state, _, tid in _thread_states(read, interpreter, runtime, THREAD_STATES_MAX) if tid}
 
 
-def _read_process(pid: int, walked: WalkedBinary, reading: Callable[[Read, Interpreter, int], dict]) -> dict:
+def read_process(pid: int, walked: WalkedBinary, reading: Callable[[Read, Interpreter, int], dict]) -> dict:
     """What reading(read, interpreter, runtime) finds in pid's memory: {} if it cannot be read
     (the process gone, say)."""
     try:
@@ -346,13 +346,13 @@ def _read_process(pid: int, walked: WalkedBinary, reading: Callable[[Read, Inter
 
 def thread_states_by_tid(pid: int, walked: WalkedBinary) -> dict[int, int]:
     """TID -> thread state address of pid's threads: {} if they cannot be read."""
-    return by_host_tid(pid, _read_process(pid, walked, read_thread_states))
+    return by_host_tid(pid, read_process(pid, walked, read_thread_states))
 
 
 def python_thread_names(pid: int, walked: WalkedBinary) -> dict[int, str]:
     """pthread ident -> Thread.name of pid's threads, as far as they can be read: {} if none
     (the process gone, say)."""
-    return _read_process(pid, walked, read_thread_names)
+    return read_process(pid, walked, read_thread_names)
 
 
 def python_names_by_tid(pid: int, walked: WalkedBinary) -> dict[int, str]:
@@ -364,7 +364,7 @@ def python_names_by_tid(pid: int, walked: WalkedBinary) -> dict[int, str]:
         return {tid: names[ident] for ident, tid in read_thread_ids(read, interpreter, runtime).items()
                 if ident in names}
 
-    return {tid: name for tid, name in by_host_tid(pid, _read_process(pid, walked, reading)).items()
+    return {tid: name for tid, name in by_host_tid(pid, read_process(pid, walked, reading)).items()
             if os.path.exists(f"/proc/{pid}/task/{tid}")}
 
 

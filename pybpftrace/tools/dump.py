@@ -21,6 +21,7 @@ from ..codes import Codes
 from ..descendants import DESCENDANTS_MAX, descendants, parent
 from ..errors import NotFound, NotPython, TraceError
 from ..escaping import TerminalSafe, shown
+from ..frame_locals import FrameLocals, Variable, locals_versions, process_locals
 from ..events import (GIL_SIZE, SAMPLE_CHANGED, SAMPLE_HOLDS_GIL, SAMPLE_NO_THREAD_STATE, SAMPLE_TRUNCATED,
                       SAMPLE_UNREADABLE)
 from ..namespaces import host_tids
@@ -46,6 +47,7 @@ class DumpOptions:
     output: Optional[TextIO] = None
     json: bool = False
     subprocesses: bool = False  # their descendants too (py-spy's --subprocesses)
+    locals: bool = False  # each frame's arguments and locals (py-spy's --locals)
 
 
 @dataclass
@@ -56,6 +58,8 @@ class ThreadStack:
     state: str  # running, idle, waiting for the GIL, gone
     syscall: Optional[str]  # the system call an idle thread is in
     ns_tid: Optional[int] = None  # its TID in its process's PID namespace, where that is not ours
+    locals: Optional[list[FrameLocals]] = None  # with --locals: each frame's, innermost first
+    locals_note: Optional[str] = None  # with --locals: why it has none
 
     @property
     def holds_gil(self) -> bool:
@@ -121,7 +125,7 @@ class Dumper:
             self.codes.add(record)
         return list(self._samples.drain())
 
-    def dump(self, pid: int, walked: WalkedBinary) -> ProcessDump:
+    def dump(self, pid: int, walked: WalkedBinary, with_locals: bool = False) -> ProcessDump:
         """Every thread's stack of a process, read by the kernel (settled.py)."""
         hosts = host_tids(pid)  # the walk reads the TIDs CPython keeps: in a container, its own
         if not self.walker.register(pid, walked):
@@ -135,7 +139,10 @@ class Dumper:
             threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall,
                                        inner.get(sample.tid) if hosts else None))
         run = settled.run
-        return ProcessDump(pid, walked, threads, self.codes, settled.seconds, run.lost, run.notes())
+        dump = ProcessDump(pid, walked, threads, self.codes, settled.seconds, run.lost, run.notes())
+        if with_locals:
+            add_locals(dump)
+        return dump
 
     def close(self) -> None:
         self._samples.close()
@@ -144,7 +151,23 @@ class Dumper:
         self.program.close()
 
 
-def dump_processes(pids: list[int], subprocesses: bool = False) -> tuple[list[ProcessDump | NoPython], list[str]]:
+def add_locals(dump: ProcessDump) -> None:
+    """Each thread's locals, where the frames read from its memory now are those its stack
+    showed (a thread that ran on meanwhile gets none, and says so)."""
+    found = process_locals(dump.pid, dump.walked)
+    for thread in dump.threads:
+        if found is None:
+            thread.locals_note = f"--locals reads CPython {locals_versions()}"
+            continue
+        frames = found.get(thread.sample.tid)
+        shown_frames = [(frame["function"], frame["file"]) for frame in _frames(dump, thread)]
+        if frames is not None and [(frame.function, frame.file) for frame in frames[:len(shown_frames)]] == shown_frames:
+            thread.locals = frames[:len(shown_frames)]
+        elif shown_frames:
+            thread.locals_note = "locals not read: the thread ran on after its stack was read"
+
+
+def dump_processes(pids: list[int], subprocesses: bool = False, with_locals: bool = False) -> tuple[list[ProcessDump | NoPython], list[str]]:
     """Every thread's stack of each process (and with subprocesses, of their descendants now,
     nearest first, each once); the notes of what was left out. A process named that is not a
     Python is an error, unless subprocesses are asked for and one of them is."""
@@ -179,7 +202,7 @@ def dump_processes(pids: list[int], subprocesses: bool = False) -> tuple[list[Pr
                 dumps.append(found)
                 continue
             try:
-                dumps.append(dumper.dump(pid, found))
+                dumps.append(dumper.dump(pid, found, with_locals))
             except NotFound as error:
                 if not subprocesses:
                     raise
@@ -201,6 +224,15 @@ def _frames(dump: ProcessDump, thread: ThreadStack) -> list[dict]:
     return frames
 
 
+def _frames_json(dump: ProcessDump, thread: ThreadStack) -> list[dict]:
+    frames = _frames(dump, thread)
+    if thread.locals is not None:
+        for frame, found in zip(frames, thread.locals):
+            frame["locals"] = [{"name": variable.name, "arg": variable.argument, "repr": variable.repr}
+                               for variable in found.variables]
+    return frames
+
+
 def _status(thread: ThreadStack) -> str:
     status = thread.state + (f" in {thread.syscall}" if thread.syscall else "")
     return status + (", holds the GIL" if thread.holds_gil else "")
@@ -211,6 +243,17 @@ def _shown_name(thread: ThreadStack, process_name: str) -> str:
     if thread.name is not None:
         return thread.name
     return thread.os_name if thread.os_name != process_name else ""
+
+
+def _locals_text(variables: list[Variable]) -> list[str]:
+    """py-spy's layout: the arguments, then the other locals, each `name: repr`."""
+    lines = []
+    for heading, arguments in (("Arguments:", True), ("Locals:", False)):
+        chosen = [variable for variable in variables if variable.argument == arguments]
+        if chosen:
+            lines.append(f"        {heading}")
+            lines += [f"            {shown(variable.name)}: {shown(variable.repr)}" for variable in chosen]
+    return lines
 
 
 def render_text(dump: ProcessDump) -> str:
@@ -231,9 +274,13 @@ def render_text(dump: ProcessDump) -> str:
         if sample.flags & SAMPLE_NO_THREAD_STATE:
             lines.append("    [no Python thread state]")
         frames = _frames(dump, thread)
-        for frame in frames:
+        for index, frame in enumerate(frames):
             where = f" ({frame['file']}:{frame['line'] if frame['line'] is not None else '?'})" if frame["file"] else ""
             lines.append(f"    {shown(frame['function'])}{shown(where)}")
+            if thread.locals is not None:
+                lines += _locals_text(thread.locals[index].variables)
+        if thread.locals_note:
+            lines.append(f"    [{thread.locals_note}]")
         if not frames:
             lines.append("    [no Python frames]")
         if sample.flags & SAMPLE_UNREADABLE:
@@ -266,7 +313,8 @@ def render_json(dump: ProcessDump) -> dict:
             "truncated": bool(thread.sample.flags & SAMPLE_TRUNCATED),
             "unreadable": bool(thread.sample.flags & SAMPLE_UNREADABLE),
             "changing": bool(thread.sample.flags & SAMPLE_CHANGED),
-            "frames": _frames(dump, thread),
+            "frames": _frames_json(dump, thread),
+            **({"locals_note": thread.locals_note} if thread.locals_note else {}),
         } for thread in dump.threads],
     }
 
@@ -287,7 +335,7 @@ def _no_python_json(process: NoPython) -> dict:
 def run(options: DumpOptions) -> int:
     require_privileges("pybpftrace dump")
     out = TerminalSafe(options.output or sys.stdout)
-    dumps, notes = dump_processes(options.pids, options.subprocesses)
+    dumps, notes = dump_processes(options.pids, options.subprocesses, options.locals)
     if options.json:
         documents = [render_json(dump) if isinstance(dump, ProcessDump) else _no_python_json(dump) for dump in dumps]
         listed = options.subprocesses or len(documents) > 1

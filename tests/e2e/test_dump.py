@@ -311,3 +311,43 @@ def test_subprocesses_with_no_python_among_them():
         sleeper.kill()
     assert result.returncode == 4
     assert result.stderr == f"pybpftrace: PID {sleeper.pid} (bash): no CPython in it or in its 1 descendants\n".encode()
+
+
+BEYOND_REPR = {  # what dump --locals shows where repr() goes beyond its bounds, or names no type
+    "long_text": repr("x" * 200) + "...(500 characters)",
+    "many": "[" + ", ".join(map(str, range(20))) + ", ...]",
+    "deep": "[[[[[...]]]]]",
+}
+
+
+def test_locals_are_each_variables_repr(every_interpreter):
+    """--locals (py-spy's): every argument (flagged) and local of a sleeping frame, each as
+    repr() prints it in the target itself, within the stated bounds; other objects as
+    <TypeName at 0x…>."""
+    target = Target("locals.py", interpreter=every_interpreter)
+    with target:
+        expected = json.loads(target.process.stdout.readline())
+        result = run_tracer("dump", "--locals", "--json", str(target.pid))
+        text = run_tracer("dump", "--locals", str(target.pid))
+    assert result.returncode == 0, result.stderr
+    (thread,) = json.loads(result.stdout)["threads"]
+    if every_interpreter.version < (3, 8):
+        assert thread["locals_note"] == "--locals reads CPython 3.8 to 3.15"
+        return
+    frame = thread["frames"][0]
+    assert (frame["function"], frame["line"]) == ("local_variable_lookup", line_of("locals.py", "sleeps"))
+    variables = {variable["name"]: variable for variable in frame["locals"]}
+    assert {name: variable["repr"] for name, variable in variables.items() if name in expected} == expected
+    for name, shown in BEYOND_REPR.items():
+        assert variables[name]["repr"] == shown
+    assert re.fullmatch(r"<Thing at 0x[0-9a-f]+>", variables["thing"]["repr"])
+    assert re.fullmatch(r"<function at 0x[0-9a-f]+>", variables["captured"]["repr"])
+    assert sorted(name for name, variable in variables.items() if variable["arg"]) == \
+        ["arg1", "arg2", "args", "keyword", "options"]
+    assert len(variables) == len(frame["locals"]) == len(expected) + len(BEYOND_REPR) + 3  # thing, captured, shown
+    assert all("locals" in frame for frame in thread["frames"])
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.decode().splitlines()
+    start = lines.index("        Arguments:")
+    assert lines[start + 1] == f"            arg1: {expected['arg1']}"
+    assert f"            integer: 42" in lines[start:]

@@ -322,3 +322,18 @@ def test_imports_nested_deeper_than_any_recursion_limit(tmp_path, json_output):
         assert json.loads(result.stdout.decode().splitlines()[-1])["note"] == note
     else:
         assert f"[{note}]" in result.stdout.decode().splitlines()
+
+
+def test_locals_of_damaged_objects_are_said_unreadable(any_interpreter):
+    """dump --locals of objects damaged in memory: a bounded answer saying what could not be
+    read, no crash, no hang, no traceback."""
+    target = Target("hostile_locals.py", interpreter=any_interpreter)
+    with target:
+        broken, lying = target.process.stdout.readline().split()
+        result = run_tracer("dump", "--locals", "--json", str(target.pid))
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    frame = json.loads(result.stdout)["threads"][0]["frames"][0]
+    shown = {variable["name"]: variable["repr"] for variable in frame["locals"]}
+    assert shown == {"broken": f"<object of an unreadable type at {broken.decode()}>",
+                     "lying": f"<unreadable list at {lying.decode()}>",
+                     "looped": "[[[[[...]]]]]"}
