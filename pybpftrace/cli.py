@@ -102,8 +102,11 @@ _TRACING_OPTIONS = [
     click.option("--buffer-size", type=FiniteFloat(min=0.1, max=MAX_BUFFER_MIB), default=DEFAULT_BUFFER_MIB,
                  show_default=True, metavar="MIB", help="Ring buffer size."),
     click.option("-q", "--quiet", is_flag=True, help="No live status line on the terminal."),
+    click.option("--qualnames", is_flag=True,
+                 help="Name functions by their qualified names (Class.method, co_qualname: CPython 3.11+)."),
 ]
-_TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size", "quiet")
+_TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size", "quiet",
+                  "qualnames")
 # The commands that follow calls: how (routes.py).
 _CALL_OPTIONS = [
     click.option("--route", type=click.Choice(ROUTES), default=None,
@@ -167,7 +170,8 @@ def tracing_command(function: Callable) -> Callable:
     return cli.command(cls=WithCommand)(command)
 
 
-def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, duration, buffer_size, quiet) -> TraceOptions:
+def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, duration, buffer_size, quiet,
+                   qualnames) -> TraceOptions:
     argv = ctx.meta.get("command", [])
     all_pids = [*pids, *more_pids]
     if "command" in ctx.meta and not argv:
@@ -178,7 +182,7 @@ def _trace_options(ctx, pids, more_pids, binaries, all_pythons, follow_forks, du
     if not given:
         raise click.UsageError("give a PID (or -p PID), a command after --, --binary PATH or --all")
     target = TargetOptions(pids=all_pids, argv=argv, binaries=list(binaries), all_pythons=all_pythons)
-    return TraceOptions(target, duration, buffer_size, follow_forks, quiet)
+    return TraceOptions(target, duration, buffer_size, follow_forks, quiet, qualnames=qualnames)
 
 
 @tracing_command
@@ -255,13 +259,15 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
               help="Their descendants too, each Python dumped, the others named (py-spy's --subprocesses).")
 @click.option("--locals", "with_locals", is_flag=True,
               help="Each frame's arguments and local variables, as repr() shows them (py-spy's --locals).")
-def dump(pids, output, json_output, subprocesses, with_locals) -> None:
+@click.option("--qualnames", is_flag=True,
+              help="Name functions by their qualified names (Class.method, co_qualname: CPython 3.11+).")
+def dump(pids, output, json_output, subprocesses, with_locals, qualnames) -> None:
     """Every thread's Python stack now, innermost frame first, with its thread ids, name and
     state (running, idle, waiting for the GIL), read by the kernel while the process runs on:
     nothing is paused."""
     from .tools import dump as dump_tool
 
-    sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output, subprocesses, with_locals)))
+    sys.exit(dump_tool.run(dump_tool.DumpOptions(list(pids), output, json_output, subprocesses, with_locals, qualnames)))
 
 
 _STACKS = click.option("--stacks", is_flag=True,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .events import OFFSET_NONE
-from .interpreter import Interpreter
+from .interpreter import Interpreter, qualified
 from .object_repr import Reprs
 from .pyobjects import Layout
 from .namespaces import by_host_tid
@@ -206,14 +206,14 @@ def locals_versions() -> str:
 
 
 
-def process_locals(pid: int, walked) -> Optional[dict[int, Optional[list[FrameLocals]]]]:
+def process_locals(pid: int, walked, qualnames: bool = False) -> Optional[dict[int, Optional[list[FrameLocals]]]]:
     """Host TID -> the locals of each Python frame of that thread of pid, innermost first (None
     for a thread whose frames could not be read); None where the version's are not known."""
     if walked.interpreter.version[:2] not in LAYOUTS:
         return None
 
     def reading(read: Read, interpreter: Interpreter, runtime: int) -> dict[int, Optional[list[FrameLocals]]]:
-        reader = LocalsReader(read, interpreter, runtime)
+        reader = LocalsReader(read, qualified(interpreter) if qualnames else interpreter, runtime)
         return {tid: reader.thread_frames(state) for tid, state in read_thread_states(read, interpreter, runtime).items()}
 
     return by_host_tid(pid, read_process(pid, walked, reading))

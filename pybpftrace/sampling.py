@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import COUNTER_WITHOUT_GIL, OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
-from .interpreter import Interpreter, read_interpreter
+from .interpreter import Interpreter, qualified, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
 from .descendants import children, descendants, descends_from
 from .namespaces import tell_kernel
@@ -188,10 +188,12 @@ def load_bias(pid: int, walked: WalkedBinary) -> Optional[int]:
 class Walker:
     """The frame walker of a loaded program: its processes, its tail calls, its clock."""
 
-    def __init__(self, program, continuations: tuple[tuple[str, str, str], ...], linetables: bool):
+    def __init__(self, program, continuations: tuple[tuple[str, str, str], ...], linetables: bool,
+                 qualnames: bool = False):
         """program: a LoadedProgram including pystacks.h; continuations: (program array,
         function, kind) its walks tail-call until done, where it has the array."""
         self._program = program
+        self._qualnames = qualnames
         self._processes = program.table("py_processes")
         self.registered: dict[int, WalkedBinary] = {}
         self.gils: dict[int, int] = {}  # pid -> address of the GIL its threads wait on
@@ -252,7 +254,8 @@ class Walker:
         bias = load_bias(pid, walked)
         if bias is None:
             return False
-        value = py_process(self._processes.Leaf(), walked.interpreter, bias)
+        interpreter = qualified(walked.interpreter) if self._qualnames else walked.interpreter
+        value = py_process(self._processes.Leaf(), interpreter, bias)
         tell_kernel(self._program, pid)
         self._processes[self._processes.Key(pid)] = value
         self.registered[pid] = walked
@@ -465,6 +468,7 @@ class Sampling:
     off_cpu: bool = False  # also where threads wait off a CPU (scheduler and system call tracepoints)
     min_block: float = 0.0  # seconds: shorter waits are counted, not walked
     gil_only: bool = False  # only the ticks of threads holding the GIL (--gil)
+    qualnames: bool = False  # functions named by co_qualname (--qualnames)
 
 
 def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:

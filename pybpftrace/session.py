@@ -17,7 +17,7 @@ import signal
 import struct
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 from .attach import AttachError, Attachment
@@ -180,7 +180,8 @@ class Session:
                                   hook_forks="HOOK_FORKS" in defines)
         self.exits = Exits(self.program, self.rings)
         self.walker = (
-            Walker(self.program, self.spec.continuations, self.sampling.linetables) if self.spec.walker else None
+            Walker(self.program, self.spec.continuations, self.sampling.linetables, self.sampling.qualnames)
+            if self.spec.walker else None
         )
         self.threads = ThreadLabels(lambda pid: self.walker.registered.get(pid) if self.walker else None)
         self._attachment = Attachment(self.program, self.follow_forks)
@@ -539,6 +540,7 @@ class TraceOptions:
     quiet: bool = False  # no live status line
     route: Optional[str] = None  # how calls are followed (routes.py): None, the default for each process
     eval_hook: bool = False  # the eval-frame route may set the hook of processes traced by PID
+    qualnames: bool = False  # functions named by co_qualname, Class.method (3.11+)
 
 
 def counted_calls(options: TraceOptions, command: str) -> Optional[CallTargets]:
@@ -591,7 +593,8 @@ def run_tool(
         samples = spec.walker and (spec.walker_samples or not spec.follows_calls)
         ring = "events" if layout else "samples" if samples else None
         session = Session(spec, targets, ring, layout, options.buffer_mib, options.follow_forks,
-                          walked=walked, sampling=sampling or Sampling(), selection=selection, calls=calls)
+                          walked=walked, sampling=replace(sampling or Sampling(), qualnames=options.qualnames),
+                          selection=selection, calls=calls)
         configure(session)
         session.attach()
         # before the announcement: a target may be done with right after it (the consumer

@@ -48,6 +48,7 @@ class DumpOptions:
     json: bool = False
     subprocesses: bool = False  # their descendants too (py-spy's --subprocesses)
     locals: bool = False  # each frame's arguments and locals (py-spy's --locals)
+    qualnames: bool = False  # functions named Class.method (co_qualname, 3.11+)
 
 
 @dataclass
@@ -113,12 +114,13 @@ def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
 class Dumper:
     """The dump program, loaded once for every process dumped."""
 
-    def __init__(self) -> None:
+    def __init__(self, qualnames: bool = False) -> None:
         self.program = LoadedProgram(generate(SPEC, []), {"EVENTS_PAGES": SAMPLES_PAGES, "CODES_PAGES": CODES_PAGES})
         self._samples = RecordRing(self.program.table("samples").map_fd, SAMPLES_PAGES * mmap.PAGESIZE)
         self._codes_ring = RecordRing(self.program.table("codes").map_fd, CODES_PAGES * mmap.PAGESIZE)
         self.codes = Codes()
-        self.walker = Walker(self.program, CONTINUATIONS, linetables=True)
+        self.walker = Walker(self.program, CONTINUATIONS, linetables=True, qualnames=qualnames)
+        self.qualnames = qualnames
 
     def _drain(self) -> list[bytes]:
         for record in self._codes_ring.drain():
@@ -141,7 +143,7 @@ class Dumper:
         run = settled.run
         dump = ProcessDump(pid, walked, threads, self.codes, settled.seconds, run.lost, run.notes())
         if with_locals:
-            add_locals(dump)
+            add_locals(dump, self.qualnames)
         return dump
 
     def close(self) -> None:
@@ -151,10 +153,10 @@ class Dumper:
         self.program.close()
 
 
-def add_locals(dump: ProcessDump) -> None:
+def add_locals(dump: ProcessDump, qualnames: bool) -> None:
     """Each thread's locals, where the frames read from its memory now are those its stack
     showed (a thread that ran on meanwhile gets none, and says so)."""
-    found = process_locals(dump.pid, dump.walked)
+    found = process_locals(dump.pid, dump.walked, qualnames)
     for thread in dump.threads:
         if found is None:
             thread.locals_note = f"--locals reads CPython {locals_versions()}"
@@ -167,11 +169,11 @@ def add_locals(dump: ProcessDump) -> None:
             thread.locals_note = "locals not read: the thread ran on after its stack was read"
 
 
-def dump_processes(pids: list[int], subprocesses: bool = False, with_locals: bool = False) -> tuple[list[ProcessDump | NoPython], list[str]]:
+def dump_processes(pids: list[int], subprocesses: bool = False, with_locals: bool = False, qualnames: bool = False) -> tuple[list[ProcessDump | NoPython], list[str]]:
     """Every thread's stack of each process (and with subprocesses, of their descendants now,
     nearest first, each once); the notes of what was left out. A process named that is not a
     Python is an error, unless subprocesses are asked for and one of them is."""
-    order, notes = list(dict.fromkeys(pids)), []
+    order, notes = list(pids), []  # a PID named twice is dumped twice (two moments)
     if subprocesses:
         for pid in pids:
             if not os.path.exists(f"/proc/{pid}"):
@@ -194,10 +196,11 @@ def dump_processes(pids: list[int], subprocesses: bool = False, with_locals: boo
                 raise walked[named].error
         raise NotPython(f"{', '.join(describe_process(pid) for pid in pids)}: no CPython in it or in its "
                         f"{len(order) - len(pids)} descendants")
-    dumper = Dumper()
+    dumper = Dumper(qualnames)
     try:
         dumps: list[ProcessDump | NoPython] = []
-        for pid, found in walked.items():
+        for pid in order:
+            found = walked[pid]
             if isinstance(found, NoPython):
                 dumps.append(found)
                 continue
@@ -335,7 +338,7 @@ def _no_python_json(process: NoPython) -> dict:
 def run(options: DumpOptions) -> int:
     require_privileges("pybpftrace dump")
     out = TerminalSafe(options.output or sys.stdout)
-    dumps, notes = dump_processes(options.pids, options.subprocesses, options.locals)
+    dumps, notes = dump_processes(options.pids, options.subprocesses, options.locals, options.qualnames)
     if options.json:
         documents = [render_json(dump) if isinstance(dump, ProcessDump) else _no_python_json(dump) for dump in dumps]
         listed = options.subprocesses or len(documents) > 1

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from support import HOST, Target, idents_when_ready, line_of, run_tracer
+from support import HOST, PID, Target, idents_when_ready, line_of, run_tracer, trace_held
 
 SCRIPT_FRAMES = {  # each thread's frames in held.py, innermost first, by marker
     "sleeper": ["sleeper sleeps"],
@@ -351,3 +351,28 @@ def test_locals_are_each_variables_repr(every_interpreter):
     start = lines.index("        Arguments:")
     assert lines[start + 1] == f"            arg1: {expected['arg1']}"
     assert f"            integer: 42" in lines[start:]
+
+
+def test_qualified_names(any_interpreter):
+    """--qualnames: functions named as CPython 3.11+ qualifies them (co_qualname), as py-spy and
+    CPython's own tools name them; before 3.11, which has none, by their names."""
+    target = Target("qualnames.py", interpreter=any_interpreter)
+    with target:
+        assert target.process.stdout.readline() == b"ready\n"
+        result = run_tracer("dump", "--qualnames", "--json", str(target.pid))
+    assert result.returncode == 0, result.stderr
+    (thread,) = json.loads(result.stdout)["threads"]
+    functions = [frame["function"] for frame in thread["frames"] if frame["file"] == target.path]
+    qualified = any_interpreter.version >= (3, 11)
+    assert functions == (["Shop.serve.<locals>.inner", "Shop.serve", "<module>"] if qualified
+                         else ["inner", "serve", "<module>"])
+
+
+def test_qualified_names_in_a_trace(interpreter):
+    """--qualnames names the calls the exact tracer follows too."""
+    target = Target("qualnames.py", interpreter=interpreter)
+    run = trace_held(target, "stack", PID, "--qualnames", "--folded", "--filename", "qualnames.py")
+    assert run.code == 0, run.stderr
+    stacks = [line.rsplit(" ", 1)[0] for line in run.stdout.splitlines() if "inner" in line]
+    inner = "Shop.serve.<locals>.inner" if interpreter.version >= (3, 11) else "inner"
+    assert stacks and all(stack.split(";")[-1].startswith(f"{inner} (") for stack in stacks), stacks
