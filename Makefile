@@ -34,6 +34,7 @@ bench: matrix
 	@MAKE_TARGET=bench EXTRA_APT_PACKAGES="bpfcc-tools bpftrace" bash scripts/setup.sh
 	@bash bench/setup-py-spy.sh
 	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench.dump
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
