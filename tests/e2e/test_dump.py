@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from support import HOST, PID, Target, idents_when_ready, line_of, run_tracer, trace_held
+from support import HOST, PID, Target, folded_weights, idents_when_ready, line_of, run_tracer, trace_held
 
 SCRIPT_FRAMES = {  # each thread's frames in held.py, innermost first, by marker
     "sleeper": ["sleeper sleeps"],
@@ -376,3 +376,23 @@ def test_qualified_names_in_a_trace(interpreter):
     stacks = [line.rsplit(" ", 1)[0] for line in run.stdout.splitlines() if "inner" in line]
     inner = "Shop.serve.<locals>.inner" if interpreter.version >= (3, 11) else "inner"
     assert stacks and all(stack.split(";")[-1].startswith(f"{inner} (") for stack in stacks), stacks
+
+
+UNICODE_SCRIPT = "юникод_💩.py"
+
+
+def test_unicode_names(any_interpreter):
+    """py-spy's unicode test: a file named with an emoji, a function named in Cyrillic, in dump
+    --json exactly, and in profile's stacks."""
+    target = Target(UNICODE_SCRIPT, interpreter=any_interpreter)
+    assert target.process.stdout.readline() == b"ready\n"
+    result = run_tracer("dump", "--json", str(target.pid))
+    run = trace_held(target, "profile", PID)
+    assert result.returncode == 0, result.stderr
+    (thread,) = json.loads(result.stdout)["threads"]
+    assert [(frame["function"], frame["file"], frame["line"]) for frame in thread["frames"]] == [
+        ("функция", target.path, line_of(UNICODE_SCRIPT, "функция ждёт")),
+        ("<module>", target.path, line_of(UNICODE_SCRIPT, "модуль зовёт"))]
+    assert run.code == 0, run.stderr
+    stacks = folded_weights(run.stdout)
+    assert stacks[f"<module> ({target.path}:1);функция ({target.path}:{line_of(UNICODE_SCRIPT, 'def функция')})"] > 0
