@@ -396,3 +396,16 @@ def test_unicode_names(any_interpreter):
     assert run.code == 0, run.stderr
     stacks = folded_weights(run.stdout)
     assert stacks[f"<module> ({target.path}:1);функция ({target.path}:{line_of(UNICODE_SCRIPT, 'def функция')})"] > 0
+
+
+def test_negative_line_offsets(any_interpreter):
+    """py-spy's negative line offsets test: the line of a frame asleep inside a call written
+    over several lines, in a loop, is the line CPython itself gives that frame."""
+    target = Target("negative_offsets.py", interpreter=any_interpreter)
+    with target:
+        tid, line, _ = map(int, target.process.stdout.readline().split())
+        result = run_tracer("dump", "--json", str(target.pid))
+    assert result.returncode == 0, result.stderr
+    (thread,) = [thread for thread in json.loads(result.stdout)["threads"] if thread["ns_tid" if "ns_tid" in thread
+                                                                                      else "tid"] == tid]
+    assert (thread["frames"][0]["function"], thread["frames"][0]["line"]) == ("sleeper", line)
