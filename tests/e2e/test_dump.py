@@ -5,10 +5,11 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
-from support import HOST, PID, Target, folded_weights, idents_when_ready, line_of, run_tracer, trace_held
+from support import HOST, PID, TIMEOUT, Target, folded_weights, idents_when_ready, line_of, run_tracer, trace_held
 
 SCRIPT_FRAMES = {  # each thread's frames in held.py, innermost first, by marker
     "sleeper": ["sleeper sleeps"],
@@ -260,12 +261,28 @@ def test_dump_needs_a_pid():
     assert result.returncode == 64
 
 
+SLEEPS = {"230", "23", "270"}  # x86-64: time.sleep's clock_nanosleep (3.11+), select or pselect6 (before)
+
+
+def wait_sleeping(pid: int) -> None:
+    """Until pid's main thread sleeps in time.sleep."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/syscall") as syscall:
+            if syscall.read().split()[0] in SLEEPS:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"PID {pid} never slept")
+
+
 def test_subprocesses_of_a_multiprocessing_parent(any_interpreter):
     """--subprocesses (py-spy's): the parent and its two forked children in one dump, a list
     in --json, each child's parent said; a child's stack goes back to where the parent forked."""
     target = Target("multiprocs.py", interpreter=any_interpreter)
     with target:
         children = [int(pid) for pid in target.process.stdout.readline().split()]
+        for child in children:  # told when it is about to sleep: wait until it does
+            wait_sleeping(child)
         result = run_tracer("dump", str(target.pid), "--subprocesses", "--json")
     assert result.returncode == 0, result.stderr
     dumps = json.loads(result.stdout)
