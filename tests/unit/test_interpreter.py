@@ -12,7 +12,7 @@ import pytest
 from pybpftrace.errors import Unsupported
 from pybpftrace.events import OFFSET_NONE
 from pybpftrace.interpreter import (
-    DEBUG_OFFSETS, INTERP_MODULES, RUNTIME_SYMBOL, TABLE, FrameLayout, layout_from_debug_offsets,
+    DEBUG_OFFSETS, INTERP_MODULES, OBJECT_TYPE_SYMBOLS, RUNTIME_SYMBOL, TABLE, FrameLayout, layout_from_debug_offsets,
     objects_from_debug_offsets, read_interpreter,
 )
 from pybpftrace.probes import defined_symbols, file_offset, load_segments, open_elf
@@ -102,7 +102,7 @@ def test_the_real_binaries_give_the_compiled_offsets(interpreter):
         interpreter.version]
     assert found.interp_modules == MODULES_DWARF[interpreter.version]
     assert found.objects == layout_for(interpreter.version)  # what they publish is the table's
-    assert set(found.types) == {"dict", "module", "str", "int"}
+    assert set(found.types) == set(OBJECT_TYPE_SYMBOLS)  # every one exported
 
 
 def patched_copy(interpreter, tmp_path, position: int, value: bytes) -> str:
@@ -146,8 +146,8 @@ def test_the_types_objects_are_checked_against(python311, require_tools):
     require_tools("nm")
     found = read_interpreter(python311, python311, (3, 11, 2))
     symbols = dynamic_symbols(python311)
-    assert found.types == {"dict": symbols["PyDict_Type"], "module": symbols["PyModule_Type"],
-                           "str": symbols["PyUnicode_Type"], "int": symbols["PyLong_Type"]}
+    assert found.types == {kind: symbols[name] for kind, name in OBJECT_TYPE_SYMBOLS.items()}
+    assert {"dict", "str", "list", "set", "cell", "None", "True", "False"} <= set(found.types)
     assert (found.interp_modules, found.objects) == (888, layout_for((3, 11)))
 
 
