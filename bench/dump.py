@@ -93,8 +93,7 @@ def document(rows, costs: tuple[float, float]) -> str:
              f"{REPEATS} runs, round-robin. *Answer*: the command's wall time (pybpftrace's includes compiling "
              "its BPF program, some 2 s); *read*: pybpftrace's own `stacks read in` (the walk, the aimed ticks, "
              "the re-reads); *longest stall*: the running thread's longest gap between two turns of its loop "
-             "while the command ran (its GIL hand-offs to the thread answering make a few ms of it, as the "
-             "first row shows).", "",
+             "while the command ran (the first row: its own gaps, no tool running).", "",
              "| command | answer (s) | read (ms) | longest stall of the running thread (ms) |",
              "| --- | --- | --- | --- |"]
     for name, seconds, gap, read in rows:
