@@ -40,6 +40,8 @@ SPEC = ProgramSpec(
 )
 ENTRY_PROBES = ("function__entry",)  # counted where the binary has them, or by the eval-frame route
 NOT_COUNTED = " (calls not counted: no function probes, and no --eval-hook)"
+# calls are counted in the processes named or launched, not in those found under them
+DESCENDANTS_NOT_COUNTED = " (calls not counted: not in the Pythons found under a command or with --subprocesses)"
 TICK = 0.1  # seconds between looks at the keyboard
 SORTS = ("own", "total", "calls")
 
@@ -184,7 +186,9 @@ class Top(Consumer):
         rows = interval.rows(self._options.sort, self._screen.rows() if self._screen else self._options.top)
         title = f"{time.strftime('%H:%M:%S')}  {interval.samples} samples in the last {seconds:.2f} s"
         if not self._counting:
-            title += " (calls not counted)" if not self._options.calls else NOT_COUNTED
+            selection = self.session.selection
+            title += (" (calls not counted)" if not self._options.calls
+                      else DESCENDANTS_NOT_COUNTED if selection is not None and selection.roots else NOT_COUNTED)
         if self._screen:
             self._screen.draw(title + "  (q to quit)", table(rows, interval.samples, self._options.rate, self._counting))
         elif self._options.json:

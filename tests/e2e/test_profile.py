@@ -301,3 +301,15 @@ def test_a_launched_command_is_followed_to_its_python(wrapper, tmp_path):
     assert len(found) == 3, found  # the parent and its two children
     assert all(counts["spin"] > 0 for counts in found.values()), found
     assert b"is no Python: the Pythons it starts are read" in result.stderr
+
+
+def test_top_follows_a_launched_command_to_its_python():
+    """top -- env python3 ...: each Python process the command starts has its rows, and the
+    title says why calls are not counted there."""
+    result = run_tracer("top", "--once", "--", "env", HOST.python, HOST.script("busy_children.py"), "1.5",
+                        input=b"go\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0].endswith("(calls not counted: not in the Pythons found under a command or with --subprocesses)")
+    spinning = {line.split()[0] for line in lines[2:] if line.split()[-2:-1] == ["spin"]}
+    assert len(spinning) == 3, lines  # the parent and its two children, by PID
