@@ -4,6 +4,7 @@ CPython the walker reads, without pausing the target; its text form; bad input."
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -279,11 +280,19 @@ def test_subprocesses_of_a_multiprocessing_parent(any_interpreter):
     """--subprocesses (py-spy's): the parent and its two forked children in one dump, a list
     in --json, each child's parent said; a child's stack goes back to where the parent forked."""
     target = Target("multiprocs.py", interpreter=any_interpreter)
-    with target:
-        children = [int(pid) for pid in target.process.stdout.readline().split()]
-        for child in children:  # told when it is about to sleep: wait until it does
-            wait_sleeping(child)
-        result = run_tracer("dump", str(target.pid), "--subprocesses", "--json")
+    children = []
+    try:
+        with target:
+            children = [int(pid) for pid in target.process.stdout.readline().split()]
+            for child in children:  # told when it is about to sleep: wait until it does
+                wait_sleeping(child)
+            result = run_tracer("dump", str(target.pid), "--subprocesses", "--json")
+    finally:
+        for child in children:  # a parent killed leaves its children behind
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     assert result.returncode == 0, result.stderr
     dumps = json.loads(result.stdout)
     assert [(dump["pid"], dump["parent"]) for dump in dumps][1:] == [(child, target.pid) for child in children]
@@ -302,13 +311,14 @@ def test_subprocesses_of_a_multiprocessing_parent(any_interpreter):
 def test_subprocesses_through_a_shell():
     """A shell that runs Python: the shell is named as running no CPython, the Python dumped."""
     shell = subprocess.Popen(["bash", "-c", f"{HOST.python} -c 'import sys; print(1, flush=True); sys.stdin.read()'; true"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert shell.stdout.readline() == b"1\n"
         text = run_tracer("dump", str(shell.pid), "--subprocesses")
         document = run_tracer("dump", str(shell.pid), "--subprocesses", "--json")
     finally:
-        shell.kill()
+        os.killpg(shell.pid, signal.SIGKILL)  # the shell and the Python under it
+        shell.wait()
     assert text.returncode == 0, text.stderr
     blocks = text.stdout.decode().split("\n\n")
     assert blocks[0].startswith(f"Process {shell.pid}: bash -c ")
@@ -321,11 +331,12 @@ def test_subprocesses_through_a_shell():
 
 
 def test_subprocesses_with_no_python_among_them():
-    sleeper = subprocess.Popen(["bash", "-c", "sleep 30; true"])
+    sleeper = subprocess.Popen(["bash", "-c", "sleep 30; true"], start_new_session=True)
     try:
         result = run_tracer("dump", str(sleeper.pid), "--subprocesses")
     finally:
-        sleeper.kill()
+        os.killpg(sleeper.pid, signal.SIGKILL)  # the shell and its sleep
+        sleeper.wait()
     assert result.returncode == 4
     assert result.stderr == f"pybpftrace: PID {sleeper.pid} (bash): no CPython in it or in its 1 descendants\n".encode()
 
