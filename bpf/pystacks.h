@@ -243,7 +243,7 @@ static __always_inline __u64 gil_holder(__u64 gil, void *task)
 
 /* Start following the frames of the thread state in the buffers. */
 static __always_inline void start_frames(struct walk *walk, struct py_layout *layout, struct walk_buffers *buffers,
-					 __u64 tstate, 					 void *task)
+					 __u64 tstate, void *task)
 {
 	__u64 frame = u64_at(buffers->tstate, layout->tstate_frame, TSTATE_BUF);
 	if (frame && layout->cframe_current_frame != OFFSET_NONE)

@@ -4,25 +4,17 @@ DESCENDANTS_MAX is cut there, and said."""
 
 from __future__ import annotations
 
-import os
-
-from .target import thread_file
+from .target import thread_file, thread_ids, thread_stat
 
 DESCENDANTS_MAX = 4096
-TASKS_MAX = 65536
 ANCESTORS_MAX = 256  # parents followed up from a process: deeper trees are not looked into
 
 
 def children(pid: int) -> list[int]:
     """The processes pid forked, by any of its threads."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")[:TASKS_MAX]
-    except OSError:
-        return []
     found = []
-    for task in tasks:
-        if task.isdigit():
-            found += [int(child) for child in (thread_file(pid, int(task), "children") or "").split() if child.isdigit()]
+    for tid in thread_ids(pid):
+        found += [int(child) for child in (thread_file(pid, tid, "children") or "").split() if child.isdigit()]
     return found
 
 
@@ -46,10 +38,7 @@ def descendants(pid: int) -> tuple[list[int], bool]:
 
 def parent(pid: int) -> int:
     """pid's parent (0 once gone, or for the first process)."""
-    stat = thread_file(pid, pid, "stat")
-    if not stat or ")" not in stat:
-        return 0
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = thread_stat(pid, pid)
     return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
 
 

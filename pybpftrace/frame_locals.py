@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from .events import OFFSET_NONE
 from .interpreter import Interpreter, qualified
 from .object_repr import Reprs
-from .pyobjects import Layout
+from .pyobjects import Layout, word
 from .namespaces import by_host_tid
 from .thread_names import ObjectReader, read_process, read_thread_states
 
@@ -73,10 +73,6 @@ class FrameLocals:
     variables: list[Variable]
 
 
-def _word(data: bytes, offset: int) -> int:
-    return int.from_bytes(data[offset : offset + 8], "little")
-
-
 def _int32(data: bytes, offset: int) -> int:
     return int.from_bytes(data[offset : offset + 4], "little", signed=True)
 
@@ -103,10 +99,10 @@ class LocalsReader:
         data = self._read(tstate + frames.tstate_frame, 8)
         if data is None:
             return None
-        frame = _word(data, 0)
+        frame = word(data, 0)
         if frame and frames.cframe_current_frame != OFFSET_NONE:
             data = self._read(frame + frames.cframe_current_frame, 8)
-            frame = _word(data, 0) if data is not None else 0
+            frame = word(data, 0) if data is not None else 0
         found: list[FrameLocals] = []
         seen = set()
         while frame and len(found) < FRAMES_MAX and frame not in seen:
@@ -114,11 +110,11 @@ class LocalsReader:
             header = self._read(frame, frames.frame_read)
             if header is None:
                 return None
-            code = _word(header, frames.frame_code) & ~self._tag_mask
+            code = word(header, frames.frame_code) & ~self._tag_mask
             skipped = frames.frame_owner != OFFSET_NONE and header[frames.frame_owner] >= frames.owner_skipped
-            if not skipped and self._objects.pointer(code + 8) == self._code_type:
+            if not skipped and self._objects.pointer(code + self._objects.layout.ob_type) == self._code_type:
                 found.append(self._frame_locals(frame, code))
-            frame = _word(header, frames.frame_previous)
+            frame = word(header, frames.frame_previous)
         return found
 
     def _frame_locals(self, frame: int, code: int) -> FrameLocals:
@@ -128,15 +124,15 @@ class LocalsReader:
                                       frames.code_filename, frames.code_name) + 8)
         if header is None:
             return FrameLocals("", "", [])
-        function = self._objects.text(_word(header, frames.code_name)) or ""
-        file = self._objects.text(_word(header, frames.code_filename)) or ""
+        function = self._objects.text(word(header, frames.code_name)) or ""
+        file = self._objects.text(word(header, frames.code_filename)) or ""
         flags = _int32(header, frames.code_flags)
         arguments = (_int32(header, layout.argcount) + _int32(header, layout.kwonlyargcount)
                      + bool(flags & CO_VARARGS) + bool(flags & CO_VARKEYWORDS))
-        names = self._names(_word(header, layout.names))
+        names = self._names(word(header, layout.names))
         count = min(_int32(header, layout.count), NAMES_MAX)
         if layout.kinds != OFFSET_NONE:
-            kinds = self._kinds(_word(header, layout.kinds), count)
+            kinds = self._kinds(word(header, layout.kinds), count)
             slots = self._slots(frame, count)
             variables = [self._variable(names[i], i < arguments, slots[i], kinds[i])
                          for i in range(min(count, len(names), len(kinds), len(slots)))]
@@ -150,7 +146,7 @@ class LocalsReader:
         variables (co_freevars); an argument an inner function captured is in its cell (its
         own slot empty)."""
         layout = self._layout
-        cells = self._names(_word(header, layout.cellvars)) + self._names(_word(header, layout.freevars))
+        cells = self._names(word(header, layout.cellvars)) + self._names(word(header, layout.freevars))
         slots = self._slots(frame, count + len(cells))
         variables: list[Optional[Variable]] = [
             self._variable(names[i], i < arguments, slots[i], 0) for i in range(min(count, len(names), len(slots)))]
@@ -180,18 +176,19 @@ class LocalsReader:
 
     def _slots(self, frame: int, count: int) -> list[int]:
         data = self._read(frame + self._layout.localsplus, 8 * count) if count > 0 else b""
-        return [_word(data, 8 * i) & ~self._tag_mask for i in range(count)] if data is not None else []
+        return [word(data, 8 * i) & ~self._tag_mask for i in range(count)] if data is not None else []
 
     def _names(self, address: int) -> list[str]:
         """The names a tuple of str holds (at most NAMES_MAX); [] if it is none."""
         if not address or not self._objects.is_a(address, "tuple"):
             return []
-        header = self._read(address, 24)
-        count = min(int.from_bytes(header[16:24], "little", signed=True), NAMES_MAX) if header is not None else 0
-        data = self._read(address + self._objects.layout.tuple_items, 8 * count) if count > 0 else b""
+        layout = self._objects.layout
+        header = self._read(address, layout.ob_size + 8)
+        count = min(word(header, layout.ob_size, signed=True), NAMES_MAX) if header is not None else 0
+        data = self._read(address + layout.tuple_items, 8 * count) if count > 0 else b""
         if data is None:
             return []
-        return [self._objects.text(_word(data, 8 * i)) or "?" for i in range(count)]
+        return [self._objects.text(word(data, 8 * i)) or "?" for i in range(count)]
 
     def _kinds(self, address: int, count: int) -> bytes:
         if not self._objects.is_a(address, "bytes"):
@@ -202,8 +199,6 @@ class LocalsReader:
 def locals_versions() -> str:
     first, last = min(LAYOUTS), max(LAYOUTS)
     return f"{first[0]}.{first[1]} to {last[0]}.{last[1]}"
-
-
 
 
 def process_locals(pid: int, walked, qualnames: bool = False) -> Optional[dict[int, Optional[list[FrameLocals]]]]:

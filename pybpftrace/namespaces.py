@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-TASKS_MAX = 65536  # threads of one process read, at most
+from .target import thread_ids
 
 
 def pid_namespace(pid: int) -> Optional[tuple[int, int]]:
@@ -30,15 +30,11 @@ def host_tids(pid: int) -> dict[int, int]:
     tracer's namespace (they are the same) or is gone."""
     if pid_namespace(pid) is None:
         return {}
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")[:TASKS_MAX]
-    except OSError:
-        return {}
     found = {}
-    for task in tasks:
-        inner = _innermost_tid(pid, task)
-        if inner is not None and task.isdigit():
-            found[inner] = int(task)
+    for tid in thread_ids(pid):
+        inner = _innermost_tid(pid, str(tid))
+        if inner is not None:
+            found[inner] = tid
     return found
 
 

@@ -14,7 +14,7 @@ import struct
 from typing import Callable, Optional
 
 from .escaping import shown
-from .pyobjects import DIGIT_BITS, Layout, decode_str, int_size, str_shape
+from .pyobjects import DIGIT_BITS, Layout, decode_str, int_size, str_shape, word
 
 Read = Callable[[int, int], Optional[bytes]]
 
@@ -32,10 +32,6 @@ SET_MASK = 32
 SET_ENTRY = 16  # a setentry: key, hash
 SET_SLOTS_MAX = 1 << 20  # a mask beyond this is no set's that can be walked here
 CELL_REF = 16  # PyCellObject.ob_ref
-
-def _word(data: bytes, offset: int, signed: bool = False) -> int:
-    return int.from_bytes(data[offset : offset + 8], "little", signed=signed)
-
 
 class Reprs:
     """repr() of the objects of one process (types: kind -> run-time address, of the types and
@@ -61,14 +57,14 @@ class Reprs:
         if address in self._kinds and self._kinds[address] in ("None", "True", "False"):
             return self._kinds[address]
         header = self._read(address, 16)
-        return self._kinds.get(_word(header, self._layout.ob_type)) if header is not None else None
+        return self._kinds.get(word(header, self._layout.ob_type)) if header is not None else None
 
     def cell_contents(self, address: int) -> Optional[int]:
         """The object a cell holds (0: empty), or None when address is no cell."""
         if self.kind(address) != "cell":
             return None
         data = self._read(address + CELL_REF, 8)
-        return _word(data, 0) if data is not None else None
+        return word(data, 0) if data is not None else None
 
     def _repr(self, address: int, depth: int) -> str:
         self._budget -= 1
@@ -85,8 +81,8 @@ class Reprs:
         header = self._read(address, 16)
         if header is None:
             return f"<unreadable at {address:#x}>"
-        name = self._read(_word(header, self._layout.ob_type) + TP_NAME, 8)
-        text = self._c_string(_word(name, 0)) if name is not None else None
+        name = self._read(word(header, self._layout.ob_type) + TP_NAME, 8)
+        text = self._c_string(word(name, 0)) if name is not None else None
         if not text:
             return f"<object of an unreadable type at {address:#x}>"
         return f"<{shown(text)} at {address:#x}>"
@@ -138,7 +134,7 @@ class Reprs:
     def _repr_bytes(self, address: int, depth: int) -> Optional[str]:
         layout = self._layout
         header = self._read(address, layout.bytes_data)
-        length = _word(header, layout.ob_size, signed=True) if header is not None else -1
+        length = word(header, layout.ob_size, signed=True) if header is not None else -1
         if length < 0:
             return None
         data = self._read(address + layout.bytes_data, min(length, TEXT_MAX))
@@ -148,7 +144,7 @@ class Reprs:
 
     def _items(self, pointer: int, count: int) -> Optional[list[int]]:
         data = self._read(pointer, 8 * min(count, ITEMS_MAX)) if count else b""
-        return [_word(data, 8 * i) for i in range(len(data) // 8)] if data is not None else None
+        return [word(data, 8 * i) for i in range(len(data) // 8)] if data is not None else None
 
     def _sequence(self, items: Optional[list[int]], count: int, depth: int, opening: str, closing: str) -> Optional[str]:
         if items is None or count < 0:
@@ -162,7 +158,7 @@ class Reprs:
 
     def _repr_tuple(self, address: int, depth: int) -> Optional[str]:
         header = self._read(address, 24)
-        count = _word(header, self._layout.ob_size, signed=True) if header is not None else -1
+        count = word(header, self._layout.ob_size, signed=True) if header is not None else -1
         items = self._items(address + self._layout.tuple_items, count) if count >= 0 else None
         text = self._sequence(items, count, depth, "(", ")")
         return text[:-1] + ",)" if text is not None and count == 1 else text
@@ -171,10 +167,10 @@ class Reprs:
         header = self._read(address, LIST_ALLOCATED + 8)
         if header is None:
             return None
-        count, allocated = _word(header, self._layout.ob_size, signed=True), _word(header, LIST_ALLOCATED, signed=True)
+        count, allocated = word(header, self._layout.ob_size, signed=True), word(header, LIST_ALLOCATED, signed=True)
         if not 0 <= count <= allocated:  # items beyond its array would be read: not a list to trust
             return f"<unreadable list at {address:#x}>"
-        return self._sequence(self._items(_word(header, LIST_ITEMS), count), count, depth, "[", "]")
+        return self._sequence(self._items(word(header, LIST_ITEMS), count), count, depth, "[", "]")
 
     def _repr_dict(self, address: int, depth: int) -> Optional[str]:
         entries = self._dict_entries(address)
@@ -191,7 +187,7 @@ class Reprs:
         header = self._read(address, SET_TABLE + 8)
         if header is None:
             return None
-        used, mask, table = _word(header, 24, signed=True), _word(header, SET_MASK), _word(header, SET_TABLE)
+        used, mask, table = word(header, 24, signed=True), word(header, SET_MASK), word(header, SET_TABLE)
         if used < 0 or mask >= SET_SLOTS_MAX:
             return None
         keys: list[int] = []
@@ -201,8 +197,8 @@ class Reprs:
             if data is None:
                 return None
             for index in range(count):
-                key = _word(data, index * SET_ENTRY)
-                if key and _word(data, index * SET_ENTRY + 8, signed=True) != -1:  # -1: a deleted key's dummy
+                key = word(data, index * SET_ENTRY)
+                if key and word(data, index * SET_ENTRY + 8, signed=True) != -1:  # -1: a deleted key's dummy
                     keys.append(key)
             if len(keys) >= min(used, ITEMS_MAX):
                 break

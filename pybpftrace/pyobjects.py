@@ -210,14 +210,15 @@ class Snapshot:
     type_name: int = 0
 
 
-def _word(data: bytes, offset: int, signed: bool = False) -> int:
+def word(data: bytes, offset: int, signed: bool = False) -> int:
+    """The 8-byte little-endian word at offset."""
     return int.from_bytes(data[offset : offset + 8], "little", signed=signed)
 
 
 def str_shape(layout: Layout, data: bytes) -> Optional[tuple[int, int, int]]:
     """A compact str's length, bytes a character and where its characters start, from its
     header (data up to its state); None for a legacy string, its characters elsewhere."""
-    length = _word(data, layout.str_length, signed=True)
+    length = word(data, layout.str_length, signed=True)
     state = data[layout.str_state]
     kind, compact, ascii_only = (state >> 2) & 7, (state >> 5) & 1, (state >> 6) & 1
     if not compact or kind not in (1, 2, 4) or length < 0:
@@ -238,7 +239,7 @@ def decode_str(layout: Layout, data: bytes) -> Optional[Value]:
 
 
 def _decode_bytes(layout: Layout, data: bytes) -> Optional[Value]:
-    length = _word(data, layout.ob_size, signed=True)
+    length = word(data, layout.ob_size, signed=True)
     if length < 0:  # no bytes object's: shown by address
         return None
     available = max(0, len(data) - layout.bytes_data)
@@ -248,7 +249,7 @@ def _decode_bytes(layout: Layout, data: bytes) -> Optional[Value]:
 
 def int_size(layout: Layout, data: bytes) -> tuple[int, bool]:
     """An int's count of digits and its sign, from its header."""
-    value = _word(data, layout.int_value, signed=not layout.int_tag)
+    value = word(data, layout.int_value, signed=not layout.int_tag)
     if layout.int_tag:  # sign in bits 0-1 (0 positive, 1 zero, 2 negative), digits from bit 3
         return value >> 3, value & 3 == 2
     return abs(value), value < 0
@@ -315,9 +316,9 @@ class Decoder:
             return Unreadable(address)
         if layout is None or len(data) < layout.ob_size + 8:
             return Opaque(None, address)
-        kind = self._kinds.get(_word(data, layout.ob_type))
+        kind = self._kinds.get(word(data, layout.ob_type))
         if kind == "tuple":
-            return Items(tuple(self.decode(item) for item in snapshot.items), _word(data, layout.ob_size))
+            return Items(tuple(self.decode(item) for item in snapshot.items), word(data, layout.ob_size))
         decoded = _decode_known(kind, layout, data)
         if decoded is not None:
             return decoded
@@ -326,7 +327,7 @@ class Decoder:
     def _name_of_type(self, snapshot: Snapshot, layout: Layout) -> Optional[str]:
         if not snapshot.type_name:
             return None
-        return self._type_name(snapshot.type_name, _word(snapshot.data, layout.ob_type))
+        return self._type_name(snapshot.type_name, word(snapshot.data, layout.ob_type))
 
 
 # Output: a Python-like repr, and JSON values (with the type where JSON would lose it).

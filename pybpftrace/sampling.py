@@ -39,6 +39,8 @@ from .target import (
     read_maps,
     skipped_binaries,
     thread_file,
+    thread_ids,
+    thread_stat,
 )
 
 DEFAULT_RATE = 999  # Hz: see the README for what it costs
@@ -145,13 +147,6 @@ class Selection:
             return bool(linked_libpython(f"/proc/{pid}/root{executable}"))
         except OSError:
             return False
-
-
-def _threads(pid: int) -> list[int]:
-    try:
-        return [int(entry) for entry in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return []
 
 
 def read_pointer(pid: int, address: int) -> int:
@@ -377,9 +372,9 @@ class Walker:
         (else they would be unknown until their next switch)."""
         table = self._program.table("off_cpu")
         now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns
-        for tid in _threads(pid):
-            state = thread_file(pid, tid, "stat")
-            if state is None or state[state.rindex(")") + 2] == "R":
+        for tid in thread_ids(pid):
+            fields = thread_stat(pid, tid)
+            if not fields or fields[0] == "R":
                 continue
             value = table.Leaf()
             value.since, value.pid, value.syscall = now, pid, -1

@@ -14,7 +14,6 @@ changing (SAMPLE_CHANGED): never an invented frame shown as a real one."""
 from __future__ import annotations
 
 import ctypes
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
@@ -22,13 +21,12 @@ from typing import Callable, Iterable, Optional
 from .events import SAMPLE_CHANGED, SAMPLE_CPU, SAMPLE_DUMP, SAMPLE_HOLDS_GIL
 from .samples import Sample, unpack
 from .sampling import PERF_TYPE_SOFTWARE, DumpRun, Walker
-from .target import thread_file
+from .target import thread_file, thread_ids, thread_stat
 
 PERF_COUNT_SW_TASK_CLOCK = 1  # the thread's own CPU time
 AIM_PERIOD_NS = 50_000  # a thread is ticked after this much of its CPU time
 TICK_WAIT = 0.25  # s: a running thread's tick comes within this (else it stopped running)
 ROUNDS = 3  # iterator walks, at most, of a thread that will not settle
-THREADS_LISTED_MAX = 65536
 
 
 @dataclass(frozen=True)
@@ -41,21 +39,14 @@ class Activity:
 
 def activity(pid: int) -> dict[int, Activity]:
     """Each thread of pid, now."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")[:THREADS_LISTED_MAX]
-    except OSError:
-        return {}
     found = {}
-    for task in tasks:
-        if not task.isdigit():
+    for tid in thread_ids(pid):
+        fields, status = thread_stat(pid, tid), thread_file(pid, tid, "status")
+        if not fields or not status:
             continue
-        stat, status = thread_file(pid, int(task), "stat"), thread_file(pid, int(task), "status")
-        if not stat or not status or ")" not in stat:
-            continue
-        state = stat[stat.rindex(")") + 2 : stat.rindex(")") + 3]
         switches = sum(int(line.split()[1]) for line in status.splitlines()
                        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")))
-        found[int(task)] = Activity(state == "R", switches)
+        found[tid] = Activity(fields[0] == "R", switches)
     return found
 
 
@@ -69,7 +60,7 @@ def ran_between(before: dict[int, Activity], after: dict[int, Activity]) -> set[
 
 class AimedTicks:
     """Ticks aimed at threads of a loaded dump program (bpf/dump.bpf.c): each aimed thread's
-    next tick of its own CPU clock walks its stack (sampler.h's on_tick) and sends it."""
+    next tick of its own CPU clock walks its stack (dump.bpf.c's on_tick) and sends it."""
 
     def __init__(self, program):
         from bcc.libbcc import lib
@@ -110,9 +101,7 @@ def _with_tick(read: Sample, tick: Sample) -> Sample:
 class SettledStacks:
     stacks: list[Sample]  # each thread's, in the order of the interpreter's list
     run: DumpRun  # what the first walk met
-    seconds: float  # from the first walk's start to the last stack read
-    ticked: int  # threads read at their own tick
-    rewalked: int  # threads read again by the iterator
+    seconds: float  # the walks' and the ticks' time, added up
 
 
 Key = tuple[int, int]  # a thread's (pthread id, host TID)
@@ -128,7 +117,6 @@ def settled_stacks(walker: Walker, program, pid: int, drain: Callable[[], list[b
     try:
         stacks, run, unsettled = _walk(walker, pid, drain, hosts, None)
         seconds += run.seconds
-        ticked, rewalked = 0, 0
         for round_ in range(ROUNDS):
             started = time.monotonic()
             got = _ticks(ticks, {key[1] for key in unsettled if key[1]}, drain)
@@ -136,7 +124,6 @@ def settled_stacks(walker: Walker, program, pid: int, drain: Callable[[], list[b
             for key in [key for key in unsettled if key[1] in got]:
                 _with_tick(stacks[key], got[key[1]])
                 unsettled.discard(key)
-                ticked += 1
             if not unsettled or round_ == ROUNDS - 1:
                 break
             again, again_run, still = _walk(walker, pid, drain, hosts, unsettled)
@@ -144,13 +131,12 @@ def settled_stacks(walker: Walker, program, pid: int, drain: Callable[[], list[b
             for key in unsettled - still:
                 if key in again:
                     stacks[key] = again[key]
-                    rewalked += 1
             unsettled &= still
         for key in unsettled:
             stacks[key].flags |= SAMPLE_CHANGED
     finally:
         ticks.close()
-    return SettledStacks(list(stacks.values()), run, seconds, ticked, rewalked)
+    return SettledStacks(list(stacks.values()), run, seconds)
 
 
 def _walk(walker: Walker, pid: int, drain: Callable[[], list[bytes]], hosts: dict[int, int],

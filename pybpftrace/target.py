@@ -230,6 +230,30 @@ def process_exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
+TASKS_MAX = 65536  # threads of one process read, at most
+
+
+def thread_ids(pid: int) -> list[int]:
+    """The TIDs of pid's threads now (at most TASKS_MAX); [] once it is gone."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")[:TASKS_MAX]
+    except OSError:
+        return []
+    return [int(task) for task in tasks if task.isdigit()]
+
+
+def stat_fields(text: str) -> list[str]:
+    """The fields of a /proc stat file after the command, which may hold spaces and
+    parentheses: [0] the state, [1] the parent, and on as proc(5) numbers them from 3."""
+    return text[text.rindex(")") + 2 :].split() if ")" in text else []
+
+
+def thread_stat(pid: int, tid: int) -> list[str]:
+    """A thread's stat fields (stat_fields); [] once it has exited."""
+    text = thread_file(pid, tid, "stat")
+    return stat_fields(text) if text else []
+
+
 def thread_file(pid: int, tid: int, name: str) -> Optional[str]:
     """A file of a thread's /proc entry (comm, stat, syscall, ...); None once it has exited."""
     try:
@@ -255,7 +279,7 @@ def is_kernel_thread(pid: int) -> bool:
             text = stat.read()
     except OSError:
         raise NotFound(f"no process with PID {pid}") from None
-    fields = text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+    fields = stat_fields(text)
     if fields[0] in ("Z", "X"):
         raise NotFound(f"{describe_process(pid)} has exited (its parent has not reaped it yet)")
     return bool(int(fields[6]) & PF_KTHREAD)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from .interpreter import FrameLayout, Interpreter
-from .pyobjects import Attributes, Layout, Truncated, decode_int, decode_str, int_size, str_shape
+from .pyobjects import Attributes, Layout, Truncated, decode_int, decode_str, int_size, str_shape, word
 from .errors import TraceError
 from .events import OFFSET_NONE
 from .namespaces import by_host_tid
@@ -50,10 +50,6 @@ UNICODE_ENTRY = 16  # PyDictUnicodeEntry: me_key, me_value
 
 Read = Callable[[int, int], Optional[bytes]]  # (address, size) -> exactly that many bytes, or None
 Entries = list[tuple[int, int]]  # a dict's (key, value) object addresses
-
-
-def _word(data: bytes, offset: int, signed: bool = False) -> int:
-    return int.from_bytes(data[offset : offset + 8], "little", signed=signed)
 
 
 class ProcessMemory:
@@ -103,11 +99,11 @@ def keys_shape(layout: Layout, header: bytes, split: bool) -> Optional[KeysShape
         size, indices = 1 << log2_size, 1 << log2_index_bytes
         entry_size, key = (GENERAL_ENTRY, 8) if kind == KEYS_GENERAL else (UNICODE_ENTRY, 0)
     else:
-        size = _word(header, layout.keys_size)
+        size = word(header, layout.keys_size)
         if size < 8 or size > 1 << 30 or size & (size - 1):
             return None
         indices, entry_size, key = size * _index_bytes(size), GENERAL_ENTRY, 8
-    count = _word(header, layout.keys_nentries, signed=True)
+    count = word(header, layout.keys_nentries, signed=True)
     if not 0 <= count <= min(size * 2 // 3, ENTRIES_MAX):  # USABLE_FRACTION
         return None
     return KeysShape(layout.keys_indices + indices, count, entry_size, key)
@@ -125,7 +121,7 @@ class ObjectReader:
     def pointer(self, address: int) -> int:
         """The pointer at address; 0 where it cannot be read."""
         data = self._read(address, 8)
-        return _word(data, 0) if data is not None else 0
+        return word(data, 0) if data is not None else 0
 
     def is_a(self, address: int, kind: str) -> bool:
         """Whether the object at address is exactly of that type (not a subclass)."""
@@ -135,7 +131,7 @@ class ObjectReader:
         """A str's text, cut at NAME_CHARS_MAX characters."""
         layout = self.layout
         header = self._read(address, layout.str_state + 1)
-        if header is None or _word(header, layout.ob_type) != self._types.get("str"):
+        if header is None or word(header, layout.ob_type) != self._types.get("str"):
             return None
         shape = str_shape(layout, header)
         if shape is None:
@@ -149,7 +145,7 @@ class ObjectReader:
         """An int's value, if it has at most IDENT_DIGITS_MAX digits."""
         layout = self.layout
         header = self._read(address, layout.int_digits)
-        if header is None or _word(header, layout.ob_type) != self._types.get("int"):
+        if header is None or word(header, layout.ob_type) != self._types.get("int"):
             return None
         digits, _ = int_size(layout, header)
         data = self._read(address, layout.int_digits + 4 * digits) if digits <= IDENT_DIGITS_MAX else None
@@ -162,7 +158,7 @@ class ObjectReader:
         head = self._read(address, layout.dict_values + 8) if self.is_a(address, "dict") else None
         if head is None:
             return []
-        return self.table_entries(_word(head, layout.dict_keys), _word(head, layout.dict_values))
+        return self.table_entries(word(head, layout.dict_keys), word(head, layout.dict_values))
 
     def table_entries(self, keys: int, values: int) -> Entries:
         """The entries of a keys object, their values in the entries or, for split keys, in the
@@ -182,8 +178,8 @@ class ObjectReader:
             return []
         found = []
         for index in range(count):
-            key = _word(entries, index * shape.entry_size + shape.key)
-            value = _word(stored, 8 * index if values else index * shape.entry_size + shape.key + 8)
+            key = word(entries, index * shape.entry_size + shape.key)
+            value = word(stored, 8 * index if values else index * shape.entry_size + shape.key + 8)
             if key and value:  # else deleted, or an attribute this object does not have
                 found.append((key, value))
         return found
@@ -193,7 +189,7 @@ class ObjectReader:
         layout, lengths, found = self.layout, {len(key) for key in keys}, {}
         for key, value in entries:
             header = self._read(key, layout.str_state + 1)
-            if header is None or _word(header, layout.ob_type) != self._types.get("str"):
+            if header is None or word(header, layout.ob_type) != self._types.get("str"):
                 continue
             length, kind, start = str_shape(layout, header) or (-1, 0, 0)
             if kind != 1 or length not in lengths:
@@ -212,9 +208,9 @@ class ObjectReader:
         header = self._read(cls, layout.tp_dictoffset + 8)
         if header is None:
             return []
-        flags = _word(header, layout.tp_flags)
+        flags = word(header, layout.tp_flags)
         if layout.attributes is Attributes.DICT_AT_OFFSET or not flags & MANAGED_DICT:
-            offset = _word(header, layout.tp_dictoffset, signed=True)  # negative: from the end, never a Thread
+            offset = word(header, layout.tp_dictoffset, signed=True)  # negative: from the end, never a Thread
             return self.dict_entries(self.pointer(address + offset)) if offset > 0 else []
         if layout.attributes is Attributes.VALUES_OR_DICT:
             values = self.pointer(address + layout.managed_values)
@@ -231,7 +227,7 @@ class ObjectReader:
             return self.dict_entries(materialized)
         if not flags & INLINE_VALUES:
             return []
-        values = address + _word(header, layout.tp_basicsize, signed=True)
+        values = address + word(header, layout.tp_basicsize, signed=True)
         valid = self._read(values + layout.values_valid, 1)
         return self._shared_values(cls, flags, values) if valid == b"\x01" else []
 

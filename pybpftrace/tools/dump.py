@@ -31,7 +31,7 @@ from ..samples import Sample
 from ..sampling import WalkedBinary, Walker, find_walked_targets
 from ..settled import settled_stacks
 from ..session import require_privileges
-from ..target import TargetOptions, describe_process, thread_file
+from ..target import TargetOptions, describe_process, thread_file, thread_stat
 from ..thread_names import python_thread_names
 
 SPEC = ProgramSpec("dump.bpf.c", (), walker=True)
@@ -97,10 +97,10 @@ def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
     from bcc.syscall import syscall_name
 
     name = (thread_file(pid, sample.tid, "comm") or "").strip()
-    stat = thread_file(pid, sample.tid, "stat")
-    if stat is None:
+    fields = thread_stat(pid, sample.tid)
+    if not fields:
         return name, "gone", None
-    if stat[stat.rindex(")") + 2] == "R":
+    if fields[0] == "R":
         return name, "running", None
     syscall = (thread_file(pid, sample.tid, "syscall") or "").split()
     if not syscall or not syscall[0].isdigit():
