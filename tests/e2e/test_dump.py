@@ -265,15 +265,19 @@ def test_dump_needs_a_pid():
 SLEEPS = {"230", "23", "270"}  # x86-64: time.sleep's clock_nanosleep (3.11+), select or pselect6 (before)
 
 
-def wait_sleeping(pid: int) -> None:
-    """Until pid's main thread sleeps in time.sleep."""
+READS = {"0"}  # x86-64: read, as sys.stdin.readline waits
+
+
+def wait_sleeping(pid: int, tid: int = 0, calls: set[str] = SLEEPS) -> None:
+    """Until pid's thread tid (its main thread by default) waits in one of those system calls
+    (time.sleep's by default)."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/syscall") as syscall:
-            if syscall.read().split()[0] in SLEEPS:
+        with open(f"/proc/{pid}/task/{tid or pid}/syscall") as syscall:
+            if syscall.read().split()[0] in calls:
                 return
         time.sleep(0.01)
-    raise AssertionError(f"PID {pid} never slept")
+    raise AssertionError(f"thread {tid or pid} of PID {pid} never waited in {sorted(calls)}")
 
 
 def test_subprocesses_of_a_multiprocessing_parent(any_interpreter):
@@ -355,6 +359,7 @@ def test_locals_are_each_variables_repr(every_interpreter):
     target = Target("locals.py", interpreter=every_interpreter)
     with target:
         expected = json.loads(target.process.stdout.readline())
+        wait_sleeping(target.pid)  # it printed just before its sleep
         result = run_tracer("dump", "--locals", "--json", str(target.pid))
         text = run_tracer("dump", "--locals", str(target.pid))
     assert result.returncode == 0, result.stderr
@@ -414,6 +419,7 @@ def test_unicode_names(any_interpreter):
     --json exactly, and in profile's stacks."""
     target = Target(UNICODE_SCRIPT, interpreter=any_interpreter)
     assert target.process.stdout.readline() == b"ready\n"
+    wait_sleeping(target.pid, calls=READS)  # it printed just before it reads
     result = run_tracer("dump", "--json", str(target.pid))
     run = trace_held(target, "profile", PID)
     assert result.returncode == 0, result.stderr
@@ -431,7 +437,10 @@ def test_negative_line_offsets(any_interpreter):
     over several lines, in a loop, is the line CPython itself gives that frame."""
     target = Target("negative_offsets.py", interpreter=any_interpreter)
     with target:
-        tid, line, _ = map(int, target.process.stdout.readline().split())
+        tid = int(target.process.stdout.readline())
+        wait_sleeping(target.pid, tid)
+        target.go()
+        line = int(target.process.stdout.readline())
         result = run_tracer("dump", "--json", str(target.pid))
     assert result.returncode == 0, result.stderr
     (thread,) = [thread for thread in json.loads(result.stdout)["threads"] if thread["ns_tid" if "ns_tid" in thread
