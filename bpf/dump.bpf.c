@@ -3,7 +3,10 @@
  * its own context, as profile's ticks read stacks (sampler.h): at one tick of its own CPU
  * clock, aimed at it by user space (pybpftrace/settled.py). */
 #include <uapi/linux/bpf.h>
-#include <uapi/linux/bpf_perf_event.h>
+/* The perf event programs' context, declared rather than included: they only hand it on (tail
+ * calls), and on x86 uapi/linux/bpf_perf_event.h includes the kernel's own <linux/ptrace.h>,
+ * whose headers take clang most of a second at every start. */
+struct bpf_perf_event_data;
 #include "events.h"
 
 #ifndef EVENTS_PAGES

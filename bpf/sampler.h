@@ -8,7 +8,10 @@
 #error "a program that includes sampler.h defines TRACKS_FORKS before common.h"
 #endif
 
-#include <uapi/linux/bpf_perf_event.h>
+/* The perf event programs' context, declared rather than included: they only hand it on (tail
+ * calls), and on x86 uapi/linux/bpf_perf_event.h includes the kernel's own <linux/ptrace.h>,
+ * whose headers take clang most of a second at every start. */
+struct bpf_perf_event_data;
 #include "common.h"
 #include "pystacks.h"
 
