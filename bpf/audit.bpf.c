@@ -6,12 +6,12 @@
 #define TRACKS_FORKS /* sampler.h's track_fork (event_stacks.h includes it) */
 #endif
 #include "common.h"
+#define GLOBS_MAX 8 /* glob.h matches this many patterns (user space: tools/audit.py) */
 #include "glob.h"
 
 #ifndef EVENTS_PAGES
 #define EVENTS_PAGES 1024
 #endif
-#define GLOBS_MAX 8
 /* Objects sit on 16-byte boundaries, so a piece this size never straddles two pages. */
 #define PIECE 16
 
@@ -51,20 +51,15 @@ static __always_inline int wanted(const char *name)
 	struct settings *config = settings.lookup(&zero);
 	if (!config || !config->globs)
 		return 1;
-	/* One path goes on from each pattern to the next, and the index stays in a register
-	 * (not the key's stack slot, where the verifier would lose its value): the verifier
-	 * walks each pattern once. */
+	const struct glob *patterns[GLOBS_MAX];
+#pragma unroll
 	for (__u32 index = 0; index < GLOBS_MAX; index++) {
-		if (index >= config->globs)
-			return 0;
 		__u32 key = index;
-		struct glob *glob = globs.lookup(&key);
-		if (!glob)
+		patterns[index] = globs.lookup(&key);
+		if (!patterns[index])
 			return 0;
-		if (glob_match(glob, name))
-			return 1;
 	}
-	return 0;
+	return globs_match(patterns, name);
 }
 
 static __always_inline __u64 read_word(__u64 address)
