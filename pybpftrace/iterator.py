@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import threading
+from typing import Optional
 
 from .errors import KernelSetup
 
@@ -80,10 +82,9 @@ def _task_iterator_btf_id() -> int:
     return found
 
 
-def _load_sleepable_iterator(program, function: str) -> int:
-    """Load without a verifier log (a log too small for the verifier's work fails the load);
-    on failure, again with one, for the message."""
-    address, size = program.function_instructions(function)
+def _load_sleepable_iterator(address: int, size: int, function: str) -> int:
+    """Load the instructions at address without a verifier log (a log too small for the
+    verifier's work fails the load); on failure, again with one, for the message."""
     license = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(LOG_SIZE)
     attr = _ProgLoad(
@@ -107,13 +108,35 @@ def _load_sleepable_iterator(program, function: str) -> int:
 
 
 class IteratorProgram:
-    """A sleepable task iterator program, loaded once: `function` of `program`."""
+    """A sleepable task iterator program, loaded once: `function` of `program`, on a thread
+    of its own from the moment it is made (the kernel takes some 0.3 s of a CPU to verify
+    it: meanwhile the rest of the start, or the trace, goes on)."""
 
     def __init__(self, program, function: str):
-        self.fd = _load_sleepable_iterator(program, function)
+        address, size = program.function_instructions(function)  # bcc's, read on the caller's thread
+        self._fd: Optional[int] = None
+        self._error: Optional[BaseException] = None
+        self._loading = threading.Thread(target=self._load, args=(address, size, function), daemon=True)
+        self._loading.start()
+
+    def _load(self, address: int, size: int, function: str) -> None:
+        try:
+            self._fd = _load_sleepable_iterator(address, size, function)
+        except BaseException as error:  # raised where the program is first used
+            self._error = error
+
+    @property
+    def fd(self) -> int:
+        """Once loaded; what refused it is raised here."""
+        self._loading.join()
+        if self._error is not None:
+            raise self._error
+        return self._fd
 
     def close(self) -> None:
-        os.close(self.fd)
+        self._loading.join()
+        if self._fd is not None:
+            os.close(self._fd)
 
 
 class TaskIterator:

@@ -184,9 +184,10 @@ class Walker:
     """The frame walker of a loaded program: its processes, its tail calls, its clock."""
 
     def __init__(self, program, continuations: tuple[tuple[str, str, str], ...], linetables: bool,
-                 qualnames: bool = False):
+                 qualnames: bool = False, walks_every_thread: bool = False):
         """program: a LoadedProgram including pystacks.h; continuations: (program array,
-        function, kind) its walks tail-call until done, where it has the array."""
+        function, kind) its walks tail-call until done, where it has the array;
+        walks_every_thread: it will (walk_every_thread), so its iterator loads from now on."""
         self._program = program
         self._qualnames = qualnames
         self._processes = program.table("py_processes")
@@ -195,7 +196,8 @@ class Walker:
         self._pending: dict[int, tuple[WalkedBinary, float]] = {}
         self._before_exec: dict[int, WalkedBinary] = {}
         self._selection: Optional[Selection] = None
-        self._iterator: Optional[IteratorProgram] = None  # the dump's, loaded at its first walk
+        # the dump's: loaded beside the continuations below where it will be needed, else later
+        self._iterator = IteratorProgram(program, "dump_step") if walks_every_thread else None
         settings = program.table("walk_settings")
         value = settings.Leaf()
         value.linetables = int(linetables)
@@ -222,6 +224,8 @@ class Walker:
             if not registered and not selection:  # one of those selected may come and go
                 raise NotFound(f"PID {pid} no longer maps {binary.binary.shown_path}")
         if sampling.off_cpu:
+            if self._iterator is None:  # for the waits going on at the end (profile.py): verified while tracing
+                self._iterator = IteratorProgram(self._program, "dump_step")
             settings = self._program.table("profile_settings")
             value = settings.Leaf()
             value.min_block = int(sampling.min_block * 1e9)

@@ -119,7 +119,7 @@ class Dumper:
         self._samples = RecordRing(self.program.table("samples").map_fd, SAMPLES_PAGES * mmap.PAGESIZE)
         self._codes_ring = RecordRing(self.program.table("codes").map_fd, CODES_PAGES * mmap.PAGESIZE)
         self.codes = Codes()
-        self.walker = Walker(self.program, CONTINUATIONS, linetables=True, qualnames=qualnames)
+        self.walker = Walker(self.program, CONTINUATIONS, linetables=True, qualnames=qualnames, walks_every_thread=True)
         self.qualnames = qualnames
 
     def _drain(self) -> list[bytes]:
