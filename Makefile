@@ -29,12 +29,14 @@ stress: setup
 
 # What tracing costs, side by side with an empty BPF program and the peers (bcc's uflow and
 # ucalls, bpftrace, installed here), and the sampling profilers beside py-spy (from PyPI, in its
-# own venv): BENCHMARKS.md and bench/results.json. About 25 minutes.
+# own venv), and each command's start and stop (bench/startup.py): BENCHMARKS.md and bench/results.json.
+# About 30 minutes.
 bench: matrix
 	@MAKE_TARGET=bench EXTRA_APT_PACKAGES="bpfcc-tools bpftrace" bash scripts/setup.sh
 	@bash bench/setup-py-spy.sh
 	$(VENV)/bin/python -m bench
 	$(VENV)/bin/python -m bench.dump
+	$(VENV)/bin/python -m bench.startup
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
