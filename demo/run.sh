@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# The demo: the bundled workload under Debian's --with-dtrace CPython 3.11, its stacks read out of
+# The demo: the bundled workload under the release's --with-dtrace CPython, its stacks read out of
 # its memory (dump, profile), then traced exactly through its probes and its evaluator (stack).
+# Debian 12's python3.11 has function probes; Debian 13's python3.13 has none (CPython 3.12 to
+# 3.14 dropped them), so there every exact step follows calls through its evaluator instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYBPFTRACE=${VENV:-.venv}/bin/pybpftrace
 OUT=demo-output
 mkdir -p "$OUT"
 
-/usr/bin/python3.11 demo/workload.py &
+# This machine's CPythons (/usr/bin/python3.N), newest first, and which have function probes.
+pythons() { find /usr/bin -maxdepth 1 -regex '/usr/bin/python3\.[0-9]+' | sort -t. -k2,2nr; }
+has_function_probes() { "$PYBPFTRACE" list "$1" 2>/dev/null | grep 'python:function__entry$' >/dev/null; }
+PYTHON="" ROUTE=()
+for candidate in $(pythons); do
+    if has_function_probes "$candidate"; then
+        PYTHON=$candidate
+        break
+    fi
+done
+if [ -z "$PYTHON" ]; then
+    PYTHON=$(pythons | sed -n 1p)
+    [ -n "$PYTHON" ] || { echo "demo: no /usr/bin/python3.N on this machine: run make setup" >&2; exit 1; }
+    # Attached by PID, the eval-frame route hooks the evaluator (--eval-hook says it may).
+    ROUTE=(--route eval-frame --eval-hook)
+    echo "demo: $PYTHON has no function probes (CPython 3.12 to 3.14 dropped them): the exact steps follow its calls through its evaluator (the eval-frame route)"
+fi
+
+"$PYTHON" demo/workload.py &
 WORKLOAD=$!
 trap 'kill $WORKLOAD 2>/dev/null || true' EXIT
 sleep 1
+kill -0 "$WORKLOAD" 2>/dev/null || { echo "demo: $PYTHON demo/workload.py exited at once" >&2; exit 1; }
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
@@ -25,20 +46,20 @@ awk '{print $NF "\t" $0}' "$OUT/profile.folded" | sort -n -r | sed -n 1,3p | cut
 step "pybpftrace list $WORKLOAD"
 "$PYBPFTRACE" list "$WORKLOAD" | sed -n 1,8p
 
-step "pybpftrace stack $WORKLOAD --function handle_request --durations --duration 0.1"
-"$PYBPFTRACE" stack "$WORKLOAD" --function handle_request --durations --duration 0.1
+step "pybpftrace stack $WORKLOAD ${ROUTE[*]:+${ROUTE[*]} }--function handle_request --durations --duration 0.1"
+"$PYBPFTRACE" stack "$WORKLOAD" "${ROUTE[@]}" --function handle_request --durations --duration 0.1
 
 step "pybpftrace stack $WORKLOAD --route eval-frame --eval-hook --function discount --duration 0.1"
 "$PYBPFTRACE" stack "$WORKLOAD" --route eval-frame --eval-hook --function discount --duration 0.1 | sed -n 1,9p
 echo "(the same calls through the interpreter's evaluator: the route CPython 3.12 to 3.14 need, and any build)"
 
-step "pybpftrace stack $WORKLOAD --duration 3 -o $OUT/workload.folded -o $OUT/workload.svg"
-"$PYBPFTRACE" stack "$WORKLOAD" --duration 3 -o "$OUT/workload.folded" -o "$OUT/workload.svg"
+step "pybpftrace stack $WORKLOAD ${ROUTE[*]:+${ROUTE[*]} }--duration 3 -o $OUT/workload.folded -o $OUT/workload.svg"
+"$PYBPFTRACE" stack "$WORKLOAD" "${ROUTE[@]}" --duration 3 -o "$OUT/workload.folded" -o "$OUT/workload.svg"
 echo "folded stacks: $OUT/workload.folded ($(wc -l < "$OUT/workload.folded") stacks); the three heaviest:"
 awk '{print $NF "\t" $0}' "$OUT/workload.folded" | sort -n -r | sed -n 1,3p | cut -f2-
 
-step "pybpftrace stack $WORKLOAD --duration 0.5 -o $OUT/workload.trace.json"
-"$PYBPFTRACE" stack "$WORKLOAD" --duration 0.5 -o "$OUT/workload.trace.json"
+step "pybpftrace stack $WORKLOAD ${ROUTE[*]:+${ROUTE[*]} }--duration 0.5 -o $OUT/workload.trace.json"
+"$PYBPFTRACE" stack "$WORKLOAD" "${ROUTE[@]}" --duration 0.5 -o "$OUT/workload.trace.json"
 
 cat <<EOF
 

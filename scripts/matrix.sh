@@ -4,6 +4,8 @@
 # only when its stamp is missing, so a half-built one is rebuilt.
 #
 #   bullseye  python3.9             function entry/return and line probes
+#   bookworm  python3.11            function entry/return and line probes: the tests' 3.11 where
+#                                   this machine has none of its own (Debian 13)
 #   trixie    python3.13            gc, import and audit probes only
 #   sid       python3.14 python3.15 3.14 like 3.13; 3.15 with function entry/return restored
 set -euo pipefail
@@ -12,6 +14,7 @@ MATRIX=${PYBPFTRACE_MATRIX:-/var/cache/pybpftrace-tests}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CHROOTS=(
     "bullseye python3.9 libpython3.9"
+    "bookworm python3.11 libpython3.11"
     "trixie python3.13 libpython3.13"
     "sid python3.14 libpython3.14 python3.15 libpython3.15"
 )

@@ -6,19 +6,45 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# The releases this setup knows, and the --with-dtrace CPython with function probes each has of
+# its own (Debian 13's python3.13 has none: CPython 3.12 to 3.14 dropped them; the tests then
+# trace the version matrix's bookworm 3.11, scripts/matrix.sh).
+release_python() {
+    case $1 in
+        bookworm) echo python3.11 ;;
+        trixie) echo "" ;;
+        *) return 1 ;;
+    esac
+}
+
+# The release: an argument (build-box.sh lists a box's packages), else this machine's.
+RELEASE_NAME=${2:-} SYSTEM=${2:-}
+if [ -z "$RELEASE_NAME" ] && [ -r /etc/os-release ]; then
+    RELEASE_NAME=$(. /etc/os-release && [ "${ID:-}" = debian ] && echo "${VERSION_CODENAME:-}") || true
+    SYSTEM=$(. /etc/os-release && echo "${PRETTY_NAME:-}") || true
+fi
+if ! PROBED_PYTHON=$(release_python "${RELEASE_NAME:-none}"); then
+    say "supports Debian 12 (bookworm) and 13 (trixie); this is ${SYSTEM:-an unknown system}: install by hand bcc's Python module (python3-bpfcc), the running kernel's headers, gcc, perl and a --with-dtrace CPython, then make a venv from /usr/bin/python3 with --system-site-packages" >&2
+    exit 3
+fi
+
 APT_PACKAGES=(
     python3 python3-venv python3-bpfcc   # the tracer's runtime: bcc is not on PyPI
-    python3.11                           # the --with-dtrace CPython the tests and demo trace
-    libpython3.11-dev gcc                # tests: an embedded interpreter, the event layout check
-    python3.11-dev                       # tests: python3.11-config, to build the embedded one
+    gcc                                  # tests: the event layout check, the embedded interpreter
     systemtap-sdt-dev                    # tests: <sys/sdt.h> to build probe fixtures
     perl                                 # tests: flamegraph.pl
     sudo                                 # the README's commands (sudo pybpftrace ...)
     chromium                             # tests: the SVG flame graph and speedscope's app, headless
     tmux                                 # tests: top's live screen in a real terminal
 )
-
-say() { printf 'setup: %s\n' "$*"; }
+if [ -n "$PROBED_PYTHON" ]; then
+    # The release's own CPython with function probes, which the demo and the tests trace, and
+    # its headers and python3.X-config (tests: an embedded interpreter, the object layouts).
+    APT_PACKAGES+=("$PROBED_PYTHON" "lib$PROBED_PYTHON-dev" "$PROBED_PYTHON-dev")
+fi
 
 # The VM's box preinstalls these (vagrant/build-box.sh): one list for both.
 if [ "${1:-}" = "--list-packages" ]; then
