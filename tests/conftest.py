@@ -1,6 +1,8 @@
 """Shared fixtures: the traced CPython, tools the tests build with, and running pybpftrace."""
 
 import os
+import tempfile
+from pathlib import Path
 import shutil
 import signal
 import subprocess
@@ -8,7 +10,7 @@ import time
 
 import pytest
 
-from support import PYTHON311
+from support import HOST
 
 # A launched target shares the tracer's stdout; unbuffered, its print() writes the text and
 # the newline separately and tracer lines could land between them.
@@ -16,9 +18,10 @@ os.environ.pop("PYTHONUNBUFFERED", None)
 
 
 @pytest.fixture(scope="session")
-def python311():
-    assert os.path.exists(PYTHON311), f"{PYTHON311} is missing: run make setup"
-    return PYTHON311
+def host_python():
+    """The default CPython with function probes (support.HOST), as a path on this machine."""
+    HOST.prepare()
+    return HOST.host_python
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +40,19 @@ def require_tools():
             assert probe.returncode == 0, f"<{header}> is missing: run make setup"
 
     return require
+
+
+@pytest.fixture
+def target_tmp(tmp_path):
+    """A directory the default interpreter (HOST) sees too: tmp_path, or a new one in its
+    chroot (HOST.inside(path) is its path there)."""
+    if not HOST.suite:
+        yield tmp_path
+        return
+    HOST.prepare()
+    directory = Path(tempfile.mkdtemp(prefix="pybpftrace-test-", dir=f"{HOST.root}/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

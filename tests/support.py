@@ -22,7 +22,6 @@ from pathlib import Path
 from pybpftrace.probes import read_probes
 from pybpftrace.target import read_maps
 
-PYTHON311 = "/usr/bin/python3.11"  # Debian's --with-dtrace build
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TIMEOUT = float(os.environ.get("PYBPFTRACE_TEST_TIMEOUT", 60))  # s, each wait (longer in a slow VM)
 # The version matrix's chroots (scripts/matrix.sh builds them), and where scripts go in them.
@@ -52,21 +51,73 @@ class Interpreter:
         """Where a test script is, as the interpreter sees it."""
         return f"{CHROOT_SCRIPTS}/{name}" if self.suite else script(name)
 
+    def argv(self) -> list[str]:
+        """The command that starts it: in its chroot, for the matrix's."""
+        if self.suite:
+            _copy_scripts(self.root)
+        return ["chroot", self.root, self.python] if self.suite else [self.python]
+
     def command(self, name: str, *args: str) -> list[str]:
-        prefix = ["chroot", self.root] if self.suite else []
-        return [*prefix, self.python, self.script(name), *args]
+        return [*self.argv(), self.script(name), *args]
+
+    def inside(self, path) -> str:
+        """A path of this machine as the interpreter sees it (under its chroot's root)."""
+        path = str(path)
+        if self.suite:
+            assert path.startswith(self.root + "/"), f"{path} is outside {self.root}"
+            return path[len(self.root):]
+        return path
 
     def prepare(self) -> None:
         """Fail unless it is there; copy the test scripts into its chroot."""
         assert os.path.exists(self.host_python), f"{self.host_python} is missing: run make matrix"
         if self.suite:
-            shutil.copytree(SCRIPTS, self.root + CHROOT_SCRIPTS, dirs_exist_ok=True)
+            _copy_scripts(self.root)
 
     def __str__(self) -> str:
         return f"{self.version[0]}.{self.version[1]}"
 
 
-HOST = Interpreter((3, 11), PYTHON311)
+@functools.cache
+def _copy_scripts(root: str) -> None:
+    shutil.copytree(SCRIPTS, root + CHROOT_SCRIPTS, dirs_exist_ok=True)
+
+
+def _debian_pythons() -> list[tuple[tuple[int, int], str]]:
+    """This machine's Debian CPythons (/usr/bin/python3.N), newest first."""
+    found = []
+    for path in Path("/usr/bin").glob("python3.*"):
+        match = re.fullmatch(r"python3\.(\d+)", path.name)
+        if match:
+            found.append(((3, int(match.group(1))), str(path)))
+    return sorted(found, reverse=True)
+
+
+def _host_interpreter() -> Interpreter:
+    """The CPython with function probes the tests trace by default: this machine's own
+    (Debian 12's python3.11), or where it has none (Debian 13's python3.13 has no function
+    probes) the matrix's bookworm 3.11, run in its chroot. PYBPFTRACE_TEST_HOST=matrix takes
+    the matrix's even where this machine has its own."""
+    if os.environ.get("PYBPFTRACE_TEST_HOST") != "matrix":
+        for version, python in _debian_pythons():
+            if "function__entry" in {probe.name for probe in probes_of(python).probes}:
+                return Interpreter(version, python)
+    return Interpreter((3, 11), "/usr/bin/python3.11", "bookworm")
+
+
+@functools.cache
+def probes_of(python: str):
+    """The interpreter's probes, read once: checks made while a short trace runs must be quick,
+    also where parsing the ELF file takes seconds (a VM under TCG)."""
+    return read_probes(python)
+
+
+HOST = _host_interpreter()
+# Where the default interpreter runs on this machine itself (not in a chroot): what tests that
+# put it on PATH, embed it or build against its headers need.
+HOST_IS_OWN = not HOST.suite
+NOT_OWN = ("this machine has no --with-dtrace CPython with function probes of its own (Debian 13's "
+           "python3.13 has none; Debian 12's python3.11 does, and make setup installs it there)")
 WITH_FUNCTION_PROBES = [
     Interpreter((3, 9), "/usr/bin/python3.9", "bullseye"),
     HOST,
@@ -106,7 +157,7 @@ class CallRoute:
         return ["--route", self.route, *(["--eval-hook"] if self.hooked and not launched else [])]
 
     def __str__(self) -> str:
-        where = "" if self.interpreter.suite or self.interpreter.python == PYTHON311 else "pyenv-"
+        where = "" if self.interpreter.suite or self.interpreter == HOST else "pyenv-"
         return f"{where}{self.interpreter}-{self.route}"
 
 
@@ -138,7 +189,7 @@ def line_of(name: str, marker: str) -> int:
 
 def label(name: str, function: str, marker: str) -> str:
     """A frame of a test script as folded stacks name it: `function (path:first line)`."""
-    return f"{function} ({script(name)}:{line_of(name, marker)})"
+    return f"{function} ({HOST.script(name)}:{line_of(name, marker)})"
 
 
 def folded_lines(text: str) -> dict[str, int]:
@@ -169,7 +220,7 @@ def calls_by_thread(output: str) -> dict[int, list[str]]:
 
 class Target:
     """A test script that waits for a line on stdin before its work, so the tracer can attach
-    first; under this machine's CPython 3.11 unless told otherwise."""
+    first; under the default CPython with function probes (HOST) unless told otherwise."""
 
     def __init__(self, name: str, *args: str, interpreter: Interpreter = HOST, preexec_fn=None):
         self.process = subprocess.Popen(
@@ -350,14 +401,7 @@ def load_bias(pid: int, path: str) -> int:
     return min(mapping.start - mapping.offset for mapping in read_maps(pid) if mapping.path == real)
 
 
-@functools.cache
-def probes_of(python: str):
-    """The interpreter's probes, read once: checks made while a short trace runs must be quick,
-    also where parsing the ELF file takes seconds (a VM under TCG)."""
-    return read_probes(python)
-
-
-def semaphores(pid: int, python: str = PYTHON311) -> dict[str, int]:
+def semaphores(pid: int, python: str = HOST.host_python) -> dict[str, int]:
     """Every USDT semaphore of the interpreter, read from the live process's memory."""
     probes = probes_of(python)
     bias = load_bias(pid, python)
@@ -370,7 +414,7 @@ def semaphores(pid: int, python: str = PYTHON311) -> dict[str, int]:
     return values
 
 
-def probe_bytes(pid: int, python: str = PYTHON311) -> dict[str, tuple[int, int]]:
+def probe_bytes(pid: int, python: str = HOST.host_python) -> dict[str, tuple[int, int]]:
     """(byte in the process, byte in the file) at every probe location: a uprobe shows as
     int3 (0xcc) in the process."""
     probes = probes_of(python)
@@ -385,7 +429,7 @@ def probe_bytes(pid: int, python: str = PYTHON311) -> dict[str, tuple[int, int]]
     return found
 
 
-def assert_nothing_left(pid: int, python: str = PYTHON311) -> None:
+def assert_nothing_left(pid: int, python: str = HOST.host_python) -> None:
     """The tracer left the target as it found it: semaphores at 0, no breakpoint in place."""
     deadline = time.monotonic() + 10
     while True:  # the kernel removes uprobes of closed perf events right away; allow a moment

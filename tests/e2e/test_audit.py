@@ -16,12 +16,10 @@ from support import (
     PID,
     ALL_INTERPRETERS,
     HOST,
-    PYTHON311,
     Target,
     Tracer,
     assert_nothing_left,
     run_tracer,
-    script,
     semaphores,
     summary_line,
     trace_held,
@@ -84,7 +82,7 @@ def test_json_values_with_their_types_where_json_would_lose_them():
         {"type": "int", "value": "1267650600228229401496703205376"}, 1.5, None, ["nested", 1],
     ]
     assert [item["type"] for item in objects["args"]] == ["list", "Custom", "_io.TextIOWrapper", "type"]
-    assert objects["args"][3]["address"] == hex(symbol_address(PYTHON311, "PyUnicode_Type"))
+    assert objects["args"][3]["address"] == hex(symbol_address(HOST.host_python, "PyUnicode_Type"))
 
 
 def test_event_filter_in_the_kernel_and_nothing_left_behind():
@@ -131,12 +129,12 @@ def test_every_version_at_once_each_by_its_own_layout():
 
 def test_launched_command_is_traced_from_its_start():
     result = run_tracer("audit", "--event", "pybpftrace.test", "--event", "cpython.run_*", "--",
-                        PYTHON311, script("audits.py"), input=b"go\n\n")
+                        *HOST.command("audits.py"), input=b"go\n\n")
     assert result.returncode == 0
     stdout = result.stdout.decode()
     assert stdout.count("done\n") == 1  # the target's own output, untouched
     assert [rest for _, _, rest in events(stdout)] == [
-        f"cpython.run_file ('{script('audits.py')}',)",  # before any Python code ran
+        f"cpython.run_file ('{HOST.script('audits.py')}',)",  # before any Python code ran
         expected.audits((3, 11))[0],
     ]
 
@@ -199,7 +197,7 @@ def namespace():
 
 
 def test_which_code_opens_sockets(any_interpreter, namespace):
-    listener = subprocess.Popen([PYTHON311, script("listener.py"), LISTENER, PORT], stdout=subprocess.PIPE,
+    listener = subprocess.Popen([*HOST.command("listener.py"), LISTENER, PORT], stdout=subprocess.PIPE,
                                 preexec_fn=namespace)
     try:
         assert listener.stdout.readline() == b"listening\n"

@@ -8,14 +8,12 @@ import pytest
 
 from support import (
     HOST,
-    PYTHON311,
     TIMEOUT,
     Target,
     Tracer,
     assert_nothing_left,
     probe_bytes,
     run_tracer,
-    script,
     semaphores,
     summary_line,
 )
@@ -88,7 +86,7 @@ def test_ctrl_c_and_sigterm_end_the_trace_cleanly_with_folded_output(target, num
     code, stdout, stderr = tracer.finish()
     assert code == 0
     assert summary_line(stderr).endswith(f"({signal.Signals(number).name})")
-    assert f"tick ({script('forever.py')}:" in stdout
+    assert f"tick ({HOST.script('forever.py')}:" in stdout
     assert_nothing_left(target.pid)
     finish_untouched(target)
 
@@ -154,13 +152,13 @@ def test_output_is_byte_identical_when_attached(name, interpreter):
 @pytest.mark.parametrize("name", ["features.py", "calls.py"])
 def test_output_is_byte_identical_when_launched(name, tmp_path):
     expected = untraced(name)
-    result = run_tracer("stack", "-o", tmp_path / "trace", "--", PYTHON311, script(name), input=b"go\n")
+    result = run_tracer("stack", "-o", tmp_path / "trace", "--", *HOST.command(name), input=b"go\n")
     assert (result.stdout, result.returncode) == (expected[0], expected[2])
     assert result.stderr.decode().splitlines()[0].startswith("pybpftrace: tracing PID ")
 
 
 def test_launched_command_exit_status_is_passed_through(tmp_path):
-    result = run_tracer("stack", "-o", tmp_path / "trace", "--", PYTHON311, "-c", "import sys; sys.exit(3)")
+    result = run_tracer("stack", "-o", tmp_path / "trace", "--", *HOST.argv(), "-c", "import sys; sys.exit(3)")
     assert result.returncode == 3
     assert summary_line(result.stderr.decode()).endswith("(target exited)")
 

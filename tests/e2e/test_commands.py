@@ -16,7 +16,6 @@ from conftest import WITH_LINE_PROBE
 from support import (
     PID,
     HOST,
-    PYTHON311,
     TIMEOUT,
     WITH_FUNCTION_PROBES,
     WITHOUT_FUNCTION_PROBES,
@@ -25,7 +24,6 @@ from support import (
     line_of,
     pybpftrace_command,
     run_tracer,
-    script,
     summary_line,
     trace_held,
 )
@@ -200,7 +198,7 @@ def test_calls_table_and_histogram():
     assert len(rows) == 3
     code, stdout, _ = attach_and_run(HOST, "calls.py", "calls", "--histogram", "leaf")
     assert code == 0
-    assert stdout.startswith(f"leaf ({script('calls.py')}:{line_of('calls.py', 'def leaf')}) in PID ")
+    assert stdout.startswith(f"leaf ({HOST.script('calls.py')}:{line_of('calls.py', 'def leaf')}) in PID ")
     assert ": 3 timed calls of 3\n" in stdout
     counts = [int(line.split(":")[1].split()[0]) for line in stdout.splitlines() if "->" in line]
     assert sum(counts) == 3
@@ -265,14 +263,14 @@ def test_top_once_prints_one_table():
     assert text.count(" samples in the last ") == 1
     assert "     PID   %OWN %TOTAL   OWN(s) TOTAL(s)      CALLS  FUNCTION (FILE:LINE)\n" in text
     number = r" +\d+\.\d+"
-    assert re.search(rf"^ +{target.pid}{number * 4} +\d+  tick \({re.escape(script('forever.py'))}:"
+    assert re.search(rf"^ +{target.pid}{number * 4} +\d+  tick \({re.escape(HOST.script('forever.py'))}:"
                      rf"{line_of('forever.py', 'def tick')}\)$", text, re.M)
     assert summary_line(result.stderr.decode()).endswith("(done)")
 
 
 def test_top_once_over_a_shorter_run_covers_the_run():
     """A target exiting before the interval ends: the one table says the time it covers."""
-    result = run_tracer("top", "--once", "--interval", "30", "--json", "--", PYTHON311, script("calls.py"), input=b"go\n")
+    result = run_tracer("top", "--once", "--interval", "30", "--json", "--", *HOST.command("calls.py"), input=b"go\n")
     assert result.returncode == 0
     (record,) = json_lines(result.stdout.decode())
     traced = float(re.search(r"([\d.]+) s \(target exited\)", summary_line(result.stderr.decode())).group(1))
@@ -308,24 +306,30 @@ def read_until(fd, marker, timeout):
 # every process of a binary -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("selector", [["--binary", PYTHON311], ["--all"]], ids=["binary", "all"])
+@pytest.mark.parametrize("selector", [["--binary", HOST.host_python], ["--all"]], ids=["binary", "all"])
 def test_every_process_of_a_binary_including_later_ones(selector):
+    # --all covers the CPythons installed here or mapped at its start: one in a chroot (the
+    # default 3.11 on Debian 13) must be running when it starts.
+    running = Target("calls.py") if HOST.suite and "--all" in selector else None
     tracer = Tracer("stack", *selector, "--json", "--filename", "calls.py", "--duration", "20")
-    tracer.wait_attached()
-    target = Target("calls.py")  # started after the tracer
-    try:
+    target = None
+    try:  # a target that fails to start stops the tracer too: --all traces every Python here
+        tracer.wait_attached()
+        target = Target("calls.py")  # started after the tracer
         target.go()
         assert target.finish()[0] == b"14\n"
     finally:
-        target.kill()
-    tracer.signal()
+        for process in (target, running):
+            if process:
+                process.kill()
+        tracer.signal()
     code, stdout, stderr = tracer.finish()
     assert code == 0
     events = json_lines(stdout)
     assert {e["pid"] for e in events} == {target.pid}  # never the tracer's own calls
     assert [(e["event"], e["function"]) for e in events if e["function"] != "<module>"][:2] == [
         ("call", "top"), ("call", "middle")]
-    assert "tracing every process running CPython 3.11.2 at /usr/bin/python3.11" in stderr
+    assert f"CPython 3.11.2 at {HOST.host_python}" in stderr.split("tracing every process running ", 1)[1]
 
 
 @pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES, ids=str)

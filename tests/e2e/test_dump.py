@@ -107,7 +107,7 @@ def test_text_form():
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
     assert text.startswith(f"Process {target.pid}: {HOST.python} {target.path}\n"
-                           f"CPython 3.11.2 at {HOST.python}; stacks read in ")
+                           f"CPython 3.11.2 at {HOST.host_python}; stacks read in ")
     assert re.search(r"; stacks read in \d+\.\d ms, the process never paused\n", text)
     blocks = text.split("\n\n")[1:]
     (burner,) = [block for block in blocks if f"burner ({target.path}:" in block]
@@ -327,7 +327,7 @@ def test_subprocesses_through_a_shell():
     blocks = text.stdout.decode().split("\n\n")
     assert blocks[0].startswith(f"Process {shell.pid}: bash -c ")
     assert blocks[0].endswith(f"\n[PID {shell.pid} is not a Python: it holds no CPython interpreter]")
-    assert blocks[1].startswith("Process ") and f"CPython 3.11.2 at {HOST.python}" in blocks[1]
+    assert blocks[1].startswith("Process ") and f"CPython 3.11.2 at {HOST.host_python}" in blocks[1]
     assert blocks[2].splitlines() [1:] == ["    <module> (<string>:1)"]
     (shell_json, python_json) = json.loads(document.stdout)
     assert shell_json["python"] is None and shell_json["threads"] == [] and shell_json["pid"] == shell.pid

@@ -6,7 +6,7 @@ import json
 import subprocess
 from collections import Counter
 
-from support import PID, PYTHON311, Target, line_of, script, trace_held
+from support import HOST, PID, Target, line_of, trace_held
 
 
 def json_lines(stdout):
@@ -60,7 +60,7 @@ def test_imports_stacks_name_the_importing_function(any_interpreter):
 
 
 def test_audit_stacks_name_the_connecting_function(any_interpreter):
-    listener = subprocess.Popen([PYTHON311, script("listener.py"), "127.0.0.1", "0"], stdout=subprocess.PIPE)
+    listener = subprocess.Popen([*HOST.command("listener.py"), "127.0.0.1", "0"], stdout=subprocess.PIPE)
     try:
         port = listener.stdout.readline().split()[1].decode()
         target = Target("connects.py", "127.0.0.1", port, interpreter=any_interpreter)

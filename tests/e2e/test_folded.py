@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PID, PYTHON311, Target, folded_lines, label, run_tracer, script, trace_held
+from support import HOST, PID, Target, folded_lines, label, run_tracer, trace_held
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -23,9 +23,9 @@ def flamegraph_pl():
 
 def test_call_counts_are_exact():
     result = run_tracer("stack", "--folded", "--weight", "calls", "--filename", "calls.py", "--",
-                        PYTHON311, script("calls.py"))
+                        *HOST.command("calls.py"))
     assert result.returncode == 0
-    module = f"<module> ({script('calls.py')}:1)"
+    module = f"<module> ({HOST.script('calls.py')}:1)"
     top, middle, leaf = (label("calls.py", f, f"def {f}") for f in ("top", "middle", "leaf"))
     assert folded_lines(result.stdout.decode().replace("14\n", "", 1)) == {
         module: 1,
@@ -43,7 +43,7 @@ def test_time_weights_add_up_to_the_measured_time():
     assert run.code == 0
     weights = folded_lines(run.stdout)
     main, slow, fast = (label("timed.py", f, f"def {f}") for f in ("main", "slow", "fast"))
-    main = f"<module> ({script('timed.py')}:1);{main}"  # the module began before tracing
+    main = f"<module> ({HOST.script('timed.py')}:1);{main}"  # the module began before tracing
     assert set(weights) >= {f"{main};{slow}", f"{main};{fast}"}
     assert weights[f"{main};{slow}"] == pytest.approx(300_000, rel=0.10)
     assert weights[f"{main};{fast}"] == pytest.approx(200_000, rel=0.10)  # two calls merged
@@ -52,7 +52,7 @@ def test_time_weights_add_up_to_the_measured_time():
 
 def test_per_thread_roots_stacks_at_threads():
     result = run_tracer("stack", "--folded", "--per-thread", "--weight", "calls", "--filename", "threads.py",
-                        "--", PYTHON311, script("threads.py"), input=b"go\n")
+                        "--", *HOST.command("threads.py"), input=b"go\n")
     assert result.returncode == 0
     weights = folded_lines(result.stdout.decode().split("\n", 1)[1])
     step = label("threads.py", "step", "def step")
@@ -64,8 +64,7 @@ def test_per_thread_roots_stacks_at_threads():
 def test_flamegraph_pl_renders_the_folded_output(tmp_path):
     renderer = flamegraph_pl()
     folded = tmp_path / "out.folded"
-    result = run_tracer("stack", "--folded", "--weight", "calls", "-o", folded, "--", PYTHON311,
-                        script("features.py"), input=b"go\n")
+    result = run_tracer("stack", "--folded", "--weight", "calls", "-o", folded, "--", *HOST.command("features.py"), input=b"go\n")
     assert result.returncode == 0
     svg = subprocess.run(["perl", renderer, "--title", "pybpftrace test", folded], capture_output=True, check=True)
     text = svg.stdout.decode()

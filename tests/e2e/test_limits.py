@@ -15,12 +15,10 @@ from support import (
     HOST,
     PID,
     Interpreter,
-    PYTHON311,
     WITH_FUNCTION_PROBES,
     Target,
     Tracer,
     line_of,
-    script,
     summary_line,
     folded_weights,
     json_records,
@@ -56,12 +54,19 @@ def assert_dropped(stderr, why):
 
 
 @pytest.fixture(scope="module")
-def own_python(tmp_path_factory):
+def own_python(tmp_path_factory) -> Interpreter:
     """A copy of the traced CPython, for --binary: only this test's processes run it (other
-    Pythons on a shared machine would flood the trace)."""
-    path = tmp_path_factory.mktemp("python") / "python3.11"
-    shutil.copy2(PYTHON311, path)
-    return str(path)
+    Pythons on a shared machine would flood the trace). Beside the original, in its chroot
+    where it has one (its standard library is found from where it runs)."""
+    if HOST.suite:
+        inside = f"/usr/bin/python{HOST}-own-{os.getpid()}"
+        shutil.copy2(HOST.host_python, HOST.root + inside)
+        yield Interpreter(HOST.version, inside, HOST.suite)
+        os.unlink(HOST.root + inside)
+        return
+    path = tmp_path_factory.mktemp("python") / f"python{HOST}"
+    shutil.copy2(HOST.host_python, path)
+    yield Interpreter(HOST.version, str(path))
 
 
 # 1. the names ring full: the folded tree keeps every call ------------------------------------
@@ -156,19 +161,19 @@ def spawn_with_pid(pid, argv, **options):
 def test_a_reused_pid_does_not_inherit_the_dead_process_stack(options, own_python):
     """Under --binary, a process killed inside two calls, then a new one given its PID: the new
     one's calls are its own, at its own depths."""
-    tracer = Tracer("stack", "--binary", own_python, "--filename", "reuse.py", *options)
+    tracer = Tracer("stack", "--binary", own_python.host_python, "--filename", "reuse.py", *options)
     tracer.wait_attached()
-    dead = subprocess.Popen([own_python, script("reuse.py"), "block"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    dead = subprocess.Popen(own_python.command("reuse.py", "block"), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert dead.stdout.readline() == b"blocked\n"
     dead.kill()
     dead.wait()
-    reborn = spawn_with_pid(dead.pid, [own_python, script("reuse.py"), "run"], stdout=subprocess.PIPE)
+    reborn = spawn_with_pid(dead.pid, own_python.command("reuse.py", "run"), stdout=subprocess.PIPE)
     assert reborn.communicate(timeout=60)[0] == b"1\n"
     time.sleep(0.1)  # let the tracer drain its last events (the summary says what it saw)
     tracer.signal()
     code, stdout, stderr = tracer.finish()
     assert code == 0
-    module = f"<module> ({script('reuse.py')}:1)"
+    module = f"<module> ({HOST.script('reuse.py')}:1)"
     fresh = label(HOST, "reuse.py", "fresh", "def fresh")
     if "--json" in options:
         events = [(e["pid"], e["event"], e["function"], e["depth"]) for e in json_records(stdout)]
@@ -294,9 +299,9 @@ def test_names_evicted_from_the_kernel_cache_are_sent_again():
 
 
 def test_processes_beyond_the_incarnations_map_are_counted(own_python):
-    tracer = Tracer("stack", "--binary", own_python, "-o", "/dev/null", env=with_map_sizes("incarnations=1"))
+    tracer = Tracer("stack", "--binary", own_python.host_python, "-o", "/dev/null", env=with_map_sizes("incarnations=1"))
     tracer.wait_attached()
-    interpreter = Interpreter((3, 11), own_python)
+    interpreter = own_python
     with Target("forever.py", interpreter=interpreter) as first, Target("forever.py", interpreter=interpreter) as second:
         time.sleep(0.5)  # both run a while under the tracer
         for target in (first, second):
@@ -338,16 +343,16 @@ def test_processes_that_exit_are_taken_as_they_go(command, own_python):
     """Under --binary, 20 processes one after another: what each did is counted exactly, taken
     out of the kernel's maps as each exits (calls merges their rows: PID -)."""
     runs = 20
-    tracer = Tracer(*command[:1], "--binary", own_python, *command[1:])
+    tracer = Tracer(*command[:1], "--binary", own_python.host_python, *command[1:])
     tracer.wait_attached()
     for _ in range(runs):
-        done = subprocess.run([own_python, script("calls.py")], input=b"go\n", capture_output=True, timeout=60)
+        done = subprocess.run(own_python.command("calls.py"), input=b"go\n", capture_output=True, timeout=60)
         assert done.stdout == b"14\n"
     tracer.signal()
     code, stdout, stderr = tracer.finish()
     assert code == 0
     if command[0] == "calls":
-        (leaf,) = [row for row in calls_of(stdout) if row["function"] == "leaf" and row["file"] == script("calls.py")]
+        (leaf,) = [row for row in calls_of(stdout) if row["function"] == "leaf" and row["file"] == HOST.script("calls.py")]
         assert (leaf["pid"], leaf["processes"], leaf["calls"], leaf["timed_calls"]) == (None, runs, 3 * runs, 3 * runs), (
             summary_line(stderr))
         assert f"the rows of {runs} processes that exited are merged by function (PID -)" in summary_line(stderr)
@@ -356,19 +361,19 @@ def test_processes_that_exit_are_taken_as_they_go(command, own_python):
         assert weight_of(folded_weights(stdout), leaf) == 3 * runs
     elif command[0] == "top":
         leaves = [row for record in json_records(stdout) for row in record["functions"]
-                  if row["function"] == "leaf" and row["file"] == script("calls.py")]
+                  if row["function"] == "leaf" and row["file"] == HOST.script("calls.py")]
         assert sum(row["calls"] for row in leaves) == 3 * runs and len({row["pid"] for row in leaves}) == runs
     else:
         leaves = [e for e in json_records(stdout)
-                  if e["function"] == "leaf" and e["file"] == script("calls.py") and e["event"] == "call"]
+                  if e["function"] == "leaf" and e["file"] == HOST.script("calls.py") and e["event"] == "call"]
         assert len(leaves) == 3 * runs and len({e["pid"] for e in leaves}) == runs
     assert nothing_lost(stderr)
 
 
 def test_text_stream_of_many_processes_has_a_pid_column(own_python):
-    tracer = Tracer("stack", "--binary", own_python, "--filename", "calls.py")
+    tracer = Tracer("stack", "--binary", own_python.host_python, "--filename", "calls.py")
     tracer.wait_attached()
-    done = subprocess.run([own_python, script("calls.py")], input=b"go\n", capture_output=True, timeout=60)
+    done = subprocess.run(own_python.command("calls.py"), input=b"go\n", capture_output=True, timeout=60)
     tracer.signal()
     code, stdout, _ = tracer.finish()
     assert code == 0 and done.stdout == b"14\n"
@@ -406,7 +411,7 @@ def test_folded_recursion_deeper_than_the_shadow_stack():
                      "--filename", "recursion.py")
     assert run.code == 0 and run.target_output == f"{depth}\n".encode()
     down = label(HOST, "recursion.py", "down", "def down")
-    module = f"<module> ({script('recursion.py')}:1)"
+    module = f"<module> ({HOST.script('recursion.py')}:1)"
     kept = [f"{module};" + ";".join([down] * level) for level in range(1, 128)]
     assert folded_weights(run.stdout) == {
         **{stack: 1 for stack in kept}, f"{kept[-1]};[deeper than 128 frames];{down}": depth + 1 - 127}

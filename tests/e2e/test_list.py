@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from support import PYTHON311, Target, run_tracer
+from support import HOST, Target, run_tracer
 from pybpftrace.probes import read_probes
 
-LIBPYTHON311 = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+LIBPYTHON311 = f"{HOST.root}/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
 PROBES_311 = sorted(["audit", "gc__done", "gc__start", "line", "import__find__load__start",
                      "import__find__load__done", "function__entry", "function__return"])
 
@@ -24,7 +24,7 @@ def expected_text(path, kind):
     return lines
 
 
-@pytest.mark.parametrize("path, kind", [(PYTHON311, "executable"), (LIBPYTHON311, "PIE/shared object")])
+@pytest.mark.parametrize("path, kind", [(HOST.host_python, "executable"), (LIBPYTHON311, "PIE/shared object")])
 def test_list_a_file(path, kind):
     result = run_tracer("list", path)
     assert result.returncode == 0
@@ -36,16 +36,16 @@ def test_list_a_process_as_text_and_json():
         text = run_tracer("list", target.pid)
         data = run_tracer("list", "--json", target.pid)
     assert text.returncode == data.returncode == 0
-    assert text.stdout.decode().splitlines() == [f"PID {target.pid} (python3.11)"] + expected_text(PYTHON311, "executable")
+    assert text.stdout.decode().splitlines() == [f"PID {target.pid} (python3.11)"] + expected_text(HOST.host_python, "executable")
     listing = json.loads(data.stdout)
     assert listing["target"] == f"PID {target.pid} (python3.11)"
     (obj,) = listing["objects"]
-    assert (obj["path"], obj["python"], obj["machine"], obj["pie"]) == (PYTHON311, "3.11.2", "x86-64", False)
+    assert (obj["path"], obj["python"], obj["machine"], obj["pie"]) == (HOST.host_python, "3.11.2", "x86-64", False)
     assert obj["opened_as"].startswith(f"/proc/{target.pid}/map_files/")
     assert sorted(probe["name"] for probe in obj["probes"]) == PROBES_311
     entry = next(probe for probe in obj["probes"] if probe["name"] == "function__entry")
     (location,) = entry["locations"]
-    reference = read_probes(PYTHON311).probe("function__entry").locations[0]
+    reference = read_probes(HOST.host_python).probe("function__entry").locations[0]
     assert location["address"] == reference.address and location["offset"] == reference.offset
     assert location["semaphore"] == {"address": reference.semaphore.address, "offset": reference.semaphore.offset}
     assert location["args"] == "8@%rbp 8@%r12 -4@%eax"

@@ -3,6 +3,7 @@ walker knows, probes or not: shares against the target's own timing, nesting, li
 stacks, code objects freed and reused, agreement with the exact tracer, bad input."""
 
 import json
+import shlex
 import re
 import subprocess
 from collections import Counter
@@ -71,8 +72,7 @@ def test_lines_key_frames_by_the_line_running():
 
 
 def test_a_command_is_sampled_from_its_start_and_its_exit_code_kept():
-    result = run_tracer("profile", "--rate", "499", "--", HOST.python, HOST.script("shares.py"), "1",
-                        input=b"go\n")
+    result = run_tracer("profile", "--rate", "499", "--", *HOST.command("shares.py", "1"), input=b"go\n")
     assert result.returncode == 0
     weights = folded_weights(result.stdout.decode().split("\n", 1)[1])
     assert any(stack.endswith(f"spin ({HOST.script('shares.py')}:{line_of('shares.py', 'def spin')})")
@@ -198,24 +198,25 @@ def test_bad_rate():
 # every process of a binary, or every Python --------------------------------------------------
 
 
-@pytest.mark.parametrize("selector", [["--binary", HOST.python], ["--all"]], ids=["binary", "all"])
+@pytest.mark.parametrize("selector", [["--binary", HOST.host_python], ["--all"]], ids=["binary", "all"])
 def test_processes_started_later_and_their_forks_are_sampled(selector):
     """A process started after the tracer, and the child it forks, are sampled; with --all,
     so is a pyenv build's (its libpython mapped after exec) where the machine has one."""
     tracer = Tracer("profile", *selector, "--per-thread", "--rate", "499")
-    tracer.wait_attached()
-    targets = [Target("shares.py", "1.5"), Target("forking.py")]
-    pyenv = pyenv_interpreter((3, 12))
-    if "--all" in selector and pyenv is not None:
-        targets.append(Target("shares.py", "1.5", interpreter=pyenv))
-    try:
+    targets = []
+    try:  # a target that fails to start stops the tracer too: --all samples every Python here
+        tracer.wait_attached()
+        targets += [Target("shares.py", "1.5"), Target("forking.py")]
+        pyenv = pyenv_interpreter((3, 12))
+        if "--all" in selector and pyenv is not None:
+            targets.append(Target("shares.py", "1.5", interpreter=pyenv))
         for target in targets:
             target.go()
         outputs = [target.finish()[0] for target in targets]
     finally:
         for target in targets:
             target.kill()
-    tracer.signal()
+        tracer.signal()
     code, stdout, stderr = tracer.finish()
     assert code == 0, stderr
     weights = folded_weights(stdout)
@@ -284,14 +285,14 @@ def test_subprocesses_reads_children_forked_before_and_after(any_interpreter):
 def test_a_launched_command_is_followed_to_its_python(wrapper, tmp_path):
     """A command that is no Python is followed to the Python it starts: its functions are in
     the profile, and the start says the command runs no CPython."""
-    script, python = HOST.script("busy_children.py"), HOST.python
+    command = HOST.command("busy_children.py", "0.5")
     if wrapper == "env":
-        argv = ["env", python, script, "0.5"]
+        argv = ["env", *command]
     elif wrapper == "bash -c":
-        argv = ["bash", "-c", f"echo go | {python} {script} 0.5; true"]
+        argv = ["bash", "-c", f"echo go | {shlex.join(command)}; true"]
     else:
         wrapper_script = tmp_path / "run.sh"
-        wrapper_script.write_text(f"#!/bin/sh\nexec {python} {script} 0.5\n")
+        wrapper_script.write_text(f"#!/bin/sh\nexec {shlex.join(command)}\n")
         wrapper_script.chmod(0o755)
         argv = [str(wrapper_script)]
     result = run_tracer("profile", "--json", "--", *argv, input=b"go\n")
@@ -306,8 +307,7 @@ def test_a_launched_command_is_followed_to_its_python(wrapper, tmp_path):
 def test_top_follows_a_launched_command_to_its_python():
     """top -- env python3 ...: each Python process the command starts has its rows, and the
     title says why calls are not counted there."""
-    result = run_tracer("top", "--once", "--", "env", HOST.python, HOST.script("busy_children.py"), "1.5",
-                        input=b"go\n")
+    result = run_tracer("top", "--once", "--", "env", *HOST.command("busy_children.py", "1.5"), input=b"go\n")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert lines[0].endswith("(calls not counted: not in the Pythons found under a command or with --subprocesses)")

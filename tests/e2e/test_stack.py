@@ -10,13 +10,11 @@ import expected
 from support import (
     PID,
     HOST,
-    PYTHON311,
     Target,
     calls,
     calls_by_thread,
     line_of,
     run_tracer,
-    script,
     summary_line,
     trace_held,
 )
@@ -117,18 +115,18 @@ def test_midstack_text_starts_at_the_root_and_marks_calls_that_began_before_trac
 
 
 def test_launched_command_from_its_first_call():
-    result = run_tracer("stack", "--filename", "features.py", "--", PYTHON311, script("features.py"))
+    result = run_tracer("stack", "--filename", "features.py", "--", *HOST.command("features.py"))
     assert result.returncode == 0
-    assert calls(result.stdout.decode()) == expected.features(script("features.py"), (3, 11), launched=True)
+    assert calls(result.stdout.decode()) == expected.features(HOST.script("features.py"), (3, 11), launched=True)
     assert result.stdout.decode().count("done\n") == 1  # the target's own output, untouched
 
 
 def test_launched_command_with_durations():
-    result = run_tracer("stack", "--filename", "calls.py", "--durations", "--", PYTHON311, script("calls.py"))
+    result = run_tracer("stack", "--filename", "calls.py", "--durations", "--", *HOST.command("calls.py"))
     assert result.returncode == 0
     assert result.stdout.decode().startswith("     TIME(s)      TID  CALL\n")
     lines = calls(result.stdout.decode())
-    path = script("calls.py")
+    path = HOST.script("calls.py")
     structure = [f"=> <module> ({path}:1)", *("  " + line for line in expected.calls_body(path)),
                  expected.module_ends(path, "calls.py")]
     assert [re.sub(r" \[\d+\.\d{3} (us|ms)\]$", "", line) for line in lines] == structure
@@ -137,7 +135,7 @@ def test_launched_command_with_durations():
 
 def test_max_depth_and_json():
     result = run_tracer(
-        "stack", "--filename", "calls.py", "--max-depth", "2", "--json", "--", PYTHON311, script("calls.py")
+        "stack", "--filename", "calls.py", "--max-depth", "2", "--json", "--", *HOST.command("calls.py")
     )
     assert result.returncode == 0
     events = [json.loads(line) for line in result.stdout.decode().splitlines() if line.startswith("{")]
@@ -154,7 +152,7 @@ def test_tid_filter_and_output_file(tmp_path):
     output = tmp_path / "trace.txt"
     run = trace_held(Target("calls.py"), "stack", "-p", PID, "--tid", PID, "--filename", "calls.py", "-o", output)
     assert run.code == 0 and run.stdout == ""
-    assert calls(output.read_text()) == expected.calls_attached(script("calls.py"))
+    assert calls(output.read_text()) == expected.calls_attached(HOST.script("calls.py"))
     other = trace_held(Target("calls.py"), "stack", PID, "--tid", 4_194_000, "--filename", "calls.py")  # no such thread
     assert other.code == 0 and calls(other.stdout) == []
 
@@ -168,9 +166,9 @@ def test_duration_stops_a_trace_of_a_process_that_keeps_running():
     assert result.returncode == 0
     assert out == b"ticks done\n"
     assert summary_line(result.stderr.decode()).endswith("(duration)")
-    tick = f"tick ({script('forever.py')}:{line_of('forever.py', 'def tick')})"
+    tick = f"tick ({HOST.script('forever.py')}:{line_of('forever.py', 'def tick')})"
     lines = [line.strip() for line in calls(result.stdout.decode()) if "[began before tracing" not in line]
-    assert lines and set(lines) <= {f"=> {tick}", f"<= tick ({script('forever.py')}:{line_of('forever.py', 'def tick') + 1})"}
+    assert lines and set(lines) <= {f"=> {tick}", f"<= tick ({HOST.script('forever.py')}:{line_of('forever.py', 'def tick') + 1})"}
 
 
 @pytest.mark.parametrize(
@@ -186,7 +184,7 @@ def test_truncated_and_unencodable_names(which, function, file, tmp_path):
     for a name CPython cannot encode as UTF-8, are not needed). The target's own fate with an
     unencodable name is CPython 3.11's (its probes leave the encoding error set)."""
     trace = tmp_path / "trace.json"
-    result = run_tracer("stack", "--json", "-o", trace, "--", PYTHON311, script("names.py"), which)
+    result = run_tracer("stack", "--json", "-o", trace, "--", *HOST.command("names.py"), which)
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     named = [(e["event"], e["function"], e["file"]) for e in events if "names-test" in e["file"] or "bad" in e["file"]]
     assert named == [("call", function, file), ("return", function, file)]
@@ -194,7 +192,7 @@ def test_truncated_and_unencodable_names(which, function, file, tmp_path):
 
 
 def forks_trace(*options):
-    result = run_tracer("stack", "--json", "--filename", "forks.py", *options, "--", PYTHON311, script("forks.py"),
+    result = run_tracer("stack", "--json", "--filename", "forks.py", *options, "--", *HOST.command("forks.py"),
                         input=b"go\n")
     assert result.returncode == 0
     events = [json.loads(line) for line in result.stdout.decode().splitlines() if line.startswith("{")]

@@ -10,6 +10,9 @@ import pytest
 
 import expected
 from support import (
+    HOST,
+    HOST_IS_OWN,
+    NOT_OWN,
     WITH_FUNCTION_PROBES,
     WITHOUT_FUNCTION_PROBES,
     Target,
@@ -78,12 +81,15 @@ def test_usdt_route_refused_where_function_probes_were_removed(interpreter):
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory, require_tools):
-    """A tiny C program linked against Debian's libpython3.11.so (PIE, probes in the library)."""
-    require_tools("gcc", "/usr/bin/python3.11-config")
+    """A tiny C program linked against the libpython of the default CPython (Debian's
+    libpython3.11.so: PIE, probes in the library)."""
+    if not HOST_IS_OWN:
+        pytest.skip(f"its python3.X-config and libpython: {NOT_OWN}")
+    config = f"{HOST.python}-config"
+    require_tools("gcc", config)
     binary = tmp_path_factory.mktemp("embed") / "embed"
-    flags = subprocess.run(
-        ["/usr/bin/python3.11-config", "--cflags", "--ldflags", "--embed"], capture_output=True, text=True, check=True
-    ).stdout.split()
+    flags = subprocess.run([config, "--cflags", "--ldflags", "--embed"], capture_output=True, text=True,
+                           check=True).stdout.split()
     subprocess.run(["gcc", script("embed.c"), *flags, "-o", binary], check=True)
     return str(binary)
 

@@ -9,8 +9,8 @@ import time
 
 import expected
 from support import (
+    HOST,
     PID,
-    PYTHON311,
     Target,
     Tracer,
     assert_nothing_left,
@@ -51,7 +51,7 @@ def churn(seconds, rate, running):
     while time.monotonic() - started < seconds:
         live = [process for process in live if process.poll() is None]
         if len(live) < running and index < (time.monotonic() - started) * rate:
-            live.append(subprocess.Popen([PYTHON311, script("churn_work.py"), str(index)], stdout=subprocess.DEVNULL))
+            live.append(subprocess.Popen([*HOST.command("churn_work.py"), str(index)], stdout=subprocess.DEVNULL))
             index += 1
         else:
             time.sleep(0.01)

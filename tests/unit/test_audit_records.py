@@ -56,9 +56,9 @@ def test_patterns_fit_the_program():
     assert int(re.search(r"#define GLOBS_MAX (\d+)", source).group(1)) == audit.GLOBS_MAX
 
 
-def test_a_file_is_numbered_once_whatever_the_path(python311):
+def test_a_file_is_numbered_once_whatever_the_path(host_python):
     binaries = audit.Binaries()
-    direct = binaries.constants(inspect_binary(python311))
-    through_proc = binaries.constants(inspect_binary(f"/proc/self/root{python311}"))
+    direct = binaries.constants(inspect_binary(host_python))
+    through_proc = binaries.constants(inspect_binary(f"/proc/self/root{host_python}"))
     assert direct == through_proc == (0, 8, 16, 24, 24)  # number; ob_type, ob_size, items, tp_name
     assert len(binaries.models) == 1

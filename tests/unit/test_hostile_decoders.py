@@ -13,7 +13,7 @@ from pybpftrace.escaping import shown
 from pybpftrace.interpreter import read_interpreter
 from pybpftrace.probes import NotAnElf, parse_note
 from pybpftrace.thread_names import read_thread_names, read_thread_states
-from support import PYTHON311
+from support import HOST
 from pybpftrace.linetable import LineTable
 from pybpftrace.pyobjects import DECODERS, LAYOUTS, Decoder, ObjectModel, Snapshot, to_json, to_text
 
@@ -83,7 +83,7 @@ def test_note_descriptors_of_any_bytes(desc, address_size, little_endian):
 
 @functools.lru_cache
 def interpreter_311():
-    return read_interpreter(PYTHON311, PYTHON311, (3, 11, 2))
+    return read_interpreter(HOST.host_python, HOST.host_python, (3, 11, 2))
 
 
 MEMORY_START = 0x10000

@@ -15,7 +15,7 @@ from pybpftrace.errors import Unsupported
 from pybpftrace.interpreter import read_interpreter
 from pybpftrace.probes import NotAnElf, has_probe_notes, read_probes
 from pybpftrace.target import _read_facts, linked_libpython
-from support import PYTHON311
+from support import HOST
 from test_probes import BUILDS, FIXTURE
 
 HEADER_FIELDS = {  # Elf64_Ehdr: offset, size
@@ -78,7 +78,7 @@ def test_a_crafted_binary_is_read_or_refused(demo, tmp_path, data):
 @given(data=st.data())
 def test_a_crafted_interpreter_is_read_or_refused(tmp_path, data):
     target = tmp_path / "python"
-    patched(PYTHON311, target, data.draw(patches_of(places(PYTHON311))))
+    patched(HOST.host_python, target, data.draw(patches_of(places(HOST.host_python))))
     try:
         _read_facts(str(target))
     except NotAnElf:

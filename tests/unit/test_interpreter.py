@@ -141,11 +141,11 @@ def test_versions_out_of_range_and_unknown_are_refused():
         read_interpreter("/nonexistent", "/x", (3, 6))
 
 
-def test_the_types_objects_are_checked_against(python311, require_tools):
+def test_the_types_objects_are_checked_against(host_python, require_tools):
     """Debian's 3.11, not a PIE (whichever Debian update it is): the addresses its .dynsym holds."""
     require_tools("nm")
-    found = read_interpreter(python311, python311, (3, 11, 2))
-    symbols = dynamic_symbols(python311)
+    found = read_interpreter(host_python, host_python, (3, 11, 2))
+    symbols = dynamic_symbols(host_python)
     assert found.types == {kind: symbols[name] for kind, name in OBJECT_TYPE_SYMBOLS.items()}
     assert {"dict", "str", "list", "set", "cell", "None", "True", "False"} <= set(found.types)
     assert (found.interp_modules, found.objects) == (888, layout_for((3, 11)))

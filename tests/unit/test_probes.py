@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from support import HOST
+
 from pybpftrace.probes import (
     Address,
     NotAnElf,
@@ -183,8 +185,8 @@ def test_address_outside_loadable_segments():
         file_offset(0x900000, SEGMENTS)
 
 
-def test_cpython_311_of_this_machine(python311):
-    elf = read_probes(python311)
+def test_cpython_311_of_this_machine(host_python):
+    elf = read_probes(host_python)
     assert elf.probe("function__entry").locations[0].args == "8@%rbp 8@%r12 -4@%eax"
     assert sorted(elf.names()) == sorted(
         ["audit", "gc__done", "gc__start", "line", "import__find__load__start",
@@ -198,7 +200,7 @@ def test_defined_symbols_match_readelf(require_tools):
     from pybpftrace.probes import defined_symbols
 
     require_tools("readelf")
-    table = subprocess.run(["readelf", "--dyn-syms", "-W", "/usr/bin/python3.11"], capture_output=True,
+    table = subprocess.run(["readelf", "--dyn-syms", "-W", HOST.host_python], capture_output=True,
                            text=True, check=True).stdout
     wanted = ("Py_Initialize", "Py_Version", "Py_FatalError", "PyUnicode_Type", "_Py_NoneStruct", "no_such_symbol")
     expected = {}
@@ -206,12 +208,12 @@ def test_defined_symbols_match_readelf(require_tools):
         fields = line.split()
         if len(fields) == 8 and fields[7] in wanted and fields[6] != "UND":
             expected[fields[7]] = int(fields[1], 16)
-    with open("/usr/bin/python3.11", "rb") as stream:
+    with open(HOST.host_python, "rb") as stream:
         assert defined_symbols(ELFFile(stream), wanted) == expected
     assert len(expected) == 5
 
 
-def test_probe_notes_found_from_the_section_headers_alone(fixture_binary, python311):
+def test_probe_notes_found_from_the_section_headers_alone(fixture_binary, host_python):
     """The quick check --all makes of every mapped file agrees with reading it whole."""
-    for path in (fixture_binary[1], python311, "/bin/true", "/usr/lib/x86_64-linux-gnu/libc.so.6"):
+    for path in (fixture_binary[1], host_python, "/bin/true", "/usr/lib/x86_64-linux-gnu/libc.so.6"):
         assert has_probe_notes(str(path)) == bool(read_probes(str(path)).probes), path

@@ -167,12 +167,12 @@ def test_unknown_layout_shows_the_args_by_address():
     assert layout_for((3, 16, 0)) is None and layout_for(None) is None and layout_for((3, 6, 15)) is None
 
 
-def test_model_of_a_real_binary(python311, require_tools):
+def test_model_of_a_real_binary(host_python, require_tools):
     """This machine's 3.11 (whichever Debian update it is): the addresses its .dynsym holds."""
     require_tools("nm")
-    model = object_model(inspect_binary(python311))
+    model = object_model(inspect_binary(host_python))
     assert model.layout == layout_for((3, 11)) and not model.pie
-    symbols = dynamic_symbols(python311)
+    symbols = dynamic_symbols(host_python)
     assert model.symbols == {name: symbols[name] for name in SYMBOL_NAMES}
 
 
@@ -208,8 +208,8 @@ def test_text_and_json(value, text, json_value):
     assert to_json(value) == json_value
 
 
-def test_free_threaded_builds_have_no_known_layout(python311, monkeypatch):
-    binary = inspect_binary(python311)
+def test_free_threaded_builds_have_no_known_layout(host_python, monkeypatch):
+    binary = inspect_binary(host_python)
     symbols = dict(zip(SYMBOL_NAMES, SYMBOLS[(3, 11)]))
     monkeypatch.setattr(pyobjects, "_read_symbols", lambda path: {**symbols, "_Py_DecRefShared": 0x1000})
     assert object_model(binary).layout is None
