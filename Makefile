@@ -18,9 +18,11 @@ demo: setup
 test: setup matrix
 	$(VENV)/bin/python -m pytest -q -ra $(TESTS)
 
-# The whole suite inside the Vagrant VM (a box built from Debian packages): vagrant/vm-test.sh
+# The whole suite inside a Vagrant VM (a box built from Debian packages): vagrant/vm-test.sh.
+# BOX: bookworm (Debian 12, the default), trixie (Debian 13) or all.
+BOX ?= bookworm
 vm-test:
-	@bash vagrant/vm-test.sh $(TESTS)
+	@BOX=$(BOX) bash vagrant/vm-test.sh $(TESTS)
 
 # The tracer under load (about 8 minutes): process churn for five minutes with its memory
 # sampled, 10,000 threads, deep recursion, 50,000 call paths, tracers side by side, stopped.

@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
-# Build (once) the Vagrant box the VM runs: Debian bookworm for the libvirt provider, made from
-# Debian packages alone, with everything `make test` needs already inside, so the guest needs
-# no network:
+# Build (once) a Vagrant box the VM runs: Debian 12 (bookworm, the default) or Debian 13 (trixie,
+# BOX=trixie) for the libvirt provider, made from Debian packages alone, with everything
+# `make test` needs already inside, so the guest needs no network:
 #   - debootstrap with linux-image-amd64 and its matching linux-headers-amd64, openssh-server,
 #     rsync (the synced folder), make, and scripts/setup.sh's own apt packages;
 #   - the wheels `pip install -e '.[test]'` needs (pyproject.toml's dependencies and the build
-#     backend), with a pip.conf that installs from them and never from an index;
+#     backend), for the release's own Python, with a pip.conf that installs from them and never
+#     from an index;
 #   - the version matrix's chroots, copied from this machine's (scripts/matrix.sh builds them);
 #   - no bootloader: a whole-disk ext4 image, booted directly by libvirt with the box's own
 #     kernel and initrd (see box/Vagrantfile).
 # Cached under $PYBPFTRACE_VM_CACHE (/var/cache/pybpftrace-vm) and rebuilt only when its
-# inputs change (this script, box/, the setup and matrix scripts, pyproject.toml); then added
-# to Vagrant as the box pybpftrace-bookworm (its directory keeps the inputs hash, in `inputs`).
-#   vagrant/build-box.sh           build (when needed), add, and remove older builds' leftovers
-#   vagrant/build-box.sh --hash    print the inputs hash the box is (or would be) built from
+# inputs change (this script, box/, the setup and matrix scripts, pyproject.toml, the release);
+# then added to Vagrant as the box pybpftrace-RELEASE (its directory keeps the inputs hash, in
+# `inputs`).
+#   [BOX=trixie] vagrant/build-box.sh         build (when needed), add, and remove older builds'
+#                                             leftovers
+#   [BOX=trixie] vagrant/build-box.sh --hash  print the inputs hash the box is (or would be)
+#                                             built from
 set -euo pipefail
 
 CHECKOUT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${PYBPFTRACE_VM_CACHE:-/var/cache/pybpftrace-vm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-BOX_NAME=pybpftrace-bookworm
+RELEASE=${BOX:-bookworm}
+case $RELEASE in
+    bookworm) GUEST_PYTHON=3.11 ;;  # /usr/bin/python3 there: the venv's, and the wheels'
+    trixie) GUEST_PYTHON=3.13 ;;
+    *) printf 'build-box: BOX is bookworm (Debian 12) or trixie (Debian 13), not %s\n' "$RELEASE" >&2; exit 2 ;;
+esac
+BOX_NAME=pybpftrace-$RELEASE
 BOX_FILE=$CACHE/$BOX_NAME.box
+RELEASE_CACHE=$CACHE/$RELEASE  # its build, its inputs hash, its logs
 BOX_DIR=${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/$BOX_NAME/0/libvirt  # where `vagrant box add` puts it
 INPUTS=(vagrant/build-box.sh vagrant/box scripts/setup.sh scripts/matrix.sh pyproject.toml)
 # What makes it a Vagrant guest, and what provision.sh and scripts/matrix.sh install themselves.
@@ -33,7 +44,7 @@ say() { printf 'build-box: %s\n' "$*"; }
 die() { say "$*" >&2; exit 1; }
 
 inputs_hash() {
-    find "${INPUTS[@]}" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+    { find "${INPUTS[@]}" -type f -print0 | sort -z | xargs -0 sha256sum; echo "$RELEASE"; } | sha256sum | cut -c1-16
 }
 
 cd "$CHECKOUT"
@@ -60,18 +71,18 @@ box_image_mtime() {
 build_rootfs() {
     local root=$1 packages
     # and Node.js with npm, which setup.sh installs where no node is there already
-    packages="$(bash scripts/setup.sh --list-packages | tr '\n' ' ')nodejs npm "
-    say "debootstrap bookworm with ${GUEST_PACKAGES[*]} (a few minutes; log: $CACHE/debootstrap.log)"
-    mkdir -p "$CACHE/debs"
-    if ! debootstrap --include="$(IFS=,; echo "${GUEST_PACKAGES[*]}")" --cache-dir="$CACHE/debs" \
-        bookworm "$root" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; then
-        die "debootstrap failed, see $CACHE/debootstrap.log"
+    packages="$(bash scripts/setup.sh --list-packages "$RELEASE" | tr '\n' ' ')nodejs npm "
+    say "debootstrap $RELEASE with ${GUEST_PACKAGES[*]} (a few minutes; log: $RELEASE_CACHE/debootstrap.log)"
+    mkdir -p "$CACHE/debs-$RELEASE"
+    if ! debootstrap --include="$(IFS=,; echo "${GUEST_PACKAGES[*]}")" --cache-dir="$CACHE/debs-$RELEASE" \
+        "$RELEASE" "$root" "$MIRROR" >"$RELEASE_CACHE/debootstrap.log" 2>&1; then
+        die "debootstrap failed, see $RELEASE_CACHE/debootstrap.log"
     fi
     # apt, not debootstrap's resolver, for what setup.sh installs: debootstrap does not follow
     # virtual packages (chromium's gtk needs a dbus-session-bus, which it leaves unconfigured).
-    say "apt-get install in the guest: $packages(log: $CACHE/apt.log)"
-    if ! apt_in_root "$root" $packages >"$CACHE/apt.log" 2>&1; then
-        die "apt-get install in the guest's root failed, see $CACHE/apt.log"
+    say "apt-get install in the guest: $packages(log: $RELEASE_CACHE/apt.log)"
+    if ! apt_in_root "$root" $packages >"$RELEASE_CACHE/apt.log" 2>&1; then
+        die "apt-get install in the guest's root failed, see $RELEASE_CACHE/apt.log"
     fi
     rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
 
@@ -125,9 +136,12 @@ print(*project["project"]["dependencies"], sep="\n")
 print(*(d for deps in project["project"]["optional-dependencies"].values() for d in deps), sep="\n")
 EOF
     )
-    say "wheels for the guest's pip: ${requirements[*]}"
+    say "wheels for the guest's pip (CPython $GUEST_PYTHON): ${requirements[*]}"
     [ -x "$venv/bin/pip" ] || /usr/bin/python3 -m venv "$venv"
+    # For the guest's Python, not this machine's: a compiled wheel is made for one version.
     "$venv/bin/pip" download --quiet --disable-pip-version-check --only-binary=:all: \
+        --python-version "$GUEST_PYTHON" --implementation cp --platform manylinux2014_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform linux_x86_64 \
         --dest "$root/opt/pybpftrace-wheels" "${requirements[@]}"
 }
 
@@ -157,22 +171,23 @@ make_box() {
     printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": %d}\n' $((size_mib / 1024)) \
         >"$staging/metadata.json"
     printf '%s\n' "$HASH" >"$staging/inputs"
-    tar -C "$staging" -cf "$BOX_FILE.part" metadata.json Vagrantfile vmlinuz initrd.img inputs box.img
+    printf '%s\n' "$BOX_NAME" >"$staging/name"
+    tar -C "$staging" -cf "$BOX_FILE.part" metadata.json Vagrantfile vmlinuz initrd.img inputs name box.img
     mv "$BOX_FILE.part" "$BOX_FILE"
 }
 
 build_box() {
-    local build=$CACHE/build start=$SECONDS
+    local build=$RELEASE_CACHE/build start=$SECONDS
     # An interrupted debootstrap may have left its mounts in there.
     { grep -o " $build/[^ ]*" /proc/mounts || true; } | sort -r | xargs -r -n 1 umount -l
-    rm -rf "$build" "$BOX_FILE" "$CACHE/inputs"
+    rm -rf "$build" "$BOX_FILE" "$RELEASE_CACHE/inputs"
     mkdir -p "$build/rootfs" "$build/box"
     build_rootfs "$build/rootfs"
     bake_wheels "$build/rootfs"
     bake_matrix "$build/rootfs"
     make_box "$build/rootfs" "$build/box"
     rm -rf "$build"
-    printf '%s\n' "$HASH" >"$CACHE/inputs"
+    printf '%s\n' "$HASH" >"$RELEASE_CACHE/inputs"
     say "built $BOX_FILE in $((SECONDS - start)) s"
 }
 
@@ -212,14 +227,14 @@ box_files_in_use() {
 }
 
 HASH=$(inputs_hash)
-mkdir -p "$CACHE"
+mkdir -p "$RELEASE_CACHE"
 # One build at a time on a machine (checkouts share the cache and the box).
 exec 9>"$CACHE/lock"
 if ! flock -n 9; then
     say "waiting for another build-box.sh to finish (lock $CACHE/lock)"
     flock -w 3600 9 || die "timed out after 3600 s waiting for another build-box.sh (lock $CACHE/lock)"
 fi
-if [ -e "$BOX_FILE" ] && [ "$(cat "$CACHE/inputs" 2>/dev/null)" = "$HASH" ]; then
+if [ -e "$BOX_FILE" ] && [ "$(cat "$RELEASE_CACHE/inputs" 2>/dev/null)" = "$HASH" ]; then
     say "$BOX_NAME: ready ($BOX_FILE, inputs $HASH)"
 else
     build_box

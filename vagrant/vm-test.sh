@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# make vm-test: the whole suite inside the Vagrant VM. Sets up what it needs (idempotent, with
+# make vm-test: the whole suite inside a Vagrant VM. Sets up what it needs (idempotent, with
 # messages), builds the box (build-box.sh, cached), boots the VM, runs vagrant/provision.sh in
 # it, reports the guest's kernel and the result, and halts the VM. The exit code is the suite's.
-#   vagrant/vm-test.sh              the whole suite
-#   vagrant/vm-test.sh PYTEST_ARGS  only those tests (CI's smoke run: .ci/run)
+#   [BOX=bookworm|trixie|all] vagrant/vm-test.sh              the whole suite
+#   [BOX=bookworm|trixie|all] vagrant/vm-test.sh PYTEST_ARGS  only those tests (CI's smoke run)
+# BOX: the Debian release the VM runs (the Vagrantfile's machine of that name): 12 (bookworm,
+# the default), 13 (trixie), or each in turn (all; the exit code is the first failure's).
 # Every wait has a timeout that names what it waited for.
 set -euo pipefail
 
@@ -93,17 +95,30 @@ libvirt_driver() {
     fi
 }
 
-BOX_DIR=${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/pybpftrace-bookworm/0/libvirt  # build-box.sh adds it
-BOX_MARK=$VAGRANT_DIR/.vagrant/pybpftrace-box  # the box's inputs hash this checkout's VM was made from
-DOMAIN="pybpftrace-$(printf '%s' "$CHECKOUT" | sha256sum | cut -c1-8)-default"  # as the Vagrantfile names it
+BOX=${BOX:-bookworm}
+case $BOX in
+    bookworm | trixie) ;;
+    all)
+        status=0
+        for release in bookworm trixie; do
+            BOX=$release bash "$0" "$@" || { code=$?; [ "$status" -ne 0 ] || status=$code; }
+        done
+        exit "$status"
+        ;;
+    *) die "BOX is bookworm (Debian 12), trixie (Debian 13) or all, not $BOX" ;;
+esac
+export BOX
+BOX_DIR=${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/pybpftrace-$BOX/0/libvirt  # build-box.sh adds it
+BOX_MARK=$VAGRANT_DIR/.vagrant/pybpftrace-box-$BOX  # the box's inputs hash this checkout's VM was made from
+DOMAIN="pybpftrace-$(printf '%s' "$CHECKOUT" | sha256sum | cut -c1-8)-$BOX"  # as the Vagrantfile names it
 
 # A domain of this checkout that Vagrant does not know (its .vagrant went with an old clone), or
 # one made from an older box, goes before `vagrant up`.
 remove_stale_vm() {
-    local box_hash=$1 id_file=$VAGRANT_DIR/.vagrant/machines/default/libvirt/id
+    local box_hash=$1 id_file=$VAGRANT_DIR/.vagrant/machines/$BOX/libvirt/id
     if [ -e "$id_file" ] && [ "$(cat "$BOX_MARK" 2>/dev/null)" != "$box_hash" ]; then
         say "the box changed since this VM was made: destroying it"
-        timeout 300 vagrant destroy -f >/dev/null || die "timed out after 300 s waiting for vagrant destroy"
+        timeout 300 vagrant destroy -f "$BOX" >/dev/null || die "timed out after 300 s waiting for vagrant destroy"
     fi
     if virsh dominfo "$DOMAIN" >/dev/null 2>&1 \
             && [ "$(virsh domuuid "$DOMAIN")" != "$(cat "$id_file" 2>/dev/null)" ]; then
@@ -127,11 +142,11 @@ without_progress() {
 stop_vm() {
     if [ "${PYBPFTRACE_VM_DESTROY:-0}" = 1 ]; then
         say "destroying the VM"
-        timeout 180 vagrant destroy -f >/dev/null 2>&1 \
+        timeout 180 vagrant destroy -f "$BOX" >/dev/null 2>&1 \
             || { say "vagrant destroy did not finish in 180 s: removing $DOMAIN"; remove_domain; }
     else
         say "halting the VM"
-        timeout 180 vagrant halt >/dev/null 2>&1 \
+        timeout 180 vagrant halt "$BOX" >/dev/null 2>&1 \
             || { say "vagrant halt did not finish in 180 s: stopping $DOMAIN"; virsh -q destroy "$DOMAIN" >/dev/null 2>&1 || true; }
     fi
     stop_network_if_unused
@@ -155,26 +170,26 @@ main() {
 
     trap stop_vm EXIT
     phase=$SECONDS
-    say "vagrant up (domain $DOMAIN; guest console: $VAGRANT_DIR/.vagrant/console.log)"
+    say "vagrant up $BOX (domain $DOMAIN; guest console: $VAGRANT_DIR/.vagrant/console-$BOX.log)"
     mkdir -p .vagrant
     printf '%s\n' "$box_hash" >"$BOX_MARK"
     status=0
-    timeout "$UP_TIMEOUT" vagrant up --no-provision 2>&1 | without_progress || status=$?
+    timeout "$UP_TIMEOUT" vagrant up "$BOX" --no-provision 2>&1 | without_progress || status=$?
     [ "$status" -ne 124 ] || die "timed out after $UP_TIMEOUT s waiting for vagrant up (box upload, boot, SSH, rsync)"
-    [ "$status" -eq 0 ] || die "vagrant up failed (exit $status); the guest's console: $VAGRANT_DIR/.vagrant/console.log"
+    [ "$status" -eq 0 ] || die "vagrant up failed (exit $status); the guest's console: $VAGRANT_DIR/.vagrant/console-$BOX.log"
     say "VM up in $((SECONDS - phase)) s"
 
-    kernel=$(timeout 60 vagrant ssh --no-tty -c 'uname -r' | tr -d '\r') \
+    kernel=$(timeout 60 vagrant ssh "$BOX" --no-tty -c 'uname -r' | tr -d '\r') \
         || die "timed out after 60 s waiting for the guest to answer uname -r over SSH"
     phase=$SECONDS
     status=0
     # Under TCG the guest runs several times slower: the tests' waits (for a tracer to attach,
     # a target to answer) get three times as long; what they assert stays as it is.
-    timeout "$SUITE_TIMEOUT" vagrant ssh --no-tty -c \
+    timeout "$SUITE_TIMEOUT" vagrant ssh "$BOX" --no-tty -c \
         "sudo PYBPFTRACE_TEST_TIMEOUT=$([ "$driver" = kvm ] && echo 60 || echo 180) bash /vagrant/vagrant/provision.sh /vagrant${*:+$(printf ' %q' "$@")}" \
         || status=$?
     [ "$status" -ne 124 ] || say "timed out after $SUITE_TIMEOUT s waiting for the suite in the VM"
-    say "guest kernel $kernel: $([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)")" \
+    say "$BOX guest, kernel $kernel: $([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)")" \
         "in $((SECONDS - phase)) s; $((SECONDS - start)) s in all"
     return "$status"
 }
