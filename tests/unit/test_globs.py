@@ -1,5 +1,6 @@
 """The kernel's glob matcher: bpf/glob.h compiled natively and run on tables from
-pybpftrace/globs.py, against fnmatch's answers for the same patterns and names."""
+pybpftrace/globs.py, against fnmatch's answers for the same patterns and names: one pattern
+among unused (all-zero) ones, and several at once (a name matches when any of them does)."""
 
 import fnmatch
 import random
@@ -9,15 +10,17 @@ import pytest
 
 from pybpftrace.globs import MAX_LENGTH, GlobError, compile_glob
 from pybpftrace.program import bpf_dir
+from pybpftrace.tools.audit import GLOBS_MAX
 
 HARNESS = """
 #include <stdio.h>
 #include <string.h>
 #define __always_inline inline
+#define GLOBS_MAX %d
 #include "glob.h"
 
 struct glob_case {
-	struct glob glob;
+	struct glob globs[GLOBS_MAX];  /* the unused ones all zeros, as in the kernel's map */
 	const char *text;
 };
 
@@ -29,9 +32,12 @@ int main(void)
 {
 	static char text[STRING_MAX];
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct glob *globs[GLOBS_MAX];
+		for (int k = 0; k < GLOBS_MAX; k++)
+			globs[k] = &cases[i].globs[k];
 		memset(text, 0, sizeof(text));
 		strncpy(text, cases[i].text, STRING_MAX - 1);
-		putchar(glob_match(&cases[i].glob, text) ? '1' : '0');
+		putchar(globs_match(globs, text) ? '1' : '0');
 	}
 	return 0;
 }
@@ -59,10 +65,19 @@ def c_glob(pattern: str) -> str:
 
 
 def kernel_matches(tmp_path, require_tools, cases):
-    """What glob_match says for each (pattern, text)."""
+    """What globs_match says for each (patterns, text): a pattern alone goes in a slot that
+    moves from case to case, among unused ones."""
     require_tools("gcc")
-    rows = ",\n".join(f"\t{{{c_glob(pattern)}, {c_string(text)}}}" for pattern, text in cases)
-    (tmp_path / "glob.c").write_text(HARNESS % rows)
+    rows = []
+    for index, (patterns, text) in enumerate(cases):
+        if isinstance(patterns, str):
+            slots = [None] * GLOBS_MAX
+            slots[index % GLOBS_MAX] = patterns
+        else:
+            slots = [*patterns, *[None] * (GLOBS_MAX - len(patterns))]
+        globs = ", ".join(c_glob(pattern) if pattern else "{0}" for pattern in slots)
+        rows.append(f"\t{{{{{globs}}}, {c_string(text)}}}")
+    (tmp_path / "glob.c").write_text(HARNESS % (GLOBS_MAX, ",\n".join(rows)))
     binary = tmp_path / "glob"
     subprocess.run(["gcc", "-O1", f"-I{bpf_dir()}", "-o", binary, tmp_path / "glob.c"], check=True)
     output = subprocess.run([binary], capture_output=True, text=True, check=True).stdout
@@ -79,6 +94,19 @@ def test_kernel_matcher_agrees_with_fnmatch(tmp_path, require_tools):
     expected = [fnmatch.fnmatchcase(name, pattern) for pattern, name in cases]
     assert kernel_matches(tmp_path, require_tools, cases) == expected
     assert sum(expected) > 500 and len(expected) - sum(expected) > 500  # both answers well covered
+
+
+def test_several_patterns_match_when_any_of_them_does(tmp_path, require_tools):
+    generator = random.Random(4321)
+    cases = []
+    for _ in range(1000):
+        patterns = ["".join(generator.choice("ab*?") for _ in range(generator.randint(1, 6)))
+                    for _ in range(generator.randint(1, GLOBS_MAX))]
+        name = "".join(generator.choice("ab") for _ in range(generator.randint(0, 10)))
+        cases.append((patterns, name))
+    expected = [any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns) for patterns, name in cases]
+    assert kernel_matches(tmp_path, require_tools, cases) == expected
+    assert sum(expected) > 200 and len(expected) - sum(expected) > 200
 
 
 def test_longest_pattern_uses_every_bit(tmp_path, require_tools):
