@@ -1,7 +1,8 @@
 """`pybpftrace top`: where the time goes, refreshed each interval, across every traced process:
 each function's own and total share of the Python stacks sampled by the kernel (like py-spy
-top), on every CPython the walker reads, and how many times it was entered where CPython has
-the function__entry probe. A live screen on a terminal (q quits), plain tables otherwise."""
+top), on every CPython the walker reads, and how many times it was entered where calls can be
+followed. A live screen on a terminal (q quits), plain tables otherwise; either ends with the
+whole run's table."""
 
 from __future__ import annotations
 
@@ -72,6 +73,12 @@ class Interval:
     total: Counter = field(default_factory=Counter)
     calls: Counter = field(default_factory=Counter)
 
+    def add(self, other: "Interval") -> None:
+        self.samples += other.samples
+        self.own.update(other.own)
+        self.total.update(other.total)
+        self.calls.update(other.calls)
+
     def rows(self, sort: str, limit: int) -> list[tuple[Function, int, int, int]]:
         functions = set(self.own) | set(self.total) | set(self.calls)
         key = {"own": lambda f: (self.own[f], self.total[f], self.calls[f]),
@@ -99,6 +106,7 @@ def sample_functions(record: bytes, codes: Codes) -> Optional[tuple[int, list[Fu
 
 class Top(Consumer):
     interval = TICK
+    unit = "samples"
 
     def __init__(self, session: Session, options: TopOptions, out: TextIO):
         super().__init__(session)
@@ -111,11 +119,14 @@ class Top(Consumer):
         self._since = session.start / 1e9  # when tracing began, on time.monotonic's clock
         self._shown = False
         self._current = Interval()
+        self._run = Interval()  # every interval so far: the table top ends with
         self.samples = 0
         self._counting = any(session.program.placements)
         self._exited: Counter = Counter()  # counts of processes that exited, for the next table
-        live = out.isatty() and not options.json and not options.once
-        self._screen = Screen() if live else None
+        # The screen starts at the first tick, after the announcement: what goes to stderr
+        # before it stays on the terminal's own screen, never under curses' drawing.
+        self._live = out.isatty() and not options.json and not options.once
+        self._screen: Optional[Screen] = None
         self.writes_stdout = out.isatty()  # its tables (or screen) on the terminal: no status line over them
 
     def feed(self, records: list[bytes]) -> None:
@@ -166,6 +177,8 @@ class Top(Consumer):
 
     def on_interval(self) -> bool:
         self._ticks += 1
+        if self._live and not self._screen:
+            self._start_screen()
         if self._screen and self._screen.quit_pressed():
             return True
         if self._ticks % self._per_refresh:
@@ -173,18 +186,24 @@ class Top(Consumer):
         self._show_interval()
         return self._options.once
 
-    def _show_interval(self, until: Optional[float] = None, everything: bool = False) -> None:
-        interval, self._current = self._current, Interval()
-        interval.calls = self.collect_calls(everything)
-        self._show(interval, until)
+    def _start_screen(self) -> None:
+        self._screen = Screen()
+        self._screen.draw(f"{time.strftime('%H:%M:%S')}  the first table in {self._options.interval:g} s  (q to quit)",
+                          [])
 
-    def _show(self, interval: Interval, until: Optional[float] = None) -> None:
-        """The interval, up to now or to `until` (when tracing stopped)."""
-        self._shown = True
-        now = until or time.monotonic()
+    def _show_interval(self) -> None:
+        interval, self._current = self._current, Interval()
+        interval.calls = self.collect_calls()
+        self._run.add(interval)
+        now = time.monotonic()
         seconds, self._since = now - self._since, now
+        self._show(interval, f"in the last {seconds:.2f} s", seconds)
+
+    def _show(self, interval: Interval, covers: str, seconds: float) -> None:
+        """A table (or JSON record) of the interval; covers: the time it covers, in words."""
+        self._shown = True
         rows = interval.rows(self._options.sort, self._screen.rows() if self._screen else self._options.top)
-        title = f"{time.strftime('%H:%M:%S')}  {interval.samples} samples in the last {seconds:.2f} s"
+        title = f"{time.strftime('%H:%M:%S')}  {interval.samples} samples {covers}"
         if not self._counting:
             selection = self.session.selection
             title += (" (calls not counted)" if not self._options.calls
@@ -199,17 +218,27 @@ class Top(Consumer):
         self._out.flush()
 
     def finish(self, summary: Summary) -> None:
+        """The screen goes; the tables end with the whole run's (--json: its records add up to
+        the run, the last one the unfinished interval's, when it saw anything)."""
         self.close()
-        summary.unit = "samples"
+        summary.unit = self.unit
         summary.events = self.samples
-        last = self._current
-        if (last.samples or self._counting) and not (self._options.once and self._shown):
-            self._show_interval(until=self.session.start / 1e9 + summary.seconds, everything=True)
+        if self._options.once and self._shown:
+            return
+        rest, self._current = self._current, Interval()
+        rest.calls = self.collect_calls(everything=True)
+        self._run.add(rest)
+        if not self._options.json:
+            self._show(self._run, f"in the whole run of {summary.seconds:.2f} s", summary.seconds)
+        elif rest.samples or rest.calls or not self._shown:
+            seconds = self.session.start / 1e9 + summary.seconds - self._since
+            self._show(rest, f"in the last {seconds:.2f} s", seconds)
 
     def writing(self) -> str:
         return f"a table every {self._options.interval:g} s"
 
     def close(self) -> None:
+        self._live = False
         if self._screen:
             self._screen.close()
             self._screen = None
