@@ -38,10 +38,12 @@ class Summary:
 class Consumer:
     """What a command does with its events. `interval`: seconds between on_interval calls;
     writes_stdout: whether it writes to stdout while tracing (then no status line goes to a
-    terminal that shows both)."""
+    terminal that shows both); unit: what its programs' records are, in the status line and
+    the summary."""
 
     interval: Optional[float] = None
     writes_stdout = True
+    unit = "events"
 
     def __init__(self, session: "Session"):
         self.session = session

@@ -20,7 +20,10 @@ def wanted(quiet: bool, writes_stdout: bool, stderr: TextIO = sys.stderr, stdout
 class Progress:
     def __init__(self, counts: Callable[[], tuple[int, int]], writing: Callable[[], str], stream: TextIO = sys.stderr):
         self._counts = counts  # (events, lost) so far
-        self._writing = writing  # what is being written, in a few words
+        self._writing = writing  # what is being written, in a few words: a consumer's `writing`
+        # what the counts count, in the summary's word: the unit of the consumer whose `writing`
+        # this is (profile's samples, say); events for anything else
+        self._unit = getattr(getattr(writing, "__self__", None), "unit", "events")
         self._stream = stream
         self._next = 0
         self._shown = False
@@ -33,7 +36,7 @@ class Progress:
         self._next = now + EVERY_NS
         events, lost = self._counts()
         writing = self._writing()
-        line = f"pybpftrace: {(now - started) / 1e9:.1f} s, {events:,} events, {lost:,} lost" + (
+        line = f"pybpftrace: {(now - started) / 1e9:.1f} s, {events:,} {self._unit}, {lost:,} lost" + (
             f", {writing}" if writing else "")
         try:
             width = os.get_terminal_size(self._stream.fileno()).columns or 80  # 0: a pty never sized

@@ -65,6 +65,7 @@ class Profile(Consumer):
         self._options = options
         self.counts = SampleCounts(lines=options.lines, gils=session.walker.gils)
         self.writes_stdout = any(output.path is None for output in options.outputs.items)
+        self.unit = "samples" if options.weighing == "cpu" else "stacks"  # waits too
 
     def feed(self, records: list[bytes]) -> None:
         self.counts.add(records)
@@ -75,7 +76,7 @@ class Profile(Consumer):
     def finish(self, summary: Summary) -> None:
         if self._options.weighing != "cpu":
             self._add_waits_at_end()
-        summary.unit = "samples" if self._options.weighing == "cpu" else "stacks"  # waits too
+        summary.unit = self.unit
         summary.processes = max(summary.processes, len(self.counts.processes))
         names = FrameNames(self.session.codes, self._options.lines)
         trees = call_trees(self.counts, names, self._options.weighing, self._options.rate)
