@@ -20,7 +20,10 @@ from .target import TargetOptions
 
 
 class WithCommand(click.Command):
-    """Takes everything after `--` as a command to launch and trace."""
+    """Takes everything after `--` as a command to launch and trace, and says so in its usage."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- COMMAND [ARGS]...]"]
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" in args:
@@ -69,8 +72,12 @@ def _exit_codes_help() -> str:
 )
 @click.version_option(package_name="pybpftrace")
 def cli() -> None:
-    """Trace a running CPython from the outside through its USDT probes (a --with-dtrace
-    build), with eBPF. Tracing needs root."""
+    """Watch a running CPython from the outside, with eBPF. profile, dump and top read the
+    interpreter's memory: any CPython 3.7 to 3.15, no probes needed. stack, calls and top's
+    counts follow calls through a --with-dtrace build's function probes or through its
+    evaluator (the eval-frame route: no probes needed; by PID on 3.11+, with --eval-hook). gc,
+    imports, audit and lines need the probes of a --with-dtrace build; list shows them. Every
+    command but list needs root."""
 
 
 @cli.command("list")
@@ -78,21 +85,21 @@ def cli() -> None:
 @click.option("--json", "json_output", is_flag=True, help="Print JSON.")
 def list_command(target: str, json_output: bool) -> None:
     """List the USDT probes of TARGET: a PID (every mapped ELF file with probes, read through
-    /proc/PID/root), an executable or a shared library."""
+    /proc/PID/map_files or /proc/PID/root), an executable or a shared library."""
     from .tools import probe_list
 
     sys.exit(probe_list.run(target, json_output, TerminalSafe(sys.stdout)))
 
 
-_OUTPUT_OPTION = click.option("-o", "--output", type=OutputFile(), help="Write to FILE instead of stdout.")
-_TRACING_OPTIONS = [
+_OUTPUT_OPTION = click.option("-o", "--output", type=OutputFile(), metavar="FILE", help="Write to FILE instead of stdout.")
+_TARGET_OPTIONS = [
     click.argument("pids", nargs=-1, type=click.IntRange(min=1), metavar="[PID]..."),
     click.option("-p", "--pid", "more_pids", multiple=True, type=click.IntRange(min=1),
                  help="A process to trace (repeatable)."),
     click.option("--binary", "binaries", multiple=True, metavar="PATH",
                  help="Trace every process running PATH, now and later (repeatable)."),
-    click.option("--all", "all_pythons", is_flag=True,
-                 help="Trace every process running any CPython with the probes, now and later."),
+]
+_COMMON_OPTIONS = [
     click.option("--follow-forks", is_flag=True,
                  help="Also trace the processes the targets fork, from the moment each is attached."),
     click.option("--duration", type=FiniteFloat(min=0, min_open=True), metavar="SECONDS",
@@ -105,6 +112,17 @@ _TRACING_OPTIONS = [
     click.option("--qualnames", is_flag=True,
                  help="Name functions by their qualified names (Class.method, co_qualname: CPython 3.11+)."),
 ]
+
+
+def _tracing_options(reads_stacks: bool) -> list[Callable]:
+    """A tracing command's options; --all takes the Pythons it can trace: any CPython for
+    the commands that read stacks, else those with the probes the command needs."""
+    which = "any CPython" if reads_stacks else "a CPython with the probes this command needs"
+    everything = click.option("--all", "all_pythons", is_flag=True,
+                              help=f"Trace every process running {which}, now and later.")
+    return [*_TARGET_OPTIONS, everything, *_COMMON_OPTIONS]
+
+
 _TRACING_NAMES = ("pids", "more_pids", "binaries", "all_pythons", "follow_forks", "duration", "buffer_size", "quiet",
                   "qualnames")
 # The commands that follow calls: how (routes.py).
@@ -125,8 +143,14 @@ def following_calls(function: Callable) -> Callable:
     return function
 
 
+def reading_stacks(function: Callable) -> Callable:
+    """A tracing command that reads stacks out of memory: any CPython, with or without probes."""
+    function.reads_stacks = True
+    return function
+
+
 _GIL = click.option("--gil", is_flag=True, help="Only samples of the thread holding the GIL (py-spy's --gil): "
-                    "where GIL contention goes. CPython 3.9-3.15 with a GIL.")
+                    "where GIL contention goes. CPython 3.7-3.15 with a GIL.")
 
 
 _SUBPROCESSES = click.option(
@@ -148,6 +172,7 @@ def tracing_command(function: Callable) -> Callable:
     @output_options gets `outputs` instead of `output`."""
 
     follows_calls = getattr(function, "follows_calls", False)
+    reads_stacks = getattr(function, "reads_stacks", False)
 
     @functools.wraps(function)
     def command(**options):
@@ -164,7 +189,7 @@ def tracing_command(function: Callable) -> Callable:
     own_outputs = any(param.name == "output_paths" for param in getattr(function, "__click_params__", []))
     for decorator in reversed(_CALL_OPTIONS if follows_calls else []):
         command = decorator(command)
-    for decorator in reversed(_TRACING_OPTIONS):
+    for decorator in reversed(_tracing_options(reads_stacks)):
         if not (own_outputs and decorator is _OUTPUT_OPTION):
             command = decorator(command)
     return cli.command(cls=WithCommand)(command)
@@ -218,6 +243,7 @@ def stack(trace, outputs, json_output, function, filename, max_depth, tids, dura
 
 
 @tracing_command
+@reading_stacks
 @output_options("json", "svg", "speedscope", "pprof", default="folded")
 @click.option("--rate", type=click.IntRange(min=1, max=10000), default=None, metavar="HZ",
               help="Samples a second of each busy thread [default: 999].")
@@ -253,7 +279,7 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
 
 @cli.command()
 @click.argument("pids", nargs=-1, required=True, type=click.IntRange(min=1), metavar="PID...")
-@click.option("-o", "--output", type=OutputFile(), help="Write to FILE instead of stdout.")
+@click.option("-o", "--output", type=OutputFile(), metavar="FILE", help="Write to FILE instead of stdout.")
 @click.option("--json", "json_output", is_flag=True, help="Print JSON (with --subprocesses, or several PIDs: a list).")
 @click.option("--subprocesses", is_flag=True,
               help="Their descendants too, each Python dumped, the others named (py-spy's --subprocesses).")
@@ -342,6 +368,7 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
 
 @tracing_command
 @following_calls
+@reading_stacks
 @click.option("--interval", type=FiniteFloat(min=0.1), default=1.0, show_default=True, metavar="SECONDS",
               help="Refresh every SECONDS.")
 @click.option("--once", is_flag=True, help="Show one interval, then stop.")
@@ -352,15 +379,16 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
 @click.option("--sort", type=click.Choice(["own", "total", "calls"]), default="own", show_default=True,
               help="Order: own time (the function itself), total time (with its callees), calls.")
 @click.option("--calls/--no-calls", default=True, show_default=True,
-              help="Count calls where CPython has function probes (a trap per call; on 3.11 it also runs its "
-                   "tracing path).")
+              help="Count calls where they can be followed: the function probes, or the eval-frame route (a trap "
+                   "per call; on 3.11 the probe also runs the interpreter's tracing path).")
 @_GIL
 @_SUBPROCESSES
 def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil, subprocesses) -> None:
     """Where the time goes, each interval, across every traced process: each function's own
     and total share of the Python stacks sampled by the kernel, on every CPython, and the
-    calls counted where CPython has function probes. A live screen on a terminal (q quits),
-    plain tables otherwise."""
+    calls counted where they can be followed (the function probes, or the eval-frame route:
+    --eval-hook by PID). A live screen on a terminal (q quits), plain tables otherwise; at the
+    end, the whole run's table (--json: the rest of the last interval)."""
     from .tools import top as top_tool
     from .sampling import DEFAULT_RATE
 

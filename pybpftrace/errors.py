@@ -76,7 +76,7 @@ class BadUsage(TraceError):
 
 EXIT_CODES = {
     0: "success (also when the traced process exits)",
-    NoProbes.exit_code: "the Python has none of the probes the command needs",
+    NoProbes.exit_code: "the Python lacks the probes the command needs (or --eval-hook is needed)",
     NotFound.exit_code: "no such process or file",
     NotPython.exit_code: "not a Python process or binary",
     NotPermitted.exit_code: "not permitted: run as root",

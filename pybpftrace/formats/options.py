@@ -194,9 +194,9 @@ def open_outputs(paths: Sequence[str], format: Optional[str], default: str, offe
     return Outputs([Output(name, path, None if path is None else opened(path)) for name, path in chosen], icicle)
 
 
-def _help(offered: Sequence[str]) -> str:
+def _help(offered: Sequence[str], default: str) -> str:
     extensions = "; ".join(f"{name}: {', '.join(FORMATS[name].extensions)}" for name in offered)
-    return f"Output format (default: from -o FILE's extension, else text). Extensions: {extensions}."
+    return f"Output format (default: from -o FILE's extension, else {default}). Extensions: {extensions}."
 
 
 def output_options(*formats: str, default: str = "text") -> Callable:
@@ -214,7 +214,7 @@ def output_options(*formats: str, default: str = "text") -> Callable:
 
         command = click.option("-o", "--output", "output_paths", multiple=True, metavar="FILE",
                                help="Write to FILE instead of stdout; repeat for several files from one trace.")(command)
-        command = click.option("--format", "output_format", type=click.Choice(offered), help=_help(offered))(command)
+        command = click.option("--format", "output_format", type=click.Choice(offered), help=_help(offered, default))(command)
         if "svg" in formats:
             command = click.option("--icicle", is_flag=True, help="SVG: an icicle graph (stacks grow downwards).")(command)
         return command
