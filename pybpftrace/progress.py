@@ -18,12 +18,11 @@ def wanted(quiet: bool, writes_stdout: bool, stderr: TextIO = sys.stderr, stdout
 
 
 class Progress:
-    def __init__(self, counts: Callable[[], tuple[int, int]], writing: Callable[[], str], stream: TextIO = sys.stderr):
+    def __init__(self, counts: Callable[[], tuple[int, int]], writing: Callable[[], str], unit: str = "events",
+                 stream: TextIO = sys.stderr):
         self._counts = counts  # (events, lost) so far
-        self._writing = writing  # what is being written, in a few words: a consumer's `writing`
-        # what the counts count, in the summary's word: the unit of the consumer whose `writing`
-        # this is (profile's samples, say); events for anything else
-        self._unit = getattr(getattr(writing, "__self__", None), "unit", "events")
+        self._writing = writing  # what is being written, in a few words
+        self._unit = unit  # what the counts count, in the summary's word (profile's samples, say)
         self._stream = stream
         self._next = 0
         self._shown = False

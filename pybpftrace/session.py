@@ -615,7 +615,7 @@ def run_tool(
         try:
             if wanted(options.quiet, consumer.writes_stdout):
                 counts = lambda: (session.counter(COUNTER_EVENTS), session.counter(COUNTER_EVENTS_LOST))
-                progress = Progress(counts, consumer.writing)
+                progress = Progress(counts, consumer.writing, consumer.unit)
             summary = session.run(consumer, options.duration, progress)
             if progress:
                 progress.clear()

@@ -178,7 +178,7 @@ def test_status_line_only_where_it_does_not_mix_with_output():
 
 def test_status_line_rewritten_in_place_and_erased():
     stream = Terminal(True)
-    progress = Progress(lambda: (12345, 2), lambda: "svg to out.svg at the end", stream)
+    progress = Progress(lambda: (12345, 2), lambda: "svg to out.svg at the end", stream=stream)
     progress.update(0, 1_500_000_000)
     progress.update(0, 1_600_000_000)  # too soon: not rewritten
     progress.update(0, 2_000_000_000)
