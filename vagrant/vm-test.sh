@@ -46,6 +46,19 @@ check_host() {
     [[ $(vagrant plugin list 2>/dev/null) == *vagrant-libvirt* ]] || die "Vagrant has no vagrant-libvirt plugin"
 }
 
+# The tests' npm packages (tests/browser/package-lock.json) reach the guest with the checkout
+# (rsync): it has no network to fetch them. Installed here as make setup would.
+host_npm_packages() {
+    local browser=$CHECKOUT/tests/browser stamp=$CHECKOUT/tests/browser/node_modules/.pybpftrace-installed
+    if [ -e "$stamp" ] && [ ! "$browser/package-lock.json" -nt "$stamp" ]; then
+        return
+    fi
+    command -v npm >/dev/null || apt_install npm
+    say "installing the tests' npm packages into $browser/node_modules, for the guest (it has no network)"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$browser" --no-audit --no-fund --loglevel=error >/dev/null
+    touch "$stamp"
+}
+
 # No systemd here: the daemons are started by hand when they are not running.
 start_libvirt() {
     local daemon
@@ -155,6 +168,7 @@ stop_vm() {
 main() {
     local start=$SECONDS phase box_hash driver kernel status
     check_host
+    host_npm_packages
     start_libvirt
     # A VM made from an older box goes first, so that build-box.sh can remove that box's files.
     box_hash=$(bash "$VAGRANT_DIR/build-box.sh" --hash)
