@@ -274,28 +274,34 @@ def read_terminal(fd: int, until, timeout: float = TIMEOUT) -> bytes:
 ERASE = b"\r\x1b[K"
 
 
+def on_a_terminal(*args, until) -> bytes:
+    """What pybpftrace writes to its stderr, a 300-column pseudo-terminal, until `until(text)`,
+    then on SIGINT until it exits (status 0)."""
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 300, 0, 0))  # rows, columns
+    tracer = subprocess.Popen(pybpftrace_command(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=secondary)
+    os.close(secondary)
+    try:
+        text = read_terminal(primary, until)
+        tracer.send_signal(signal.SIGINT)
+        text += read_terminal(primary, lambda text: False)
+        assert tracer.wait(TIMEOUT) == 0
+    finally:
+        os.close(primary)
+        if tracer.poll() is None:
+            tracer.kill()
+    return text
+
+
 @pytest.mark.parametrize("quiet", [False, True])
 def test_status_line_on_a_terminal(tmp_path, quiet):
     """On a terminal, one line rewritten in place while tracing (erased at the end); none
     with --quiet, and none when stderr is not a terminal."""
     with Target("forever.py") as target:
-        primary, secondary = os.openpty()
-        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 300, 0, 0))  # rows, columns
-        options = ["-q"] if quiet else []
-        tracer = subprocess.Popen(pybpftrace_command("stack", target.pid, "-o", tmp_path / "forever.trace.json", *options),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary)
-        os.close(secondary)
-        try:
-            text = read_terminal(primary, lambda text: b"Ctrl-C to stop" in text)
-            if not quiet:
-                text += read_terminal(primary, lambda text: text.count(ERASE + b"pybpftrace: ") >= 2)
-            tracer.send_signal(signal.SIGINT)
-            text += read_terminal(primary, lambda text: False)
-            assert tracer.wait(TIMEOUT) == 0
-        finally:
-            os.close(primary)
-            if tracer.poll() is None:
-                tracer.kill()
+        text = on_a_terminal("stack", target.pid, "-o", tmp_path / "forever.trace.json", *(["-q"] if quiet else []),
+                             until=lambda text: b"Ctrl-C to stop" in text
+                             and (quiet or text.count(ERASE + b"pybpftrace: ") >= 2))
     last_line = text.decode().rstrip("\r\n").rsplit("\n", 1)[-1]
     summary = last_line.rsplit(ERASE.decode(), 1)[-1]
     # (a loaded machine may fill the ring under forever.py's calls: the summary then says so)
