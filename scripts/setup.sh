@@ -33,7 +33,9 @@ fi
 
 APT_PACKAGES=(
     python3 python3-venv python3-bpfcc   # the tracer's runtime: bcc is not on PyPI
-    gcc                                  # tests: the event layout check, the embedded interpreter
+    gcc libc6-dev                        # tests: C fixtures, the event layout check (gcc only
+                                         # recommends libc's headers; Debian 12's python3.11-dev
+                                         # brought them, Debian 13 has no such package here)
     systemtap-sdt-dev                    # tests: <sys/sdt.h> to build probe fixtures
     perl                                 # tests: flamegraph.pl
     sudo                                 # the README's commands (sudo pybpftrace ...)
