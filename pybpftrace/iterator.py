@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import threading
 from typing import Optional
 
@@ -120,6 +121,9 @@ class IteratorProgram:
         self._loading.start()
 
     def _load(self, address: int, size: int, function: str) -> None:
+        # Every signal goes to the main thread (Ctrl-C, which it handles or holds): one pending
+        # here would make the kernel stop verifying and refuse the program (EAGAIN).
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             self._fd = _load_sleepable_iterator(address, size, function)
         except BaseException as error:  # raised where the program is first used
