@@ -131,7 +131,10 @@ remove_stale_vm() {
     local box_hash=$1 id_file=$VAGRANT_DIR/.vagrant/machines/$BOX/libvirt/id
     if [ -e "$id_file" ] && [ "$(cat "$BOX_MARK" 2>/dev/null)" != "$box_hash" ]; then
         say "the box changed since this VM was made: destroying it"
-        timeout 300 vagrant destroy -f "$BOX" >/dev/null || die "timed out after 300 s waiting for vagrant destroy"
+        local status=0
+        timeout 300 vagrant destroy -f "$BOX" >/dev/null || status=$?
+        [ "$status" -ne 124 ] || die "timed out after 300 s waiting for vagrant destroy"
+        [ "$status" -eq 0 ] || die "vagrant destroy failed (exit $status): is another vagrant command on this machine still running?"
     fi
     if virsh dominfo "$DOMAIN" >/dev/null 2>&1 \
             && [ "$(virsh domuuid "$DOMAIN")" != "$(cat "$id_file" 2>/dev/null)" ]; then
