@@ -67,6 +67,14 @@ def _not_regular(path: str, mode: int) -> OutputRefused:
     return _refused(path, f"it is {kind} (only regular files, /dev/null and the standard streams are written)")
 
 
+def _mode_of(path: str) -> int:
+    """What the path itself is (0 where it cannot be told)."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
+
+
 def open_output(path: str) -> BinaryIO:
     """The file at path, open for writing from its start (truncated), or OutputRefused."""
     stream_fd = STANDARD_STREAMS.get(path)
@@ -91,6 +99,10 @@ def open_output(path: str) -> BinaryIO:
     except OSError as error:
         if error.errno == errno.ENXIO:  # a FIFO no one reads, or a socket: never waited on
             raise _not_regular(path, stat.S_IFIFO) from None
+        if error.errno == errno.EACCES:  # a device on a nodev mount (Debian 13's /tmp) is not opened
+            mode = _mode_of(path)
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                raise _not_regular(path, mode) from None
         raise _refused(path, error.strerror or str(error)) from None
     try:
         _checked(path, fd)

@@ -3,6 +3,7 @@ can write, never a FIFO or a device (the tests run as root, as the tracer does).
 
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -57,6 +58,21 @@ def test_fifos_and_devices_are_refused_at_once(tmp_path, make, kind):
     path = tmp_path / "out"
     make(path)
     with pytest.raises(OutputRefused, match=f"it is {kind} \\(only regular files, /dev/null and the standard"):
+        open_output(str(path))
+
+
+@pytest.fixture
+def nodev_directory(tmp_path):
+    """A tmpfs mounted nodev, as Debian 13's /tmp is: a device there cannot be opened."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "nodev,size=1m", "tmpfs", tmp_path], check=True)
+    yield tmp_path
+    subprocess.run(["umount", tmp_path], check=True)
+
+
+def test_a_device_on_a_nodev_mount_is_named_a_device(nodev_directory):
+    path = nodev_directory / "out"
+    os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    with pytest.raises(OutputRefused, match="it is a device \\(only regular files, /dev/null and the standard"):
         open_output(str(path))
 
 
