@@ -105,6 +105,18 @@ def _host_interpreter() -> Interpreter:
     return Interpreter((3, 11), "/usr/bin/python3.11", "bookworm")
 
 
+def copied(interpreter: Interpreter, directory: Path, name: str, make=shutil.copy2) -> Interpreter:
+    """A copy of the interpreter's binary, made by make(source, destination), that runs as the
+    original does: beside it in its chroot (where its standard library is found from where it
+    runs), else in directory. The caller removes a chroot's copy (its host_python)."""
+    if interpreter.suite:
+        inside = f"/usr/bin/{name}-{os.getpid()}"
+        make(interpreter.host_python, interpreter.root + inside)
+        return Interpreter(interpreter.version, inside, interpreter.suite)
+    make(interpreter.host_python, str(directory / name))
+    return Interpreter(interpreter.version, str(directory / name))
+
+
 @functools.cache
 def probes_of(python: str):
     """The interpreter's probes, read once: checks made while a short trace runs must be quick,

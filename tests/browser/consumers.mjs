@@ -15,6 +15,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+// Each wait of the browser: half the tests' own (PYBPFTRACE_TEST_TIMEOUT, 60 s here and three
+// times that in a VM under TCG, where Chromium renders speedscope's app in well over 30 s).
+const WAIT_MS = 500 * Number(process.env.PYBPFTRACE_TEST_TIMEOUT || 60);
 const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -30,6 +33,7 @@ async function flamegraph(file, shots, clickLabel, searchTerm) {
   const chromium = await browser();
   try {
     const page = await chromium.newPage({ viewport: { width: 1220, height: 800 } });
+    page.setDefaultTimeout(WAIT_MS);
     const errors = [];
     page.on("pageerror", (error) => errors.push(String(error)));
     await page.goto("file://" + path.resolve(file));
@@ -97,6 +101,7 @@ async function speedscope(file, shot) {
   const chromium = await browser();
   try {
     const page = await chromium.newPage({ viewport: { width: 1400, height: 900 } });
+    page.setDefaultTimeout(WAIT_MS);
     const dialogs = [];
     const errors = [];
     page.on("dialog", async (dialog) => { dialogs.push(dialog.message()); await dialog.dismiss(); });
@@ -106,7 +111,7 @@ async function speedscope(file, shot) {
     await page.goto(`${base}/index.html#profileURL=${encodeURIComponent(base + "/profile")}`);
     // Loaded: the toolbar names the profile (or an import error shows)
     await page.waitForFunction(() => /Something went wrong/.test(document.body.innerText) ||
-                               document.body.innerText.includes("Sandwich"), null, { timeout: 30000 });
+                               document.body.innerText.includes("Sandwich"), null, { timeout: WAIT_MS });
     await page.waitForTimeout(0);
     const wentWrong = (await page.textContent("body")).includes("Something went wrong");
     const profiles = [];

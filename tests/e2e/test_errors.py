@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 import expected
-from support import HOST, HOST_IS_OWN, NOT_OWN, calls, pybpftrace_command, run_tracer, script, summary_line
+from support import (HOST, HOST_IS_OWN, NOT_OWN, Interpreter, calls, copied, pybpftrace_command, run_tracer,
+                     summary_line)
 
 NO_PROBES, NOT_FOUND, NOT_PYTHON, NOT_PERMITTED, COMMAND_NOT_FOUND, OUTPUT_FAILED, USAGE = 2, 3, 4, 5, 7, 9, 64
 
@@ -31,13 +32,16 @@ def sleeper():
 
 
 @pytest.fixture(scope="module")
-def python_without_probes(tmp_path_factory, require_tools):
+def python_without_probes(tmp_path_factory, require_tools) -> Interpreter:
     """Debian's CPython with its stapsdt notes removed: what a build without --with-dtrace
     looks like to a tracer."""
     require_tools("objcopy")
-    path = tmp_path_factory.mktemp("nodtrace") / "python3.11"
-    subprocess.run(["objcopy", "--remove-section", ".note.stapsdt", HOST.host_python, path], check=True)
-    return str(path)
+    strip = lambda source, destination: subprocess.run(
+        ["objcopy", "--remove-section", ".note.stapsdt", source, destination], check=True)
+    copy = copied(HOST, tmp_path_factory.mktemp("nodtrace"), f"python{HOST}", strip)
+    yield copy
+    if copy.suite:
+        os.unlink(copy.host_python)
 
 
 def test_no_such_pid():
@@ -53,7 +57,7 @@ def test_not_a_python_process(sleeper):
 
 
 def test_python_without_probes_says_which_and_why(python_without_probes):
-    process = subprocess.Popen([python_without_probes, "-c", "import time; time.sleep(60)"])
+    process = subprocess.Popen([*python_without_probes.argv(), "-c", "import time; time.sleep(60)"])
     try:
         result = run_tracer("stack", process.pid)
         usdt = run_tracer("stack", process.pid, "--route", "usdt")
@@ -61,7 +65,8 @@ def test_python_without_probes_says_which_and_why(python_without_probes):
         process.kill()
         process.wait()
     assert result.returncode == usdt.returncode == NO_PROBES
-    missing = f"pybpftrace: CPython 3.11.2 at {python_without_probes} has no USDT probes: it was built without --with-dtrace"
+    missing = (f"pybpftrace: CPython 3.11.2 at {python_without_probes.host_python} has no USDT probes: it was built "
+               "without --with-dtrace")
     assert one_line_error(result) == (
         f"{missing}; to follow its calls pybpftrace must set the interpreter's eval_frame hook (one pointer in each "
         "interpreter, set back when tracing ends, however it ends), which --eval-hook allows; pybpftrace profile "
@@ -75,17 +80,19 @@ def test_python_without_probes_says_which_and_why(python_without_probes):
 def test_command_without_probes_is_traced_by_its_evaluator(python_without_probes):
     """A launched command's calls go through its evaluator from its first: the eval-frame
     route, with the hook set then; --route usdt refuses before anything runs."""
-    result = run_tracer("stack", "--filename", "calls.py", "--", python_without_probes, script("calls.py"),
+    result = run_tracer("stack", "--filename", "calls.py", "--", *python_without_probes.command("calls.py"),
                         input=b"go\n")
     assert result.returncode == 0, result.stderr
+    path = python_without_probes.script("calls.py")
     assert calls(result.stdout.decode().removeprefix("14\n")) == [
-        f"=> <module> ({script('calls.py')}:1)", *("  " + line for line in expected.calls_body(script("calls.py"))),
-        expected.module_ends(script("calls.py"), "calls.py")]
+        f"=> <module> ({path}:1)", *("  " + line for line in expected.calls_body(path)),
+        expected.module_ends(path, "calls.py")]
 
 
-def test_command_without_probes_refused_by_the_usdt_route(python_without_probes, tmp_path):
-    marker = tmp_path / "ran"
-    result = run_tracer("stack", "--route", "usdt", "--", python_without_probes, "-c", f"open('{marker}', 'w')")
+def test_command_without_probes_refused_by_the_usdt_route(python_without_probes, target_tmp):
+    marker = target_tmp / "ran"
+    result = run_tracer("stack", "--route", "usdt", "--", *python_without_probes.argv(), "-c",
+                        f"open('{HOST.inside(marker)}', 'w')")
     assert result.returncode == NO_PROBES
     assert "has no USDT probes: it was built without --with-dtrace" in one_line_error(result)
     assert not marker.exists()
@@ -186,10 +193,10 @@ def test_list_needs_no_root_for_a_file():
 
 
 def test_probeless_binary_listing(python_without_probes):
-    result = run_tracer("list", python_without_probes)
+    result = run_tracer("list", python_without_probes.host_python)
     assert result.returncode == 0
     assert result.stdout.decode() == (
-        f"{python_without_probes}: CPython 3.11.2, x86-64 executable, 0 probes\n"
+        f"{python_without_probes.host_python}: CPython 3.11.2, x86-64 executable, 0 probes\n"
         "  no USDT probes: this CPython was built without --with-dtrace\n"
     )
 
@@ -207,9 +214,9 @@ def test_probeless_binary_listing(python_without_probes):
         (["--function", "x" * 300], "--function takes a name of 1 to 255 bytes, without NUL"),
     ],
 )
-def test_values_refused_before_anything_runs(args, message, tmp_path):
-    marker = tmp_path / "ran"
-    result = run_tracer("stack", *args, "--", *HOST.argv(), "-c", f"open('{marker}', 'w')")
+def test_values_refused_before_anything_runs(args, message, target_tmp):
+    marker = target_tmp / "ran"
+    result = run_tracer("stack", *args, "--", *HOST.argv(), "-c", f"open('{HOST.inside(marker)}', 'w')")
     assert result.returncode == USAGE
     assert message in one_line_error(result)
     assert not marker.exists()
@@ -223,10 +230,10 @@ def test_values_refused_before_anything_runs(args, message, tmp_path):
     ("gc", "directory", "Invalid value for '-o' / '--output': cannot write {path}: it is a directory"),
     ("gc", "missing", "Invalid value for '-o' / '--output': cannot write {path}: no directory {path.parent}"),
 ])
-def test_output_that_cannot_be_opened_is_refused_before_attaching(command, where, reason, tmp_path):
+def test_output_that_cannot_be_opened_is_refused_before_attaching(command, where, reason, tmp_path, target_tmp):
     path = tmp_path if where == "directory" else tmp_path / "missing" / "trace.txt"
-    marker = tmp_path / "ran"
-    result = run_tracer(command, "-o", path, "--", *HOST.argv(), "-c", f"open('{marker}', 'w')")
+    marker = target_tmp / "ran"
+    result = run_tracer(command, "-o", path, "--", *HOST.argv(), "-c", f"open('{HOST.inside(marker)}', 'w')")
     assert result.returncode == USAGE
     assert one_line_error(result) == f"pybpftrace: {reason.format(path=path)} (see `pybpftrace {command} --help`)"
     assert not marker.exists()

@@ -3,7 +3,6 @@ right, or the summary line says what is missing and why (the README's "What can 
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +12,7 @@ import pytest
 
 from support import (
     HOST,
+    copied,
     PID,
     Interpreter,
     WITH_FUNCTION_PROBES,
@@ -58,15 +58,10 @@ def own_python(tmp_path_factory) -> Interpreter:
     """A copy of the traced CPython, for --binary: only this test's processes run it (other
     Pythons on a shared machine would flood the trace). Beside the original, in its chroot
     where it has one (its standard library is found from where it runs)."""
-    if HOST.suite:
-        inside = f"/usr/bin/python{HOST}-own-{os.getpid()}"
-        shutil.copy2(HOST.host_python, HOST.root + inside)
-        yield Interpreter(HOST.version, inside, HOST.suite)
-        os.unlink(HOST.root + inside)
-        return
-    path = tmp_path_factory.mktemp("python") / f"python{HOST}"
-    shutil.copy2(HOST.host_python, path)
-    yield Interpreter(HOST.version, str(path))
+    copy = copied(HOST, tmp_path_factory.mktemp("python"), f"python{HOST}")
+    yield copy
+    if copy.suite:
+        os.unlink(copy.host_python)
 
 
 # 1. the names ring full: the folded tree keeps every call ------------------------------------
