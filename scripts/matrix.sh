@@ -29,7 +29,22 @@ fi
 source "$(dirname "$0")/apt.sh"
 apt_install debootstrap
 
+# What a failed debootstrap left mounted inside a root (its /proc), deepest first: a root is
+# removed only once nothing is mounted in it.
+unmount_under() {
+    local mounted
+    mounted=$(awk -v root="$1/" 'index($2, root) == 1 { print $2 }' /proc/mounts | sort -r)
+    [ -z "$mounted" ] || printf '%s\n' "$mounted" | xargs -r -d '\n' umount -l
+}
+
 mkdir -p "$MATRIX/chroots" "$MATRIX/debs"
+# One build at a time: make matrix beside vm-test's box build (which runs this script too) had
+# two debootstraps in one root, and each removed what the other made.
+exec 9>"$MATRIX/.lock"
+if ! flock -n 9; then
+    say "another matrix build is running: waiting for it"
+    flock 9
+fi
 for entry in "${CHROOTS[@]}"; do
     read -r suite packages <<<"$entry"
     root=$MATRIX/chroots/$suite
@@ -38,12 +53,14 @@ for entry in "${CHROOTS[@]}"; do
         say "$suite: ready ($root)"
         continue
     fi
-    rm -rf "$root"
+    unmount_under "$root"
+    rm -rf --one-file-system "$root"
     say "$suite: building with ${packages// /, } (about a minute)"
     start=$SECONDS
     if ! debootstrap --variant=minbase --include="${packages// /,}" --cache-dir="$MATRIX/debs" \
         "$suite" "$root" "$MIRROR" >"$root.log" 2>&1; then
-        say "$suite: debootstrap failed, see $root.log" >&2
+        unmount_under "$root"  # debootstrap leaves its /proc mounted when a package fails to install
+        say "$suite: debootstrap failed, see $root.log and $root/debootstrap/debootstrap.log" >&2
         exit 1
     fi
     rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
