@@ -36,12 +36,14 @@ GLIBC_PTHREAD_TID = 720
 # version's headers (pyenv's 3.11 to 3.13, Debian's 3.13 to 3.15).
 CODE_FLAGS_311 = 48
 CODE_FRAMESIZE_312 = 76
-# The types of the objects reading thread names walks through and `dump --locals` shows, checked
-# by address; and the singletons None, True and False, by kind.
+# The types of the objects reading thread names and asyncio tasks walks through and `dump
+# --locals` shows, checked by address; and the singletons None, True and False, by kind.
 OBJECT_TYPE_SYMBOLS = {"dict": "PyDict_Type", "module": "PyModule_Type", "str": "PyUnicode_Type",
                        "int": "PyLong_Type", "bytes": "PyBytes_Type", "float": "PyFloat_Type", "tuple": "PyTuple_Type",
                        "list": "PyList_Type", "set": "PySet_Type", "frozenset": "PyFrozenSet_Type",
-                       "bool": "PyBool_Type", "cell": "PyCell_Type", "None": "_Py_NoneStruct",
+                       "bool": "PyBool_Type", "cell": "PyCell_Type", "coroutine": "PyCoro_Type",
+                       "generator": "PyGen_Type", "method": "PyMethod_Type", "function": "PyFunction_Type",
+                       "weakref": "_PyWeakref_RefType", "None": "_Py_NoneStruct",
                        "True": "_Py_TrueStruct", "False": "_Py_FalseStruct"}
 # Where PyInterpreterState keeps sys.modules (3.12: imports.modules) before 3.13 publishes it:
 # offsetof and DWARF of pyenv's 3.7.16 to 3.12.1, offsetof of Debian's 3.9.2 and 3.11.2.

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
+from ..asyncio_tasks import AsyncTask, TaskSnapshot, read_tasks, versions as task_versions
 from ..codes import Codes
 from ..descendants import DESCENDANTS_MAX, descendants, parent
 from ..errors import NotFound, NotPython, TraceError
@@ -30,6 +31,7 @@ from ..ringbuf import RecordRing
 from ..samples import Sample
 from ..sampling import WalkedBinary, Walker, find_walked_targets
 from ..settled import settled_stacks
+from ..task_tree import render as render_task_tree
 from ..session import require_privileges
 from ..target import TargetOptions, describe_process, thread_file, thread_stat
 from ..thread_names import python_thread_names
@@ -76,6 +78,7 @@ class ProcessDump:
     seconds: float
     lost: int
     notes: list[str] = field(default_factory=list)  # what the dump lacks (DumpRun.notes)
+    tasks: Optional[TaskSnapshot] = None  # its asyncio tasks, read after the stacks (None: a version not read)
 
 
 @dataclass
@@ -144,6 +147,7 @@ class Dumper:
         dump = ProcessDump(pid, walked, threads, self.codes, settled.seconds, run.lost, run.notes())
         if with_locals:
             add_locals(dump, self.qualnames)
+        dump.tasks = read_tasks(pid, walked, self.qualnames)
         return dump
 
     def close(self) -> None:
@@ -292,7 +296,22 @@ def render_text(dump: ProcessDump) -> str:
             lines.append("    [truncated: deeper than 1024 frames]")
         if sample.flags & SAMPLE_CHANGED:
             lines.append("    [its stack kept changing while it was read: frames from several moments]")
+    lines += _tasks_text(dump)
     return "\n".join(lines) + "\n"
+
+
+def _tasks_text(dump: ProcessDump) -> list[str]:
+    """The asyncio tasks, as a tree of who awaits whom; nothing where asyncio is not imported."""
+    tasks = dump.tasks
+    if tasks is None:
+        version = ".".join(map(str, dump.walked.interpreter.version[:2]))
+        return ["", f"[asyncio tasks not read: pybpftrace reads them on CPython {task_versions()}, not {version}]"]
+    if not tasks.imported:
+        return []
+    count = len(tasks.tasks)
+    lines = ["", f"asyncio tasks: {count} pending, read in {tasks.seconds * 1e3:.1f} ms"]
+    lines += [f"[{shown(note)}]" for note in tasks.notes]
+    return lines + render_task_tree(tasks.tasks)
 
 
 def render_json(dump: ProcessDump) -> dict:
@@ -319,6 +338,20 @@ def render_json(dump: ProcessDump) -> dict:
             "frames": _frames_json(dump, thread),
             **({"locals_note": thread.locals_note} if thread.locals_note else {}),
         } for thread in dump.threads],
+        "tasks": [_task_json(task) for task in dump.tasks.tasks] if dump.tasks is not None else None,
+        "tasks_notes": dump.tasks.notes if dump.tasks is not None else [],
+    }
+
+
+def _task_json(task: AsyncTask) -> dict:
+    return {
+        "id": task.address,
+        "name": task.name,
+        "state": task.state,
+        "thread": task.thread,
+        "awaited_by": task.awaited_by,
+        **({"parent_unknown": True} if task.parent_unknown else {}),
+        "frames": [{"function": frame.function, "file": frame.file, "line": frame.line} for frame in task.frames],
     }
 
 
