@@ -15,16 +15,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
+from .asyncio_tasks import AsyncTask, TaskFrame, TaskSnapshot, read_tasks
 from .codes import Codes
 from .events import SAMPLE_CUT_SHORT, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE
 from .samples import Sample, unpack
+from .sampling import WalkedBinary
 from .stacks import Frame
 
-if TYPE_CHECKING:
-    from .asyncio_tasks import AsyncTask, TaskFrame, TaskSnapshot
-    from .sampling import WalkedBinary
 
 TASKS_DEEP_MAX = 256  # tasks a chain of awaiters climbs: deeper is taken for a loop
 HELD_BYTES_MAX = 32 << 20  # samples held for a snapshot: beyond, one is read at once
@@ -35,6 +34,7 @@ SNAPSHOT_SHARE = 5  # and at least this many times as long as the last one took 
 NO_TASK = "in coroutines of no task the snapshots had"
 OTHER_CODE = "whose coroutine's address was a task's, its code another"
 NO_SNAPSHOT = "of processes whose tasks could not be read"
+NO_ASYNCIO = "of processes that had not imported asyncio"
 PARENT_MISSING = "an awaiting task not in the snapshot"
 LOOP = "a loop of awaiting tasks"
 TOO_DEEP = f"deeper than {TASKS_DEEP_MAX} tasks"
@@ -63,18 +63,19 @@ class TaskIndex:
     """A snapshot of a process's tasks, looked up by their coroutines' tags; the frames above
     each task (its awaiters' chains) made once. frame_of: a chain's frame as a stack's."""
 
-    def __init__(self, snapshot: "TaskSnapshot", frame_of: Callable[["TaskFrame"], Frame]):
-        self._by_tag: dict[int, list["AsyncTask"]] = {}
+    def __init__(self, snapshot: TaskSnapshot, frame_of: Callable[[TaskFrame], Frame]):
+        self._by_tag: dict[int, list[AsyncTask]] = {}
         for task in snapshot.tasks:
             self._by_tag.setdefault(coroutine_tag(task.coro), []).append(task)
         self._by_address = snapshot.by_address()
+        self.imported = snapshot.imported  # else it has no tasks
         self._frame_of = frame_of
         self._above: dict[int, tuple[tuple[Frame, ...], Optional[str]]] = {}
 
-    def tasks(self, tag: int) -> list["AsyncTask"]:
+    def tasks(self, tag: int) -> list[AsyncTask]:
         return self._by_tag.get(tag, [])
 
-    def above(self, task: "AsyncTask") -> tuple[tuple[Frame, ...], Optional[str]]:
+    def above(self, task: AsyncTask) -> tuple[tuple[Frame, ...], Optional[str]]:
         """The frames above a task's coroutine: `[task NAME]`, then each awaiter's chain and
         name up to a root; and why they stop short of one (None: they reach it)."""
         if task.address not in self._above:
@@ -131,6 +132,7 @@ class JoinCounts:
     not_joined: Counter = field(default_factory=Counter)  # why -> samples
     stopped: Counter = field(default_factory=Counter)  # why -> joined samples whose chain stops short
     failures: dict[int, str] = field(default_factory=dict)  # pid -> why its tasks could not be read
+    snapshot_notes: dict[int, list[str]] = field(default_factory=dict)  # pid -> its latest snapshot's notes
 
     def notes(self) -> list[str]:
         notes = [f"--async: {self.joined} samples joined to their tasks' awaiters"]
@@ -142,6 +144,8 @@ class JoinCounts:
             notes.append(f"{n} joined samples whose chain of tasks stops at {why}")
         for pid, why in sorted(self.failures.items()):
             notes.append(f"the tasks of PID {pid} could not be read: {why}")
+        for pid, said in sorted(self.snapshot_notes.items()):
+            notes += [f"the tasks of PID {pid}: {note}" for note in said]
         return notes
 
     def as_json(self) -> dict:
@@ -153,7 +157,7 @@ class TaskJoin:
     process's tasks, then joined. read: a process's snapshot (None: it has no asyncio, or its
     version is not one the reader knows); lines: frames keep their lines (profile --lines)."""
 
-    def __init__(self, read: Callable[[int], Optional["TaskSnapshot"]], codes: Codes, lines: bool):
+    def __init__(self, read: Callable[[int], Optional[TaskSnapshot]], codes: Codes, lines: bool):
         self._read = read
         self._codes = codes
         self._lines = lines
@@ -203,25 +207,22 @@ class TaskJoin:
             return None
         if snapshot is None:
             return None
-        return TaskIndex(snapshot, self._frame_maker(pid))
+        self.counts.snapshot_notes[pid] = snapshot.notes  # the latest say what the reader could not read
+        return TaskIndex(snapshot, self._frame_of)
 
-    def _frame_maker(self, pid: int) -> Callable[["TaskFrame"], Frame]:
-        """A chain's frames as the sampled ones show: with --lines at their line, else at their
-        function's first line where the kernel announced its code object."""
-        if self._lines:
-            return lambda frame: Frame(frame.function, frame.file, frame.line or 0)
-        first_lines = {(code.function, code.file): code.first_line for code in self._codes.of(pid)}
-        return lambda frame: Frame(frame.function, frame.file,
-                                   first_lines.get((frame.function, frame.file), frame.line or 0))
+    def _frame_of(self, frame: TaskFrame) -> Frame:
+        """A chain's frame as the sampled ones show: at its line with --lines, else at its
+        function's first line."""
+        return Frame(frame.function, frame.file, (frame.line if self._lines else frame.first_line) or 0)
 
     def _join(self, sample: Sample, indexes: list[TaskIndex]) -> None:
         """Join with the first index that joins it; its frames cut and continued, or as they are."""
         if not indexes:
             self.counts.not_joined[NO_SNAPSHOT] += 1
             return
-        why = None
+        whys = set()
         for index in indexes:
-            joined = join(sample.frames, sample.tags, self._function_of, index)
+            joined = join(sample.frames, sample.tags, self._function_of, index) if index.imported else NO_ASYNCIO
             if isinstance(joined, Joined):
                 sample.frames, sample.tags = sample.frames[: joined.kept], sample.tags[: joined.kept]
                 sample.above = joined.above
@@ -230,22 +231,20 @@ class TaskJoin:
                 if joined.stopped:
                     self.counts.stopped[joined.stopped] += 1
                 return
-            why = why if why == OTHER_CODE else joined
-        if why:
-            self.counts.not_joined[why] += 1
+            whys.add(joined)
+        self.counts.not_joined[next(why for why in (OTHER_CODE, NO_TASK, NO_ASYNCIO) if why in whys)] += 1
 
     def _function_of(self, frame: tuple[int, int]) -> Optional[tuple[str, str]]:
         code = self._codes.get(frame[0]) if frame[0] else None
         return (code.function, code.file) if code else None
 
 
-def task_reader(walked: Callable[[int], Optional["WalkedBinary"]], qualnames: bool
-                ) -> Callable[[int], Optional["TaskSnapshot"]]:
+def task_reader(walked: Callable[[int], Optional[WalkedBinary]], qualnames: bool
+                ) -> Callable[[int], Optional[TaskSnapshot]]:
     """Snapshots of the tasks of the processes the walker reads (walked: a process's binary,
     None once it is not registered), their functions named as the kernel names them."""
-    from .asyncio_tasks import read_tasks
 
-    def read(pid: int) -> Optional["TaskSnapshot"]:
+    def read(pid: int) -> Optional[TaskSnapshot]:
         binary = walked(pid)
         return read_tasks(pid, binary, qualnames=qualnames) if binary is not None else None
 

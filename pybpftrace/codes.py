@@ -88,10 +88,6 @@ class Codes:
     def get(self, code_id: int) -> Optional[Code]:
         return self._codes.get(code_id)
 
-    def of(self, pid: int) -> list[Code]:
-        """The code objects of a process."""
-        return [self._codes[code_id] for code_id in self._of.get(pid, ()) if code_id in self._codes]
-
     def processes(self) -> set[Process]:
         """The processes whose code objects are held."""
         return set(self._processes)

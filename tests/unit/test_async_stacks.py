@@ -6,7 +6,7 @@ from typing import Optional
 
 from pybpftrace import async_stacks
 from pybpftrace.async_stacks import (
-    LOOP, NO_SNAPSHOT, NO_TASK, OTHER_CODE, PARENT_MISSING, TOO_DEEP, Joined, TaskIndex, TaskJoin, coroutine_tag,
+    LOOP, NO_ASYNCIO, NO_SNAPSHOT, NO_TASK, OTHER_CODE, PARENT_MISSING, TOO_DEEP, Joined, TaskIndex, TaskJoin, coroutine_tag,
     join, task_frame,
 )
 from pybpftrace.codes import Codes
@@ -21,6 +21,7 @@ class TaskFrame:  # asyncio_tasks' shapes, as the join reads them
     function: str
     file: str
     line: Optional[int]
+    first_line: int = 0
 
 
 @dataclass
@@ -38,6 +39,7 @@ class AsyncTask:
 class TaskSnapshot:
     tasks: list
     notes: list = field(default_factory=list)
+    imported: bool = True
 
     def by_address(self):
         return {task.address: task for task in self.tasks}
@@ -46,7 +48,7 @@ class TaskSnapshot:
 APP = "app.py"
 TASKGROUPS = "taskgroups.py"
 MAIN = AsyncTask(0x7F0000001000, "Task-1", "pending", 0x7F00AAAA2000, None, [], [
-    TaskFrame("_aexit", TASKGROUPS, 121), TaskFrame("__aexit__", TASKGROUPS, 72), TaskFrame("main", APP, 40)])
+    TaskFrame("_aexit", TASKGROUPS, 121, 110), TaskFrame("__aexit__", TASKGROUPS, 72, 70), TaskFrame("main", APP, 40, 33)])
 BUSY = AsyncTask(0x7F0000003000, "busy", "running", 0x7F00BBBB4000, 7, [MAIN.address], [TaskFrame("busy", APP, 31)])
 # code ids of the sample's frames, innermost first: spin, work, busy, then the event loop's
 FUNCTIONS = {1: ("spin", APP), 2: ("work", APP), 3: ("busy", APP), 4: ("_run", "events.py"),
@@ -141,21 +143,32 @@ def test_held_samples_are_joined_with_the_next_snapshot_else_the_one_before():
     for sample in (first, second):
         assert [code for code, _ in sample.frames] == [1, 2, 3]
         # the chain's frames at their functions' first lines, as the kernel's are shown
-        assert sample.above[1:4] == (Frame("_aexit", TASKGROUPS, 121), Frame("__aexit__", TASKGROUPS, 72),
-                                     Frame("main", APP, 60))
+        assert sample.above[1:4] == (Frame("_aexit", TASKGROUPS, 110), Frame("__aexit__", TASKGROUPS, 70),
+                                     Frame("main", APP, 33))
     assert second.flags == 0  # the frames beyond the walker's depth were the event loop's
     assert tasks.counts.joined == 2 and not tasks.counts.not_joined
 
 
+def test_with_lines_the_chain_shows_where_each_awaits():
+    tasks = TaskJoin(lambda pid: TaskSnapshot([MAIN, BUSY]), codes(), lines=True)
+    tasks.hold([record(FRAMES, TAGS)])
+    (sample,) = tasks.release()
+    assert sample.above[1:4] == (Frame("_aexit", TASKGROUPS, 121), Frame("__aexit__", TASKGROUPS, 72),
+                                 Frame("main", APP, 40))
+
+
 def test_what_is_not_joined_keeps_its_stack_and_is_counted():
-    answers = {42: TaskSnapshot([MAIN, BUSY]), 43: None}
+    answers = {42: TaskSnapshot([MAIN, BUSY], ["1 task changed while read"]), 43: None,
+               44: TaskSnapshot([], imported=False)}
     tasks = TaskJoin(answers.get, codes(), lines=False)
     tasks.hold([record(FRAMES, [0, 0, coroutine_tag(0xDEAD000), 0, 0]), record(FRAMES, TAGS, pid=43),
-                record(FRAMES, [0] * 5)])
+                record(FRAMES, [0] * 5), record(FRAMES, TAGS, pid=44)])
     samples = tasks.release()
-    assert [len(sample.frames) for sample in samples] == [5, 5, 5] and not any(sample.above for sample in samples)
-    assert tasks.counts.not_joined == {NO_TASK: 1, NO_SNAPSHOT: 1}
-    assert "2 samples in generators or coroutines left as their thread's stack" in " ".join(tasks.counts.notes())
+    assert [len(sample.frames) for sample in samples] == [5] * 4 and not any(sample.above for sample in samples)
+    assert tasks.counts.not_joined == {NO_TASK: 1, NO_SNAPSHOT: 1, NO_ASYNCIO: 1}
+    notes = tasks.counts.notes()
+    assert "3 samples in generators or coroutines left as their thread's stack" in " ".join(notes)
+    assert "the tasks of PID 42: 1 task changed while read" in notes
 
 
 def test_a_reader_that_fails_is_said_in_one_line():
