@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
 
-from .asyncio_tasks import AsyncTask, TaskFrame, TaskSnapshot, read_tasks
+from .asyncio_tasks import AsyncTask, TaskFrame, TaskSnapshot, read_tasks, versions
 from .codes import Codes
 from .events import SAMPLE_CUT_SHORT, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE
 from .samples import Sample, unpack
@@ -33,7 +33,7 @@ SNAPSHOT_SHARE = 5  # and at least this many times as long as the last one took 
 # Why a sample in a generator's frames was not joined, or why its chain stops short of a root.
 NO_TASK = "in coroutines of no task the snapshots had"
 OTHER_CODE = "whose coroutine's address was a task's, its code another"
-NO_SNAPSHOT = "of processes whose tasks could not be read"
+NO_SNAPSHOT = f"of processes whose tasks were never read (CPython {versions()} only; or it exited first)"
 NO_ASYNCIO = "of processes that had not imported asyncio"
 PARENT_MISSING = "an awaiting task not in the snapshot"
 LOOP = "a loop of awaiting tasks"

@@ -10,8 +10,10 @@ from pybpftrace.async_stacks import (
     join, task_frame,
 )
 from pybpftrace.codes import Codes
+from pybpftrace.formats.folded import folded_lines
 from pybpftrace.events import SAMPLE_CPU, SAMPLE_HEAD, SAMPLE_TRUNCATED, TAGGED_SAMPLE_FRAME
-from pybpftrace.samples import FrameNames, SampleCounts, stack_frames
+from pybpftrace.render import weighted_stacks
+from pybpftrace.samples import FrameNames, SampleCounts, call_trees, stack_frames
 from pybpftrace.stacks import Frame
 from test_samples import code_record
 
@@ -199,3 +201,14 @@ def test_joined_stacks_render_with_their_task_frames():
     ((_, _, flags, frames),) = counts.on_cpu
     path = [frame.function for frame in stack_frames(flags, frames, FrameNames(codes(), lines=False))]
     assert path == ["[task Task-1]", "main", "__aexit__", "_aexit", "[task busy]", "busy", "work", "spin"]
+
+
+def test_a_task_named_by_the_target_is_escaped_as_any_frame_in_folded_stacks():
+    named = AsyncTask(BUSY.address, "a;b\x1b[2J", "running", BUSY.coro, 7, [], BUSY.frames)
+    tasks = TaskJoin(lambda pid: TaskSnapshot([named]), codes(), lines=False)
+    tasks.hold([record(FRAMES, TAGS)])
+    counts = SampleCounts()
+    counts.add_samples(tasks.release())
+    trees = call_trees(counts, FrameNames(codes(), lines=False))
+    (line,) = folded_lines(weighted_stacks(trees, "samples"))
+    assert line.startswith("[task a\\x3bb\\x1b[2J];busy (app.py:30);")
