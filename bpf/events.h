@@ -235,6 +235,13 @@ enum instruction_kind {
 	INSTR_POINTER = 3,     /* 3.11+: a pointer into the code object's co_code_adaptive */
 };
 
+/* How a frame tells the generator (or coroutine) that owns it, for --async. */
+enum generator_kind {
+	GENERATOR_NONE = 0,
+	GENERATOR_POINTER = 1,           /* 3.7-3.10: PyFrameObject.f_gen, NULL for other frames */
+	GENERATOR_EMBEDDED = 2,          /* 3.11+: the frame is the generator's gi_iframe, owned by it */
+};
+
 /* Where one CPython keeps what the walker reads, in bytes (pybpftrace/interpreter.py: from a
  * table before 3.13, from _Py_DebugOffsets after). */
 struct py_layout {
@@ -274,7 +281,9 @@ struct py_layout {
 	__u8 owner_skipped;              /* frames owned by this or above are not Python's: the
 	                                  * C stack's shim, the interpreter's; OWNER_NONE */
 	__u8 owner_generator;            /* a generator's frame is never incomplete */
-	__u8 pad[7];
+	__u8 generator_kind;             /* enum generator_kind */
+	__u16 frame_generator;           /* f_gen's offset in the frame, or gi_iframe's in the generator */
+	__u8 pad[4];
 	__u64 code_tag_mask;             /* 3.14+: f_executable is a tagged _PyStackRef */
 };
 
@@ -295,7 +304,8 @@ struct py_process {
 struct sample_frame {
 	__u64 code;                      /* 0: not a code object, or unreadable */
 	__s32 instruction;               /* byte offset of the instruction in the code's bytecode */
-	__u32 owner;                     /* while walking: the frame's owner */
+	__u32 owner;                     /* while walking: the frame's owner; sent: with ASYNC_TASKS,
+	                                  * its generator's tag (pystacks.h generator_tag), else 0 */
 };
 
 enum sample_kind {

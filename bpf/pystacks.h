@@ -7,7 +7,8 @@
  * the verifier sees short loops: a program that runs in the target's context (a tick, a
  * tracepoint) tail-calls itself until the walk is done; the dump iterator, which cannot tail
  * call, is run again by user space. Phases: find the thread's state, follow its frames, read
- * their code objects, announce the code objects new to the kernel.
+ * their code objects, announce the code objects new to the kernel. With ASYNC_TASKS (--async),
+ * each frame a generator or coroutine owns is sent with a tag naming it (generator_tag).
  *
  * The traced process's memory is read in its own context (a tick, a tracepoint: task is NULL)
  * with bpf_probe_read_user, or from ours (the dump iterator, a sleepable program: task is the
@@ -99,6 +100,9 @@ struct walk {
 	__u64 announce[ANNOUNCED_PER_WALK];
 	__u64 announce_id[ANNOUNCED_PER_WALK];
 	__u64 addresses[SAMPLE_FRAMES_MAX]; /* each frame's address, beside sample.frames */
+#ifdef ASYNC_TASKS
+	__u32 tags[SAMPLE_FRAMES_MAX];   /* each frame's generator_tag, beside sample.frames */
+#endif
 	struct sample_event sample;
 };
 
@@ -349,6 +353,21 @@ static __always_inline __s64 frame_instruction(struct py_layout *layout, const _
 	return (__s32)u32_at(frame, layout->frame_instruction, FRAME_BUF);
 }
 
+#ifdef ASYNC_TASKS
+/* The generator (a coroutine, say) that owns the frame at `address`, read into `frame`: the
+ * low half of its address with bit 0 set (objects are aligned, so 0 stays "none"), which user
+ * space matches with a task's coroutine (async_stacks.py). */
+static __always_inline __u32 generator_tag(struct py_layout *layout, const __u8 *frame, __u64 address, __u8 owner)
+{
+	__u64 generator = 0;
+	if (layout->generator_kind == GENERATOR_EMBEDDED && owner == layout->owner_generator)
+		generator = address - layout->frame_generator;
+	else if (layout->generator_kind == GENERATOR_POINTER)
+		generator = u64_at(frame, layout->frame_generator, FRAME_BUF);
+	return generator ? (__u32)generator | 1 : 0;
+}
+#endif
+
 /* WALK_FRAMES: follow the frames, keeping each Python frame's code object, instruction (as
  * an offset from the code's first) and owner; shims (frames the C stack or the interpreter
  * own) are stepped over. */
@@ -387,6 +406,9 @@ static __always_inline void follow_frames(struct walk *walk, struct py_layout *l
 		__s64 offset = frame_instruction(layout, buffers->frame, code);
 		struct sample_frame *slot = &walk->sample.frames[walk->found & (SAMPLE_FRAMES_MAX - 1)];
 		walk->addresses[walk->found & (SAMPLE_FRAMES_MAX - 1)] = frame;
+#ifdef ASYNC_TASKS
+		walk->tags[walk->found & (SAMPLE_FRAMES_MAX - 1)] = generator_tag(layout, buffers->frame, frame, owner);
+#endif
 		slot->code = code;
 		slot->instruction = offset;
 		slot->owner = owner;
@@ -453,7 +475,11 @@ static __always_inline void read_codes(struct walk *walk, struct py_process *pro
 		walk->addresses[kept] = walk->addresses[index];
 		out->code = id;
 		out->instruction = offset < 0 ? 0 : offset;
+#ifdef ASYNC_TASKS
+		out->owner = walk->tags[index];
+#else
 		out->owner = 0;
+#endif
 		walk->sample.depth++;
 	}
 }

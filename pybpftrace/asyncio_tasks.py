@@ -122,6 +122,7 @@ class TaskFrame:
     function: str
     file: str
     line: Optional[int]
+    first_line: int = 0  # its code object's (profile --async labels frames by it); 0: unknown
 
 
 @dataclass
@@ -156,9 +157,9 @@ class _Code:
 
     def frame(self, offset: int) -> TaskFrame:
         if offset < 0 or self.lines is None:
-            return TaskFrame(self.function, self.file, self.first_line if offset < 0 else None)
+            return TaskFrame(self.function, self.file, self.first_line if offset < 0 else None, self.first_line)
         line = self.lines.line(offset)
-        return TaskFrame(self.function, self.file, None if line in (None, NO_LINE) else line)
+        return TaskFrame(self.function, self.file, None if line in (None, NO_LINE) else line, self.first_line)
 
 
 UNREADABLE = TaskFrame("[unreadable coroutine]", "", None)

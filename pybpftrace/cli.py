@@ -153,6 +153,14 @@ _GIL = click.option("--gil", is_flag=True, help="Only samples of the thread hold
                     "where GIL contention goes. CPython 3.7-3.15 with a GIL.")
 
 
+_ASYNC = click.option(
+    "--async", "async_tasks", is_flag=True,
+    help="Show a sample taken inside an asyncio task under the tasks awaiting it, each task a [task NAME] frame, "
+         "instead of under the event loop: the tasks are read out of the target's memory every second and at the end "
+         "(no probes needed; CPython 3.9-3.15). A sample whose task cannot be told keeps its thread's stack; the "
+         "summary counts them, and why.")
+
+
 _SUBPROCESSES = click.option(
     "--subprocesses", is_flag=True,
     help="Their descendants too, now and later, each Python read (py-spy's --subprocesses). A command that is no "
@@ -257,8 +265,10 @@ def stack(trace, outputs, json_output, function, filename, max_depth, tids, dura
 @click.option("--min-block", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="MS",
               help="With --idle, --off-cpu, --wall: shorter waits are counted, not shown.")
 @_GIL
+@_ASYNC
 @_SUBPROCESSES
-def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block, gil, subprocesses) -> None:
+def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_block, gil, async_tasks,
+            subprocesses) -> None:
     """Where the targets spend their time: their Python stacks, read by the kernel out of the
     interpreter's memory (no probes needed, nothing paused) at each tick of a sampling clock
     and, with --idle, --off-cpu or --wall, when a thread comes back from a wait; counted and
@@ -273,7 +283,7 @@ def profile(trace, outputs, json_output, rate, per_thread, lines, weighing, min_
         raise click.UsageError(f"--gil goes with CPU samples only, not --{weighing}: a thread that waits holds no GIL")
     sys.exit(profile_tool.run(profile_tool.ProfileOptions(
         trace=trace, outputs=outputs, rate=rate or DEFAULT_RATE, per_thread=per_thread, lines=lines,
-        weighing=weighing or "cpu", min_block=min_block / 1e3, gil_only=gil,
+        weighing=weighing or "cpu", min_block=min_block / 1e3, gil_only=gil, async_tasks=async_tasks,
     )))
 
 
@@ -382,8 +392,9 @@ def calls(trace, outputs, json_output, sort, top, histogram) -> None:
               help="Count calls where they can be followed: the function probes, or the eval-frame route (a trap "
                    "per call; on 3.11 the probe also runs the interpreter's tracing path).")
 @_GIL
+@_ASYNC
 @_SUBPROCESSES
-def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil, subprocesses) -> None:
+def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil, async_tasks, subprocesses) -> None:
     """Where the time goes, each interval, across every traced process: each function's own
     and total share of the Python stacks sampled by the kernel, on every CPython, and the
     calls counted where they can be followed (the function probes, or the eval-frame route:
@@ -394,7 +405,7 @@ def top(trace, output, json_output, interval, once, top, rate, sort, calls, gil,
 
     trace = _with_subprocesses(trace, subprocesses)
     sys.exit(top_tool.run(top_tool.TopOptions(trace, output, json_output, interval, once, top, rate or DEFAULT_RATE,
-                                              sort, calls, gil)))
+                                              sort, calls, gil, async_tasks)))
 
 
 @tracing_command

@@ -167,6 +167,9 @@ OWNER_NONE = 0xFF
 INSTR_LASTI_BYTES = 1
 INSTR_LASTI_UNITS = 2
 INSTR_POINTER = 3
+GENERATOR_NONE = 0
+GENERATOR_POINTER = 1
+GENERATOR_EMBEDDED = 2
 
 SAMPLE_FRAMES_MAX = 1024
 SAMPLE_CPU = 1
@@ -190,6 +193,8 @@ GIL_SIZE = 208
 SAMPLE_HEAD = struct.Struct("<QQQQIIHBBi")
 # struct sample_frame: code, instruction (owner is the walk's own)
 SAMPLE_FRAME = struct.Struct("<Qi4x")
+# with ASYNC_TASKS (--async): code, instruction, the tag of the generator owning the frame
+TAGGED_SAMPLE_FRAME = struct.Struct("<QiI")
 
 CODE_TEXT_MAX = 256
 LINETABLE_MAX = 16384

@@ -17,7 +17,10 @@ from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 from .errors import Unsupported
-from .events import INSTR_LASTI_BYTES, INSTR_LASTI_UNITS, INSTR_POINTER, OFFSET_NONE, OWNER_NONE
+from .events import (
+    GENERATOR_EMBEDDED, GENERATOR_NONE, GENERATOR_POINTER, INSTR_LASTI_BYTES, INSTR_LASTI_UNITS, INSTR_POINTER,
+    OFFSET_NONE, OWNER_NONE,
+)
 from .probes import NotAnElf, defined_symbols, file_offset, load_segments, parsed_elf
 from .pyobjects import FREE_THREADED_SYMBOL, Layout, layout_for
 from .versions import STACKS_FIRST, STACKS_LAST, Version, format_version, stacks_readable
@@ -46,6 +49,12 @@ OBJECT_TYPE_SYMBOLS = {"dict": "PyDict_Type", "module": "PyModule_Type", "str": 
 # offsetof and DWARF of pyenv's 3.7.16 to 3.12.1, offsetof of Debian's 3.9.2 and 3.11.2.
 INTERP_MODULES = {(3, 7): 40, (3, 8): 56, (3, 9): 856, (3, 10): 856, (3, 11): 888, (3, 12): 944}
 
+
+# The generator owning a frame (--async), checked in live processes against id(generator):
+# PyFrameObject.f_gen (3.7-3.10), and the generator's embedded frame, gi_iframe (3.11+).
+FRAME_GEN = {(3, 7): 96, (3, 8): 96, (3, 9): 96, (3, 10): 88}
+GI_IFRAME_311 = 80
+GI_IFRAME_312 = 72  # 3.12 to 3.15 (3.14+ publish it too: _Py_DebugOffsets.gen_object)
 
 # co_qualname (3.11+): right after co_name, at 128, in every version read (3.11 to 3.15, by
 # offsetof and in live processes).
@@ -90,6 +99,8 @@ class FrameLayout:
     code_tag_mask: int = 0
     pthread_tid: int = OFFSET_NONE
     code_framesize: int = OFFSET_NONE  # 3.12+: a frame's size in pointers (3.13's __init__ shim)
+    generator_kind: int = GENERATOR_NONE  # how a frame tells its generator (--async)
+    frame_generator: int = OFFSET_NONE  # f_gen in the frame (3.7-3.10), gi_iframe in the generator (3.11+)
     tstate_read: int = 0
     frame_read: int = 0
     code_read: int = 0
@@ -104,7 +115,8 @@ class FrameLayout:
         return replace(
             self,
             tstate_read=end(self.tstate_next, self.tstate_thread_id, self.tstate_native_thread_id, self.tstate_frame),
-            frame_read=end(self.frame_previous, self.frame_code, self.frame_instruction, self.frame_owner),
+            frame_read=end(self.frame_previous, self.frame_code, self.frame_instruction, self.frame_owner,
+                           self.frame_generator if self.generator_kind == GENERATOR_POINTER else OFFSET_NONE),
             code_read=end(8, self.code_filename, self.code_name, self.code_firstlineno, self.code_linetable,
                           self.code_firsttraceable, self.code_flags),
         )
@@ -126,7 +138,8 @@ def _frame_object(version: Version, **offsets: int) -> FrameLayout:
         interp_next=0, interp_threads=8, tstate_next=8, tstate_thread_id=176, tstate_native_thread_id=OFFSET_NONE,
         tstate_frame=24, cframe_current_frame=OFFSET_NONE, frame_previous=24, frame_code=32, frame_owner=OFFSET_NONE,
         code_instructions=OFFSET_NONE, code_firsttraceable=OFFSET_NONE, pthread_tid=GLIBC_PTHREAD_TID,
-        code_flags=32 if version[:2] == (3, 7) else 36, **_strings(version), **offsets,
+        code_flags=32 if version[:2] == (3, 7) else 36, generator_kind=GENERATOR_POINTER,
+        frame_generator=FRAME_GEN[version[:2]], **_strings(version), **offsets,
     )
 
 
@@ -134,8 +147,9 @@ def _interpreter_frame(version: Version, **offsets: int) -> FrameLayout:
     """3.11-3.12: _PyInterpreterFrame, through the thread's _PyCFrame."""
     return FrameLayout(
         interp_next=0, tstate_next=8, code_filename=112, code_name=120, code_linetable=136,
-        frame_instruction=56, instruction_kind=INSTR_POINTER, owner_generator=1, code_flags=48, **_strings(version),
-        **offsets,
+        frame_instruction=56, instruction_kind=INSTR_POINTER, owner_generator=1, code_flags=48,
+        generator_kind=GENERATOR_EMBEDDED, frame_generator=GI_IFRAME_311 if version[:2] == (3, 11) else GI_IFRAME_312,
+        **_strings(version), **offsets,
     )
 
 
@@ -232,7 +246,7 @@ def layout_from_debug_offsets(data: bytes, version: Version) -> FrameLayout:
         code_flags=CODE_FLAGS_311, code_framesize=CODE_FRAMESIZE_312,
         instruction_kind=INSTR_POINTER, code_tag_mask=known.code_tag_mask,
         owner_skipped=3,  # 3.13 FRAME_OWNED_BY_CSTACK, 3.14+ FRAME_OWNED_BY_INTERPRETER (and CSTACK, 4)
-        owner_generator=1,
+        owner_generator=1, generator_kind=GENERATOR_EMBEDDED, frame_generator=GI_IFRAME_312,
     )
 
 

@@ -34,6 +34,7 @@ from .events import (
     SAMPLE_THREADS_UNSEARCHED,
     SAMPLE_TRUNCATED,
     SAMPLE_UNREADABLE,
+    TAGGED_SAMPLE_FRAME,
 )
 from .sampling import clock_period_ns
 from .stacks import CallTree, Frame, Node, nodes
@@ -48,7 +49,7 @@ NO_THREAD_STATE = Frame("[no Python thread state]", "", 0)
 UNSEARCHED = Frame("[thread state not found among the first 4096]", "", 0)
 SHORT_WAITS = Frame("[waits shorter than --min-block]", "", 0)
 
-Key = tuple[int, int, int, tuple]  # pid, tid, flags, frames (code ids, or (code id, offset) pairs)
+Key = tuple[int, int, int, tuple]  # pid, tid, flags, frames (code ids, or (code id, offset) pairs; then Frames)
 
 
 @dataclass
@@ -65,12 +66,22 @@ class Sample:
     flags: int
     syscall: int
     frames: list[tuple[int, int]]  # (code id, instruction offset), innermost first
+    tags: list[int] = field(default_factory=list)  # tagged: each frame's generator's tag (0: none)
+    above: tuple[Frame, ...] = ()  # --async: the frames its task's awaiters put above them (async_stacks.py)
 
 
-def unpack(record: bytes) -> Sample:
+def unpack(record: bytes, tagged: bool = False) -> Sample:
+    """A record as a Sample; tagged (a program built for --async): with its frames' tags."""
     timestamp, weight, thread_id, address, pid, tid, depth, kind, flags, syscall = SAMPLE_HEAD.unpack_from(record)
-    frames = list(SAMPLE_FRAME.iter_unpack(record[SAMPLE_HEAD.size : SAMPLE_HEAD.size + depth * SAMPLE_FRAME.size]))
-    return Sample(timestamp, weight, thread_id, address, pid, tid, kind, flags, syscall, frames)
+    body = record[SAMPLE_HEAD.size : SAMPLE_HEAD.size + depth * SAMPLE_FRAME.size]
+    if not tagged:
+        return Sample(timestamp, weight, thread_id, address, pid, tid, kind, flags, syscall,
+                      list(SAMPLE_FRAME.iter_unpack(body)))
+    frames, tags = [], []
+    for code, offset, tag in TAGGED_SAMPLE_FRAME.iter_unpack(body):
+        frames.append((code, offset))
+        tags.append(tag)
+    return Sample(timestamp, weight, thread_id, address, pid, tid, kind, flags, syscall, frames, tags)
 
 
 Reason = tuple  # why a thread was off its CPU: ("syscall", number), ("gil",), ("preempted",)
@@ -95,8 +106,10 @@ class SampleCounts:
     _preempted: dict[int, Key] = field(default_factory=dict)  # tid -> its stack as it left its CPU
 
     def add(self, records: Iterable[bytes]) -> None:
-        for record in records:
-            sample = unpack(record)
+        self.add_samples(map(unpack, records))
+
+    def add_samples(self, samples: Iterable[Sample]) -> None:
+        for sample in samples:
             if sample.kind == SAMPLE_SHORT_WAITS:
                 self.short_waits[(sample.pid, sample.tid)] += sample.weight
                 continue
@@ -143,7 +156,7 @@ class SampleCounts:
 
     def _key(self, sample: Sample) -> Key:
         frames = tuple(sample.frames) if self.lines else tuple(code for code, _ in sample.frames)
-        return (sample.pid, sample.tid, sample.flags, frames)
+        return (sample.pid, sample.tid, sample.flags, frames + sample.above)
 
     def _reason(self, sample: Sample) -> Reason:
         gil = self.gils.get(sample.pid)
@@ -185,6 +198,8 @@ class FrameNames:
         self.lines_unknown = 0  # frames whose line could not be told
 
     def frame(self, item) -> Frame:
+        if isinstance(item, Frame):  # a frame --async put above a task's
+            return item
         code_id, offset = item if self._lines else (item, None)
         if not code_id:
             return UNREADABLE_CODE

@@ -468,6 +468,7 @@ class Sampling:
     min_block: float = 0.0  # seconds: shorter waits are counted, not walked
     gil_only: bool = False  # only the ticks of threads holding the GIL (--gil)
     qualnames: bool = False  # functions named by co_qualname (--qualnames)
+    async_tasks: bool = False  # frames sent with their generators' tags (--async)
 
 
 def _walked(binaries: list[PythonBinary], where: str) -> WalkedBinary:

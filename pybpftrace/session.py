@@ -201,6 +201,8 @@ class Session:
                 defines["OFF_CPU"] = 1
             if self.sampling.gil_only:
                 defines["GIL_ONLY"] = 1
+            if self.sampling.async_tasks:
+                defines["ASYNC_TASKS"] = 1
             if self.layout:  # events of their own, with the stacks they fire in
                 defines["STACKS"] = 1
         if self.calls and self.calls.calls.hooks:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Optional
 
+from ..async_stacks import JoinCounts, TaskJoin, task_reader
 from ..events import (
     COUNTER_SHORT_WAITS,
     COUNTER_SHORT_WAITS_NS,
@@ -18,6 +20,7 @@ from ..events import (
     SAMPLE_NO_THREAD_STATE,
     SAMPLE_TRUNCATED,
     SAMPLE_UNREADABLE,
+    Process,
 )
 from ..namespaces import in_host_tids
 from ..program import ProgramSpec
@@ -37,6 +40,7 @@ SPEC = ProgramSpec("profile.bpf.c", (), walker=True, continuations=(
 
 
 DEFAULT_MIN_BLOCK = 0.001  # seconds
+ASYNC_LOOK = 0.25  # seconds between looks at whether a snapshot of the tasks is due (--async)
 
 
 @dataclass
@@ -49,6 +53,7 @@ class ProfileOptions:
     weighing: str = "cpu"  # samples.WEIGHINGS: cpu, idle, off-cpu, wall
     min_block: float = DEFAULT_MIN_BLOCK
     gil_only: bool = False  # only the samples of threads holding the GIL (--gil)
+    async_tasks: bool = False  # samples in asyncio tasks joined to their awaiters (--async)
 
     @property
     def weight(self) -> str:
@@ -66,14 +71,37 @@ class Profile(Consumer):
         self.counts = SampleCounts(lines=options.lines, gils=session.walker.gils)
         self.writes_stdout = any(output.path is None for output in options.outputs.items)
         self.unit = "samples" if options.weighing == "cpu" else "stacks"  # waits too
+        self._tasks: Optional[TaskJoin] = None
+        if options.async_tasks:
+            walker = session.walker
+            read = task_reader(walker.registered.get, session.sampling.qualnames)
+            self._tasks = TaskJoin(read, session.codes, options.lines)
+            self.interval = ASYNC_LOOK  # to see whether a snapshot is due
 
     def feed(self, records: list[bytes]) -> None:
-        self.counts.add(records)
+        if self._tasks is None:
+            self.counts.add(records)
+            return
+        self._tasks.hold(records)
+        if self._tasks.due():
+            self.counts.add_samples(self._tasks.release())
+
+    def on_interval(self) -> bool:
+        if self._tasks is not None and self._tasks.due():
+            self.counts.add_samples(self._tasks.release())
+        return False
+
+    def on_exits(self, processes: set[Process]) -> None:
+        """Their samples held are joined now, with the last snapshot of their tasks."""
+        if self._tasks is not None:
+            self.counts.add_samples(self._tasks.release(gone={pid for pid, _ in processes}))
 
     def thread_count(self) -> int:
         return len(self.counts.threads)
 
     def finish(self, summary: Summary) -> None:
+        if self._tasks is not None:  # the last held, with snapshots read now
+            self.counts.add_samples(self._tasks.release())
         if self._options.weighing != "cpu":
             self._add_waits_at_end()
         summary.unit = self.unit
@@ -84,12 +112,17 @@ class Profile(Consumer):
         if self._options.weighing != "cpu":
             summary.notes += wait_notes(self.session, self.counts, self._options)
         meta = self.session.meta(summary)
+        if self._tasks is not None:
+            notes = self._tasks.counts.notes()
+            summary.notes += notes
+            meta.notes += notes
         outputs = self._options.outputs
         outputs.write_stacks(weighted_stacks(trees, self._options.weight, self._options.per_thread, meta=meta,
                                              thread_names=self.session.thread_name))
         for output in outputs.own():  # --json
             text = output.text()
-            text.write(json.dumps(stacks_json(trees, self._options)) + "\n")
+            joins = self._tasks.counts if self._tasks is not None else None
+            text.write(json.dumps(stacks_json(trees, self._options, joins)) + "\n")
             text.flush()
 
     def writing(self) -> str:
@@ -112,9 +145,10 @@ class Profile(Consumer):
         self.counts.add_waits(waits, stacks)
 
 
-def stacks_json(trees, options: ProfileOptions) -> dict:
+def stacks_json(trees, options: ProfileOptions, joins: Optional[JoinCounts] = None) -> dict:
     """{"rate", "weighing", "unit", "stacks": [{"pid", "tid", "frames": [{"function", "file",
-    "line"}], "weight"}]}, frames outermost first; weights in samples or nanoseconds."""
+    "line"}], "weight"}]}, frames outermost first; weights in samples or nanoseconds. With
+    --async, "async": {"joined", "not_joined": {why: samples}, "chains_stopped": {why: samples}}."""
     stacks = []
     weight, unit = TREE_WEIGHTS[options.weight]
     for tree in trees:
@@ -123,8 +157,11 @@ def stacks_json(trees, options: ProfileOptions) -> dict:
                 "pid": tree.pid, "tid": tree.tid, "weight": value,
                 "frames": [{"function": f.function, "file": f.file or None, "line": f.line or None} for f in path],
             })
-    return {"rate": options.rate, "weighing": options.weighing, "unit": unit.unit, "lines": options.lines,
-            "stacks": stacks}
+    result = {"rate": options.rate, "weighing": options.weighing, "unit": unit.unit, "lines": options.lines,
+              "stacks": stacks}
+    if joins is not None:
+        result["async"] = joins.as_json()
+    return result
 
 
 def wait_notes(session: Session, counts: SampleCounts, options: ProfileOptions) -> list[str]:
@@ -173,7 +210,7 @@ def run(options: ProfileOptions) -> int:
     off_cpu = options.weighing != "cpu"
     rate = None if options.weighing == "off-cpu" else options.rate
     sampling = Sampling(rate=rate, linetables=options.lines, off_cpu=off_cpu, min_block=options.min_block,
-                        gil_only=options.gil_only)
+                        gil_only=options.gil_only, async_tasks=options.async_tasks)
     try:
         return run_tool("profile", SPEC, None, options.trace, lambda session: Profile(session, options),
                         sampling=sampling)

@@ -12,13 +12,14 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional, TextIO
+from typing import Callable, Iterable, Optional, TextIO
 
 from ..codes import Codes
 from ..escaping import shown
 from ..events import COUNTER_COUNTS_FULL, COUNTER_THREADS_FULL, SAMPLE_CPU, Process
 from ..program import Loss, ProgramSpec
-from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, unpack
+from ..async_stacks import TaskJoin, task_reader
+from ..samples import UNANNOUNCED_CODE, UNREADABLE_CODE, Sample, unpack
 from ..sampling import DEFAULT_RATE, WITHOUT_GIL, Sampling
 from ..consumer import Consumer, Summary
 from ..session import Session, TraceOptions, run_tool, signed_total
@@ -61,6 +62,7 @@ class TopOptions:
     sort: str = "own"
     calls: bool = True  # count calls where the binaries have the probe
     gil_only: bool = False  # only the samples of threads holding the GIL (--gil)
+    async_tasks: bool = False  # samples in asyncio tasks joined to their awaiters (--async)
 
 
 @dataclass
@@ -88,9 +90,9 @@ class Interval:
         return [(f, self.own[f], self.total[f], self.calls[f]) for f in ordered]
 
 
-def sample_functions(record: bytes, codes: Codes) -> Optional[tuple[int, list[Function]]]:
-    """A tick's pid and its stack's functions, innermost first; None for other records."""
-    sample = unpack(record)
+def sample_functions(sample: Sample, codes: Codes) -> Optional[tuple[int, list[Function]]]:
+    """A tick's pid and its stack's functions, innermost first (with --async, then those its
+    task's awaiters put above them); None for other records."""
     if sample.kind != SAMPLE_CPU:
         return None
     functions = []
@@ -101,6 +103,7 @@ def sample_functions(record: bytes, codes: Codes) -> Optional[tuple[int, list[Fu
             functions.append((sample.pid, frame.function, "", 0))
         else:
             functions.append((sample.pid, code.function, code.file, code.first_line))
+    functions += [(sample.pid, frame.function, frame.file, frame.line) for frame in sample.above]
     return sample.pid, functions
 
 
@@ -128,11 +131,24 @@ class Top(Consumer):
         self._live = out.isatty() and not options.json and not options.once
         self._screen: Optional[Screen] = None
         self.writes_stdout = out.isatty()  # its tables (or screen) on the terminal: no status line over them
+        self._tasks: Optional[TaskJoin] = None
+        if options.async_tasks:
+            read = task_reader(session.walker.registered.get, session.sampling.qualnames)
+            self._tasks = TaskJoin(read, session.codes, lines=False)
 
     def feed(self, records: list[bytes]) -> None:
+        self.samples += len(records)
+        if self._tasks is None:
+            self._count(map(unpack, records))
+            return
+        self._tasks.hold(records)
+        if self._tasks.due():
+            self._count(self._tasks.release())
+
+    def _count(self, samples: Iterable[Sample]) -> None:
         interval = self._current
-        for record in records:
-            found = sample_functions(record, self.session.codes)
+        for sample in samples:
+            found = sample_functions(sample, self.session.codes)
             if found is None:
                 continue
             _, functions = found
@@ -141,7 +157,6 @@ class Top(Consumer):
                 interval.own[functions[0]] += 1
             for function in set(functions):
                 interval.total[function] += 1
-        self.samples += sum(1 for _ in records)
 
     def collect_calls(self, everything: bool = False) -> Counter:
         """The entries counted since the last collection: switch generations, then read and
@@ -158,7 +173,10 @@ class Top(Consumer):
         return +calls  # without the rows that came to zero
 
     def on_exits(self, processes: set[Process]) -> None:
-        """Their counts are taken now, while their code objects are known, for the next table."""
+        """Their counts are taken now, while their code objects are known, for the next table
+        (and with --async their samples held, joined with the last snapshot of their tasks)."""
+        if self._tasks is not None:
+            self._count(self._tasks.release(gone={pid for pid, _ in processes}))
         self._exited.update(self._take(lambda key: (key.pid, key.incarnation) in processes))
         forget_codes(self.session, processes)
 
@@ -192,6 +210,8 @@ class Top(Consumer):
                           [])
 
     def _show_interval(self) -> None:
+        if self._tasks is not None and self._tasks.due(every=0):  # the table shows what was held
+            self._count(self._tasks.release())
         interval, self._current = self._current, Interval()
         interval.calls = self.collect_calls()
         self._run.add(interval)
@@ -223,6 +243,9 @@ class Top(Consumer):
         self.close()
         summary.unit = self.unit
         summary.events = self.samples
+        if self._tasks is not None:
+            self._count(self._tasks.release())
+            summary.notes += self._tasks.counts.notes()
         if self._options.once and self._shown:
             return
         rest, self._current = self._current, Interval()
@@ -315,5 +338,6 @@ class Screen:
 def run(options: TopOptions) -> int:
     out = options.output or sys.stdout
     return run_tool("top", SPEC, None, options.trace, lambda session: Top(session, options, out), configure,
-                    sampling=Sampling(rate=options.rate, linetables=options.calls, gil_only=options.gil_only),
+                    sampling=Sampling(rate=options.rate, linetables=options.calls, gil_only=options.gil_only,
+                                      async_tasks=options.async_tasks),
                     probes=ENTRY_PROBES if options.calls else ())

@@ -89,13 +89,16 @@ def test_record_heads_match_the_header(tmp_path, require_tools):
         assert {**offsets, tail: head.size} == c_fields, name
     frame, size = c_offsets(tmp_path, require_tools, "sample_frame", ["code", "instruction"])
     assert (frame, size) == python_offsets(events.SAMPLE_FRAME, ["code", "instruction"])
+    fields = ["code", "instruction", "owner"]
+    assert c_offsets(tmp_path, require_tools, "sample_frame", fields) == python_offsets(events.TAGGED_SAMPLE_FRAME,
+                                                                                        fields)
 
 
 def test_sample_constants_match_the_header():
     header = (bpf_dir() / "events.h").read_text()
     defined = {**dict(re.findall(r"\b([A-Z_]+) = (\d+)", header)),
                **dict(re.findall(r"#define ([A-Z_]+) (\d+)", header))}
-    names = [name for name in vars(events) if name.startswith(("SAMPLE_", "CODE_", "INSTR_")) and name in defined]
+    names = [name for name in vars(events) if name.startswith(("SAMPLE_", "CODE_", "INSTR_", "GENERATOR_")) and name in defined]
     names += ["GIL_SIZE", "LINETABLE_MAX", "CODE_TEXT_MAX"]
     assert {name: int(defined[name]) for name in names} == {name: getattr(events, name) for name in names}
     assert len(names) >= 20

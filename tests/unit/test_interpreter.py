@@ -5,12 +5,13 @@ positions of the real binaries, and a binary whose stacks cannot be read is refu
 import re
 import shutil
 import struct
+import subprocess
 from dataclasses import fields
 
 import pytest
 
 from pybpftrace.errors import Unsupported
-from pybpftrace.events import OFFSET_NONE
+from pybpftrace.events import GENERATOR_EMBEDDED, GENERATOR_POINTER, OFFSET_NONE
 from pybpftrace.interpreter import (
     DEBUG_OFFSETS, INTERP_MODULES, OBJECT_TYPE_SYMBOLS, RUNTIME_SYMBOL, TABLE, FrameLayout, layout_from_debug_offsets,
     objects_from_debug_offsets, read_interpreter,
@@ -19,7 +20,7 @@ from pybpftrace.probes import defined_symbols, file_offset, load_segments, open_
 from pybpftrace.program import bpf_dir
 from pybpftrace.pyobjects import layout_for
 from pybpftrace.versions import STACKS_FIRST, STACKS_LAST
-from support import ALL_INTERPRETERS, dynamic_symbols
+from support import ALL_INTERPRETERS, PYENV_MINORS, dynamic_symbols, pyenv_interpreter
 
 # offsetof() against each version's own headers (Py_BUILD_CORE), for Debian's builds: what
 # reading their _Py_DebugOffsets must give.
@@ -156,3 +157,26 @@ def test_a_binary_without_the_interpreter_is_refused():
         read_interpreter(shutil.which("true"), "/bin/true", (3, 11))
     assert str(refused.value) == (
         "CPython 3.11 at /bin/true does not export _PyRuntime and PyCode_Type, which reading its stacks needs")
+
+
+GENERATOR_CHECKED = [*ALL_INTERPRETERS, *filter(None, map(pyenv_interpreter, PYENV_MINORS))]
+
+
+@pytest.mark.parametrize("interpreter", GENERATOR_CHECKED, ids=lambda i: f"{i}{'-' + i.suite if i.suite else ''}")
+def test_the_generator_owning_a_frame_is_where_the_layout_says(interpreter):
+    """--async tags each frame with its generator: checked in a live process of each version,
+    against id() of a generator and of a coroutine (and a function's frame has none)."""
+    if interpreter.version in TABLE:
+        layout = TABLE[interpreter.version]
+        code_at, owner_at = layout.frame_code, layout.frame_owner
+    else:  # the generator's numbers are the table's; the frame's, what the binaries publish
+        layout = layout_from_debug_offsets(bytes(1024), interpreter.version)
+        code_at, owner_at = COMPILED[interpreter.version]["frame_code"], COMPILED[interpreter.version]["frame_owner"]
+    assert layout.generator_kind in (GENERATOR_POINTER, GENERATOR_EMBEDDED)
+    interpreter.prepare()
+    checks = subprocess.run(
+        interpreter.command("generator_frames.py", str(layout.generator_kind), str(layout.frame_generator),
+                            str(code_at), str(owner_at)),
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split("\n")
+    assert [line for line in checks if line] and all(line.endswith(" ok") for line in checks if line), checks
