@@ -17,6 +17,9 @@ from .tracers import PYBPFTRACE
 
 HEADING = "## dump beside py-spy dump"
 WORKLOAD = Path(__file__).parent / "workloads" / "dumped.py"
+TASKS_WORKLOAD = Path(__file__).parent / "workloads" / "tasks.py"
+TASKS = (1_000, 10_000)  # pending asyncio tasks read by dump
+TASKS_GOAL = 1.0  # s: 10,000 tasks listed "in well under a second" (issue 23)
 PYTHON = "/usr/bin/python3.11"
 REPEATS = 5
 
@@ -86,7 +89,33 @@ def locals_cost(pid: int) -> tuple[float, float]:
     return statistics.median(times[False]), statistics.median(times[True])
 
 
-def document(rows, costs: tuple[float, float]) -> str:
+def tasks_cost() -> dict[int, tuple[float, float]]:
+    """Tasks -> median ms of a dump's stacks and of its asyncio tasks, one program loaded for
+    all, on a process with that many pending tasks."""
+    from pybpftrace.sampling import find_walked_targets
+    from pybpftrace.target import TargetOptions
+    from pybpftrace.tools.dump import Dumper
+
+    dumper, found = Dumper(), {}
+    try:
+        for count in TASKS:
+            target = subprocess.Popen([PYTHON, str(TASKS_WORKLOAD), str(count)], stdout=subprocess.PIPE)
+            try:
+                assert target.stdout.readline() == b"ready\n"
+                walked = find_walked_targets(TargetOptions(pids=[target.pid]))[1][target.pid]
+                dumps = [dumper.dump(target.pid, walked) for _ in range(REPEATS)]
+                assert all(len(dump.tasks.tasks) == count + 1 for dump in dumps)  # and main's
+                found[count] = (statistics.median(dump.seconds * 1e3 for dump in dumps),
+                                statistics.median(dump.tasks.seconds * 1e3 for dump in dumps))
+            finally:
+                target.kill()
+                target.wait()
+    finally:
+        dumper.close()
+    return found
+
+
+def document(rows, costs: tuple[float, float], tasks: dict[int, tuple[float, float]]) -> str:
     lines = [HEADING, "",
              f"CPython 3.11 (`{PYTHON}`), `bench/workloads/dumped.py`: one thread recursing 20 deep and back "
              "without pause, timing its own loop; one asleep in a frame of 30 locals. Medians of "
@@ -106,6 +135,13 @@ def document(rows, costs: tuple[float, float]) -> str:
               "column counts CPU contention too: pybpftrace compiles its program (some 2 s of a core) "
               "beside the target on a 2-core machine, and never pauses it; py-spy stops the process "
               "(ptrace) while it reads, unless `--nonblocking`."]
+    lines += ["", f"asyncio tasks (`bench/workloads/tasks.py`: N tasks, each waiting on an Event two coroutines deep), "
+              f"read by `dump` after the stacks, one program loaded for all ({REPEATS} dumps each, median):", "",
+              "| pending tasks | stacks read (ms) | tasks read (ms) | per 1,000 tasks (ms) | goal |", "| --- | --- | --- | --- | --- |"]
+    for count, (stacks, read) in tasks.items():
+        verdict = (f"met (< {TASKS_GOAL:.0f} s)" if read < TASKS_GOAL * 1e3 else f"not met (≥ {TASKS_GOAL:.0f} s)") \
+            if count == max(TASKS) else ""
+        lines.append(f"| {count:,} | {stacks:.1f} | {read:.1f} | {read / count * 1e3:.1f} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,7 +149,7 @@ def main() -> int:
     if not PY_SPY.exists():
         print(f"bench: no py-spy at {PY_SPY}: run bench/setup-py-spy.sh", file=sys.stderr)
         return 1
-    section = document(*bench())
+    section = document(*bench(), tasks_cost())
     markdown = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
     text = markdown.read_text() if markdown.exists() else ""
     start = text.find(HEADING)
