@@ -38,8 +38,8 @@ from .namespaces import by_host_tid
 from .probes import NotAnElf, parsed_elf
 from .pyobjects import word
 from .sampling import WalkedBinary
-from .target import _host_path, read_maps
-from .thread_names import ObjectReader, Read, _interpreters, read_process, read_thread_states
+from .target import host_path, read_maps
+from .thread_names import ObjectReader, Read, interpreter_states, read_process, read_thread_states
 
 TASKS_MAX = 100_000  # tasks read at most
 CHAIN_MAX = 256  # links of one await chain
@@ -188,6 +188,7 @@ class TaskReader:
         self._task_size = max(layout.state, layout.waiter, layout.coro, layout.name, layout.callbacks) + 8
         self._task_data: dict[int, bytes] = {}
         self._instructions: dict[int, Optional[bytes]] = {}
+        self._thread_states: Optional[dict[int, int]] = None
         self._bytecode: dict[int, int] = {}  # 3.9, 3.10: code object -> its co_code
 
     def _frame_read(self) -> int:
@@ -379,11 +380,16 @@ class TaskReader:
 
     # Finding the tasks
 
+    def _main_interpreter(self) -> int:
+        """The main interpreter's state (the oldest: the list's last); 0 where unreadable.
+        Subinterpreters' tasks are not read, as CPython's own tool does not read them."""
+        return (interpreter_states(self._objects, self._runtime, self._frames) or [0])[-1]
+
     def has_asyncio(self) -> bool:
         return bool(self._asyncio_module())
 
     def _asyncio_module(self) -> int:
-        main = (_interpreters(self._objects, self._runtime, self._frames) or [0])[-1]
+        main = self._main_interpreter()
         modules = self._objects.pointer(main + self._interpreter.interp_modules) if main else 0
         module = self._objects.find(self._objects.dict_entries(modules), "_asyncio").get("_asyncio", 0)
         return module if self._objects.is_a(module, "module") else 0
@@ -417,7 +423,7 @@ class TaskReader:
         """3.14+: every thread's list, then the interpreter's (tasks of threads gone)."""
         debug = self._debug or {}
         heads = [state + debug["tstate_tasks_head"] for state in self.thread_states().values()]
-        main = (_interpreters(self._objects, self._runtime, self._frames) or [0])[-1]
+        main = self._main_interpreter()
         if main:
             heads.append(main + debug["interp_tasks_head"])
         found: list[int] = []
@@ -438,7 +444,8 @@ class TaskReader:
         return nodes
 
     def thread_states(self) -> dict[int, int]:
-        if not hasattr(self, "_thread_states"):
+        """TID -> thread state of every thread, read once."""
+        if self._thread_states is None:
             self._thread_states = read_thread_states(self._read, self._interpreter, self._runtime)
         return self._thread_states
 
@@ -612,7 +619,7 @@ def _asyncio_debug(pid: int, walked: WalkedBinary) -> Optional[dict[str, int]]:
         if mapping.offset == 0 and (mapping.path == walked.binary.shown_path or name.startswith("_asyncio.")):
             candidates.append(mapping)
     for mapping in sorted(candidates, key=lambda mapping: mapping.path != walked.binary.shown_path):
-        path = _host_path(pid, mapping)
+        path = host_path(pid, mapping)
         try:
             if not stat.S_ISREG(os.stat(path).st_mode):
                 continue
@@ -634,12 +641,11 @@ def _section_data(elf, stream) -> Optional[bytes]:
 
 
 def _plausible(values: dict[str, int]) -> bool:
-    """Offsets inside the structs they say the sizes of (a damaged file's are not used)."""
-    within = {"task_size": ("task_name", "awaited_by", "is_task", "awaited_by_is_set", "task_coro", "task_node"),
+    """Offsets inside the structs whose sizes the section gives (a damaged file's are not used)."""
+    within = {"task_size": ("task_name", "awaited_by", "task_coro", "task_node", "is_task", "awaited_by_is_set"),
               "interp_size": ("interp_tasks_head",),
               "tstate_size": ("running_loop", "running_task", "tstate_tasks_head")}
-    return all(values[size] < 1 << 20 and all(values[name] + 8 <= values[size] or name.endswith(("is_task", "is_set"))
-                                               and values[name] < values[size] for name in names)
+    return all(0 < values[size] < 1 << 20 and all(values[name] < values[size] for name in names)
                for size, names in within.items())
 
 

@@ -291,7 +291,7 @@ def check_process(pid: int) -> None:
         raise NotPython(f"{describe_process(pid)} is a kernel thread, not a Python")
 
 
-def _host_path(pid: int, mapping: Mapping, lasting: bool = False) -> str:
+def host_path(pid: int, mapping: Mapping, lasting: bool = False) -> str:
     """A path to the very file mapped, from outside the process. map_files names the mapped
     inode itself, even when deleted or replaced, but needs root. Without it, the path the
     kernel shows is relative to our root, or to the process's root in another mount
@@ -332,7 +332,7 @@ def process_binaries(pid: int, with_probes: bool = False) -> list[PythonBinary]:
         if mapping.inode in seen or mapping.offset != 0:
             continue
         seen.add(mapping.inode)
-        path = _host_path(pid, mapping, lasting=with_probes)
+        path = host_path(pid, mapping, lasting=with_probes)
         if with_probes and not has_probe_notes(path):
             continue
         try:

@@ -268,7 +268,7 @@ def _name_of(reader: ObjectReader, thread: int, ident: int) -> Optional[str]:
     return name if still == attributes["_name"] else None
 
 
-def _interpreters(reader: ObjectReader, runtime: int, frames: FrameLayout) -> list[int]:
+def interpreter_states(reader: ObjectReader, runtime: int, frames: FrameLayout) -> list[int]:
     """The interpreters, the newest first (the main one is last)."""
     found, interpreter = [], reader.pointer(runtime + frames.runtime_interpreters)
     while interpreter and len(found) < INTERPRETERS_MAX:
@@ -284,7 +284,7 @@ def read_thread_names(read: Read, interpreter: Interpreter, runtime: int) -> dic
     types = {kind: address + bias for kind, address in interpreter.types.items()}
     reader = ObjectReader(read, interpreter.objects, types)
     names: dict[int, str] = {}
-    for address in reversed(_interpreters(reader, runtime, interpreter.layout)):
+    for address in reversed(interpreter_states(reader, runtime, interpreter.layout)):
         modules = reader.pointer(address + interpreter.interp_modules)
         for ident, name in thread_names_in(reader, modules).items():
             if len(names) < THREADS_MAX:
@@ -298,7 +298,7 @@ def _thread_states(read: Read, interpreter: Interpreter, runtime: int, limit: in
     struct pthread its ident points at (as the walker reads it); 0 where unreadable."""
     frames = interpreter.layout
     reader = ObjectReader(read, interpreter.objects, {})
-    for address in _interpreters(reader, runtime, frames):
+    for address in interpreter_states(reader, runtime, frames):
         state = reader.pointer(address + frames.interp_threads)
         for _ in range(limit):
             if not state:
