@@ -3,6 +3,7 @@ kernel left behind in a target."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -16,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 from pathlib import Path
 
 from pybpftrace.probes import read_probes
@@ -105,16 +106,21 @@ def _host_interpreter() -> Interpreter:
     return Interpreter((3, 11), "/usr/bin/python3.11", "bookworm")
 
 
-def copied(interpreter: Interpreter, directory: Path, name: str, make=shutil.copy2) -> Interpreter:
+@contextlib.contextmanager
+def copied(interpreter: Interpreter, directory: Path, name: str, make=shutil.copy2) -> Iterator[Interpreter]:
     """A copy of the interpreter's binary, made by make(source, destination), that runs as the
     original does: beside it in its chroot (where its standard library is found from where it
-    runs), else in directory. The caller removes a chroot's copy (its host_python)."""
-    if interpreter.suite:
-        inside = f"/usr/bin/{name}-{os.getpid()}"
-        make(interpreter.host_python, interpreter.root + inside)
-        return Interpreter(interpreter.version, inside, interpreter.suite)
-    make(interpreter.host_python, str(directory / name))
-    return Interpreter(interpreter.version, str(directory / name))
+    runs), else in directory. A chroot's copy is removed when done (directory's goes with it)."""
+    if not interpreter.suite:
+        make(interpreter.host_python, str(directory / name))
+        yield Interpreter(interpreter.version, str(directory / name))
+        return
+    inside = f"/usr/bin/{name}-{os.getpid()}"
+    make(interpreter.host_python, interpreter.root + inside)
+    try:
+        yield Interpreter(interpreter.version, inside, interpreter.suite)
+    finally:
+        os.unlink(interpreter.root + inside)
 
 
 @functools.cache

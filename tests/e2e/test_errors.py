@@ -38,10 +38,8 @@ def python_without_probes(tmp_path_factory, require_tools) -> Interpreter:
     require_tools("objcopy")
     strip = lambda source, destination: subprocess.run(
         ["objcopy", "--remove-section", ".note.stapsdt", source, destination], check=True)
-    copy = copied(HOST, tmp_path_factory.mktemp("nodtrace"), f"python{HOST}", strip)
-    yield copy
-    if copy.suite:
-        os.unlink(copy.host_python)
+    with copied(HOST, tmp_path_factory.mktemp("nodtrace"), f"python{HOST}", strip) as copy:
+        yield copy
 
 
 def test_no_such_pid():

@@ -58,10 +58,8 @@ def own_python(tmp_path_factory) -> Interpreter:
     """A copy of the traced CPython, for --binary: only this test's processes run it (other
     Pythons on a shared machine would flood the trace). Beside the original, in its chroot
     where it has one (its standard library is found from where it runs)."""
-    copy = copied(HOST, tmp_path_factory.mktemp("python"), f"python{HOST}")
-    yield copy
-    if copy.suite:
-        os.unlink(copy.host_python)
+    with copied(HOST, tmp_path_factory.mktemp("python"), f"python{HOST}") as copy:
+        yield copy
 
 
 # 1. the names ring full: the folded tree keeps every call ------------------------------------
