@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from full_rate import assert_every_call_kept_or_counted, fib_calls, traced_fib
 from support import PID, Target, calls, trace_held
 
 EXPECTED = Path(__file__).parent / "expected_files"
@@ -37,3 +38,11 @@ def test_files_hold_what_they_held(tmp_path):
     assert run.code == 0 and run.target_output == b"done\n"
     assert text_shape(text.read_text(), run.path) == (EXPECTED / "features.txt").read_text().splitlines()
     assert trace_shape(trace.read_bytes(), run.path) == json.loads((EXPECTED / "features.trace.json").read_text())
+
+
+def test_every_call_of_a_launched_fib_in_text_and_trace(tmp_path):
+    assert_every_call_kept_or_counted(*traced_fib(tmp_path, 20, 1), fib_calls(20))
+
+
+def test_every_call_of_two_threads_in_text_and_trace(tmp_path):
+    assert_every_call_kept_or_counted(*traced_fib(tmp_path, 18, 2), 2 * fib_calls(18))
