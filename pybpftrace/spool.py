@@ -13,13 +13,20 @@ from collections import deque
 from typing import Callable
 
 
-def _unnamed_file(directory: str) -> int:
+def unnamed_file(directory: str) -> int:
     """A file without a name, in directory (on the disk the output goes to, rather than a tmpfs
     in memory) where it can be made there, else in the system's temporary directory."""
     try:
         return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
     except OSError:
         return os.dup(tempfile.TemporaryFile().fileno())
+
+
+def write_at(fd: int, data, offset: int) -> None:
+    """All of data (bytes or a memoryview) at offset (a write can take less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.pwrite(fd, view, offset + len(data) - len(view)):]
 
 
 class Spool:
@@ -29,15 +36,13 @@ class Spool:
     def __init__(self, records: struct.Struct, directory: str):
         """records: the layout of a record as it lies in the ring (ringbuf.RingBuffer.records)."""
         self._records = records
-        self._fd = _unnamed_file(directory)
+        self._fd = unnamed_file(directory)
         self._written = 0  # bytes
         self._read = 0
         self._marks: deque[tuple[int, Callable[[], None]]] = deque()
 
     def write(self, piece: memoryview) -> None:
-        view = memoryview(piece)
-        while view:
-            view = view[os.pwrite(self._fd, view, self._written + len(piece) - len(view)):]
+        write_at(self._fd, piece, self._written)
         self._written += len(piece)
 
     def mark(self, action: Callable[[], None]) -> None:

@@ -174,7 +174,7 @@ class Stream(Consumer):
         self.writes_stdout = any(output.path is None for output in options.outputs.own())
         self._spans = None
         if options.outputs.taking(TIMELINE):
-            self._spans = Spans(model.Timeline(), session.start, _model_frame,
+            self._spans = Spans(model.Timeline(spill_to=_spool_directory(options.outputs)), session.start, _model_frame,
                                 lambda pid, tid: model.Thread(pid, tid, session.thread_name(pid, tid)))
         self._spool: Optional[Spool] = None
         self._lost = 0  # events the kernel dropped, as last marked in the spool
@@ -282,6 +282,8 @@ class Stream(Consumer):
     def close(self) -> None:
         if self._spool:
             self._spool.close()
+        if self._spans:
+            self._spans.timeline.close()
 
 
 def _on_terminal(output) -> bool:
@@ -289,8 +291,9 @@ def _on_terminal(output) -> bool:
 
 
 def _spool_directory(outputs: Outputs) -> str:
-    """Where records wait to be rendered: beside the first output file (on its disk, not in a
-    tmpfs in memory), else in the temporary directory."""
+    """Where records wait to be rendered, and the spans of a long timeline wait to be written:
+    beside the first output file (on its disk, not in a tmpfs in memory), else in the temporary
+    directory."""
     paths = [output.path for output in outputs.items if output.path]
     return os.path.dirname(os.path.abspath(paths[0])) if paths else tempfile.gettempdir()
 
