@@ -4,7 +4,7 @@ checked against what fib(n) calls (the default suite's small case, the stress su
 import json
 import re
 
-from support import HOST, run_tracer, summary_line
+from support import HOST, PID, Target, run_tracer, summary_line, trace_held
 
 
 def fib_calls(n: int) -> int:
@@ -15,15 +15,22 @@ def fib_calls(n: int) -> int:
     return 2 * a - 1
 
 
-def traced_fib(tmp_path, n: int, threads: int):
-    """fib(n) on each of `threads` threads, launched under `stack -o` text and a Perfetto trace:
-    (the events the kernel dropped, the fib calls in the text, the lines marking drops there,
-    the fib calls in the trace)."""
+def traced_fib(tmp_path, n: int, threads: int, route=None):
+    """fib(n) on each of `threads` threads under `stack -o` text and a Perfetto trace, launched
+    (or by PID, by a route of tests' support.CallRoute): (the events the kernel dropped, the fib
+    calls in the text, the lines marking drops there, the fib calls in the trace)."""
     text, trace = tmp_path / "calls.txt", tmp_path / "calls.trace.json"
-    run = run_tracer("stack", "-o", str(text), "-o", str(trace), "--",
-                     *HOST.command("fib_threads.py", str(n), str(threads)), timeout=600)
-    assert run.returncode == 0, run.stderr
-    lost = int(re.search(r", (\d+) lost", summary_line(run.stderr.decode())).group(1))
+    outputs = ("-o", str(text), "-o", str(trace))
+    if route is None:
+        run = run_tracer("stack", *outputs, "--", *HOST.command("fib_threads.py", str(n), str(threads)), timeout=600)
+        assert run.returncode == 0, run.stderr
+        stderr = run.stderr.decode()
+    else:
+        target = Target("fib_threads.py", str(n), str(threads), interpreter=route.interpreter)
+        held = trace_held(target, "stack", PID, *outputs, *route.options())
+        assert held.code == 0, held.stderr
+        stderr = held.stderr
+    lost = int(re.search(r", (\d+) lost", summary_line(stderr)).group(1))
     lines = text.read_text().splitlines()
     marked = sum(int(match.group(1)) for line in lines if (match := GAP.match(line)))
     spans = sum(1 for event in json.loads(trace.read_bytes())["traceEvents"] if event["name"] == "fib")

@@ -46,3 +46,7 @@ def test_every_call_of_a_launched_fib_in_text_and_trace(tmp_path):
 
 def test_every_call_of_two_threads_in_text_and_trace(tmp_path):
     assert_every_call_kept_or_counted(*traced_fib(tmp_path, 18, 2), 2 * fib_calls(18))
+
+
+def test_every_call_by_every_route(tmp_path, call_route):
+    assert_every_call_kept_or_counted(*traced_fib(tmp_path, 18, 2, call_route), 2 * fib_calls(18))

@@ -9,6 +9,7 @@ def fib(n):
 
 if __name__ == "__main__":
     n, count = int(sys.argv[1]), int(sys.argv[2])
+    sys.stdin.readline()  # wait for the tracer (launched, it reads an empty stdin)
     results = []
     threads = [threading.Thread(target=lambda: results.append(fib(n))) for _ in range(count)]
     for thread in threads:
