@@ -33,7 +33,7 @@ from ..events import (
     Process,
 )
 from ..formats import TIMELINE, model
-from ..formats.options import Outputs
+from ..formats.options import Output, Outputs
 from ..program import Handler, Loss, ProgramSpec
 from ..progress import size
 from ..render import WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
@@ -286,7 +286,7 @@ class Stream(Consumer):
             self._spans.timeline.close()
 
 
-def _on_terminal(output) -> bool:
+def _on_terminal(output: Output) -> bool:
     return (sys.stdout if output.path is None else output.stream).isatty()
 
 
