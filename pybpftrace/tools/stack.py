@@ -292,9 +292,9 @@ def _on_terminal(output: Output) -> bool:
 
 def _spool_directory(outputs: Outputs) -> str:
     """Where records wait to be rendered, and the spans of a long timeline wait to be written:
-    beside the first output file (on its disk, not in a tmpfs in memory), else in the temporary
-    directory."""
-    paths = [output.path for output in outputs.items if output.path]
+    beside the first output that is a regular file (on its disk, not in a tmpfs in memory, as
+    /dev/null's directory is), else in the temporary directory."""
+    paths = [output.path for output in outputs.items if output.path and os.path.isfile(output.path)]
     return os.path.dirname(os.path.abspath(paths[0])) if paths else tempfile.gettempdir()
 
 
