@@ -39,6 +39,7 @@ bench: matrix
 	$(VENV)/bin/python -m bench
 	$(VENV)/bin/python -m bench.dump
 	$(VENV)/bin/python -m bench.startup
+	$(VENV)/bin/python -m bench.streams
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

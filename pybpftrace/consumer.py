@@ -44,6 +44,7 @@ class Consumer:
     interval: Optional[float] = None
     writes_stdout = True
     unit = "events"
+    copies_records = False  # it takes the events ring's records as they lie there (feed_copied)
 
     def __init__(self, session: "Session"):
         self.session = session
@@ -51,6 +52,15 @@ class Consumer:
 
     def feed(self, records: list[tuple]) -> None:
         """A batch of records from the events ring buffer, in order."""
+
+    def feed_copied(self, piece: memoryview) -> None:
+        """With copies_records, instead of feed: records as they lie in the events ring (a batch
+        in one or two pieces), to be copied before the ring is read again."""
+
+    def catch_up(self) -> bool:
+        """Work left from feeding (records copied, not yet handled), a slice at a time between
+        reads of the ring: whether some is still left."""
+        return False
 
     def on_exits(self, processes: set[Process]) -> None:
         """These processes have exited and their events are all fed: take what is needed of

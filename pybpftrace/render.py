@@ -44,6 +44,10 @@ class TextRenderer:
         self._tids: dict[tuple[int, int], str] = {}
         self._labels: dict[tuple[str, str], str] = {}
 
+    def gap(self, lost: int) -> str:
+        """Where the kernel dropped events: the ring buffer was full when they came."""
+        return f"{'':>12} [{lost} events lost about here: the events ring buffer was full]\n"
+
     def line(self, event: CallEvent, paired: Paired) -> str:
         """The event's line, newline included."""
         tid = self._tids.get((event.pid, event.tid))

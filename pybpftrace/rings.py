@@ -72,8 +72,9 @@ class SessionRings:
             for record in records:
                 self.names.add(record)
 
-    def drain(self, consume: Callable[[list], None]) -> int:
-        """One batch of events into consume, after everything they refer to; how many."""
+    def drain(self, consume: Callable[[list], None], copy: Optional[Callable[[memoryview], None]] = None) -> int:
+        """One batch of events into consume (or, as they lie in the ring, into copy), after
+        everything they refer to; how many."""
         until = self.events.producer_position() if self.events else 0
         self.drain_names()
         if self._codes:
@@ -85,6 +86,8 @@ class SessionRings:
                 self.event_stacks[(tid, timestamp)] = record
         if not self.events:
             return 0
+        if copy:
+            return self.events.drain_into(copy, until)
         records = self.events.drain(until, limit=MAX_BATCH)
         if records:
             consume(records)

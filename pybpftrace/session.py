@@ -388,6 +388,7 @@ class Session:
         is done; with follow_forks, attach to each child as it is forked (on_fork hears of
         it); hand it each process that exits (on_exits)."""
         consume, interval = consumer.feed, consumer.interval
+        copy = consumer.feed_copied if consumer.copies_records else None
         summary = Summary()
         poller = select.epoll()
         for ring in self.rings.pollable():
@@ -403,6 +404,7 @@ class Session:
         next_tick = self.start + int(interval * 1e9) if interval else None
         next_sweep = self.start + int(SWEEP_SECONDS * 1e9)
         stop: Optional[str] = None
+        behind = False  # the consumer has work left from what it was fed
         try:
             while (processes or system_wide) and not stop:
                 now = time.monotonic_ns()
@@ -410,7 +412,7 @@ class Session:
                 if self.walker and self.walker.waiting:  # a launched command maps its interpreter
                     self.walker.register_pending()
                     wake = min(wake, now + REGISTER_POLL_NS)
-                timeout = 0.0 if self.rings.pending() else max(0.0, min(0.5, (wake - now) / 1e9))
+                timeout = 0.0 if behind or self.rings.pending() else max(0.0, min(0.5, (wake - now) / 1e9))
                 for fd, _ in poller.poll(timeout):
                     if fd == wake_read:
                         os.read(wake_read, 64)
@@ -418,7 +420,8 @@ class Session:
                         processes.exited(fd)
                 self._hear_of_processes(processes)
                 try:
-                    batch = self.rings.drain(consume)
+                    batch = self.rings.drain(consume, copy)
+                    behind = consumer.catch_up()
                     now = time.monotonic_ns()
                     if progress:
                         progress.update(self.start, now)
@@ -432,11 +435,12 @@ class Session:
                             stop = "done"
                 except OutputFailed as failure:
                     consume = self._output_failed(failure)
+                    copy = consume if copy else None
                     stop = "output closed" if failure.closed else "output failed"
                 stop = stop or self.signals.received
                 if stop or (deadline is not None and now >= deadline):
                     break
-                if 0 < batch < SMALL_BATCH:
+                if 0 < batch < SMALL_BATCH and not behind:
                     time.sleep(COALESCE_SECONDS)
             summary.ended_by = stop or ("target exited" if not (processes or system_wide) else "duration")
         finally:
@@ -453,12 +457,12 @@ class Session:
                 os.close(fd)
             poller.close()
         try:
-            while self.rings.drain(consume):
+            while self.rings.drain(consume, copy):
                 pass
             self.exits.finish(consumer, last=True)
         except OutputFailed as failure:
             self._output_failed(failure)
-            while self.rings.drain(_discard):
+            while self.rings.drain(_discard, _discard if copy else None):
                 pass
         summary.events = self.counter(COUNTER_EVENTS)
         summary.lost, summary.notes = self.losses()
@@ -502,7 +506,7 @@ def signal_wakeup(fd: int) -> int:
     return signal.set_wakeup_fd(fd)
 
 
-def _discard(records: list[tuple]) -> None:
+def _discard(records) -> None:
     """Where records go once the output has failed."""
 
 

@@ -6,9 +6,12 @@ stacks join them into one label). Weights carry their unit, and what they weigh.
 
 from __future__ import annotations
 
+import os
 from array import array
 from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Optional
+
+from ..spool import unnamed_file, write_at
 
 NANOSECONDS = "nanoseconds"
 MICROSECONDS = "microseconds"
@@ -155,12 +158,16 @@ class Span(NamedTuple):
 
 
 _SPAN_FIELDS = 5
+HELD_SPANS = 1 << 20  # spans held in memory (40 MiB) before they go to disk, with spill_to
+_READ_BYTES = 40 * 8192  # spans read back from disk at a time
 
 
 @dataclass
 class Timeline:
     """Every call of every thread as a span, begin and end in ns since tracing began, held
-    compactly (40 bytes a call). Spans of a thread nest: a callee lies within its caller."""
+    compactly (40 bytes a call); with spill_to (a directory), HELD_SPANS at most in memory, the
+    others on disk, so that a long trace does not grow the tracer. Spans of a thread nest: a
+    callee lies within its caller."""
 
     meta: Meta = field(default_factory=Meta)
     threads: dict[int, Thread] = field(default_factory=dict)
@@ -168,6 +175,11 @@ class Timeline:
     frames: list[Frame] = field(default_factory=list)
     _frame_ids: dict[Frame, int] = field(default_factory=dict)
     _spans: dict[int, array] = field(default_factory=dict)
+    spill_to: Optional[str] = None
+    _held: int = 0  # spans in memory
+    _disk: Optional[int] = None  # the file of those on disk (without a name)
+    _disk_size: int = 0
+    _segments: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # tid -> (offset, size) on disk
 
     def add(self, tid: int, span: Span) -> None:
         frame_id = self._frame_ids.get(span.frame)
@@ -175,13 +187,36 @@ class Timeline:
             frame_id = self._frame_ids[span.frame] = len(self.frames)
             self.frames.append(span.frame)
         self._spans.setdefault(tid, array("q")).extend((frame_id, span.begin, span.end, span.depth, span.inexact))
+        self._held += 1
+        if self.spill_to is not None and self._held >= HELD_SPANS:
+            self._spill()
+
+    def _spill(self) -> None:
+        """Every span held in memory to the end of the file on disk, a segment per thread."""
+        if self._disk is None:
+            self._disk = unnamed_file(self.spill_to)
+        for tid, values in self._spans.items():
+            if values:
+                data = values.tobytes()
+                write_at(self._disk, data, self._disk_size)
+                self._segments.setdefault(tid, []).append((self._disk_size, len(data)))
+                self._disk_size += len(data)
+                del values[:]
+        self._held = 0
 
     def frame_id(self, frame: Frame) -> int:
         return self._frame_ids[frame]
 
     def spans(self, tid: int) -> Iterator[Span]:
         """A thread's spans, in the order their calls ended."""
-        values = self._spans.get(tid, array("q"))
+        for offset, size in self._segments.get(tid, ()):
+            for start in range(0, size, _READ_BYTES):
+                values = array("q")
+                values.frombytes(os.pread(self._disk, min(_READ_BYTES, size - start), offset + start))
+                yield from self._unpacked(values)
+        yield from self._unpacked(self._spans.get(tid, array("q")))
+
+    def _unpacked(self, values: array) -> Iterator[Span]:
         frames = self.frames
         for at in range(0, len(values), _SPAN_FIELDS):
             frame_id, begin, end, depth, inexact = values[at : at + _SPAN_FIELDS]
@@ -193,7 +228,13 @@ class Timeline:
 
     def __len__(self) -> int:
         """How many spans it holds."""
-        return sum(len(values) for values in self._spans.values()) // _SPAN_FIELDS
+        return self._held + self._disk_size // (8 * _SPAN_FIELDS)
+
+    def close(self) -> None:
+        """Give back the file of the spans on disk, if any."""
+        if self._disk is not None:
+            os.close(self._disk)
+            self._disk = None
 
     def thread_ids(self) -> list[int]:
         return sorted(self._spans)

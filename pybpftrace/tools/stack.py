@@ -5,7 +5,11 @@ it was in when first seen are read from memory first."""
 
 from __future__ import annotations
 
+import os
 import struct
+import sys
+import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Hashable, Iterator, Optional
@@ -19,6 +23,7 @@ from ..events import (
     CallEvent,
     COUNTER_DEEP_CALLS,
     COUNTER_ENDED_FULL,
+    COUNTER_EVENTS_LOST,
     COUNTER_NODES_FULL,
     COUNTER_PATHS_LOST,
     COUNTER_ROOTS_FULL,
@@ -28,13 +33,14 @@ from ..events import (
     Process,
 )
 from ..formats import TIMELINE, model
-from ..formats.options import Outputs
+from ..formats.options import Output, Outputs
 from ..program import Handler, Loss, ProgramSpec
 from ..progress import size
 from ..render import WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
 from ..samples import unpack
 from ..sampling import Sampling
 from ..session import Session, TraceOptions, run_tool, signed_total
+from ..spool import Spool
 from ..stacks import (
     CALL_SEEDED,
     DEEPER_FRAMES,
@@ -130,11 +136,21 @@ class Seeds:
         return seeded
 
 
+SPOOL_BATCH = 4096  # records rendered at a time from the spool
+CATCH_UP_SECONDS = 0.02  # rendering between reads of the ring: far less than the ring takes to fill
+
+
 class Stream(Consumer):
     """Writes each event as it arrives, with its call's duration on returns: turns records
     into call events (each thread's first preceded by the frames it was in), takes back
     generator creations where the CPython needs it, applies the file name filter, and writes
-    a batch at a time; for timeline outputs, keeps each call as a span, written at the end."""
+    a batch at a time; for timeline outputs, keeps each call as a span, written at the end.
+
+    Written to files (or a pipe), the records are copied off the ring into a spool as they come
+    and rendered from it as time allows, so that however fast they come none is lost to a
+    renderer that could not keep up; the files then say where the kernel dropped events all the
+    same. A terminal (a person reads it as it comes) and JSON lines (which read each new
+    thread's namespace TID while it runs) are rendered as the records come."""
 
     def __init__(self, session: Session, options: StackOptions):
         super().__init__(session)
@@ -158,8 +174,13 @@ class Stream(Consumer):
         self.writes_stdout = any(output.path is None for output in options.outputs.own())
         self._spans = None
         if options.outputs.taking(TIMELINE):
-            self._spans = Spans(model.Timeline(), session.start, _model_frame,
+            self._spans = Spans(model.Timeline(spill_to=_spool_directory(options.outputs)), session.start, _model_frame,
                                 lambda pid, tid: model.Thread(pid, tid, session.thread_name(pid, tid)))
+        self._spool: Optional[Spool] = None
+        self._lost = 0  # events the kernel dropped, as last marked in the spool
+        if not any(output.format == "json" or _on_terminal(output) for output in options.outputs.own()):
+            self._spool = Spool(session.rings.events.records, _spool_directory(options.outputs))
+            self.copies_records = True
 
     def feed(self, records: list[tuple]) -> None:
         events = self._seeded(map(self._call_event, records))
@@ -178,7 +199,37 @@ class Stream(Consumer):
                     event = event._replace(flags=event.flags & ~CALL_FRESH)
             yield event
 
+    def feed_copied(self, piece: memoryview) -> None:
+        self._spool.write(piece)
+
+    def catch_up(self) -> bool:
+        if not self._spool:
+            return False
+        self._mark_losses()
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        while self._spool.waiting() and time.monotonic() < deadline:
+            self.feed(self._spool.read(SPOOL_BATCH))
+        return bool(self._spool.waiting())
+
+    def _mark_losses(self) -> None:
+        """Where the kernel dropped events (its count grew since the last read of the ring):
+        a line in the text, once the events before them are written."""
+        lost = self.session.counter(COUNTER_EVENTS_LOST)
+        if lost > self._lost:
+            self._spool.mark(lambda n=lost - self._lost: self._write_gap(n))
+            self._lost = lost
+
+    def _write_gap(self, lost: int) -> None:
+        for renderer, out in self._own:
+            out.write(renderer.gap(lost))
+
     def on_exits(self, processes: set[Process]) -> None:
+        if self._spool:  # once their events are rendered
+            self._spool.mark(lambda: self._forget(processes))
+        else:
+            self._forget(processes)
+
+    def _forget(self, processes: set[Process]) -> None:
         self._pairing.forget({pid for pid, _ in processes})
         forget_codes(self.session, processes)
 
@@ -186,6 +237,10 @@ class Stream(Consumer):
         return len(self.threads) + self._reused
 
     def finish(self, summary: Summary) -> None:
+        if self._spool:
+            self._mark_losses()
+            while records := self._spool.read(SPOOL_BATCH):
+                self.feed(records)
         if self._creations:
             self._write(self._creations.flush())
         if self._spans:
@@ -200,6 +255,8 @@ class Stream(Consumer):
 
     def writing(self) -> str:
         parts = [f"{output.describe()} ({size(output.written())})" for output in self._outputs.own() if output.path]
+        if self._spool and self._spool.waiting():
+            parts.append(f"{self._spool.waiting():,} events read, not yet written")
         held = f" ({len(self._spans.timeline):,} calls held)" if self._spans else ""
         parts += [f"{output.describe()} at the end{held}" for output in self._outputs.taking(TIMELINE)]
         return ", ".join(parts)
@@ -220,6 +277,25 @@ class Stream(Consumer):
             line = renderer.line
             out.write("".join([line(event, paired) for event, paired in shown]))
             out.flush()
+
+
+    def close(self) -> None:
+        if self._spool:
+            self._spool.close()
+        if self._spans:
+            self._spans.timeline.close()
+
+
+def _on_terminal(output: Output) -> bool:
+    return (sys.stdout if output.path is None else output.stream).isatty()
+
+
+def _spool_directory(outputs: Outputs) -> str:
+    """Where records wait to be rendered, and the spans of a long timeline wait to be written:
+    beside the first output that is a regular file (on its disk, not in a tmpfs in memory, as
+    /dev/null's directory is), else in the temporary directory."""
+    paths = [output.path for output in outputs.items if output.path and os.path.isfile(output.path)]
+    return os.path.dirname(os.path.abspath(paths[0])) if paths else tempfile.gettempdir()
 
 
 def _model_frame(event: CallEvent) -> model.Frame:

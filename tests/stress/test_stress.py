@@ -8,6 +8,7 @@ import threading
 import time
 
 import expected
+from full_rate import assert_every_call_kept_or_counted, fib_calls, traced_fib
 from support import (
     HOST,
     PID,
@@ -258,3 +259,12 @@ def test_calls_stopped_and_continued_loses_nothing():
     rows = {row["function"]: row for row in json_records(stdout)[0]["functions"] if row["file"] == script("calls.py")}
     assert {name: (rows[name]["calls"], rows[name]["timed_calls"]) for name in ("top", "middle", "leaf")} == {
         "top": (1, 1), "middle": (1, 1), "leaf": (3, 3)}
+
+
+def test_a_full_rate_stream_to_files_loses_nothing(tmp_path):
+    """fib(28) launched, then fib(26) on two threads at once: every call in the text and the
+    Perfetto trace, none dropped (the tracer copies records off the ring, and renders later)."""
+    for n, threads in ((28, 1), (26, 2)):
+        found = traced_fib(tmp_path, n, threads)
+        assert found[0] == 0, f"fib({n}) on {threads} threads: {found[0]} events lost"
+        assert_every_call_kept_or_counted(*found, threads * fib_calls(n))

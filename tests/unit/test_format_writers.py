@@ -185,3 +185,19 @@ def test_status_line_rewritten_in_place_and_erased():
     progress.clear()
     assert stream.getvalue() == (ERASE + "pybpftrace: 1.5 s, 12,345 events, 2 lost, svg to out.svg at the end"
                                  + ERASE + "pybpftrace: 2.0 s, 12,345 events, 2 lost, svg to out.svg at the end" + ERASE)
+
+
+def test_a_timeline_past_what_it_holds_in_memory_keeps_its_spans_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setattr(model, "HELD_SPANS", 4)
+    monkeypatch.setattr(model, "_READ_BYTES", 40 * 3)  # read back across segments' chunks
+    spilled, held = model.Timeline(spill_to=str(tmp_path)), model.Timeline()
+    frames = [model.Frame(f"f{n}", "x.py", n) for n in range(3)]
+    for n in range(23):
+        span = model.Span(frames[n % 3], n, n + 1, n % 4, n % 2)
+        for timeline in (spilled, held):
+            timeline.add(n % 2, span)
+    assert list(tmp_path.iterdir()) == []  # no name on disk
+    assert len(spilled) == len(held) == 23 and spilled.thread_ids() == [0, 1]
+    for tid in (0, 1):
+        assert list(spilled.spans(tid)) == list(held.spans(tid))
+    spilled.close()

@@ -61,6 +61,33 @@ def test_a_record_across_the_end_of_the_data_area(tmp_path):
     assert consumer == start + 72
 
 
+def drain_into(path):
+    """The bytes drain_into hands out, unpacked, and the consumer position after."""
+    pieces = []
+    with open(path, "r+b") as stream:
+        ring = RingBuffer(stream.fileno(), SIZE, RECORD)
+        try:
+            count = ring.drain_into(lambda piece: pieces.append(bytes(piece)))
+            records = list(ring.records.iter_unpack(b"".join(pieces)))
+        finally:
+            ring.close()
+    assert count == len(records)
+    return records, len(pieces), struct.unpack("<Q", path.read_bytes()[:8])[0]
+
+
+def test_records_copied_as_they_lie_across_the_end_of_the_data_area(tmp_path):
+    start = SIZE - 24 * 2 - 8  # the third record wraps
+    path = ring_file(tmp_path, [(n, 0) for n in range(1, 6)], consumer=start)
+    assert drain_into(path) == ([(n, n * 2) for n in range(1, 6)], 2, start + 120)
+
+
+def test_records_copied_up_to_the_first_busy_one_past_the_end(tmp_path):
+    start = SIZE - 24 * 2 - 8  # the third record wraps, the fourth is busy
+    path = ring_file(tmp_path, [(1, 0), (2, 0), (3, 0), (4, BUSY), (5, 0)], consumer=start)
+    assert drain_into(path) == ([(1, 2), (2, 4), (3, 6)], 2, start + 72)
+    assert drain_into(ring_file(tmp_path, [(1, BUSY)])) == ([], 0, 0)
+
+
 def record_ring_file(tmp_path, payloads, consumer=0, flags=None):
     """A ring of records of any length written from `consumer` on (each padded to 8 bytes),
     wrapping around the data area."""
