@@ -278,7 +278,6 @@ class Stream(Consumer):
             out.write("".join([line(event, paired) for event, paired in shown]))
             out.flush()
 
-
     def close(self) -> None:
         if self._spool:
             self._spool.close()
