@@ -133,7 +133,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #endif
 /* The programs a probe hit goes on in (tail calls), each verified on its own: the seeding walk
  * (itself until done, then seed_done), and one program per kind of call and route (handling
- * all of them in one would take the verifier past its million instructions). */
+ * all of them in one would take the verifier past its million instructions). A USDT entry or
+ * return of a thread already seeded is handled in the probe's own program (route_event). */
 enum call_programs {
 	SEED_START = 0,            /* starts the walk of the thread's frames */
 	SEED_WALK = 1,             /* walks them (itself, until done) */
@@ -860,7 +861,7 @@ static __always_inline int route_event(struct pt_regs *ctx, __u64 *args, __u8 ki
 		call->tstate = frames->tstate;
 	if (route == ROUTE_USDT && (kind == CALL_ENTRY || kind == CALL_RETURN)) {
 		/* the commonest events, handled here: a tail call, and the lookups its program
-		 * makes again, are a tenth of their cost */
+		 * makes again, would be some 8% of their cost */
 		struct walk_buffers *buffers = call_buffers.lookup(&zero);
 		if (!buffers)
 			return 0;
