@@ -68,6 +68,9 @@ struct call {
 	__u64 sp;          /* eval-frame: the stack pointer at the call, or after the return */
 	__u64 code;        /* the frame's code object's id, once read; 0: unreadable */
 	__u64 code_address;
+	__u64 state_frame; /* what the thread state's frame field held when its state was checked
+	                    * (tstate_current): the innermost frame, or (3.11, 3.12) its cframe;
+	                    * 0: read it again */
 	__u32 pid;
 	__u32 tid;
 	__s32 line;        /* the probe's line argument; LINE_UNKNOWN */
@@ -130,7 +133,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #endif
 /* The programs a probe hit goes on in (tail calls), each verified on its own: the seeding walk
  * (itself until done, then seed_done), and one program per kind of call and route (handling
- * all of them in one would take the verifier past its million instructions). */
+ * all of them in one would take the verifier past its million instructions). A USDT entry or
+ * return of a thread already seeded is handled in the probe's own program (route_event). */
 enum call_programs {
 	SEED_START = 0,            /* starts the walk of the thread's frames */
 	SEED_WALK = 1,             /* walks them (itself, until done) */
@@ -191,13 +195,19 @@ static __always_inline struct py_process *process_of(struct pt_regs *ctx, __u32 
 	return py_processes.lookup(&pid);
 }
 
-/* A thread's current (innermost) frame, as its state says. */
-static __always_inline __u64 current_frame(struct py_layout *layout, __u64 tstate)
+/* A thread's current (innermost) frame, as its state says: state_frame, its frame field when
+ * already read (else 0: read here). */
+static __always_inline __u64 state_current_frame(struct py_layout *layout, __u64 tstate, __u64 state_frame)
 {
-	__u64 frame = read_pointer(tstate + layout->tstate_frame, NULL);
+	__u64 frame = state_frame ? state_frame : read_pointer(tstate + layout->tstate_frame, NULL);
 	if (frame && layout->cframe_current_frame != OFFSET_NONE)
 		frame = read_pointer(frame + layout->cframe_current_frame, NULL);
 	return frame;
+}
+
+static __always_inline __u64 current_frame(struct py_layout *layout, __u64 tstate)
+{
+	return state_current_frame(layout, tstate, 0);
 }
 
 struct frame_info {
@@ -283,11 +293,21 @@ static __always_inline int read_call_frame(struct py_process *process, struct wa
 }
 
 /* Whether the thread's state found before is still its own (a thread state freed and another
- * made for the thread is found again). */
-static __always_inline int tstate_current(struct py_layout *layout, struct frames *frames)
+ * made for the thread is found again). Its frame field is read in the same read, for the
+ * handler (call->state_frame): one read of user memory instead of two, at every event. */
+static __always_inline int tstate_current(struct py_layout *layout, struct walk_buffers *buffers,
+					  struct frames *frames, struct call *call)
 {
-	return frames->tstate &&
-	       read_pointer(frames->tstate + layout->tstate_thread_id, NULL) == frames->thread_key;
+	if (!frames->tstate)
+		return 0;
+	if (!buffers) /* never: a per-CPU array's one slot */
+		return read_pointer(frames->tstate + layout->tstate_thread_id, NULL) == frames->thread_key;
+	if (read_bounded(buffers->tstate, layout->tstate_read, TSTATE_BUF, frames->tstate, NULL))
+		return frames->thread_key == 0; /* as an unreadable thread id reads: 0 */
+	if (u64_at(buffers->tstate, layout->tstate_thread_id, TSTATE_BUF) != frames->thread_key)
+		return 0;
+	call->state_frame = u64_at(buffers->tstate, layout->tstate_frame, TSTATE_BUF);
+	return 1;
 }
 
 static __always_inline void push_call(struct pt_regs *ctx, struct frames *frames, struct call *call, __u64 address,
@@ -382,7 +402,8 @@ static __always_inline void handle_usdt_entry(struct pt_regs *ctx, struct py_pro
 {
 	struct frame_info info = {};
 	__u32 co_flags = 0;
-	if (read_call_frame(process, buffers, call, current_frame(&process->layout, frames->tstate), &info, &co_flags))
+	__u64 current = state_current_frame(&process->layout, frames->tstate, call->state_frame);
+	if (read_call_frame(process, buffers, call, current, &info, &co_flags))
 		return;
 	if (info.owner >= process->layout.owner_skipped || (co_flags & CO_NO_MONITORING_EVENTS))
 		return;
@@ -397,16 +418,31 @@ static __always_inline void handle_usdt_return(struct pt_regs *ctx, struct py_pr
 {
 	struct py_layout *layout = &process->layout;
 	struct frame_info info = {};
-	__u32 co_flags;
-	if (read_call_frame(process, buffers, call, current_frame(layout, frames->tstate), &info, &co_flags))
+	__u32 co_flags = 0;
+	__u64 current = state_current_frame(layout, frames->tstate, call->state_frame);
+	if (read_frame_info(layout, buffers, current, &info))
 		return;
+	call->frame = current;
+	call->instruction = info.instruction;
+	call->code_address = info.code;
+	struct frame *top = frames_top(frames);
+	asm volatile("" : "+r"(top)); /* tested itself below, not as depth: see frames_push */
+	if (top && top->address == current && info.code && top->code_address == info.code &&
+	    info.owner < layout->owner_skipped) {
+		/* The call on top returns, with the code object its entry read, identified and found
+		 * no shim's: a running frame holds its code object, so it is that one still (the
+		 * commonest event, and three reads of memory fewer). Its pop takes the frame's code. */
+		call->code = top->code;
+		pop_call(ctx, frames, call, POP_RETURNED);
+		return;
+	}
+	call->code = event_code(process, buffers, call->pid, info.code, &call->code_flags, &co_flags);
 	if (info.owner >= layout->owner_skipped || (co_flags & CO_NO_MONITORING_EVENTS))
 		return;
 	if (frames->depth <= 0) {
 		on_began_before(ctx, frames, call);
 		return;
 	}
-	struct frame *top = frames_top(frames);
 	if (top && top->address != call->frame) {
 		on_unmatched(ctx, frames, call);
 		return;
@@ -788,6 +824,7 @@ static __always_inline int route_event(struct pt_regs *ctx, __u64 *args, __u8 ki
 	call->code_flags = 0;
 	call->unwind_to = 0;
 	call->chained = 0;
+	call->state_frame = 0;
 	int eval_entry = route == ROUTE_EVAL_FRAME && kind == CALL_ENTRY;
 	call->tstate = eval_entry ? PT_REGS_PARM1(ctx) : 0;
 	call->frame = eval_entry ? PT_REGS_PARM2(ctx) : 0;
@@ -812,7 +849,8 @@ static __always_inline int route_event(struct pt_regs *ctx, __u64 *args, __u8 ki
 	if (frames->seeded) {
 		if (eval_entry)
 			frames->tstate = call->tstate;
-		else if (!(route == ROUTE_EVAL_FRAME && kind == CALL_RETURN) && !tstate_current(&process->layout, frames))
+		else if (!(route == ROUTE_EVAL_FRAME && kind == CALL_RETURN) &&
+			 !tstate_current(&process->layout, call_buffers.lookup(&zero), frames, call))
 			frames->seeded = 0; /* its state went, with its frames: seeded again */
 	}
 	if (!frames->seeded) {
@@ -821,6 +859,18 @@ static __always_inline int route_event(struct pt_regs *ctx, __u64 *args, __u8 ki
 	}
 	if (call->tstate == 0)
 		call->tstate = frames->tstate;
+	if (route == ROUTE_USDT && (kind == CALL_ENTRY || kind == CALL_RETURN)) {
+		/* the commonest events, handled here: a tail call, and the lookups its program
+		 * makes again, would be some 8% of their cost */
+		struct walk_buffers *buffers = call_buffers.lookup(&zero);
+		if (!buffers)
+			return 0;
+		if (kind == CALL_ENTRY)
+			handle_usdt_entry(ctx, process, buffers, frames, call);
+		else
+			handle_usdt_return(ctx, process, buffers, frames, call);
+		return 0;
+	}
 	call_programs.call(ctx, handler_of(call));
 	return 0;
 }
