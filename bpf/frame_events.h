@@ -402,8 +402,8 @@ static __always_inline void handle_usdt_entry(struct pt_regs *ctx, struct py_pro
 {
 	struct frame_info info = {};
 	__u32 co_flags = 0;
-	__u64 current = state_current_frame(&process->layout, frames->tstate, call->state_frame);
-	if (read_call_frame(process, buffers, call, current, &info, &co_flags))
+	__u64 innermost = state_current_frame(&process->layout, frames->tstate, call->state_frame);
+	if (read_call_frame(process, buffers, call, innermost, &info, &co_flags))
 		return;
 	if (info.owner >= process->layout.owner_skipped || (co_flags & CO_NO_MONITORING_EVENTS))
 		return;
@@ -419,15 +419,15 @@ static __always_inline void handle_usdt_return(struct pt_regs *ctx, struct py_pr
 	struct py_layout *layout = &process->layout;
 	struct frame_info info = {};
 	__u32 co_flags = 0;
-	__u64 current = state_current_frame(layout, frames->tstate, call->state_frame);
-	if (read_frame_info(layout, buffers, current, &info))
+	__u64 innermost = state_current_frame(layout, frames->tstate, call->state_frame);
+	if (read_frame_info(layout, buffers, innermost, &info))
 		return;
-	call->frame = current;
+	call->frame = innermost;
 	call->instruction = info.instruction;
 	call->code_address = info.code;
 	struct frame *top = frames_top(frames);
 	asm volatile("" : "+r"(top)); /* tested itself below, not as depth: see frames_push */
-	if (top && top->address == current && info.code && top->code_address == info.code &&
+	if (top && top->address == innermost && info.code && top->code_address == info.code &&
 	    info.owner < layout->owner_skipped) {
 		/* The call on top returns, with the code object its entry read, identified and found
 		 * no shim's: a running frame holds its code object, so it is that one still (the
