@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .report import replace_section
 from .sampling import PY_SPY
 from .tracers import PYBPFTRACE
 
@@ -151,12 +152,7 @@ def main() -> int:
         return 1
     section = document(*bench(), tasks_cost())
     markdown = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-    text = markdown.read_text() if markdown.exists() else ""
-    start = text.find(HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + (text[end + 1 :] if end >= 0 else "")
-    markdown.write_text(text.rstrip("\n") + "\n\n" + section)
+    replace_section(markdown, HEADING, section)
     print(section)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Optional
 
 from .tracers import AGGREGATED, ENTRY_FLOOR, ENTRY_ONLY, ENTRY_ONLY_PEERS, HOOK, PEER_FOR
@@ -411,3 +412,14 @@ def document(meta: dict, workloads: list[dict], rows: list[Row], found: list[Goa
     lines += ["", "## Results", "", *table(rows), "", "## Columns", "", COLUMNS.rstrip(), "", "## Notes", ""]
     lines += [f"- {note}" for note in dict.fromkeys(meta["notes"] + failures)]
     return "\n".join(lines) + "\n"
+
+
+def replace_section(markdown: Path, heading: str, section: str) -> None:
+    """Write section into the markdown file in place of the one under heading (up to the next
+    `## `), at its end."""
+    text = markdown.read_text() if markdown.exists() else ""
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + (text[end + 1 :] if end >= 0 else "")
+    markdown.write_text(text.rstrip("\n") + "\n\n" + section)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from .phases import PHASES
+from .report import replace_section
 from .sampling import PY_SPY
 
 HEADING = "## Startup and stop"
@@ -274,12 +275,7 @@ def main(argv: list[str]) -> int:
     floor = compile_floor(options.repeats)
     baseline = (options.label or str(options.baseline)) if options.baseline else None
     section = document(rows, floor, options.repeats, " ".join(f"{value:.2f}" for value in os.getloadavg()), baseline)
-    text = options.markdown.read_text() if options.markdown.exists() else ""
-    start = text.find(HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + (text[end + 1 :] if end >= 0 else "")
-    options.markdown.write_text(text.rstrip("\n") + "\n\n" + section)
+    replace_section(options.markdown, HEADING, section)
     print(section)
     return 0
 

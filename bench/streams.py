@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .report import replace_section
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3.11"
 WORKLOADS = REPO / "bench" / "workloads"
@@ -156,12 +158,7 @@ def main(argv: list[str]) -> int:
     if options.baseline:
         checkouts["baseline"] = options.baseline.resolve()
     section = document(checkouts, *bench(checkouts, options.repeats), options.repeats)
-    text = options.markdown.read_text() if options.markdown.exists() else ""
-    start = text.find(HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + (text[end + 1:] if end >= 0 else "")
-    options.markdown.write_text(text.rstrip("\n") + "\n\n" + section)
+    replace_section(options.markdown, HEADING, section)
     print(section)
     return 0
 
