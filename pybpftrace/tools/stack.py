@@ -33,7 +33,7 @@ from ..events import (
     Process,
 )
 from ..formats import TIMELINE, model
-from ..formats.options import Output, Outputs
+from ..formats.options import Output, Outputs, output_failed
 from ..program import Handler, Loss, ProgramSpec
 from ..progress import size
 from ..render import WEIGHTS, JsonRenderer, TextRenderer, weighted_stacks
@@ -200,7 +200,14 @@ class Stream(Consumer):
             yield event
 
     def feed_copied(self, piece: memoryview) -> None:
-        self._spool.write(piece)
+        try:
+            self._spool.write(piece)
+        except OSError as error:  # the spool sits beside an output, on its disk: full, the output is too
+            beside = next((output for output in self._outputs.items if output.path and os.path.isfile(output.path)),
+                          None)
+            if beside is None:
+                raise
+            raise output_failed(beside.path, error, beside) from None
 
     def catch_up(self) -> bool:
         if not self._spool:
