@@ -35,6 +35,7 @@ from .events import INSTR_LASTI_BYTES, INSTR_LASTI_UNITS, OFFSET_NONE
 from .interpreter import Interpreter, qualified
 from .linetable import NO_LINE, LineTable
 from .namespaces import by_host_tid
+from .object_repr import LIST_ITEMS, SET_ENTRY, SET_MASK, SET_SLOTS_MAX, SET_TABLE
 from .probes import NotAnElf, parsed_elf
 from .pyobjects import word
 from .sampling import WalkedBinary
@@ -44,14 +45,12 @@ from .thread_names import ObjectReader, Read, interpreter_states, read_process, 
 TASKS_MAX = 100_000  # tasks read at most
 CHAIN_MAX = 256  # links of one await chain
 STACK_FRAMES_MAX = 1024  # frames of a thread's stack looked through for running tasks
-SET_SLOTS_MAX = 1 << 20  # a set's table beyond this is no set walked here
 CHILDREN_MAX = 10_000  # a gather's children, a list of callbacks
 TYPE_BASES_MAX = 32  # tp_base links followed to tell a subclass
 LINETABLE_MAX = 1 << 20
 
 TP_BASE = 256  # PyTypeObject.tp_base (3.7 to 3.15)
-SET_USED, SET_MASK, SET_TABLE, SET_ENTRY = 24, 32, 40, 16  # PySetObject, setentry (3.9 to 3.15)
-LIST_SIZE, LIST_ITEMS = 16, 24  # PyListObject: ob_size, ob_item
+LIST_SIZE = 16  # PyListObject.ob_size
 WEAKREF_OBJECT = 16  # PyWeakReference.wr_object (None once its object is gone)
 METHOD_SELF = 24  # PyMethodObject.im_self
 FUNCTION_CODE = {(3, 9): 16}  # PyFunctionObject.func_code; 48 from 3.10 (after its COMMON_FIELDS)
