@@ -24,6 +24,7 @@ Nothing here raises on what the target's memory holds."""
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import time
@@ -620,16 +621,26 @@ def _asyncio_debug(pid: int, walked: WalkedBinary) -> Optional[dict[str, int]]:
     for mapping in sorted(candidates, key=lambda mapping: mapping.path != walked.binary.shown_path):
         path = host_path(pid, mapping)
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):
+            found = os.stat(path)
+            if not stat.S_ISREG(found.st_mode):
                 continue
-            data = parsed_elf(path, _section_data)
+            values = _debug_offsets(path, (found.st_dev, found.st_ino, found.st_mtime_ns))
         except (OSError, NotAnElf):
             continue
-        if data is not None and len(data) >= 8 * len(ASYNCIO_DEBUG_FIELDS):
-            values = {name: word(data, 8 * index) for index, name in enumerate(ASYNCIO_DEBUG_FIELDS)}
-            if _plausible(values):
-                return values
+        if values is not None:
+            return values
     return None
+
+
+@functools.lru_cache(maxsize=16)
+def _debug_offsets(path: str, identity: tuple) -> Optional[dict[str, int]]:
+    """The offsets a file's .AsyncioDebug section holds, read once per file (identity: its
+    device, inode and mtime; profile --async reads the tasks every second)."""
+    data = parsed_elf(path, _section_data)
+    if data is None or len(data) < 8 * len(ASYNCIO_DEBUG_FIELDS):
+        return None
+    values = {name: word(data, 8 * index) for index, name in enumerate(ASYNCIO_DEBUG_FIELDS)}
+    return values if _plausible(values) else None
 
 
 def _section_data(elf, stream) -> Optional[bytes]:
