@@ -643,7 +643,8 @@ def run_tool(
     code = launched.wait() if launched else 0
     failure = session.output_failure
     if failure:
-        failure.output.discard()
+        if failure.output:  # None when what failed is not an output (the spool's directory)
+            failure.output.discard()
         if not failure.closed:  # a closed pipe (`| head`) had all it wanted
             raise failure
     return code

@@ -36,6 +36,7 @@ class Spool:
     def __init__(self, records: struct.Struct, directory: str):
         """records: the layout of a record as it lies in the ring (ringbuf.RingBuffer.records)."""
         self._records = records
+        self.directory = directory
         self._fd = unnamed_file(directory)
         self._written = 0  # bytes
         self._read = 0

@@ -205,8 +205,9 @@ class Stream(Consumer):
         except OSError as error:  # the spool sits beside an output, on its disk: full, the output is too
             beside = next((output for output in self._outputs.items if output.path and os.path.isfile(output.path)),
                           None)
-            if beside is None:
-                raise
+            if beside is None:  # no output is a file: the spool is in the temporary directory
+                raise output_failed(f"{self._spool.directory} (where events wait to be written; TMPDIR chooses it)",
+                                    error, None) from None
             raise output_failed(beside.path, error, beside) from None
 
     def catch_up(self) -> bool:

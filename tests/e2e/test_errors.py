@@ -262,6 +262,34 @@ def test_a_full_disk_ends_the_trace_with_what_was_written(small_disk):
     assert result.stdout == b"3000\n"  # the traced command ran to its end, untouched
 
 
+def test_a_full_temporary_directory_ends_the_trace_naming_it(small_disk):
+    """Written to a pipe, the events wait in TMPDIR: full, the trace ends as an output's would."""
+    # the disk full but for one page: enough for Python to take TMPDIR (it writes a few bytes to
+    # see that it can, else takes /tmp), and for the spool's first records, not for a batch of them
+    (small_disk / "page").write_bytes(bytes(4096))
+    filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(filler, bytes(4096)):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+    (small_disk / "page").unlink()
+    result = run_tracer("stack", "--", *HOST.command("recursion.py"), "3000", input=b"go\n",
+                        env={**os.environ, "TMPDIR": str(small_disk)})
+    assert result.returncode == OUTPUT_FAILED
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (f"pybpftrace: cannot write to {small_disk} (where events wait to be written; "
+                                       "TMPDIR chooses it): No space left on device")
+    assert summary_line(stderr).endswith("(output failed)")
+    lines = result.stdout.decode().splitlines()
+    lines.remove("3000")  # the traced command ran to its end, untouched
+    assert lines[0] == "     TIME(s)      TID  CALL"
+    assert len(lines) - 1 < 2 * 3000  # the calls rendered before a batch found no room: not all of them
+
+
 def test_output_to_a_closed_pipe_ends_with_the_summary():
     """`stack ... | head -1`: the reader had what it wanted; the trace ends cleanly."""
     calls = "def f():\n    pass\nfor i in range(20000):\n    f()\n"  # prints nothing to the closed pipe itself
