@@ -73,7 +73,7 @@ def test_preempted_time_adds_up_on_a_shared_cpu():
     """On a CPU shared with a process that never sleeps, the target's threads are preempted
     hundreds of times a second: the two threads that burn CPU spend a good part of their time
     [preempted], and on and off a CPU still add up to each thread's elapsed time."""
-    hog = subprocess.Popen([HOST.python, "-c", "while True: pass"])
+    hog = subprocess.Popen([*HOST.argv(), "-c", "while True: pass"])
     try:
         os.sched_setaffinity(hog.pid, {0})
         target, results, threads = profile_waits(HOST, "--wall", cpus={0})
