@@ -20,9 +20,11 @@ test: setup matrix
 
 # The whole suite inside a Vagrant VM (a box built from Debian packages): vagrant/vm-test.sh.
 # BOX: bookworm (Debian 12, the default), trixie (Debian 13) or all.
+# SHARDS: how many VMs of the release run the suite at once, each a part of it (1 to 4).
 BOX ?= bookworm
+SHARDS ?= 1
 vm-test:
-	@BOX=$(BOX) bash vagrant/vm-test.sh $(TESTS)
+	@BOX=$(BOX) SHARDS=$(SHARDS) bash vagrant/vm-test.sh $(TESTS)
 
 # The tracer under load (about 8 minutes): process churn for five minutes with its memory
 # sampled, 10,000 threads, deep recursion, 50,000 call paths, tracers side by side, stopped.

@@ -10,11 +10,28 @@ import time
 
 import pytest
 
-from support import HOST
+from support import HOST, parse_shard, shard_items
 
 # A launched target shares the tracer's stdout; unbuffered, its print() writes the text and
 # the newline separately and tracer lines could land between them.
 os.environ.pop("PYTHONUNBUFFERED", None)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--shard", metavar="K/N", help="run the K-th of N parts of the tests (every N-th from the "
+                     "K-th on): N runs at once, on N machines, take each test once (make vm-test SHARDS=N)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--shard"):
+        return
+    try:
+        shard = parse_shard(config.getoption("--shard"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    kept, left = shard_items(items, shard)
+    config.hook.pytest_deselected(items=left)
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")

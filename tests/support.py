@@ -464,3 +464,20 @@ def dynamic_symbols(path: str) -> dict[str, int]:
     """The binary's defined dynamic symbols as binutils' nm reads them."""
     output = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
     return {name: int(address, 16) for address, _, name in (line.split() for line in output.splitlines())}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (--shard, the K-th of N parts of the suite, counted from 1) as (K, N)."""
+    match = re.fullmatch(r"([1-9][0-9]*)/([1-9][0-9]*)", text)
+    if not match or int(match[1]) > int(match[2]):
+        raise ValueError(f"--shard takes K/N with 1 <= K <= N (the K-th of N parts), not {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def shard_items(items: list, shard: tuple[int, int]) -> tuple[list, list]:
+    """(kept, left to the other shards): every N-th test from the K-th on, so that each part
+    takes its share of every file, slow and quick, and the N parts take each test once."""
+    index, count = shard
+    kept = [item for position, item in enumerate(items) if position % count == index - 1]
+    left = [item for position, item in enumerate(items) if position % count != index - 1]
+    return kept, left

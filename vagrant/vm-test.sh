@@ -6,6 +6,9 @@
 #   [BOX=bookworm|trixie|all] vagrant/vm-test.sh PYTEST_ARGS  only those tests (CI's smoke run)
 # BOX: the Debian release the VM runs (the Vagrantfile's machine of that name): 12 (bookworm,
 # the default), 13 (trixie), or each in turn (all; the exit code is the first failure's).
+# SHARDS=N (1 to 4; 1 by default): N VMs of the release at once, each running every N-th test
+# (pytest --shard K/N): under TCG a VM keeps about one core busy (clang compiling), so on a
+# machine with N cores or more the suite takes nearly N times less.
 # Every wait has a timeout that names what it waited for.
 set -euo pipefail
 
@@ -121,31 +124,37 @@ case $BOX in
     *) die "BOX is bookworm (Debian 12), trixie (Debian 13) or all, not $BOX" ;;
 esac
 export BOX
+SHARDS=${SHARDS:-1}
+[[ $SHARDS =~ ^[1-4]$ ]] || die "SHARDS is how many VMs share the suite, 1 to 4 (vagrant/Vagrantfile's SHARDS_MAX), not $SHARDS"
+MACHINES=("$BOX")  # the Vagrantfile's machines: RELEASE, then RELEASE-2, ...
+for ((shard = 2; shard <= SHARDS; shard++)); do MACHINES+=("$BOX-$shard"); done
 BOX_DIR=${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/pybpftrace-$BOX/0/libvirt  # build-box.sh adds it
-BOX_MARK=$VAGRANT_DIR/.vagrant/pybpftrace-box-$BOX  # the box's inputs hash this checkout's VM was made from
-DOMAIN="pybpftrace-$(printf '%s' "$CHECKOUT" | sha256sum | cut -c1-8)-$BOX"  # as the Vagrantfile names it
+DOMAIN_PREFIX="pybpftrace-$(printf '%s' "$CHECKOUT" | sha256sum | cut -c1-8)-"  # as the Vagrantfile names them
+
+# The box's inputs hash this checkout's VM was made from.
+box_mark() { printf '%s' "$VAGRANT_DIR/.vagrant/pybpftrace-box-$1"; }
 
 # A domain of this checkout that Vagrant does not know (its .vagrant went with an old clone), or
 # one made from an older box, goes before `vagrant up`.
 remove_stale_vm() {
-    local box_hash=$1 id_file=$VAGRANT_DIR/.vagrant/machines/$BOX/libvirt/id
-    if [ -e "$id_file" ] && [ "$(cat "$BOX_MARK" 2>/dev/null)" != "$box_hash" ]; then
-        say "the box changed since this VM was made: destroying it"
+    local machine=$1 box_hash=$2 id_file=$VAGRANT_DIR/.vagrant/machines/$1/libvirt/id domain=$DOMAIN_PREFIX$1
+    if [ -e "$id_file" ] && [ "$(cat "$(box_mark "$machine")" 2>/dev/null)" != "$box_hash" ]; then
+        say "the box changed since $machine was made: destroying it"
         local status=0
-        timeout 300 vagrant destroy -f "$BOX" >/dev/null || status=$?
+        timeout 300 vagrant destroy -f "$machine" >/dev/null || status=$?
         [ "$status" -ne 124 ] || die "timed out after 300 s waiting for vagrant destroy"
         [ "$status" -eq 0 ] || die "vagrant destroy failed (exit $status): is another vagrant command on this machine still running?"
     fi
-    if virsh dominfo "$DOMAIN" >/dev/null 2>&1 \
-            && [ "$(virsh domuuid "$DOMAIN")" != "$(cat "$id_file" 2>/dev/null)" ]; then
-        say "removing a leftover domain $DOMAIN that Vagrant does not know"
-        remove_domain
+    if virsh dominfo "$domain" >/dev/null 2>&1 \
+            && [ "$(virsh domuuid "$domain")" != "$(cat "$id_file" 2>/dev/null)" ]; then
+        say "removing a leftover domain $domain that Vagrant does not know"
+        remove_domain "$domain"
     fi
 }
 
 remove_domain() {
-    virsh -q destroy "$DOMAIN" >/dev/null 2>&1 || true
-    virsh -q undefine "$DOMAIN" --remove-all-storage >/dev/null 2>&1 || true
+    virsh -q destroy "$1" >/dev/null 2>&1 || true
+    virsh -q undefine "$1" --remove-all-storage >/dev/null 2>&1 || true
 }
 
 # vagrant-libvirt's upload progress, thousands of updates on one line, is of no use in a log.
@@ -156,27 +165,67 @@ without_progress() {
 # Halted, it boots again for the next run; with PYBPFTRACE_VM_DESTROY=1 (CI, whose clone goes
 # after the run) it is destroyed instead.
 stop_vm() {
-    if [ "${PYBPFTRACE_VM_DESTROY:-0}" = 1 ]; then
-        say "destroying the VM"
-        timeout 180 vagrant destroy -f "$BOX" >/dev/null 2>&1 \
-            || { say "vagrant destroy did not finish in 180 s: removing $DOMAIN"; remove_domain; }
-    else
-        say "halting the VM"
-        timeout 180 vagrant halt "$BOX" >/dev/null 2>&1 \
-            || { say "vagrant halt did not finish in 180 s: stopping $DOMAIN"; virsh -q destroy "$DOMAIN" >/dev/null 2>&1 || true; }
-    fi
+    local machine domain
+    for machine in "${MACHINES[@]}"; do
+        domain=$DOMAIN_PREFIX$machine
+        if [ "${PYBPFTRACE_VM_DESTROY:-0}" = 1 ]; then
+            say "destroying $machine"
+            timeout 180 vagrant destroy -f "$machine" >/dev/null 2>&1 \
+                || { say "vagrant destroy did not finish in 180 s: removing $domain"; remove_domain "$domain"; }
+        else
+            say "halting $machine"
+            timeout 180 vagrant halt "$machine" >/dev/null 2>&1 \
+                || { say "vagrant halt did not finish in 180 s: stopping $domain"; virsh -q destroy "$domain" >/dev/null 2>&1 || true; }
+        fi
+    done
     stop_network_if_unused
 }
 
+# run_suite MACHINE WAIT PYTEST_ARGS...: the suite (or those tests) in the machine; its exit code.
+run_suite() {
+    local machine=$1 wait=$2
+    shift 2
+    timeout "$SUITE_TIMEOUT" vagrant ssh "$machine" --no-tty -c \
+        "sudo PYBPFTRACE_TEST_TIMEOUT=$wait bash /vagrant/vagrant/provision.sh /vagrant${*:+$(printf ' %q' "$@")}"
+}
+
+# The N parts at once, each in its machine, each line of theirs marked with its part; the exit
+# code is the first failing part's.
+run_shards() {
+    local wait=$1 shard status=0 code
+    shift
+    local statuses
+    statuses=$(mktemp -d)
+    for ((shard = 1; shard <= SHARDS; shard++)); do
+        {
+            code=0
+            run_suite "${MACHINES[shard - 1]}" "$wait" "$@" --shard "$shard/$SHARDS" 2>&1 \
+                | sed -u "s|^|[part $shard/$SHARDS] |" || code=${PIPESTATUS[0]}
+            echo "$code" >"$statuses/$shard"
+        } &
+    done
+    wait
+    for ((shard = 1; shard <= SHARDS; shard++)); do
+        code=$(cat "$statuses/$shard" 2>/dev/null || echo 1)
+        [ "$code" -ne 124 ] || say "part $shard/$SHARDS: timed out after $SUITE_TIMEOUT s"
+        say "part $shard/$SHARDS (${MACHINES[shard - 1]}): $([ "$code" -eq 0 ] && echo passed || echo "FAILED (exit $code)")"
+        [ "$status" -ne 0 ] || status=$code
+    done
+    rm -rf "$statuses"
+    return "$status"
+}
+
 main() {
-    local start=$SECONDS phase box_hash driver kernel status
+    local start=$SECONDS phase box_hash driver kernel status machine wait
     check_host
     host_npm_packages
     start_libvirt
     # A VM made from an older box goes first, so that build-box.sh can remove that box's files.
     box_hash=$(bash "$VAGRANT_DIR/build-box.sh" --hash)
     cd "$VAGRANT_DIR"
-    remove_stale_vm "$box_hash"
+    for machine in "${MACHINES[@]}"; do
+        remove_stale_vm "$machine" "$box_hash"
+    done
     phase=$SECONDS
     bash "$VAGRANT_DIR/build-box.sh"
     say "box ready in $((SECONDS - phase)) s"
@@ -187,14 +236,16 @@ main() {
 
     trap stop_vm EXIT
     phase=$SECONDS
-    say "vagrant up $BOX (domain $DOMAIN; guest console: $VAGRANT_DIR/.vagrant/console-$BOX.log)"
+    say "vagrant up ${MACHINES[*]} (domains ${DOMAIN_PREFIX}MACHINE; guest consoles: $VAGRANT_DIR/.vagrant/console-MACHINE.log)"
     mkdir -p .vagrant
-    printf '%s\n' "$box_hash" >"$BOX_MARK"
+    for machine in "${MACHINES[@]}"; do
+        printf '%s\n' "$box_hash" >"$(box_mark "$machine")"
+    done
     status=0
-    timeout "$UP_TIMEOUT" vagrant up "$BOX" --no-provision 2>&1 | without_progress || status=$?
+    timeout "$UP_TIMEOUT" vagrant up "${MACHINES[@]}" --no-provision 2>&1 | without_progress || status=$?
     [ "$status" -ne 124 ] || die "timed out after $UP_TIMEOUT s waiting for vagrant up (box upload, boot, SSH, rsync)"
-    [ "$status" -eq 0 ] || die "vagrant up failed (exit $status); the guest's console: $VAGRANT_DIR/.vagrant/console-$BOX.log"
-    say "VM up in $((SECONDS - phase)) s"
+    [ "$status" -eq 0 ] || die "vagrant up failed (exit $status); the guests' consoles: $VAGRANT_DIR/.vagrant/console-MACHINE.log"
+    say "VM$([ "$SHARDS" -eq 1 ] || echo s) up in $((SECONDS - phase)) s"
 
     kernel=$(timeout 60 vagrant ssh "$BOX" --no-tty -c 'uname -r' | tr -d '\r') \
         || die "timed out after 60 s waiting for the guest to answer uname -r over SSH"
@@ -202,12 +253,15 @@ main() {
     status=0
     # Under TCG the guest runs several times slower: the tests' waits (for a tracer to attach,
     # a target to answer) get three times as long; what they assert stays as it is.
-    timeout "$SUITE_TIMEOUT" vagrant ssh "$BOX" --no-tty -c \
-        "sudo PYBPFTRACE_TEST_TIMEOUT=$([ "$driver" = kvm ] && echo 60 || echo 180) bash /vagrant/vagrant/provision.sh /vagrant${*:+$(printf ' %q' "$@")}" \
-        || status=$?
-    [ "$status" -ne 124 ] || say "timed out after $SUITE_TIMEOUT s waiting for the suite in the VM"
-    say "$BOX guest, kernel $kernel: $([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)")" \
-        "in $((SECONDS - phase)) s; $((SECONDS - start)) s in all"
+    wait=$([ "$driver" = kvm ] && echo 60 || echo 180)
+    if [ "$SHARDS" -eq 1 ]; then
+        run_suite "$BOX" "$wait" "$@" || status=$?
+        [ "$status" -ne 124 ] || say "timed out after $SUITE_TIMEOUT s waiting for the suite in the VM"
+    else
+        run_shards "$wait" "$@" || status=$?
+    fi
+    say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel:" \
+        "$([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)") in $((SECONDS - phase)) s; $((SECONDS - start)) s in all"
     return "$status"
 }
 
