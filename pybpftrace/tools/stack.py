@@ -203,8 +203,7 @@ class Stream(Consumer):
         try:
             self._spool.write(piece)
         except OSError as error:  # the spool sits beside an output, on its disk: full, the output is too
-            beside = next((output for output in self._outputs.items if output.path and os.path.isfile(output.path)),
-                          None)
+            beside = _file_output(self._outputs)
             if beside is None:  # no output is a file: the spool is in the temporary directory
                 raise output_failed(f"{self._spool.directory} (where events wait to be written; TMPDIR chooses it)",
                                     error, None) from None
@@ -297,12 +296,17 @@ def _on_terminal(output: Output) -> bool:
     return (sys.stdout if output.path is None else output.stream).isatty()
 
 
+def _file_output(outputs: Outputs) -> Optional[Output]:
+    """The first output that is a regular file (on a disk, not a pipe or /dev/null)."""
+    return next((output for output in outputs.items if output.path and os.path.isfile(output.path)), None)
+
+
 def _spool_directory(outputs: Outputs) -> str:
     """Where records wait to be rendered, and the spans of a long timeline wait to be written:
     beside the first output that is a regular file (on its disk, not in a tmpfs in memory, as
     /dev/null's directory is), else in the temporary directory."""
-    paths = [output.path for output in outputs.items if output.path and os.path.isfile(output.path)]
-    return os.path.dirname(os.path.abspath(paths[0])) if paths else tempfile.gettempdir()
+    beside = _file_output(outputs)
+    return os.path.dirname(os.path.abspath(beside.path)) if beside else tempfile.gettempdir()
 
 
 def _model_frame(event: CallEvent) -> model.Frame:
