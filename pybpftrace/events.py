@@ -188,6 +188,8 @@ SAMPLE_HOLDS_GIL = 32
 SAMPLE_CHANGED = 64
 SAMPLE_UNREGISTERED = 128
 GIL_SIZE = 208
+GIL_LAST_HOLDER = 8  # struct _gil_runtime_state: the thread state that took it last
+GIL_LOCKED = 16  # whether it is taken now
 # struct sample_event, up to its frames: timestamp, weight, thread_id, address, pid, tid, depth, kind,
 # flags, syscall
 SAMPLE_HEAD = struct.Struct("<QQQQIIHBBi")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
-from .events import COUNTER_WITHOUT_GIL, OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
+from .events import COUNTER_WITHOUT_GIL, GIL_LAST_HOLDER, GIL_LOCKED, OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
 from .interpreter import Interpreter, qualified, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
 from .descendants import children, descendants, descends_from
@@ -154,6 +154,22 @@ def read_pointer(pid: int, address: int) -> int:
     try:
         with open(f"/proc/{pid}/mem", "rb") as memory:
             memory.seek(address)
+            return int.from_bytes(memory.read(8), "little")
+    except (OSError, ValueError, OverflowError):
+        return 0
+
+
+def gil_holder(pid: int, gil: int) -> int:
+    """The thread state holding the GIL at `gil` now; 0 when it is free or cannot be read (as
+    pystacks.h's gil_holder reads it)."""
+    if not gil:
+        return 0
+    try:
+        with open(f"/proc/{pid}/mem", "rb") as memory:
+            memory.seek(gil + GIL_LOCKED)
+            if not int.from_bytes(memory.read(4), "little"):
+                return 0
+            memory.seek(gil + GIL_LAST_HOLDER)
             return int.from_bytes(memory.read(8), "little")
     except (OSError, ValueError, OverflowError):
         return 0

@@ -29,7 +29,7 @@ from ..namespaces import host_tids
 from ..program import LoadedProgram, ProgramSpec, generate
 from ..ringbuf import RecordRing
 from ..samples import Sample
-from ..sampling import WalkedBinary, Walker, find_walked_targets
+from ..sampling import WalkedBinary, Walker, find_walked_targets, gil_holder
 from ..settled import settled_stacks
 from ..task_tree import render as render_task_tree
 from ..session import require_privileges
@@ -114,6 +114,18 @@ def thread_state(pid: int, sample: Sample) -> tuple[str, str, Optional[str]]:
     return name, "idle", syscall_name(number).decode()
 
 
+def confirm_gil(threads: list[ThreadStack], before: int, after: int) -> None:
+    """The walk saw the GIL's holder at one instant, the states are read after: a thread that
+    held it only while it woke (then slept again, or waits for it now) does not hold it. A thread
+    not running keeps `holds the GIL` only where one holder kept it locked from before the
+    stacks were read to after the states were (a thread asleep with it, blocking the others)."""
+    if before and before == after:
+        return
+    for thread in threads:
+        if thread.state != "running":
+            thread.sample.flags &= ~SAMPLE_HOLDS_GIL
+
+
 class Dumper:
     """The dump program, loaded once for every process dumped."""
 
@@ -135,6 +147,8 @@ class Dumper:
         hosts = host_tids(pid)  # the walk reads the TIDs CPython keeps: in a container, its own
         if not self.walker.register(pid, walked):
             raise NotFound(f"PID {pid} no longer maps {walked.binary.shown_path}")
+        gil = self.walker.gils.get(pid, 0)
+        holder = gil_holder(pid, gil)
         settled = settled_stacks(self.walker, self.program, pid, self._drain, hosts)
         names = python_thread_names(pid, walked)
         inner = {host: own for own, host in hosts.items()}
@@ -143,6 +157,7 @@ class Dumper:
             os_name, state_name, syscall = thread_state(pid, sample)
             threads.append(ThreadStack(sample, names.get(sample.thread_id), os_name, state_name, syscall,
                                        inner.get(sample.tid) if hosts else None))
+        confirm_gil(threads, holder, gil_holder(pid, gil))
         run = settled.run
         dump = ProcessDump(pid, walked, threads, self.codes, settled.seconds, run.lost, run.notes())
         if with_locals:

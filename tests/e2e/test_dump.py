@@ -281,6 +281,22 @@ def wait_sleeping(pid: int, tid: int = 0, calls: set[str] = SLEEPS) -> None:
     raise AssertionError(f"thread {tid or pid} of PID {pid} never waited in {sorted(calls)}")
 
 
+def test_a_thread_asleep_with_the_gil_holds_it(any_interpreter):
+    """A thread that sleeps in C keeping the GIL is shown idle holding it, the thread it blocks
+    waiting for it; threads that take it for a moment as they wake are not (test_hostile)."""
+    with Target("gil_sleeper.py", interpreter=any_interpreter) as target:
+        sleeper = int(target.process.stdout.readline())
+        wait_sleeping(target.pid, sleeper, {"230", "35"})  # libc's sleep: clock_nanosleep, or nanosleep
+        result = run_tracer("dump", "--json", target.pid)
+    assert result.returncode == 0, result.stderr.decode()
+    threads = {thread["name"]: thread for thread in json.loads(result.stdout)["threads"]}
+    assert sorted(threads) == ["MainThread", "sleeper"]
+    assert threads["sleeper"]["state"] == "idle" and threads["sleeper"]["holds_gil"], threads["sleeper"]
+    assert threads["sleeper"]["frames"][0]["function"] == "sleeper"
+    main = threads["MainThread"]  # it wakes every switch interval (5 ms) to ask for the GIL, and sleeps again
+    assert main["state"] in ("waiting for the GIL", "running") and not main["holds_gil"], main
+
+
 def test_subprocesses_of_a_multiprocessing_parent(any_interpreter):
     """--subprocesses (py-spy's): the parent and its two forked children in one dump, a list
     in --json, each child's parent said; a child's stack goes back to where the parent forked."""

@@ -99,6 +99,6 @@ def test_sample_constants_match_the_header():
     defined = {**dict(re.findall(r"\b([A-Z_]+) = (\d+)", header)),
                **dict(re.findall(r"#define ([A-Z_]+) (\d+)", header))}
     names = [name for name in vars(events) if name.startswith(("SAMPLE_", "CODE_", "INSTR_", "GENERATOR_")) and name in defined]
-    names += ["GIL_SIZE", "LINETABLE_MAX", "CODE_TEXT_MAX"]
+    names += ["GIL_SIZE", "GIL_LAST_HOLDER", "GIL_LOCKED", "LINETABLE_MAX", "CODE_TEXT_MAX"]
     assert {name: int(defined[name]) for name in names} == {name: getattr(events, name) for name in names}
     assert len(names) >= 20
