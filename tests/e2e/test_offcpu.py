@@ -17,7 +17,8 @@ SLEEPS = ("clock_nanosleep", "select", "pselect6")  # what time.sleep waits in, 
 def profile_waits(interpreter, weighing, cpus=None):
     """The script's own timings, and its stacks per thread: {tid: {stack: microseconds}}; its
     threads on `cpus` if given. Its threads all exit before it does: none of their time is
-    left over as waits of exited threads."""
+    left over as waits of exited threads. Last, the tracer's summary (what it lost or could not
+    tell), for the assertions to show."""
     target = Target("waits.py", interpreter=interpreter)
     if cpus:
         os.sched_setaffinity(target.pid, cpus)  # its threads, started later, inherit it
@@ -28,7 +29,7 @@ def profile_waits(interpreter, weighing, cpus=None):
     for stack, weight in folded_weights(run.stdout).items():
         root, rest = stack.split(";", 1)
         threads.setdefault(int(root.split()[1]), Counter())[rest] += weight
-    return target, json.loads(run.target_output), threads
+    return target, json.loads(run.target_output), threads, run.stderr
 
 
 def at_line(stacks, target, marker):
@@ -39,7 +40,7 @@ def at_line(stacks, target, marker):
 
 
 def test_each_wait_on_its_stack_with_its_reason(every_interpreter):
-    target, results, threads = profile_waits(every_interpreter, "--off-cpu")
+    target, results, threads, summary = profile_waits(every_interpreter, "--off-cpu")
     for name, marker, reasons in (("sleeper", "sleeper sleeps", SLEEPS), ("waiter", "waiter waits", ("futex",)),
                                   ("reader", "reader receives", ("recvfrom",))):
         waits = at_line(threads[results[name]["tid"]], target, marker)
@@ -47,26 +48,26 @@ def test_each_wait_on_its_stack_with_its_reason(every_interpreter):
         # the thread measured its wait and the GIL it took back after: both are there (how long
         # the GIL takes to come back depends on the machine's load: the wait's own reason is the
         # largest share, and nothing else is there but the GIL and preemption)
-        assert sum(waits.values()) == pytest.approx(measured, rel=0.10), (name, waits, measured)
-        assert max(waits, key=waits.get) in reasons and set(waits) <= {*reasons, "GIL", "preempted"}, (name, waits)
+        assert sum(waits.values()) == pytest.approx(measured, rel=0.10), (name, waits, measured, summary)
+        assert max(waits, key=waits.get) in reasons and set(waits) <= {*reasons, "GIL", "preempted"}, (name, waits,
+                                                                                                        summary)
     for name in ("burner", "burner2"):  # two threads that never block share one GIL
         waits = at_line(threads[results[name]["tid"]], target, "burner burns")
         not_preempted = results[name]["elapsed"] * 1e6 - waits["preempted"]
-        assert waits["GIL"] >= 0.25 * not_preempted, (name, waits)
+        assert waits["GIL"] >= 0.25 * not_preempted, (name, waits, summary)
 
 
-def assert_each_threads_time_adds_up(target, results, threads):
+def assert_each_threads_time_adds_up(target, results, threads, summary):
     """The time of each thread's stacks inside the script's run(), which times itself: not
     the thread's start before it (under load, a thread can wait a long while for a CPU there)."""
     timed = f";run ({target.path}:"
     for name, result in results.items():
         total = sum(weight for stack, weight in threads[result["tid"]].items() if timed in stack)
-        assert total == pytest.approx(result["elapsed"] * 1e6, rel=0.10), (name, threads[result["tid"]])
+        assert total == pytest.approx(result["elapsed"] * 1e6, rel=0.10), (name, threads[result["tid"]], summary)
 
 
 def test_on_and_off_a_cpu_add_up_to_each_threads_time(every_interpreter):
-    target, results, threads = profile_waits(every_interpreter, "--wall")
-    assert_each_threads_time_adds_up(target, results, threads)
+    assert_each_threads_time_adds_up(*profile_waits(every_interpreter, "--wall"))
 
 
 def test_preempted_time_adds_up_on_a_shared_cpu():
@@ -76,11 +77,11 @@ def test_preempted_time_adds_up_on_a_shared_cpu():
     hog = subprocess.Popen([*HOST.argv(), "-c", "while True: pass"])
     try:
         os.sched_setaffinity(hog.pid, {0})
-        target, results, threads = profile_waits(HOST, "--wall", cpus={0})
+        target, results, threads, summary = profile_waits(HOST, "--wall", cpus={0})
     finally:
         hog.kill()
         hog.wait()
-    assert_each_threads_time_adds_up(target, results, threads)
+    assert_each_threads_time_adds_up(target, results, threads, summary)
     burners = [threads[results[name]["tid"]] for name in ("burner", "burner2")]
     preempted = sum(weight for stacks in burners for stack, weight in stacks.items() if stack.endswith(";[preempted]"))
     assert preempted >= 0.2 * sum(results[name]["elapsed"] * 1e6 for name in ("burner", "burner2")), burners
