@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from .asyncio_tasks import AsyncTask, TaskFrame, TaskSnapshot, read_tasks, versions
 from .codes import Codes
+from .errors import TraceError
 from .events import SAMPLE_CUT_SHORT, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE
 from .samples import Sample, unpack
 from .sampling import WalkedBinary
@@ -202,7 +203,7 @@ class TaskJoin:
     def _snapshot(self, pid: int) -> Optional[TaskIndex]:
         try:
             snapshot = self._read(pid)
-        except Exception as error:  # a process read while it runs on: its memory may change under the reader
+        except (OSError, TraceError) as error:  # gone, or unreadable (what its memory holds raises nothing)
             self.counts.failures[pid] = str(error) or type(error).__name__
             return None
         if snapshot is None:
