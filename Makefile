@@ -2,7 +2,7 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup matrix demo test stress vm-test bench clean
+.PHONY: setup matrix demo test stress vm-test vm-suspend vm-resume bench clean
 
 setup:
 	@MAKE_TARGET=$(firstword $(MAKECMDGOALS) setup) bash scripts/setup.sh
@@ -25,6 +25,14 @@ BOX ?= bookworm
 SHARDS ?= 1
 vm-test:
 	@BOX=$(BOX) SHARDS=$(SHARDS) bash vagrant/vm-test.sh $(TESTS)
+
+# A run longer than a working session: its machines saved to disk (the suites frozen where they
+# are), then started again where they were and followed to the end.
+vm-suspend:
+	@BOX=$(BOX) SHARDS=$(SHARDS) bash vagrant/vm-test.sh --suspend
+
+vm-resume:
+	@BOX=$(BOX) SHARDS=$(SHARDS) bash vagrant/vm-test.sh --resume
 
 # The tracer under load (about 8 minutes): process churn for five minutes with its memory
 # sampled, 10,000 threads, deep recursion, 50,000 call paths, tracers side by side, stopped.

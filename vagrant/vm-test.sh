@@ -9,6 +9,13 @@
 # SHARDS=N (1 to 4; 1 by default): N VMs of the release at once, each running every N-th test
 # (pytest --shard K/N): under TCG a VM keeps about one core busy (clang compiling), so on a
 # machine with N cores or more the suite takes nearly N times less.
+# The suite runs detached inside each guest (vagrant/guest-suite.sh): a run longer than a working
+# session can be saved to disk and carried on later, the guests' clocks stopped meanwhile:
+#   vagrant/vm-test.sh --suspend   save the running machines of BOX and SHARDS to disk (their
+#                                  suites freeze where they are; the run in progress ends
+#                                  without halting them)
+#   vagrant/vm-test.sh --resume    start them again where they were, follow each suite to its end
+#                                  (its output from the beginning), report and halt, as a run does
 # Every wait has a timeout that names what it waited for.
 set -euo pipefail
 
@@ -162,13 +169,21 @@ without_progress() {
     sed -u -E 's/\x1b\[K//g; s/Progress: [0-9]+%//g'
 }
 
+# Whether the domain is saved to disk (--suspend), not running.
+is_saved() {
+    [[ $(virsh dominfo "$1" 2>/dev/null) =~ Managed\ save:\ +yes ]] && [[ $(virsh domstate "$1") != running ]]
+}
+
 # Halted, it boots again for the next run; with PYBPFTRACE_VM_DESTROY=1 (CI, whose clone goes
-# after the run) it is destroyed instead.
+# after the run) it is destroyed instead. One saved to disk (--suspend) stays so.
 stop_vm() {
     local machine domain
+    rm -f "$RUNNER_PID"
     for machine in "${MACHINES[@]}"; do
         domain=$DOMAIN_PREFIX$machine
-        if [ "${PYBPFTRACE_VM_DESTROY:-0}" = 1 ]; then
+        if is_saved "$domain"; then
+            say "$machine stays saved to disk: 'vm-test.sh --resume' carries its suite on"
+        elif [ "${PYBPFTRACE_VM_DESTROY:-0}" = 1 ]; then
             say "destroying $machine"
             timeout 180 vagrant destroy -f "$machine" >/dev/null 2>&1 \
                 || { say "vagrant destroy did not finish in 180 s: removing $domain"; remove_domain "$domain"; }
@@ -181,26 +196,42 @@ stop_vm() {
     stop_network_if_unused
 }
 
-# run_suite MACHINE WAIT PYTEST_ARGS...: the suite (or those tests) in the machine; its exit code.
+# run_suite MACHINE WAIT PYTEST_ARGS...: the suite (or those tests) started in the machine, then
+# followed to its end; its exit code.
 run_suite() {
     local machine=$1 wait=$2
     shift 2
-    timeout "$SUITE_TIMEOUT" vagrant ssh "$machine" --no-tty -c \
-        "sudo PYBPFTRACE_TEST_TIMEOUT=$wait bash /vagrant/vagrant/provision.sh /vagrant${*:+$(printf ' %q' "$@")}"
+    timeout 120 vagrant ssh "$machine" --no-tty -c \
+        "sudo bash /vagrant/vagrant/guest-suite.sh start $wait${*:+$(printf ' %q' "$@")}" || return
+    follow_suite "$machine"
 }
 
-# The N parts at once, each in its machine, each line of theirs marked with its part; the exit
-# code is the first failing part's.
-run_shards() {
-    local wait=$1 shard status=0 code
+# follow_suite MACHINE: the output of the suite the machine runs, from its beginning to its end;
+# its exit code.
+follow_suite() {
+    timeout "$SUITE_TIMEOUT" vagrant ssh "$1" --no-tty -c "sudo bash /vagrant/vagrant/guest-suite.sh follow"
+}
+
+shard_suite() {  # SHARD WAIT PYTEST_ARGS...: that part of them in its machine
+    local shard=$1
     shift
+    run_suite "${MACHINES[shard - 1]}" "$@" --shard "$shard/$SHARDS"
+}
+
+shard_follow() {  # SHARD: the part its machine runs, followed
+    follow_suite "${MACHINES[$1 - 1]}"
+}
+
+# in_parts FUNCTION ARGS...: FUNCTION SHARD ARGS... for the N parts at once, each line of theirs
+# marked with its part; the exit code is the first failing part's.
+in_parts() {
+    local shard status=0 code
     local statuses
     statuses=$(mktemp -d)
     for ((shard = 1; shard <= SHARDS; shard++)); do
         {
             code=0
-            run_suite "${MACHINES[shard - 1]}" "$wait" "$@" --shard "$shard/$SHARDS" 2>&1 \
-                | sed -u "s|^|[part $shard/$SHARDS] |" || code=${PIPESTATUS[0]}
+            "$1" "$shard" "${@:2}" 2>&1 | sed -u "s|^|[part $shard/$SHARDS] |" || code=${PIPESTATUS[0]}
             echo "$code" >"$statuses/$shard"
         } &
     done
@@ -225,6 +256,10 @@ main() {
     cd "$VAGRANT_DIR"
     for machine in "${MACHINES[@]}"; do
         remove_stale_vm "$machine" "$box_hash"
+        if is_saved "$DOMAIN_PREFIX$machine"; then  # vagrant up would carry that run on
+            say "$machine was saved to disk with a suite running (--suspend): discarding it for this new run"
+            virsh -q managedsave-remove "$DOMAIN_PREFIX$machine" >/dev/null
+        fi
     done
     phase=$SECONDS
     bash "$VAGRANT_DIR/build-box.sh"
@@ -235,6 +270,8 @@ main() {
     export PYBPFTRACE_VM_DRIVER=$driver
 
     trap stop_vm EXIT
+    mkdir -p "$VAGRANT_DIR/.vagrant"
+    echo "$$" >"$RUNNER_PID"
     phase=$SECONDS
     say "vagrant up ${MACHINES[*]} (domains ${DOMAIN_PREFIX}MACHINE; guest consoles: $VAGRANT_DIR/.vagrant/console-MACHINE.log)"
     mkdir -p .vagrant
@@ -258,13 +295,80 @@ main() {
         run_suite "$BOX" "$wait" "$@" || status=$?
         [ "$status" -ne 124 ] || say "timed out after $SUITE_TIMEOUT s waiting for the suite in the VM"
     else
-        run_shards "$wait" "$@" || status=$?
+        in_parts shard_suite "$wait" "$@" || status=$?
     fi
     say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel:" \
         "$([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)") in $((SECONDS - phase)) s; $((SECONDS - start)) s in all"
     return "$status"
 }
 
+process_tree() {  # PID: it and its descendants
+    local child
+    echo "$1"
+    for child in $(pgrep -P "$1"); do process_tree "$child"; done
+}
+
+# --suspend: the machines saved to disk, their suites frozen; the run that follows them ends
+# (stop_vm leaves saved machines as they are).
+suspend() {
+    local machine domain runner
+    check_host
+    cd "$VAGRANT_DIR"
+    for machine in "${MACHINES[@]}"; do
+        [[ $(virsh domstate "$DOMAIN_PREFIX$machine" 2>/dev/null) == running ]] \
+            || die "$machine is not running: there is no suite of BOX=$BOX SHARDS=$SHARDS to save"
+    done
+    for machine in "${MACHINES[@]}"; do
+        domain=$DOMAIN_PREFIX$machine
+        say "saving $machine to disk (4 GB of memory: a minute or two)"
+        timeout 600 virsh -q managedsave "$domain" >/dev/null || die "virsh managedsave $domain failed or took over 600 s"
+    done
+    runner=$(cat "$RUNNER_PID" 2>/dev/null || true)
+    if [ -n "$runner" ] && kill -0 "$runner" 2>/dev/null; then
+        say "ending the run that followed them (PID $runner)"
+        # all at once: a shell waiting on a command takes its TERM only once the command ends
+        # shellcheck disable=SC2046
+        kill -TERM $(process_tree "$runner") 2>/dev/null || true
+    fi
+    stop_network_if_unused
+    say "saved: 'BOX=$BOX SHARDS=$SHARDS vagrant/vm-test.sh --resume' carries the suites on"
+}
+
+# --resume: the saved machines started where they were, each suite followed to its end.
+resume() {
+    local start=$SECONDS machine status kernel
+    check_host
+    start_libvirt
+    cd "$VAGRANT_DIR"
+    for machine in "${MACHINES[@]}"; do
+        is_saved "$DOMAIN_PREFIX$machine" \
+            || die "$machine has no run saved to disk to resume ('vm-test.sh --suspend' saves one)"
+    done
+    trap stop_vm EXIT
+    mkdir -p "$VAGRANT_DIR/.vagrant"
+    echo "$$" >"$RUNNER_PID"
+    for machine in "${MACHINES[@]}"; do
+        say "starting $machine where it was saved"
+        timeout 600 virsh -q start "$DOMAIN_PREFIX$machine" >/dev/null || die "virsh start $DOMAIN_PREFIX$machine failed"
+    done
+    kernel=$(timeout 120 vagrant ssh "$BOX" --no-tty -c 'uname -r' | tr -d '\r') \
+        || die "timed out after 120 s waiting for the guest to answer uname -r over SSH"
+    status=0
+    if [ "$SHARDS" -eq 1 ]; then
+        follow_suite "$BOX" || status=$?
+    else
+        in_parts shard_follow || status=$?
+    fi
+    say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel, resumed:" \
+        "$([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)"); $((SECONDS - start)) s since resumed"
+    return "$status"
+}
+
+RUNNER_PID=$VAGRANT_DIR/.vagrant/vm-test-$BOX.pid  # the run in progress, for --suspend to end
+case ${1:-} in
+    --suspend) suspend; exit ;;
+    --resume) resume; exit ;;
+esac
 # The whole suite names each test file as it goes (pytest -q -v: a line of results per file),
 # so that a run cut short (over an hour under TCG) still says where its failures were.
 [ "$#" -gt 0 ] || set -- -v
