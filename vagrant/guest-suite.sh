@@ -9,11 +9,20 @@ set -euo pipefail
 
 RUN=/var/tmp/pybpftrace-suite  # pid, log and status of the suite this guest runs (or ran last)
 
+# Whether the suite started last still runs (its PID, not one reused after a reboot).
+running() {
+    [ -s "$RUN/pid" ] && [ ! -e "$RUN/status" ] && grep -qs "$RUN" "/proc/$(cat "$RUN/pid")/cmdline"
+}
+
 case ${1:-} in
     start)
         [ "$#" -ge 2 ] || { echo "guest-suite: start WAIT [PYTEST_ARGS...]" >&2; exit 2; }
         export PYBPFTRACE_TEST_TIMEOUT=$2
         shift 2
+        if running; then
+            echo "guest-suite: a suite is already running in this guest (PID $(cat "$RUN/pid")): not starting another" >&2
+            exit 1
+        fi
         rm -rf "$RUN"
         mkdir -p "$RUN"
         # its own session, its output in the log: nothing ties it to this SSH connection
@@ -28,9 +37,8 @@ case ${1:-} in
         ;;
     follow)
         [ -s "$RUN/pid" ] || { echo "guest-suite: no suite was started in this guest" >&2; exit 1; }
-        pid=$(cat "$RUN/pid")
-        if [ ! -e "$RUN/status" ] && grep -qs "$RUN" "/proc/$pid/cmdline"; then  # running (not a PID reused after a reboot)
-            tail -n +1 --pid="$pid" -f "$RUN/log"
+        if running; then
+            tail -n +1 --pid="$(cat "$RUN/pid")" -f "$RUN/log"
         else
             cat "$RUN/log"
         fi
