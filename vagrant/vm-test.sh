@@ -320,7 +320,7 @@ suspend() {
     done
     for machine in "${MACHINES[@]}"; do
         domain=$DOMAIN_PREFIX$machine
-        say "saving $machine to disk (4 GB of memory: a minute or two)"
+        say "saving $machine to disk"
         timeout 600 virsh -q managedsave "$domain" >/dev/null || die "virsh managedsave $domain failed or took over 600 s"
     done
     runner=$(cat "$RUNNER_PID" 2>/dev/null || true)
