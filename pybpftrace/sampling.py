@@ -149,30 +149,28 @@ class Selection:
             return False
 
 
-def read_pointer(pid: int, address: int) -> int:
-    """A pointer of the process's memory; 0 where it cannot be read."""
+def read_unsigned(pid: int, address: int, size: int = 8) -> int:
+    """An unsigned integer of `size` bytes (a pointer by default) of the process's memory; 0
+    where it cannot be read."""
     try:
         with open(f"/proc/{pid}/mem", "rb") as memory:
             memory.seek(address)
-            return int.from_bytes(memory.read(8), "little")
+            return int.from_bytes(memory.read(size), "little")
     except (OSError, ValueError, OverflowError):
         return 0
+
+
+def read_pointer(pid: int, address: int) -> int:
+    """A pointer of the process's memory; 0 where it cannot be read."""
+    return read_unsigned(pid, address)
 
 
 def gil_holder(pid: int, gil: int) -> int:
     """The thread state holding the GIL at `gil` now; 0 when it is free or cannot be read (as
     pystacks.h's gil_holder reads it)."""
-    if not gil:
+    if not gil or not read_unsigned(pid, gil + GIL_LOCKED, 4):
         return 0
-    try:
-        with open(f"/proc/{pid}/mem", "rb") as memory:
-            memory.seek(gil + GIL_LOCKED)
-            if not int.from_bytes(memory.read(4), "little"):
-                return 0
-            memory.seek(gil + GIL_LAST_HOLDER)
-            return int.from_bytes(memory.read(8), "little")
-    except (OSError, ValueError, OverflowError):
-        return 0
+    return read_pointer(pid, gil + GIL_LAST_HOLDER)
 
 
 def gil_address(pid: int, interpreter: Interpreter, runtime: int) -> int:
