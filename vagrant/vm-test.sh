@@ -222,6 +222,27 @@ shard_follow() {  # SHARD: the part its machine runs, followed
     follow_suite "${MACHINES[$1 - 1]}"
 }
 
+# The machines stop (or stay saved) when this run ends, and --suspend can find it.
+begin_run() {
+    trap stop_vm EXIT
+    mkdir -p "$VAGRANT_DIR/.vagrant"
+    echo "$$" >"$RUNNER_PID"
+}
+
+# each_part SINGLE PART ARGS...: SINGLE MACHINE ARGS... in the one machine, or with SHARDS=N,
+# PART SHARD ARGS... in every part at once (in_parts); the exit code is the suite's.
+each_part() {
+    local single=$1 part=$2 status=0
+    shift 2
+    if [ "$SHARDS" -gt 1 ]; then
+        in_parts "$part" "$@"
+        return
+    fi
+    "$single" "$BOX" "$@" || status=$?
+    [ "$status" -ne 124 ] || say "timed out after $SUITE_TIMEOUT s waiting for the suite in the VM"
+    return "$status"
+}
+
 # in_parts FUNCTION ARGS...: FUNCTION SHARD ARGS... for the N parts at once, each line of theirs
 # marked with its part; the exit code is the first failing part's.
 in_parts() {
@@ -269,9 +290,7 @@ main() {
         || say "no working KVM (no /dev/kvm, or a guest kernel did not boot under it in $KVM_PROBE_TIMEOUT s): driver qemu (TCG, slower)"
     export PYBPFTRACE_VM_DRIVER=$driver
 
-    trap stop_vm EXIT
-    mkdir -p "$VAGRANT_DIR/.vagrant"
-    echo "$$" >"$RUNNER_PID"
+    begin_run
     phase=$SECONDS
     say "vagrant up ${MACHINES[*]} (domains ${DOMAIN_PREFIX}MACHINE; guest consoles: $VAGRANT_DIR/.vagrant/console-MACHINE.log)"
     mkdir -p .vagrant
@@ -291,12 +310,7 @@ main() {
     # Under TCG the guest runs several times slower: the tests' waits (for a tracer to attach,
     # a target to answer) get three times as long; what they assert stays as it is.
     wait=$([ "$driver" = kvm ] && echo 60 || echo 180)
-    if [ "$SHARDS" -eq 1 ]; then
-        run_suite "$BOX" "$wait" "$@" || status=$?
-        [ "$status" -ne 124 ] || say "timed out after $SUITE_TIMEOUT s waiting for the suite in the VM"
-    else
-        in_parts shard_suite "$wait" "$@" || status=$?
-    fi
+    each_part run_suite shard_suite "$wait" "$@" || status=$?
     say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel:" \
         "$([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)") in $((SECONDS - phase)) s; $((SECONDS - start)) s in all"
     return "$status"
@@ -344,9 +358,7 @@ resume() {
         is_saved "$DOMAIN_PREFIX$machine" \
             || die "$machine has no run saved to disk to resume ('vm-test.sh --suspend' saves one)"
     done
-    trap stop_vm EXIT
-    mkdir -p "$VAGRANT_DIR/.vagrant"
-    echo "$$" >"$RUNNER_PID"
+    begin_run
     for machine in "${MACHINES[@]}"; do
         say "starting $machine where it was saved"
         timeout 600 virsh -q start "$DOMAIN_PREFIX$machine" >/dev/null || die "virsh start $DOMAIN_PREFIX$machine failed"
@@ -354,11 +366,7 @@ resume() {
     kernel=$(timeout 120 vagrant ssh "$BOX" --no-tty -c 'uname -r' | tr -d '\r') \
         || die "timed out after 120 s waiting for the guest to answer uname -r over SSH"
     status=0
-    if [ "$SHARDS" -eq 1 ]; then
-        follow_suite "$BOX" || status=$?
-    else
-        in_parts shard_follow || status=$?
-    fi
+    each_part follow_suite shard_follow || status=$?
     say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel, resumed:" \
         "$([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)"); $((SECONDS - start)) s since resumed"
     return "$status"
