@@ -207,9 +207,40 @@ run_suite() {
 }
 
 # follow_suite MACHINE: the output of the suite the machine runs, from its beginning to its end;
-# its exit code.
+# its exit code. A kernel panic in the guest ends it at once (watch_console).
 follow_suite() {
-    timeout "$SUITE_TIMEOUT" vagrant ssh "$1" --no-tty -c "sudo bash /vagrant/vagrant/guest-suite.sh follow"
+    local follower watcher status=0
+    timeout "$SUITE_TIMEOUT" vagrant ssh "$1" --no-tty -c "sudo bash /vagrant/vagrant/guest-suite.sh follow" &
+    follower=$!
+    watch_console "$1" "$follower" &
+    watcher=$!
+    wait "$follower" || status=$?
+    kill "$watcher" 2>/dev/null || true
+    wait "$watcher" 2>/dev/null || true
+    return "$status"
+}
+
+console_log() { printf '%s' "$VAGRANT_DIR/.vagrant/console-$1.log"; }
+
+# watch_console MACHINE PID: while PID follows the machine's suite, a kernel panic on its console
+# (written from now on) ends PID's processes, saying so: the SSH session would otherwise wait for
+# a guest that no longer runs until the suite's timeout, hours later. (Seen once under TCG: an
+# int3 oops in syscall_exit_to_user_mode_prepare, a site the kernel was patching.)
+watch_console() {
+    local machine=$1 pid=$2 log offset size
+    log=$(console_log "$machine")
+    offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep "${PYBPFTRACE_VM_CONSOLE_POLL:-10}"
+        size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+        [ "$size" -ge "$offset" ] || offset=0  # a new console log: the machine was started again
+        if tail -c +"$((offset + 1))" "$log" 2>/dev/null | grep -q 'Kernel panic - not syncing'; then
+            say "$machine: the guest's kernel panicked (its console: $log); its suite cannot go on"
+            # shellcheck disable=SC2046
+            kill -TERM $(process_tree "$pid") 2>/dev/null || true
+            return
+        fi
+    done
 }
 
 shard_suite() {  # SHARD WAIT PYTEST_ARGS...: that part of them in its machine
