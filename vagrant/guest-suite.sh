@@ -9,9 +9,15 @@ set -euo pipefail
 
 RUN=/var/tmp/pybpftrace-suite  # pid, log and status of the suite this guest runs (or ran last)
 
-# Whether the suite started last still runs (its PID, not one reused after a reboot).
+BOOT=/proc/sys/kernel/random/boot_id
+
+# Whether the suite started last still runs: its PID, in this boot (after a reboot the same
+# commands get the same PIDs: the PID of a run discarded while saved once matched, most likely
+# the check's own grep), and a process that names $RUN (read by tr, whose command line does not).
 running() {
-    [ -s "$RUN/pid" ] && [ ! -e "$RUN/status" ] && grep -qs "$RUN" "/proc/$(cat "$RUN/pid")/cmdline"
+    local cmdline
+    [ -s "$RUN/pid" ] && [ ! -e "$RUN/status" ] && [ "$(cat "$RUN/boot" 2>/dev/null)" = "$(cat "$BOOT")" ] \
+        && cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$(cat "$RUN/pid")/cmdline") && [[ $cmdline == *"$RUN"* ]]
 }
 
 case ${1:-} in
@@ -25,6 +31,7 @@ case ${1:-} in
         fi
         rm -rf "$RUN"
         mkdir -p "$RUN"
+        cat "$BOOT" >"$RUN/boot"
         # its own session, its output in the log: nothing ties it to this SSH connection
         setsid bash -c 'echo $$ >"$0/pid"; code=0; bash /vagrant/vagrant/provision.sh /vagrant "$@" || code=$?
                         echo "$code" >"$0/status"' "$RUN" "$@" >"$RUN/log" 2>&1 </dev/null &
