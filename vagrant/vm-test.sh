@@ -100,6 +100,37 @@ stop_network_if_unused() {
     virsh -q net-destroy "$NETWORK" >/dev/null 2>&1 || true
 }
 
+EMULATOR=/usr/local/libexec/pybpftrace/qemu-single-tcg  # vagrant/qemu-single-tcg, installed
+
+# emulator_for DRIVER: the qemu libvirt runs the VMs with. Under TCG, vagrant/qemu-single-tcg
+# (installed where libvirt's qemu user can run it): qemu with the virtual CPUs on one host thread.
+emulator_for() {
+    if [ "$1" = kvm ]; then
+        echo /usr/bin/qemu-system-x86_64
+        return
+    fi
+    if ! cmp -s "$VAGRANT_DIR/qemu-single-tcg" "$EMULATOR"; then
+        say "installing $EMULATOR (vagrant/qemu-single-tcg: TCG's virtual CPUs on one host thread)" >&2
+        install -D -m 755 "$VAGRANT_DIR/qemu-single-tcg" "$EMULATOR"
+    fi
+    echo "$EMULATOR"
+}
+
+# set_emulator DOMAIN PATH: a domain made before runs PATH from its next start (vagrant-libvirt
+# sets the emulator only when it makes a domain).
+set_emulator() {
+    local xml
+    virsh dominfo "$1" >/dev/null 2>&1 || return 0
+    xml=$(mktemp)
+    virsh dumpxml --inactive "$1" >"$xml"
+    if ! grep -qF "<emulator>$2</emulator>" "$xml"; then
+        say "${1#"$DOMAIN_PREFIX"}: its emulator is now $2"
+        sed -i "s|<emulator>[^<]*</emulator>|<emulator>$2</emulator>|" "$xml"
+        virsh -q define "$xml" >/dev/null
+    fi
+    rm -f "$xml"
+}
+
 # KVM that opens is not KVM that works: boot the box's kernel with no root filesystem, which
 # panics (and, with -no-reboot, ends qemu) within a second or two wherever KVM really runs it.
 libvirt_driver() {
@@ -320,6 +351,11 @@ main() {
     [ "$driver" = kvm ] && say "KVM runs a guest kernel here: driver kvm" \
         || say "no working KVM (no /dev/kvm, or a guest kernel did not boot under it in $KVM_PROBE_TIMEOUT s): driver qemu (TCG, slower)"
     export PYBPFTRACE_VM_DRIVER=$driver
+    PYBPFTRACE_VM_EMULATOR=$(emulator_for "$driver")
+    export PYBPFTRACE_VM_EMULATOR
+    for machine in "${MACHINES[@]}"; do
+        set_emulator "$DOMAIN_PREFIX$machine" "$PYBPFTRACE_VM_EMULATOR"
+    done
 
     begin_run
     phase=$SECONDS
