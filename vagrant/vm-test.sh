@@ -255,8 +255,8 @@ console_log() { printf '%s' "$VAGRANT_DIR/.vagrant/console-$1.log"; }
 
 # watch_console MACHINE PID: while PID follows the machine's suite, a kernel panic on its console
 # (written from now on) ends PID's processes, saying so: the SSH session would otherwise wait for
-# a guest that no longer runs until the suite's timeout, hours later. (Seen once under TCG: an
-# int3 oops in syscall_exit_to_user_mode_prepare, a site the kernel was patching.)
+# a guest that no longer runs until the suite's timeout, hours later (as under MTTCG: see
+# qemu-single-tcg).
 watch_console() {
     local machine=$1 pid=$2 log offset size
     log=$(console_log "$machine")
