@@ -251,15 +251,12 @@ follow_suite() {
     return "$status"
 }
 
-console_log() { printf '%s' "$VAGRANT_DIR/.vagrant/console-$1.log"; }
-
 # watch_console MACHINE PID: while PID follows the machine's suite, a kernel panic on its console
 # (written from now on) ends PID's processes, saying so: the SSH session would otherwise wait for
 # a guest that no longer runs until the suite's timeout, hours later (as under MTTCG: see
 # qemu-single-tcg).
 watch_console() {
-    local machine=$1 pid=$2 log offset size
-    log=$(console_log "$machine")
+    local machine=$1 pid=$2 log=$VAGRANT_DIR/.vagrant/console-$1.log offset size
     offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
     while kill -0 "$pid" 2>/dev/null; do
         sleep "${PYBPFTRACE_VM_CONSOLE_POLL:-10}"
