@@ -205,6 +205,10 @@ is_saved() {
     [[ $(virsh dominfo "$1" 2>/dev/null) =~ Managed\ save:\ +yes ]] && [[ $(virsh domstate "$1") != running ]]
 }
 
+is_running() {  # DOMAIN
+    [[ $(virsh domstate "$1" 2>/dev/null) == running ]]
+}
+
 # Halted, it boots again for the next run; with PYBPFTRACE_VM_DESTROY=1 (CI, whose clone goes
 # after the run) it is destroyed instead. One saved to disk (--suspend) stays so.
 stop_vm() {
@@ -393,7 +397,7 @@ suspend() {
     check_host
     cd "$VAGRANT_DIR"
     for machine in "${MACHINES[@]}"; do
-        [[ $(virsh domstate "$DOMAIN_PREFIX$machine" 2>/dev/null) == running ]] \
+        is_running "$DOMAIN_PREFIX$machine" \
             || die "$machine is not running: there is no suite of BOX=$BOX SHARDS=$SHARDS to save"
     done
     for machine in "${MACHINES[@]}"; do
@@ -412,6 +416,23 @@ suspend() {
     say "saved: 'BOX=$BOX SHARDS=$SHARDS vagrant/vm-test.sh --resume' carries the suites on"
 }
 
+# renew_lease DOMAIN: its link on the network taken down and up again, so that the guest (its
+# systemd-networkd) asks the network's DHCP server for its address anew. The network --suspend
+# stopped starts without the leases it had, and vagrant-libvirt finds a guest only by its lease:
+# without one the machine is "inaccessible" and vagrant ssh refuses it.
+renew_lease() {
+    local mac
+    mac=$(virsh domiflist "$1" | awk -v net="$NETWORK" '$3 == net { print $5; exit }')
+    [ -n "$mac" ] || die "$1 has no interface on the network $NETWORK"
+    virsh -q domif-setlink "$1" "$mac" down >/dev/null
+    sleep 2
+    virsh -q domif-setlink "$1" "$mac" up >/dev/null
+}
+
+has_lease() {  # DOMAIN
+    [[ $(virsh domifaddr "$1" --source lease) == *ipv4* ]]
+}
+
 # --resume: the saved machines started where they were, each suite followed to its end.
 resume() {
     local start=$SECONDS machine status kernel
@@ -419,16 +440,27 @@ resume() {
     start_libvirt
     cd "$VAGRANT_DIR"
     for machine in "${MACHINES[@]}"; do
-        is_saved "$DOMAIN_PREFIX$machine" \
+        is_saved "$DOMAIN_PREFIX$machine" || is_running "$DOMAIN_PREFIX$machine" \
             || die "$machine has no run saved to disk to resume ('vm-test.sh --suspend' saves one)"
     done
-    begin_run
     for machine in "${MACHINES[@]}"; do
+        if is_running "$DOMAIN_PREFIX$machine"; then  # a --resume that failed to follow it
+            say "$machine runs already: following its suite"
+            continue
+        fi
         say "starting $machine where it was saved"
         timeout 600 virsh -q start "$DOMAIN_PREFIX$machine" >/dev/null || die "virsh start $DOMAIN_PREFIX$machine failed"
+        renew_lease "$DOMAIN_PREFIX$machine"
+    done
+    # Until the machines are followed, a failure leaves them running, their suites with them:
+    # halting them would throw away the run.
+    local again="they run on: 'vm-test.sh --suspend' saves them again, 'vagrant halt' ends them"
+    for machine in "${MACHINES[@]}"; do
+        wait_for 120 "a DHCP lease for $machine, by which vagrant finds it ($again)" has_lease "$DOMAIN_PREFIX$machine"
     done
     kernel=$(timeout 120 vagrant ssh "$BOX" --no-tty -c 'uname -r' | tr -d '\r') \
-        || die "timed out after 120 s waiting for the guest to answer uname -r over SSH"
+        || die "the guest did not answer uname -r over SSH within 120 s ($again)"
+    begin_run
     status=0
     each_part follow_suite shard_follow || status=$?
     say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel, resumed:" \
