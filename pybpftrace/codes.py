@@ -21,6 +21,7 @@ from .events import (
     CODE_NAME_UNREADABLE,
     CODE_TEXT_MAX,
     EVENT_CALL,
+    Process,
     TRUNCATION_MARK,
     UNREADABLE_NAME,
 )
@@ -64,14 +65,14 @@ class Codes:
 
     def __init__(self) -> None:
         self._codes: dict[int, Code] = {}
-        self._of: dict[int, set[int]] = {}  # pid -> the ids of its code objects
-        self._processes: set[Process] = set()  # (pid, incarnation) of those announced
+        # (pid, incarnation) -> the ids of its code objects: a process that exited goes without
+        # taking those of a later one given its PID, announced before its exit was handled
+        self._of: dict[Process, set[int]] = {}
 
     def add(self, record: bytes) -> None:
         (code_id, _address, pid, first_line, name_length, file_length, linetable_size, linetable_read,
          version, name_kind, file_kind, flags, incarnation, name, file) = CODE_EVENT_HEAD.unpack_from(record)
-        self._of.setdefault(pid, set()).add(code_id)
-        self._processes.add((pid, incarnation))
+        self._of.setdefault((pid, incarnation), set()).add(code_id)
         lines = None
         if flags & CODE_LINETABLE:
             version = (version >> 8, version & 0xFF)
@@ -90,12 +91,11 @@ class Codes:
 
     def processes(self) -> set[Process]:
         """The processes whose code objects are held."""
-        return set(self._processes)
+        return set(self._of)
 
-    def forget(self, pid: int) -> None:
-        for code_id in self._of.pop(pid, ()):
+    def forget(self, process: Process) -> None:
+        for code_id in self._of.pop(process, ()):
             self._codes.pop(code_id, None)
-        self._processes = {process for process in self._processes if process[0] != pid}
 
     def call_event(self, record: tuple) -> CallEvent:
         """A call event (events.CALL_EVENT unpacked), its code object named: its line is the one

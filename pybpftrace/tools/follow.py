@@ -85,5 +85,5 @@ def code_line(codes: Codes, code_id: int, instruction: int) -> Optional[int]:
 
 def forget_codes(session, processes) -> None:
     """The code objects of processes that exited, once what refers to them is taken."""
-    for pid, _ in processes:
-        session.codes.forget(pid)
+    for process in processes:
+        session.codes.forget(process)

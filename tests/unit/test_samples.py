@@ -23,11 +23,11 @@ FUTEX, READ = 202, 0
 
 
 def code_record(code_id, name, file="app.py", first_line=10, kinds=(1, 1), flags=0, table=b"", table_size=None,
-                version=(3, 11)):
+                version=(3, 11), pid=42, incarnation=1):
     encoded = [text.encode(ENCODINGS[kind]) for text, kind in zip((name, file), kinds)]
     head = CODE_EVENT_HEAD.pack(
-        code_id, 0x1000 + code_id, 42, first_line, len(name), len(file), len(table) if table_size is None else table_size,
-        len(table), version[0] << 8 | version[1], kinds[0], kinds[1], flags, 1, *encoded,
+        code_id, 0x1000 + code_id, pid, first_line, len(name), len(file), len(table) if table_size is None else table_size,
+        len(table), version[0] << 8 | version[1], kinds[0], kinds[1], flags, incarnation, *encoded,
     )
     return head + table
 
@@ -50,6 +50,17 @@ def test_a_name_longer_than_the_event_is_marked_cut():
     # 256 bytes of UCS-4 are 64 characters
     assert codes.get(5).function == "f" * 256 + TRUNCATION_MARK
     assert codes.get(5).file == "ü" * 64 + TRUNCATION_MARK
+
+
+def test_an_exited_process_takes_only_its_own_code_objects():
+    """A process that exited is forgotten after a later one given its PID announced its code
+    objects (codes are read ahead of the events that tell of the exit): those stay."""
+    codes = Codes()
+    codes.add(code_record(5, "dead", pid=42, incarnation=1))
+    codes.add(code_record(6, "reborn", pid=42, incarnation=2))
+    assert codes.processes() == {(42, 1), (42, 2)}
+    codes.forget((42, 1))
+    assert (codes.get(5), codes.get(6).function, codes.processes()) == (None, "reborn", {(42, 2)})
 
 
 def test_unreadable_names_say_so():
