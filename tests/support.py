@@ -25,6 +25,7 @@ from pybpftrace.target import read_maps
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TIMEOUT = float(os.environ.get("PYBPFTRACE_TEST_TIMEOUT", 60))  # s, each wait (longer in a slow VM)
+SLOWNESS = TIMEOUT / 60  # how much slower than this machine the one the tests run on is said to be (3 under TCG)
 # The version matrix's chroots (scripts/matrix.sh builds them), and where scripts go in them.
 MATRIX = Path(os.environ.get("PYBPFTRACE_MATRIX", "/var/cache/pybpftrace-tests")) / "chroots"
 # One directory per checkout, so that two checkouts testing at once keep to their own scripts.
