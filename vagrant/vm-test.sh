@@ -200,13 +200,13 @@ without_progress() {
     sed -u -E 's/\x1b\[K//g; s/Progress: [0-9]+%//g'
 }
 
-# Whether the domain is saved to disk (--suspend), not running.
-is_saved() {
-    [[ $(virsh dominfo "$1" 2>/dev/null) =~ Managed\ save:\ +yes ]] && [[ $(virsh domstate "$1") != running ]]
-}
-
 is_running() {  # DOMAIN
     [[ $(virsh domstate "$1" 2>/dev/null) == running ]]
+}
+
+# Whether the domain is saved to disk (--suspend), not running.
+is_saved() {
+    [[ $(virsh dominfo "$1" 2>/dev/null) =~ Managed\ save:\ +yes ]] && ! is_running "$1"
 }
 
 # Halted, it boots again for the next run; with PYBPFTRACE_VM_DESTROY=1 (CI, whose clone goes
