@@ -100,17 +100,18 @@ class Codes:
     def call_event(self, record: tuple) -> CallEvent:
         """A call event (events.CALL_EVENT unpacked), its code object named: its line is the one
         the probe reported, or the one its instruction is at; a return's 0 where not known."""
-        timestamp, code_id, pid, tid, line, instruction, depth, kind, flags, _incarnation = record
+        timestamp, code_id, pid, tid, line, instruction, depth, kind, flags, incarnation = record
         code = self._codes.get(code_id) if code_id else None
         if code is None:
             function = UNKNOWN_CODE if not code_id else UNANNOUNCED_CODE
-            return CallEvent(timestamp, pid, tid, kind, depth, function, "", max(line, 0), 0, flags, code_id)
+            return CallEvent(timestamp, pid, tid, kind, depth, function, "", max(line, 0), 0, flags, code_id,
+                             incarnation)
         if line == LINE_UNKNOWN:
             line = code.line(instruction) or 0
         if kind == EVENT_CALL and line <= 0:  # a call before its first line (3.11's <module>: 0, 3.15's closures: -1)
             line = code.first_line
         return CallEvent(timestamp, pid, tid, kind, depth, code.function, code.file, line, code.first_line, flags,
-                         code_id)
+                         code_id, incarnation)
 
     def __len__(self) -> int:
         return len(self._codes)

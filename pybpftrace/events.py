@@ -98,6 +98,7 @@ class CallEvent(NamedTuple):
     first_line: int = 0  # its function's first line (co_firstlineno)
     flags: int = 0  # CALL_FRESH, CALL_INEXACT, CALL_ENTRY_UNSEEN
     code: int = 0  # the code object's id
+    incarnation: int = 0  # which process with this PID (events.Process)
 
     @property
     def fresh(self) -> bool:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator, NamedTuple, Optional
 
-from .events import CALL_ENTRY_UNSEEN, CALL_INEXACT, EVENT_CALL, EVENT_CREATED, CallEvent
+from .events import CALL_ENTRY_UNSEEN, CALL_INEXACT, EVENT_CALL, EVENT_CREATED, CallEvent, Process
 
 CALL_SEEDED = 1 << 8  # (user space's own flag) a frame its thread was in when first seen
 from .formats import model
@@ -48,7 +48,7 @@ class Creations:
 
 @dataclass
 class _Thread:
-    pid: int
+    process: Process
     open: list[tuple[int, int, int]] = field(default_factory=list)  # (depth, start, flags) of open calls
     floor: int = 0  # the shallowest depth seen
 
@@ -84,7 +84,7 @@ class Pairing:
     def feed(self, event: CallEvent) -> Paired:
         thread = self._threads.get(event.tid)
         if thread is None or event.fresh:
-            thread = self._threads[event.tid] = _Thread(event.pid)
+            thread = self._threads[event.tid] = _Thread((event.pid, event.incarnation))
         thread.floor = min(thread.floor, event.depth)
         indent = event.depth - thread.floor
         stack = thread.open
@@ -106,9 +106,10 @@ class Pairing:
             return Paired(indent, event.timestamp - start, why, inexact)
         return Paired(indent, why=BEGAN_BEFORE if indent == 0 else ENTRY_UNSEEN)
 
-    def forget(self, pids: set[int]) -> None:
-        """The threads of these processes, which have exited."""
-        for tid in [tid for tid, thread in self._threads.items() if thread.pid in pids]:
+    def forget(self, processes: set[Process]) -> None:
+        """The threads of these processes, which have exited: not those of a later process
+        given one's PID, whose events may have come before the exit was known."""
+        for tid in [tid for tid, thread in self._threads.items() if thread.process in processes]:
             del self._threads[tid]
 
 

@@ -127,7 +127,7 @@ class Seeds:
             line = (code.line(instruction) or 0) if code else 0
             seeded.append(CallEvent(event.timestamp, event.pid, event.tid, EVENT_CALL, depth, function,
                                     code.file if code else "", line, code.first_line if code else 0,
-                                    CALL_SEEDED | (CALL_FRESH if depth == 0 else 0), code_id))
+                                    CALL_SEEDED | (CALL_FRESH if depth == 0 else 0), code_id, event.incarnation))
         if self._function is not None:
             starts = [index for index, call in enumerate(seeded) if call.function == self._function]
             seeded = [call._replace(depth=call.depth - starts[0]) for call in seeded[starts[0]:]] if starts else []
@@ -237,7 +237,7 @@ class Stream(Consumer):
             self._forget(processes)
 
     def _forget(self, processes: set[Process]) -> None:
-        self._pairing.forget({pid for pid, _ in processes})
+        self._pairing.forget(processes)
         forget_codes(self.session, processes)
 
     def thread_count(self) -> int:

@@ -71,6 +71,23 @@ def test_pairing_survives_a_lost_return():
     assert [pairing.feed(e).duration for e in events] == [None, None, None, 9 * US]
 
 
+def test_forgetting_an_exited_process_spares_a_later_one_with_its_pid():
+    pairing = Pairing()
+    dead = call(0, 0, "old", tid=7)
+    reborn = call(5, 0, "new", tid=7, flags=CALL_FRESH)._replace(incarnation=2)
+    pairing.feed(dead)
+    pairing.feed(reborn)  # the new process's events came before the old one's exit was known
+    pairing.forget({(100, 0)})
+    assert pairing.feed(ret(9, 0, "new", tid=7)._replace(incarnation=2)).duration == 4 * US
+
+
+def test_forgetting_a_process_takes_its_threads():
+    pairing = Pairing()
+    pairing.feed(call(0, 0, "a", tid=7))
+    pairing.forget({(100, 0)})
+    assert paired(pairing, [ret(9, 0, "a", tid=7)]) == [(0, None, BEGAN_BEFORE)]
+
+
 def test_threads_pair_independently():
     pairing = Pairing()
     events = [call(0, 0, "a", tid=1), call(1, 0, "x", tid=2), ret(2, 0, "a", tid=1), ret(5, 0, "x", tid=2)]
