@@ -75,13 +75,24 @@ def walked_binary(binary: PythonBinary) -> WalkedBinary:
     return WalkedBinary(binary, interpreter, first)
 
 
-@functools.lru_cache(maxsize=64)
+INTERPRETERS_CACHED = 64
+# (device, inode, mtime) -> a file's interpreter and first segment: by the file, not by its path,
+# which for a process's mapping names that process (/proc/PID/map_files/...)
+_INTERPRETERS: dict[tuple, tuple[Interpreter, int]] = {}
+
+
 def _interpreter_of(path: str, shown_path: str, version, identity: tuple) -> tuple[Interpreter, int]:
-    """A file's interpreter and where its first segment is linked, read once per file."""
+    """A file's interpreter and where its first segment is linked, read once per file: every
+    Python a shell script starts is registered without reading its ELF file again."""
+    if identity in _INTERPRETERS:
+        return _INTERPRETERS[identity]
+    if len(_INTERPRETERS) >= INTERPRETERS_CACHED:
+        _INTERPRETERS.clear()
     interpreter = read_interpreter(path, shown_path, version)
     segments = parsed_elf(path, lambda elf, stream: load_segments(elf))
     first = min((segment.vaddr - segment.offset for segment in segments), default=0)
-    return interpreter, first & ~(mmap.PAGESIZE - 1)
+    _INTERPRETERS[identity] = interpreter, first & ~(mmap.PAGESIZE - 1)
+    return _INTERPRETERS[identity]
 
 
 def _same_file(first: str, second: str) -> bool:
@@ -256,7 +267,7 @@ class Walker:
         """Wait (a few milliseconds) for a command let go to exec and map its interpreter, and
         register it before it runs Python code, or leave it to the run loop."""
         deadline = time.monotonic() + LAUNCH_WAIT
-        while pid not in self.registered and time.monotonic() < deadline:
+        while (pid in self._before_exec or pid in self._pending) and time.monotonic() < deadline:
             for event in process_events.drain():
                 self.process_event(*event)
             self.register_pending()
