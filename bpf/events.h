@@ -165,18 +165,24 @@ struct fork_event {
 };
 
 /* A process the frame walker should know of (sampler.h, with walk_settings.track): one that
- * exec'd (user space looks at what it runs), or one forked by a process whose stacks are read
- * (the kernel registered it already, with its parent's layout and addresses). */
+ * exec'd (user space looks at what it runs, or says it could not: `program` is what it exec'd),
+ * one forked by a process whose stacks are read (the kernel registered it already, with its
+ * parent's layout and addresses), or, with walk_settings.births, any other process forked (user
+ * space keeps the tree of processes under its roots). */
 enum process_event_kind {
 	PROCESS_EXECED = 1,
 	PROCESS_FORKED = 2,
+	PROCESS_BORN = 3,
 };
+
+#define PROGRAM_MAX 112
 
 struct process_event {
 	__u32 pid;
-	__u32 parent;                    /* PROCESS_FORKED */
+	__u32 parent;                    /* PROCESS_FORKED, PROCESS_BORN */
 	__u32 kind;
 	__u32 pad;
+	char program[PROGRAM_MAX];       /* PROCESS_EXECED: the path exec'd, cut at PROGRAM_MAX - 1 */
 };
 
 /* Values of the `processes` map (with --follow-forks). */

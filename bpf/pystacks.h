@@ -80,7 +80,8 @@ struct walk_settings {
 	__u8 linetables;                 /* announce code objects with their line tables */
 	__u8 execs;                      /* tell user space of processes that exec (sampler.h) */
 	__u8 forks;                      /* register the children of registered processes */
-	__u8 pad[5];
+	__u8 births;                     /* tell user space of every other process forked (sampler.h) */
+	__u8 pad[4];
 };
 
 /* A walk in progress, and its result in `sample`. */

@@ -108,7 +108,7 @@ int walk_on_tick(struct bpf_perf_event_data *ctx)
 	return 0;
 }
 
-BPF_RINGBUF_OUTPUT(process_events, 16);
+BPF_RINGBUF_OUTPUT(process_events, 64); /* rings.py PROCESS_PAGES */
 
 static __always_inline struct walk_settings *tracking(void)
 {
@@ -117,53 +117,72 @@ static __always_inline struct walk_settings *tracking(void)
 	return settings && tracer_enabled() ? settings : NULL;
 }
 
-static __always_inline void send_process_event(__u32 pid, __u32 parent, __u32 kind)
+static __always_inline struct process_event *process_event(__u32 pid, __u32 parent, __u32 kind)
 {
 	struct process_event *event = process_events.ringbuf_reserve(sizeof(struct process_event));
 	if (!event) {
 		count(COUNTER_EVENTS_LOST);
-		return;
+		return NULL;
 	}
 	event->pid = pid;
 	event->parent = parent;
 	event->kind = kind;
 	event->pad = 0;
-	process_events.ringbuf_submit(event, 0);
+	event->program[0] = 0;
+	return event;
+}
+
+static __always_inline void send_process_event(__u32 pid, __u32 parent, __u32 kind)
+{
+	struct process_event *event = process_event(pid, parent, kind);
+	if (event)
+		process_events.ringbuf_submit(event, 0);
 }
 
 /* A process that runs another program: its registration, and what is kept of the thread that
- * exec'd, are the old program's. */
+ * exec'd, are the old program's. The path it exec'd goes with the event, for user space to name
+ * a process that is gone before it looks (the tracepoint's own field: no kernel struct read). */
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
 	forget_exec(id);
 	struct walk_settings *settings = tracking();
-	if (settings && settings->execs && pid != TRACER_PID)
-		send_process_event(pid, 0, PROCESS_EXECED);
+	if (!settings || !settings->execs || pid == TRACER_PID)
+		return 0;
+	struct process_event *event = process_event(pid, 0, PROCESS_EXECED);
+	if (!event)
+		return 0;
+	bpf_probe_read_kernel_str(event->program, sizeof(event->program),
+				  (char *)args + (args->data_loc_filename & 0xFFFF));
+	process_events.ringbuf_submit(event, 0);
 	return 0;
 }
 
 /* A child of a process whose stacks are read has its parent's memory, layout and all (the
- * tracepoint, common.h's, runs in the parent, which is the current task). */
+ * tracepoint, common.h's, runs in the parent, which is the current task). Any other child is
+ * told of with walk_settings.births. */
 static __always_inline void track_fork(__u32 parent, __u32 child)
 {
 	struct walk_settings *settings = tracking();
-	if (!settings || !settings->forks)
+	if (!settings)
 		return;
-	struct py_process *process = py_processes.lookup(&parent);
-	if (!process)
-		return;
-	struct py_process copy = *process;
-	struct namespace_id *namespace = pid_namespaces.lookup(&parent);
-	if (namespace) {
-		struct namespace_id same = *namespace;
-		pid_namespaces.update(&child, &same);
-	}
-	if (py_processes.update(&child, &copy))
+	struct py_process *process = settings->forks ? py_processes.lookup(&parent) : NULL;
+	if (process) {
+		struct py_process copy = *process;
+		struct namespace_id *namespace = pid_namespaces.lookup(&parent);
+		if (namespace) {
+			struct namespace_id same = *namespace;
+			pid_namespaces.update(&child, &same);
+		}
+		if (!py_processes.update(&child, &copy)) {
+			send_process_event(child, parent, PROCESS_FORKED);
+			return;
+		}
 		count(COUNTER_EVENTS_LOST);
-	else
-		send_process_event(child, parent, PROCESS_FORKED);
+	}
+	if (settings->births)
+		send_process_event(child, parent, PROCESS_BORN);
 }
 
 #endif

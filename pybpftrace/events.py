@@ -69,10 +69,12 @@ IMPORT_EVENT = struct.Struct(f"<QIIBBB5x{IMPORT_NAME_MAX}s")
 
 # struct fork_event: parent, child
 FORK_EVENT = struct.Struct("<II")
-# struct process_event: pid, parent, kind
-PROCESS_EVENT = struct.Struct("<III4x")
+PROGRAM_MAX = 112
+# struct process_event: pid, parent, kind, program
+PROCESS_EVENT = struct.Struct(f"<III4x{PROGRAM_MAX}s")
 PROCESS_EXECED = 1
 PROCESS_FORKED = 2
+PROCESS_BORN = 3
 PROCESS_TRACED = 1  # value in the `processes` map once a process's uprobes are all attached
 
 # struct names_event: first, second, pid, incarnation, flags, first_text, second_text

@@ -15,7 +15,7 @@ from .ringbuf import RecordRing, RingBuffer
 NAMES_PAGES = 2048  # 8 MiB: the names first seen between two drains (a new process sends thousands)
 CODES_PAGES = 1024  # 4 MiB: the code objects first seen between two drains, line tables and all
 FORKS_PAGES = 1
-PROCESS_PAGES = 16
+PROCESS_PAGES = 64  # bpf/sampler.h: execs and, under roots, every fork on the machine
 # At most this many records a drain, so that signals and the deadline are seen in time; also
 # what a drain holds in memory at once, as tuples and then lines: a larger batch raises a
 # streaming tracer's peak RSS and consumes no more events.

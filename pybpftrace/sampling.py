@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
-from .events import COUNTER_WITHOUT_GIL, GIL_LAST_HOLDER, GIL_LOCKED, OFFSET_NONE, PROCESS_EXECED, PROCESS_FORKED
+from .events import (
+    COUNTER_WITHOUT_GIL, GIL_LAST_HOLDER, GIL_LOCKED, OFFSET_NONE, PROCESS_BORN, PROCESS_EXECED, PROCESS_FORKED,
+)
 from .interpreter import Interpreter, qualified, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
 from .descendants import children, descendants, descends_from
 from .namespaces import tell_kernel
 from .probes import NotAnElf, load_segments, parsed_elf
 from .program import Loss
+from .unread import ProcessTree, Unread, looks_like_python, program_name
 from .target import (
     SYSTEM_WIDE,
     Launched,
@@ -36,6 +39,7 @@ from .target import (
     describe_process,
     linked_libpython,
     process_binaries,
+    process_state,
     read_maps,
     skipped_binaries,
     thread_file,
@@ -46,6 +50,7 @@ from .target import (
 DEFAULT_RATE = 999  # Hz: see the README for what it costs
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
+GONE = ("Z", "X", "")  # process_state of a process that has exited (zombie, dead, reaped)
 REGISTER_WITHIN = 10.0  # seconds a launched command has to map its interpreter
 LAUNCH_WAIT = 1.0  # seconds attach waits for a launched command to exec and map its interpreter
 DUMP_STEPS_MAX = 100_000  # runs of the dump iterator a dump may take (a few per thread)
@@ -119,16 +124,20 @@ class Selection:
         if self.roots and not descends_from(pid, self.roots):
             return None
         try:
-            binaries = process_binaries(pid)
+            return self.interpreter_of(process_binaries(pid))
         except (NotFound, NotPermitted, OSError):  # gone meanwhile, or not ours to read
             return None
+
+    def interpreter_of(self, binaries: list[PythonBinary]) -> Optional[WalkedBinary]:
+        """The selected interpreter among a process's binaries, if it maps one (NotFound: the
+        process has exited, and its binaries can no longer be read)."""
         for binary in binaries:
             if not binary.interpreter:
                 continue
             if self.any_python or any(_same_file(binary.path, chosen.path) for chosen in self.chosen):
                 try:
                     return walked_binary(binary)
-                except (Unsupported, NotFound, OSError):
+                except (Unsupported, OSError):
                     return None
         return None
 
@@ -149,6 +158,13 @@ class Selection:
         for root in self.roots:
             pids += descendants(root)[0]
         return list(dict.fromkeys(pids))
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        """The file names of the chosen interpreters (as named, and as their links resolve):
+        what a process gone before it was looked at may have run (unread.looks_like_python)."""
+        paths = [chosen.path for chosen in self.chosen]
+        return frozenset(os.path.basename(path) for path in paths + [os.path.realpath(p) for p in paths])
 
     def may_load(self, pid: int) -> bool:
         """Whether a process that just exec'd may still map a selected interpreter: its program
@@ -218,9 +234,11 @@ class Walker:
         self._processes = program.table("py_processes")
         self.registered: dict[int, WalkedBinary] = {}
         self.gils: dict[int, int] = {}  # pid -> address of the GIL its threads wait on
-        self._pending: dict[int, tuple[WalkedBinary, float]] = {}
+        self._pending: dict[int, tuple[WalkedBinary | Selection, float, str]] = {}  # (wanted, deadline, program)
         self._before_exec: dict[int, WalkedBinary] = {}
         self._selection: Optional[Selection] = None
+        self._tree: Optional[ProcessTree] = None  # under roots: their descendants (track)
+        self.unread = Unread()  # processes gone before they were looked at
         # the dump's: loaded beside the continuations below where it will be needed, else later
         self._iterator = IteratorProgram(program, "dump_step") if walks_every_thread else None
         settings = program.table("walk_settings")
@@ -288,21 +306,22 @@ class Walker:
             self.gils[pid] = gil
         return True
 
-    def register_soon(self, pid: int, walked: WalkedBinary | Selection) -> None:
-        """A launched command, or a process that exec'd: registered once it has mapped its
-        interpreter (for a Selection, if it maps one selected)."""
-        self._pending[pid] = (walked, time.monotonic() + REGISTER_WITHIN)
+    def register_soon(self, pid: int, walked: WalkedBinary | Selection, program: str) -> None:
+        """A launched command, or a process that exec'd `program`: registered once it has
+        mapped its interpreter (for a Selection, if it maps one selected)."""
+        self._pending[pid] = (walked, time.monotonic() + REGISTER_WITHIN, program)
 
     @property
     def waiting(self) -> bool:
         return bool(self._pending)
 
     def register_pending(self) -> None:
-        for pid, (wanted, deadline) in list(self._pending.items()):
+        for pid, (wanted, deadline, program) in list(self._pending.items()):
             walked = wanted.match(pid) if isinstance(wanted, Selection) else wanted
             try:
                 done = walked is not None and self.register(pid, walked)
             except NotFound:  # it exited first
+                self.unread.add(program)
                 done = True
             if done and isinstance(wanted, Selection):
                 self._register_children(pid, walked)
@@ -327,37 +346,64 @@ class Walker:
 
     def track(self, selection: Optional[Selection], forks: bool) -> None:
         """Hear of processes that exec (to register those selected, and commands launched) and,
-        with forks, register the children of registered ones in the kernel."""
+        with forks, register the children of registered ones in the kernel; under roots, hear
+        of every process born, to know the roots' descendants once they are gone (seed_tree)."""
         self._selection = selection
+        if selection is not None and selection.roots:
+            self._tree = ProcessTree(selection.roots)
         settings = self._program.table("walk_settings")
         value = settings[settings.Key(0)]
         value.execs = 1
         value.forks = int(forks)
+        value.births = int(self._tree is not None)
         settings[settings.Key(0)] = value
 
-    def process_event(self, pid: int, parent: int, kind: int) -> None:
+    def seed_tree(self) -> None:
+        """Once the kernel tells of births: the roots' descendants that run already."""
+        if self._tree is not None and self._selection is not None:
+            for root in self._selection.roots:
+                self._tree.add(descendants(root)[0])
+
+    def process_event(self, pid: int, parent: int, kind: int, program: bytes = b"") -> None:
+        if kind in (PROCESS_FORKED, PROCESS_BORN) and self._tree is not None:
+            self._tree.born(pid, parent)
         if kind == PROCESS_FORKED and parent in self.registered:
             self.registered[pid] = self.registered[parent]
             if parent in self.gils:
                 self.gils[pid] = self.gils[parent]
             return
-        if kind == PROCESS_EXECED and pid in self._before_exec:
-            self.register_soon(pid, self._before_exec.pop(pid))
+        if kind != PROCESS_EXECED:
+            return
+        if pid in self._before_exec:
+            self.register_soon(pid, self._before_exec.pop(pid), program_name(program))
             self.register_pending()
+        elif self._selection is not None:
+            self.registered.pop(pid, None)
+            self._look_at_exec(pid, self._selection, program_name(program))
+
+    def _look_at_exec(self, pid: int, selection: Selection, program: str) -> None:
+        """A process that exec'd: registered if it runs a selected interpreter, or soon if it
+        may map one; counted as unread if it is gone (and may have been one of those read)."""
+        tree = self._tree
+        if tree is not None and pid not in tree and not descends_from(pid, selection.roots):
             return
-        selection = self._selection
-        if kind != PROCESS_EXECED or selection is None:
-            return
-        self.registered.pop(pid, None)
-        walked = selection.match(pid)
         try:
+            binaries = process_binaries(pid)
+            if not binaries and process_state(pid) in GONE:  # exited, its memory gone with it
+                raise NotFound(f"PID {pid} exited")
+            walked = selection.interpreter_of(binaries)
             if walked is not None and self.register(pid, walked):
                 self._register_children(pid, walked)
                 return
-        except NotFound:  # gone already
+        except (NotFound, OSError) as error:  # an OSError is a file of its /proc entry gone, or not ours
+            if isinstance(error, NotFound) or process_state(pid) in GONE:
+                if tree is not None or looks_like_python(program, selection.names):
+                    self.unread.add(program)
+            return
+        except NotPermitted:
             return
         if selection.may_load(pid):
-            self.register_soon(pid, selection)
+            self.register_soon(pid, selection, program)
 
     def walk_every_thread(self, pid: int, drain: Callable[[], None]) -> "DumpRun":
         """Every thread of pid walked by the dump iterator (bpf/dump.h) while it runs on, its

@@ -245,6 +245,8 @@ class Session:
             settings = self.program.table("trace_settings")
             settings[settings.Key(0)] = settings.Leaf(self.start)
         self._switch(True)
+        if self.walker:
+            self.walker.seed_tree()
         # From the moment the user is told tracing runs, Ctrl-C and SIGTERM end it cleanly.
         self.signals.catch()
         if self.calls:
@@ -371,6 +373,8 @@ class Session:
             if n:
                 dropped += n if loss.dropped else 0
                 notes.append(loss.text.format(n=n, **self.map_sizes))
+        if self.walker:
+            notes += self.walker.unread.notes()
         skipped = self.program.skipped_runs()
         if skipped:
             notes.append(f"{skipped} events the kernel did not run pybpftrace's programs for (another BPF program "
@@ -456,6 +460,9 @@ class Session:
             for fd in (wake_read, wake_write):
                 os.close(fd)
             poller.close()
+        if self.walker and self.rings.process_events:  # the last execs: those gone already are counted
+            for event in self.rings.process_events.drain():
+                self.walker.process_event(*event)
         try:
             while self.rings.drain(consume, copy):
                 pass
@@ -478,8 +485,8 @@ class Session:
         for parent, child in self.rings.forks.drain() if self.rings.forks else ():
             if self._follow(parent, child):
                 processes.add(child)
-        for pid, parent, kind in self.rings.process_events.drain() if self.rings.process_events else ():
-            self.walker.process_event(pid, parent, kind)
+        for pid, parent, kind, program in self.rings.process_events.drain() if self.rings.process_events else ():
+            self.walker.process_event(pid, parent, kind, program)
             if kind == PROCESS_FORKED and self.follow_forks and parent in self.targets.binaries:
                 processes.add(pid)
 

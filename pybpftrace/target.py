@@ -254,6 +254,12 @@ def thread_stat(pid: int, tid: int) -> list[str]:
     return stat_fields(text) if text else []
 
 
+def process_state(pid: int) -> str:
+    """A process's state letter (R, S, Z, ...); "" once it has gone."""
+    fields = thread_stat(pid, pid)
+    return fields[0] if fields else ""
+
+
 def thread_file(pid: int, tid: int, name: str) -> Optional[str]:
     """A file of a thread's /proc entry (comm, stat, syscall, ...); None once it has exited."""
     try:

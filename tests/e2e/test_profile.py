@@ -5,7 +5,9 @@ stacks, code objects freed and reused, agreement with the exact tracer, bad inpu
 import json
 import shlex
 import re
+import signal
 import subprocess
+import time
 from collections import Counter
 
 import pytest
@@ -14,6 +16,7 @@ from support import (
     HOST,
     PID,
     SLOWNESS,
+    TIMEOUT,
     WITH_FUNCTION_PROBES,
     Target,
     Tracer,
@@ -280,6 +283,33 @@ def test_subprocesses_reads_children_forked_before_and_after(any_interpreter):
                      if stack["pid"] == pid and len(stack["frames"]) > 1 and stack["frames"][-1]["function"] == "spin"}
                for pid in found}
     assert callers == {target.pid: {"parent_spins"}, early: {"early_child"}, late: {"late_child"}}
+
+
+def _wait_stopped(pid: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"PID {pid} never stopped"
+        time.sleep(0.01)
+
+
+def test_a_child_gone_before_it_was_looked_at_is_said():
+    """A child Python that starts and exits while pybpftrace cannot look at it (here: while
+    pybpftrace is stopped) is missing from the profile, and the summary says so, naming what
+    it ran."""
+    with Target("short_child.py") as target:
+        tracer = Tracer("profile", target.pid, "--subprocesses")
+        tracer.wait_attached()
+        tracer.signal(signal.SIGSTOP)
+        _wait_stopped(tracer.process.pid)
+        target.go()
+        spawned, program = target.process.stdout.readline().decode().split()
+        assert spawned == "spawned"
+        tracer.signal(signal.SIGCONT)
+        tracer.signal(signal.SIGINT)
+        code, _, stderr = tracer.finish()
+    assert code == 0, stderr
+    assert (f"[1 process exited before pybpftrace could see what it ran ({program}): if a Python, it is not read]"
+            in summary_line(stderr)), stderr
 
 
 @pytest.mark.parametrize("wrapper", ["env", "bash -c", "a script that execs"])

@@ -15,6 +15,7 @@ LAYOUTS = {
     "names_event": (events.NAMES_EVENT, ["first", "second", "pid", "incarnation", "flags", "first_text",
                                          "second_text"]),
     "fork_event": (events.FORK_EVENT, ["parent", "child"]),
+    "process_event": (events.PROCESS_EVENT, ["pid", "parent", "kind", "program"]),
     "audit_event": (audit.AUDIT_EVENT, [
         "timestamp", "objects.tuple", "objects.items", "objects.nested", "objects.tuple_type_name",
         "objects.item_type_names", "objects.nested_type_names", "pid", "tid", "incarnation", "binary", "tuple_read", "items_read",
@@ -58,7 +59,9 @@ def test_constants_match_the_header():
     header = (bpf_dir() / "events.h").read_text()
     defined = dict(re.findall(r"\b([A-Z_]+) = (\d+)", header))
     assert int(re.search(r"#define STRING_MAX (\d+)", header).group(1)) == events.STRING_MAX
-    for name in ("EVENT_CALL", "EVENT_RETURN", "EVENT_CREATED", "PROCESS_TRACED", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
+    assert int(re.search(r"#define PROGRAM_MAX (\d+)", header).group(1)) == events.PROGRAM_MAX
+    for name in ("EVENT_CALL", "EVENT_RETURN", "EVENT_CREATED", "PROCESS_TRACED", "PROCESS_EXECED", "PROCESS_FORKED",
+                 "PROCESS_BORN", "FIRST_TRUNCATED", "SECOND_TRUNCATED",
                  "FIRST_UNREADABLE", "SECOND_UNREADABLE", *(name for name in dir(events) if name.startswith("COUNTER_"))):
         assert int(defined[name]) == getattr(events, name), name
 

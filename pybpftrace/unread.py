@@ -1,0 +1,76 @@
+"""Processes that started a program and were gone before user space could look at what it
+runs: a Python among them is missing from what was read, and the summary says so, naming what
+they exec'd (the kernel's exec event carries the path). Under roots (a launched command,
+--subprocesses) the processes counted are the roots' descendants, a tree kept here from the
+kernel's fork events (a gone process's parent can no longer be read); with --binary or --all,
+those whose program is named like a Python that would have been read."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Iterable
+
+from .escaping import shown
+
+PROGRAMS_NAMED = 3  # the most frequent programs the note names; the rest are counted
+
+
+class ProcessTree:
+    """The roots and every process forked under them since: a PID reused by a process born
+    elsewhere leaves it. Bounded by the kernel's PID range."""
+
+    def __init__(self, roots: Iterable[int]):
+        self._members = set(roots)
+
+    def add(self, pids: Iterable[int]) -> None:
+        """Processes known to descend from the roots (read from /proc)."""
+        self._members.update(pids)
+
+    def born(self, child: int, parent: int) -> None:
+        if parent in self._members:
+            self._members.add(child)
+        else:
+            self._members.discard(child)
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._members
+
+
+def program_name(raw: bytes) -> str:
+    """The path an exec event carries, up to its NUL (cut by the kernel where long)."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def looks_like_python(program: str, names: frozenset[str]) -> bool:
+    """Whether a program's name is one of names (the selected interpreters' file names), or,
+    where none are given, starts with `python`."""
+    base = os.path.basename(program)
+    return base in names if names else base.startswith("python")
+
+
+class Unread:
+    """The programs of processes gone before they were looked at, counted."""
+
+    def __init__(self) -> None:
+        self._programs: Counter[str] = Counter()
+
+    def add(self, program: str) -> None:
+        self._programs[program or "?"] += 1
+
+    def __len__(self) -> int:
+        return sum(self._programs.values())
+
+    def notes(self) -> list[str]:
+        if not self._programs:
+            return []
+        ranked = self._programs.most_common()
+        named = [f"{shown(program)} ×{n}" if n > 1 else shown(program) for program, n in ranked[:PROGRAMS_NAMED]]
+        rest = sum(n for _, n in ranked[PROGRAMS_NAMED:])
+        if rest:
+            named.append(f"{rest} more")
+        total = len(self)
+        if total == 1:
+            return [f"1 process exited before pybpftrace could see what it ran ({named[0]}): if a Python, it is not read"]
+        return [f"{total} processes exited before pybpftrace could see what they ran ({', '.join(named)}): "
+                "any Python among them is not read"]

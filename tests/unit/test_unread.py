@@ -1,0 +1,43 @@
+"""Processes gone before they were looked at: the tree of a root's descendants kept from fork
+events, what counts as a Python by name, and the note that says what is missing."""
+
+from pybpftrace.unread import ProcessTree, Unread, looks_like_python, program_name
+
+
+def test_the_tree_takes_children_of_members_and_lets_a_reused_pid_go():
+    tree = ProcessTree({10})
+    tree.born(11, 10)
+    tree.born(12, 11)
+    tree.born(13, 99)
+    assert [pid in tree for pid in (10, 11, 12, 13)] == [True, True, True, False]
+    tree.born(12, 99)  # 12 exited, and its PID went to a process born elsewhere
+    assert 12 not in tree
+    tree.add([20])
+    tree.born(21, 20)
+    assert 21 in tree
+
+
+def test_a_program_is_the_path_up_to_its_nul_undecodable_bytes_kept():
+    assert program_name(b"/usr/bin/python3.11\0\0garbage") == "/usr/bin/python3.11"
+    assert program_name(b"/tmp/\xff\x1b[31m") == "/tmp/\udcff\x1b[31m"
+
+
+def test_python_by_name_the_chosen_names_else_python_anything():
+    assert looks_like_python("/usr/bin/python3.11", frozenset())
+    assert not looks_like_python("/usr/bin/ls", frozenset())
+    assert looks_like_python("/opt/app/uwsgi", frozenset({"uwsgi"}))
+    assert not looks_like_python("/usr/bin/python3", frozenset({"uwsgi"}))
+
+
+def test_the_note_names_the_most_frequent_programs_escaped():
+    unread = Unread()
+    assert unread.notes() == []
+    unread.add("/usr/bin/python3.11")
+    assert unread.notes() == [
+        "1 process exited before pybpftrace could see what it ran (/usr/bin/python3.11): if a Python, it is not read"]
+    for program in ["/usr/bin/python3.11", "/bin/ls", "/bin/ls", "/bin/ls", "/tmp/\x1b[31m", "/bin/true", ""]:
+        unread.add(program)
+    assert len(unread) == 8
+    assert unread.notes() == [
+        "8 processes exited before pybpftrace could see what they ran (/bin/ls ×3, /usr/bin/python3.11 ×2, "
+        "/tmp/\\x1b[31m, 2 more): any Python among them is not read"]
