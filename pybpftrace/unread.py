@@ -71,6 +71,7 @@ class Unread:
             named.append(f"{rest} more")
         total = len(self)
         if total == 1:
-            return [f"1 process exited before pybpftrace could see what it ran ({named[0]}): if a Python, it is not read"]
+            return [f"1 process exited before pybpftrace could see what it ran ({named[0]}): "
+                    "if it was a Python, its stacks are not read"]
         return [f"{total} processes exited before pybpftrace could see what they ran ({', '.join(named)}): "
-                "any Python among them is not read"]
+                "the stacks of any Python among them are not read"]

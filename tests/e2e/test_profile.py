@@ -308,8 +308,8 @@ def test_a_child_gone_before_it_was_looked_at_is_said():
         tracer.signal(signal.SIGINT)
         code, _, stderr = tracer.finish()
     assert code == 0, stderr
-    assert (f"[1 process exited before pybpftrace could see what it ran ({program}): if a Python, it is not read]"
-            in summary_line(stderr)), stderr
+    assert (f"[1 process exited before pybpftrace could see what it ran ({program}): "
+            "if it was a Python, its stacks are not read]" in summary_line(stderr)), stderr
 
 
 @pytest.mark.parametrize("wrapper", ["env", "bash -c", "a script that execs"])

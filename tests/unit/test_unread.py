@@ -34,10 +34,11 @@ def test_the_note_names_the_most_frequent_programs_escaped():
     assert unread.notes() == []
     unread.add("/usr/bin/python3.11")
     assert unread.notes() == [
-        "1 process exited before pybpftrace could see what it ran (/usr/bin/python3.11): if a Python, it is not read"]
+        "1 process exited before pybpftrace could see what it ran (/usr/bin/python3.11): "
+        "if it was a Python, its stacks are not read"]
     for program in ["/usr/bin/python3.11", "/bin/ls", "/bin/ls", "/bin/ls", "/tmp/\x1b[31m", "/bin/true", ""]:
         unread.add(program)
     assert len(unread) == 8
     assert unread.notes() == [
         "8 processes exited before pybpftrace could see what they ran (/bin/ls ×3, /usr/bin/python3.11 ×2, "
-        "/tmp/\\x1b[31m, 2 more): any Python among them is not read"]
+        "/tmp/\\x1b[31m, 2 more): the stacks of any Python among them are not read"]
