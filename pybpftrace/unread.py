@@ -14,6 +14,7 @@ from typing import Iterable
 from .escaping import shown
 
 PROGRAMS_NAMED = 3  # the most frequent programs the note names; the rest are counted
+PROGRAMS_KEPT = 1024  # distinct programs counted by name: a tree that execs ever new paths is bounded
 
 
 class ProcessTree:
@@ -54,19 +55,24 @@ class Unread:
 
     def __init__(self) -> None:
         self._programs: Counter[str] = Counter()
+        self._unnamed = 0  # those past PROGRAMS_KEPT distinct programs
 
     def add(self, program: str) -> None:
-        self._programs[program or "?"] += 1
+        program = program or "?"
+        if program in self._programs or len(self._programs) < PROGRAMS_KEPT:
+            self._programs[program] += 1
+        else:
+            self._unnamed += 1
 
     def __len__(self) -> int:
-        return sum(self._programs.values())
+        return sum(self._programs.values()) + self._unnamed
 
     def notes(self) -> list[str]:
         if not self._programs:
             return []
         ranked = self._programs.most_common()
         named = [f"{shown(program)} ×{n}" if n > 1 else shown(program) for program, n in ranked[:PROGRAMS_NAMED]]
-        rest = sum(n for _, n in ranked[PROGRAMS_NAMED:])
+        rest = sum(n for _, n in ranked[PROGRAMS_NAMED:]) + self._unnamed
         if rest:
             named.append(f"{rest} more")
         total = len(self)

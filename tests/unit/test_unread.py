@@ -1,7 +1,7 @@
 """Processes gone before they were looked at: the tree of a root's descendants kept from fork
 events, what counts as a Python by name, and the note that says what is missing."""
 
-from pybpftrace.unread import ProcessTree, Unread, looks_like_python, program_name
+from pybpftrace.unread import PROGRAMS_KEPT, ProcessTree, Unread, looks_like_python, program_name
 
 
 def test_the_tree_takes_children_of_members_and_lets_a_reused_pid_go():
@@ -42,3 +42,13 @@ def test_the_note_names_the_most_frequent_programs_escaped():
     assert unread.notes() == [
         "8 processes exited before pybpftrace could see what they ran (/bin/ls ×3, /usr/bin/python3.11 ×2, "
         "/tmp/\\x1b[31m, 2 more): the stacks of any Python among them are not read"]
+
+
+def test_ever_new_programs_are_counted_past_those_kept_by_name():
+    unread = Unread()
+    for n in range(PROGRAMS_KEPT + 10):
+        unread.add(f"/tmp/p{n}")
+    unread.add("/tmp/p0")
+    assert len(unread) == PROGRAMS_KEPT + 11
+    assert unread.notes()[0].startswith(f"{PROGRAMS_KEPT + 11} processes exited before pybpftrace could see what they "
+                                        f"ran (/tmp/p0 ×2, /tmp/p1, /tmp/p2, {PROGRAMS_KEPT + 7} more)")
