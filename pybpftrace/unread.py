@@ -9,33 +9,50 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .escaping import shown
+from .target import process_exists
 
 PROGRAMS_NAMED = 3  # the most frequent programs the note names; the rest are counted
+TREE_PRUNE_AT = 65536  # members at which those that exited are let go (ProcessTree)
 PROGRAMS_KEPT = 1024  # distinct programs counted by name: a tree that execs ever new paths is bounded
 
 
 class ProcessTree:
     """The roots and every process forked under them since: a PID reused by a process born
-    elsewhere leaves it. Bounded by the kernel's PID range."""
+    elsewhere leaves it. Bounded: once they are prune_at or more (and twice as many as were
+    left the last time), those that have exited are set apart, members still until the next
+    pruning, by when the exec events queued before this one have long been read."""
 
-    def __init__(self, roots: Iterable[int]):
+    def __init__(self, roots: Iterable[int], alive: Callable[[int], bool] = process_exists,
+                 prune_at: int = TREE_PRUNE_AT):
         self._members = set(roots)
+        self._alive = alive
+        self._least = self._prune_at = prune_at
+        self._gone: set[int] = set()  # exited, found so at the last pruning
 
     def add(self, pids: Iterable[int]) -> None:
         """Processes known to descend from the roots (read from /proc)."""
         self._members.update(pids)
 
     def born(self, child: int, parent: int) -> None:
-        if parent in self._members:
-            self._members.add(child)
-        else:
+        if parent not in self:
             self._members.discard(child)
+            self._gone.discard(child)
+            return
+        self._members.add(child)
+        if len(self._members) >= self._prune_at:
+            alive = {pid for pid in self._members if self._alive(pid)}
+            self._gone = self._members - alive
+            self._members = alive
+            self._prune_at = max(self._least, 2 * len(alive))
+
+    def __len__(self) -> int:
+        return len(self._members)
 
     def __contains__(self, pid: int) -> bool:
-        return pid in self._members
+        return pid in self._members or pid in self._gone
 
 
 def program_name(raw: bytes) -> str:

@@ -52,3 +52,21 @@ def test_ever_new_programs_are_counted_past_those_kept_by_name():
     assert len(unread) == PROGRAMS_KEPT + 11
     assert unread.notes()[0].startswith(f"{PROGRAMS_KEPT + 11} processes exited before pybpftrace could see what they "
                                         f"ran (/tmp/p0 ×2, /tmp/p1, /tmp/p2, {PROGRAMS_KEPT + 7} more)")
+
+
+def test_the_tree_lets_exited_processes_go_once_large():
+    alive = set(range(0, 100, 2))
+    tree = ProcessTree({0}, alive=alive.__contains__, prune_at=100)
+    for child in range(1, 99):
+        tree.born(child, 0)
+    assert len(tree) == 99
+    tree.born(99, 0)  # the hundredth: those that exited are set apart
+    assert len(tree) == 50 and 98 in tree and 97 in tree  # its exec may be yet to be heard of
+    for child in range(100, 149):
+        tree.born(child, 0)
+    assert len(tree) == 99  # the next pruning at twice as many as were left, 100
+    alive.update(range(100, 148))
+    tree.born(149, 0)  # the second pruning: 148 and 149 exited; those of the first go for good
+    assert len(tree) == 98 and 148 in tree and 97 not in tree
+    tree.born(148, 5000)  # a process born elsewhere took a PID set apart
+    assert 148 not in tree
