@@ -72,14 +72,19 @@ class SessionRings:
             for record in records:
                 self.names.add(record)
 
+    def drain_codes(self) -> None:
+        """The code objects announced so far: the kernel announces one before it counts or
+        sends anything of it, so a count read before this is named after it."""
+        if self._codes:
+            for record in self._codes.drain():
+                self.codes.add(record)
+
     def drain(self, consume: Callable[[list], None], copy: Optional[Callable[[memoryview], None]] = None) -> int:
         """One batch of events into consume (or, as they lie in the ring, into copy), after
         everything they refer to; how many."""
         until = self.events.producer_position() if self.events else 0
         self.drain_names()
-        if self._codes:
-            for record in self._codes.drain():
-                self.codes.add(record)
+        self.drain_codes()
         if self._stacks:
             for record in self._stacks.drain():
                 timestamp, _, _, _, _, tid = SAMPLE_HEAD.unpack_from(record)[:6]

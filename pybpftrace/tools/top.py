@@ -184,8 +184,10 @@ class Top(Consumer):
         """The counts whose keys are wanted (by code object, in `first`), taken out of the
         kernel's map."""
         table = self.session.program.table("counts")
+        counts = list(table.items())
+        self.session.rings.drain_codes()  # those of code objects announced since the last drain
         calls: Counter = Counter()
-        for key, value in list(table.items()):
+        for key, value in counts:
             if not wanted(key):
                 continue
             del table[key]
