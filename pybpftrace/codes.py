@@ -10,7 +10,7 @@ name is never given to another function.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from .events import (
     LINE_UNKNOWN,
@@ -69,9 +69,13 @@ class Codes:
         # taking those of a later one given its PID, announced before its exit was handled
         self._of: dict[Process, set[int]] = {}
 
-    def add(self, record: bytes) -> None:
+    def add(self, record: bytes, incarnation_of: Optional[Callable[[int], int]] = None) -> None:
+        """A code object announced. One a stack walk announced carries no incarnation (0): it
+        is its PID's live one (incarnation_of, 0 where none is known), or it would never go."""
         (code_id, _address, pid, first_line, name_length, file_length, linetable_size, linetable_read,
          version, name_kind, file_kind, flags, incarnation, name, file) = CODE_EVENT_HEAD.unpack_from(record)
+        if not incarnation and incarnation_of is not None:
+            incarnation = incarnation_of(pid)
         self._of.setdefault((pid, incarnation), set()).add(code_id)
         lines = None
         if flags & CODE_LINETABLE:

@@ -36,6 +36,7 @@ class SessionRings:
     def __init__(self, program, events: Optional[str], layout: Optional[struct.Struct], pages: int,
                  codes: bool, stacks: bool, forks: bool, processes: bool, hook_forks: bool = False):
         self._program = program
+        self._incarnations = program.table("incarnations") if program.has_table("incarnations") else None
         self.names = Names()
         self.codes = Codes()
         # the stacks that events fired in (--stacks), ahead of their events: by (tid, timestamp)
@@ -77,7 +78,15 @@ class SessionRings:
         sends anything of it, so a count read before this is named after it."""
         if self._codes:
             for record in self._codes.drain():
-                self.codes.add(record)
+                self.codes.add(record, self._incarnation_of)
+
+    def _incarnation_of(self, pid: int) -> int:
+        """pid's live incarnation (lifetimes.h), 0 where it has none: a process whose calls
+        are not followed, or that has exited."""
+        if self._incarnations is None:
+            return 0
+        value = self._incarnations.get(self._incarnations.Key(pid))
+        return value.value if value is not None else 0
 
     def drain(self, consume: Callable[[list], None], copy: Optional[Callable[[memoryview], None]] = None) -> int:
         """One batch of events into consume (or, as they lie in the ring, into copy), after

@@ -63,6 +63,17 @@ def test_an_exited_process_takes_only_its_own_code_objects():
     assert (codes.get(5), codes.get(6).function, codes.processes()) == (None, "reborn", {(42, 2)})
 
 
+def test_a_walks_code_object_goes_with_its_process_live_incarnation():
+    """A stack walk announces code objects without an incarnation: they are the PID's live
+    one's, and go when it exits; where none is known they stay (0)."""
+    codes = Codes()
+    codes.add(code_record(5, "walked", pid=42, incarnation=0), {42: 3}.get)
+    codes.add(code_record(6, "unknown", pid=43, incarnation=0), lambda pid: 0)
+    assert codes.processes() == {(42, 3), (43, 0)}
+    codes.forget((42, 3))
+    assert (codes.get(5), codes.get(6).function) == (None, "unknown")
+
+
 def test_unreadable_names_say_so():
     codes = Codes()
     codes.add(code_record(5, "f", flags=CODE_NAME_UNREADABLE | CODE_FILE_UNREADABLE))
