@@ -29,6 +29,7 @@ from .program import Loss
 from .unread import ProcessTree, Unread, looks_like_python, program_name
 from .target import (
     SYSTEM_WIDE,
+    ByFile,
     Launched,
     PythonBinary,
     TargetOptions,
@@ -80,24 +81,20 @@ def walked_binary(binary: PythonBinary) -> WalkedBinary:
     return WalkedBinary(binary, interpreter, first)
 
 
-INTERPRETERS_CACHED = 64
-# (device, inode, mtime) -> a file's interpreter and first segment: by the file, not by its path,
-# which for a process's mapping names that process (/proc/PID/map_files/...)
-_INTERPRETERS: dict[tuple, tuple[Interpreter, int]] = {}
+_INTERPRETERS: ByFile[tuple[Interpreter, int]] = ByFile(64)
 
 
 def _interpreter_of(path: str, shown_path: str, version, identity: tuple) -> tuple[Interpreter, int]:
     """A file's interpreter and where its first segment is linked, read once per file: every
     Python a shell script starts is registered without reading its ELF file again."""
-    if identity in _INTERPRETERS:
-        return _INTERPRETERS[identity]
-    if len(_INTERPRETERS) >= INTERPRETERS_CACHED:
-        _INTERPRETERS.clear()
+    return _INTERPRETERS.get(identity, lambda: _read_interpreter(path, shown_path, version))
+
+
+def _read_interpreter(path: str, shown_path: str, version) -> tuple[Interpreter, int]:
     interpreter = read_interpreter(path, shown_path, version)
     segments = parsed_elf(path, lambda elf, stream: load_segments(elf))
     first = min((segment.vaddr - segment.offset for segment in segments), default=0)
-    _INTERPRETERS[identity] = interpreter, first & ~(mmap.PAGESIZE - 1)
-    return _INTERPRETERS[identity]
+    return interpreter, first & ~(mmap.PAGESIZE - 1)
 
 
 def _same_file(first: str, second: str) -> bool:

@@ -8,7 +8,7 @@ import os
 import shlex
 import shutil
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Callable, Generic, Optional, TypeVar
 
 from elftools.elf.dynamic import DynamicSection
 
@@ -39,6 +39,7 @@ from .versions import (
     stacks_readable,
 )
 
+T = TypeVar("T")
 ELF_MAGIC = b"\x7fELF"
 # Entry of a function a healthy interpreter never runs: a uprobe there raises a semaphore
 # without ever trapping.
@@ -114,20 +115,32 @@ class _Facts:
     eval_frame_field: Optional[int]
 
 
-# By file (device, inode, mtime): every process maps the same libraries, each through a path
-# of its own (/proc/PID/map_files/...), and reading an ELF file takes a while (--all reads
-# every process's).
-_FACTS: dict[tuple, Optional[_Facts]] = {}
+class ByFile(Generic[T]):
+    """What was read of files, by file (device, inode, mtime), not by path: every process maps
+    the same files, each through a path of its own (/proc/PID/map_files/...), and reading an
+    ELF file takes a while. Bounded: emptied once it holds `limit` files."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._read: dict[tuple, T] = {}
+
+    def get(self, identity: tuple, read: Callable[[], T]) -> T:
+        if identity not in self._read:
+            if len(self._read) >= self._limit:
+                self._read.clear()
+            self._read[identity] = read()
+        return self._read[identity]
+
+    def __len__(self) -> int:
+        return len(self._read)
+
+
 FACTS_CACHED = 4096
+_FACTS: ByFile[Optional[_Facts]] = ByFile(FACTS_CACHED)  # --all reads every process's files
 
 
 def _inspect(path: str, identity: tuple) -> Optional[_Facts]:
-    if identity in _FACTS:
-        return _FACTS[identity]
-    if len(_FACTS) >= FACTS_CACHED:
-        _FACTS.clear()
-    facts = _FACTS[identity] = _read_facts(path)
-    return facts
+    return _FACTS.get(identity, lambda: _read_facts(path))
 
 
 def _read_facts(path: str) -> Optional[_Facts]:
