@@ -115,6 +115,7 @@ class Selection:
     chosen: list[PythonBinary]
     any_python: bool = False
     roots: frozenset[int] = frozenset()
+    named: tuple[str, ...] = ()  # the paths --binary was given, as given
 
     def match(self, pid: int) -> Optional[WalkedBinary]:
         """The interpreter pid runs, if it is one selected and mapped."""
@@ -158,10 +159,11 @@ class Selection:
 
     @functools.cached_property
     def names(self) -> frozenset[str]:
-        """The file names of the chosen interpreters (as named, and as their links resolve):
-        what a process gone before it was looked at may have run (unread.looks_like_python)."""
-        paths = [chosen.path for chosen in self.chosen]
-        return frozenset(os.path.basename(path) for path in paths + [os.path.realpath(p) for p in paths])
+        """The file names a process gone before it was looked at may have exec'd to run a
+        chosen interpreter (unread.looks_like_python): the paths as named (a link, or the
+        program that loads a libpython), where they lead, and the interpreters' own files."""
+        paths = [*self.named, *map(os.path.realpath, self.named), *(chosen.path for chosen in self.chosen)]
+        return frozenset(os.path.basename(path) for path in paths)
 
     def may_load(self, pid: int) -> bool:
         """Whether a process that just exec'd may still map a selected interpreter: its program
@@ -630,4 +632,4 @@ def _selection(options: TargetOptions) -> Selection:
             raise NotPython(f"{path} is not a Python: it holds no CPython interpreter")
         walked_binary(interpreters[0])  # Unsupported says why not
         chosen.append(interpreters[0])
-    return Selection(chosen, options.all_pythons)
+    return Selection(chosen, options.all_pythons, named=tuple(options.binaries))

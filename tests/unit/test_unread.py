@@ -1,6 +1,7 @@
 """Processes gone before they were looked at: the tree of a root's descendants kept from fork
 events, what counts as a Python by name, and the note that says what is missing."""
 
+from pybpftrace.sampling import Selection
 from pybpftrace.unread import PROGRAMS_KEPT, ProcessTree, Unread, looks_like_python, program_name
 
 
@@ -70,3 +71,11 @@ def test_the_tree_lets_exited_processes_go_once_large():
     assert len(tree) == 98 and 148 in tree and 97 not in tree
     tree.born(148, 5000)  # a process born elsewhere took a PID set apart
     assert 148 not in tree
+
+
+def test_binary_names_are_the_paths_as_named_and_where_they_lead(tmp_path):
+    (tmp_path / "python3.11").write_text("")
+    (tmp_path / "python3").symlink_to("python3.11")
+    selection = Selection([], named=(str(tmp_path / "python3"),))
+    assert selection.names == frozenset({"python3", "python3.11"})
+    assert looks_like_python("/usr/bin/python3", selection.names)
