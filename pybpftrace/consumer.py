@@ -45,6 +45,7 @@ class Consumer:
     writes_stdout = True
     unit = "events"
     copies_records = False  # it takes the events ring's records as they lie there (feed_copied)
+    screen = False  # it draws a screen on the terminal: nothing goes to stderr while it runs
 
     def __init__(self, session: "Session"):
         self.session = session

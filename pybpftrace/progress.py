@@ -1,15 +1,19 @@
-"""The live status line: while a trace runs and stderr is a terminal, one line rewritten in
-place (time traced, events, lost, what is being written), erased when tracing ends."""
+"""What stderr tells while a trace runs: the live status line (while stderr is a terminal, one
+line rewritten in place: time traced, events, lost, what is being written; erased when tracing
+ends), and a line for each Python found since tracing began."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
-from typing import Callable, Optional, TextIO
+from typing import Callable, Iterable, Optional, TextIO
+
+from .escaping import shown
 
 ERASE = "\r\x1b[K"
 EVERY_NS = 250_000_000
+FOUND_TOLD = 20  # Pythons found while tracing that get a line each (a shell loop may start thousands)
 
 
 def wanted(quiet: bool, writes_stdout: bool, stderr: TextIO = sys.stderr, stdout: TextIO = sys.stdout) -> bool:
@@ -50,6 +54,32 @@ class Progress:
             self._stream.write(ERASE)
             self._stream.flush()
             self._shown = False
+            self._next = 0  # drawn again at the next update
+
+
+class FoundLines:
+    """A line for each Python found since tracing began (a launched command's, one started
+    under --subprocesses' roots, one --all or --binary selects), the first FOUND_TOLD of them:
+    from that line on, its stacks are read."""
+
+    def __init__(self, stream: TextIO = sys.stderr):
+        self._stream = stream
+        self._told = 0
+
+    def tell(self, found: Iterable[tuple[int, str]], progress: Optional[Progress]) -> None:
+        """found: (PID, what it runs) of each, in the order found."""
+        lines = []
+        for pid, what in found:
+            self._told += 1
+            if self._told <= FOUND_TOLD:
+                lines.append(f"pybpftrace: found PID {pid} ({what}): its stacks are read")
+            elif self._told == FOUND_TOLD + 1:
+                lines.append(f"pybpftrace: found more Pythons: the first {FOUND_TOLD} are told, not the others")
+        if lines:
+            if progress:
+                progress.clear()
+            self._stream.write("".join(shown(line) + "\n" for line in lines))
+            self._stream.flush()
 
 
 def size(bytes_: int) -> str:

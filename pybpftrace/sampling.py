@@ -53,6 +53,7 @@ PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
 GONE = ("Z", "X", "")  # process_state of a process that has exited (zombie, dead, reaped)
 REGISTER_WITHIN = 10.0  # seconds a launched command has to map its interpreter
+FOUND_HELD = 1024  # Pythons found and not yet told of that are kept (Session tells them as it goes)
 LAUNCH_WAIT = 1.0  # seconds attach waits for a launched command to exec and map its interpreter
 DUMP_STEPS_MAX = 100_000  # runs of the dump iterator a dump may take (a few per thread)
 
@@ -238,6 +239,7 @@ class Walker:
         self._selection: Optional[Selection] = None
         self._tree: Optional[ProcessTree] = None  # under roots: their descendants (track)
         self.unread = Unread()  # processes gone before they were looked at
+        self.found: list[tuple[int, WalkedBinary]] = []  # Pythons found since tracing began, not yet told
         # the dump's: loaded beside the continuations below where it will be needed, else later
         self._iterator = IteratorProgram(program, "dump_step") if walks_every_thread else None
         settings = program.table("walk_settings")
@@ -305,6 +307,17 @@ class Walker:
             self.gils[pid] = gil
         return True
 
+    def _found(self, pid: int, walked: WalkedBinary) -> None:
+        """A Python found since tracing began (by its exec, or a launched command's), for the
+        user to be told of (Session takes them as it goes: bounded all the same)."""
+        if len(self.found) < FOUND_HELD:
+            self.found.append((pid, walked))
+
+    def take_found(self) -> list[tuple[int, str]]:
+        """The Pythons found since last asked: (PID, what it runs)."""
+        found, self.found = self.found, []
+        return [(pid, walked.binary.describe()) for pid, walked in found]
+
     def register_soon(self, pid: int, walked: WalkedBinary | Selection, program: str) -> None:
         """A launched command, or a process that exec'd `program`: registered once it has
         mapped its interpreter (for a Selection, if it maps one selected)."""
@@ -321,8 +334,9 @@ class Walker:
                 done = walked is not None and self.register(pid, walked)
             except NotFound:  # it exited first
                 self.unread.add(program)
-                done = True
-            if done and isinstance(wanted, Selection):
+                done, walked = True, None
+            if done and walked is not None and isinstance(wanted, Selection):  # (a launched Python is no news)
+                self._found(pid, walked)
                 self._register_children(pid, walked)
             if done or time.monotonic() > deadline:
                 del self._pending[pid]
@@ -392,6 +406,8 @@ class Walker:
                 raise NotFound(f"PID {pid} exited")
             walked = selection.interpreter_of(binaries)
             if walked is not None and self.register(pid, walked):
+                self._pending.pop(pid, None)  # a wait from an earlier exec of its (a shell script's)
+                self._found(pid, walked)
                 self._register_children(pid, walked)
                 return
         except (NotFound, OSError) as error:  # an OSError is a file of its /proc entry gone, or not ours

@@ -30,7 +30,7 @@ from .exits import Exits
 from .namespaces import tell_kernel
 from .formats.model import Meta
 from .program import LoadedProgram, Loss, ProgramSpec, generate
-from .progress import Progress, wanted
+from .progress import FoundLines, Progress, wanted
 from .rings import CODES_PAGES, NAMES_PAGES, SessionRings, pages_for
 from .routes import EVAL_FRAME, CallRoutes, CallTargets, find_call_targets
 from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets, walked_for
@@ -398,6 +398,7 @@ class Session:
         for ring in self.rings.pollable():
             poller.register(ring.fd, select.EPOLLIN)
         processes = _Processes(poller)
+        found_lines = FoundLines()
         for pid in self.targets.pids:
             processes.add(pid)
         system_wide = SYSTEM_WIDE in self.targets.binaries
@@ -423,6 +424,10 @@ class Session:
                     else:
                         processes.exited(fd)
                 self._hear_of_processes(processes)
+                if self.walker and self.walker.found:
+                    found = self.walker.take_found()
+                    if not consumer.screen:
+                        found_lines.tell(found, progress)
                 try:
                     batch = self.rings.drain(consume, copy)
                     behind = consumer.catch_up()

@@ -25,7 +25,6 @@ from pybpftrace.target import read_maps
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TIMEOUT = float(os.environ.get("PYBPFTRACE_TEST_TIMEOUT", 60))  # s, each wait (longer in a slow VM)
-SLOWNESS = TIMEOUT / 60  # how much slower than this machine the one the tests run on is said to be (3 under TCG)
 # The version matrix's chroots (scripts/matrix.sh builds them), and where scripts go in them.
 MATRIX = Path(os.environ.get("PYBPFTRACE_MATRIX", "/var/cache/pybpftrace-tests")) / "chroots"
 # One directory per checkout, so that two checkouts testing at once keep to their own scripts.
@@ -332,13 +331,18 @@ class Tracer:
         """Until the tracer announces it is tracing."""
         self._wait_for("stderr", b"pybpftrace: tracing", "tracer never attached")
 
+    def wait_said(self, *texts: str) -> None:
+        """Until the tracer has said one of `texts` on stderr (that it found a Python, say)."""
+        self._wait_for("stderr", tuple(text.encode() for text in texts), f"tracer never said {' or '.join(texts)!r}")
+
     def wait_output(self, text: str) -> None:
         """Until the tracer has written `text` (while its target still runs, say)."""
         self._wait_for("stdout", text.encode(), f"tracer never wrote {text!r}")
 
-    def _wait_for(self, stream: str, text: bytes, failure: str) -> None:
+    def _wait_for(self, stream: str, texts: bytes | tuple[bytes, ...], failure: str) -> None:
         deadline = time.monotonic() + TIMEOUT
-        while text not in getattr(self, stream):
+        texts = texts if isinstance(texts, tuple) else (texts,)
+        while not any(text in getattr(self, stream) for text in texts):
             assert self.process.poll() is None, f"tracer exited: {self.stderr.decode()}"
             assert time.monotonic() < deadline, failure
             time.sleep(0.01)

@@ -129,6 +129,7 @@ class Top(Consumer):
         # The screen starts at the first tick, after the announcement: what goes to stderr
         # before it stays on the terminal's own screen, never under curses' drawing.
         self._live = out.isatty() and not options.json and not options.once
+        self.screen = self._live  # the Pythons found as it runs are in its table, not told on stderr
         self._screen: Optional[Screen] = None
         self.writes_stdout = out.isatty()  # its tables (or screen) on the terminal: no status line over them
         self._tasks: Optional[TaskJoin] = None
@@ -263,7 +264,7 @@ class Top(Consumer):
         return f"a table every {self._options.interval:g} s"
 
     def close(self) -> None:
-        self._live = False
+        self._live = self.screen = False
         if self._screen:
             self._screen.close()
             self._screen = None

@@ -15,7 +15,6 @@ import pytest
 from support import (
     HOST,
     PID,
-    SLOWNESS,
     TIMEOUT,
     WITH_FUNCTION_PROBES,
     Target,
@@ -205,7 +204,8 @@ def test_bad_rate():
 @pytest.mark.parametrize("selector", [["--binary", HOST.host_python], ["--all"]], ids=["binary", "all"])
 def test_processes_started_later_and_their_forks_are_sampled(selector):
     """A process started after the tracer, and the child it forks, are sampled; with --all,
-    so is a pyenv build's (its libpython mapped after exec) where the machine has one."""
+    so is a pyenv build's (its libpython mapped after exec) where the machine has one. Each
+    runs once the tracer says it found it (--all: or that it found too many to tell)."""
     tracer = Tracer("profile", *selector, "--per-thread", "--rate", "499")
     targets = []
     try:  # a target that fails to start stops the tracer too: --all samples every Python here
@@ -215,6 +215,7 @@ def test_processes_started_later_and_their_forks_are_sampled(selector):
         if "--all" in selector and pyenv is not None:
             targets.append(Target("shares.py", "1.5", interpreter=pyenv))
         for target in targets:
+            tracer.wait_said(f"pybpftrace: found PID {target.pid} ", "pybpftrace: found more Pythons")
             target.go()
         outputs = [target.finish()[0] for target in targets]
     finally:
@@ -316,37 +317,54 @@ def test_a_child_gone_before_it_was_looked_at_is_said():
 
 @pytest.mark.parametrize("wrapper", ["env", "bash -c", "a script that execs"])
 def test_a_launched_command_is_followed_to_its_python(wrapper, tmp_path):
-    """A command that is no Python is followed to the Python it starts: its functions are in
-    the profile, and the start says the command runs no CPython."""
-    # Each Python is found only once it has started (by its exec): under TCG, seconds later
-    command = HOST.command("busy_children.py", str(0.5 * SLOWNESS))
+    """A command that is no Python is followed to the Python it starts: the tracer says when
+    it has found it, its functions are in the profile, and the start says the command runs no
+    CPython."""
+    command = HOST.command("busy_children.py", "0.5")
     if wrapper == "env":
         argv = ["env", *command]
-    elif wrapper == "bash -c":
-        argv = ["bash", "-c", f"echo go | {shlex.join(command)}; true"]
+    elif wrapper == "bash -c":  # the Python at the end of a pipe, its stdin the tracer's through cat
+        argv = ["bash", "-c", f"cat | {shlex.join(command)}; true"]
     else:
         wrapper_script = tmp_path / "run.sh"
         wrapper_script.write_text(f"#!/bin/sh\nexec {shlex.join(command)}\n")
         wrapper_script.chmod(0o755)
         argv = [str(wrapper_script)]
-    result = run_tracer("profile", "--json", "--", *argv, input=b"go\n")
-    assert result.returncode == 0, result.stderr
-    (document,) = [line for line in result.stdout.splitlines() if line.startswith(b"{")]  # beside the script's
+    code, stdout, stderr = _held_until_found(Tracer("profile", "--json", "--", *argv, stdin=subprocess.PIPE))
+    assert code == 0, stderr
+    (document,) = [line for line in stdout.splitlines() if line.startswith("{")]  # beside the script's
     found = _functions_by_process(json.loads(document))
     assert len(found) == 3, found  # the parent and its two children
     assert all(counts["spin"] > 0 for counts in found.values()), found
-    assert b"is no Python: the Pythons it starts are read" in result.stderr
+    assert "is no Python: the Pythons it starts are read" in stderr
+    (told,) = re.findall(r"pybpftrace: found PID (\d+) \(CPython 3\.(\d+)\.\d+ at (.*)\): its stacks are read", stderr)
+    assert int(told[0]) in found and (3, int(told[1])) == HOST.version and told[2] == HOST.python, stderr
+
+
+def _held_until_found(tracer: Tracer) -> tuple[int, str, str]:
+    """A tracer whose launched command starts a Python that waits for a line on stdin: the line
+    is given once the tracer says it found the Python, so the Python runs only while read."""
+    try:
+        tracer.wait_said("pybpftrace: found PID")
+        tracer.process.stdin.write(b"go\n")
+        tracer.process.stdin.close()
+    except BaseException:
+        tracer.signal(signal.SIGKILL)
+        raise
+    return tracer.finish()
 
 
 def test_top_follows_a_launched_command_to_its_python():
     """top -- env python3 ...: each Python process the command starts has its rows, and the
-    title says why calls are not counted there."""
-    result = run_tracer("top", "--once", "--", "env", *HOST.command("busy_children.py", str(1.5 * SLOWNESS)),
-                        input=b"go\n")
-    assert result.returncode == 0, result.stderr
-    # top's table, after the line of its children's PIDs the script prints when they are done
+    title says why calls are not counted there. (No table comes before the command ends: the
+    one at its end is the whole run's.)"""
+    command = ["env", *HOST.command("busy_children.py", "0.5")]
+    code, stdout, stderr = _held_until_found(Tracer("top", "--interval", "600", "--", *command, stdin=subprocess.PIPE))
+    assert code == 0, stderr
+    # top's table, and the line of its children's PIDs the script prints when they are done
     # (before top's table, or after it: they share the output)
-    lines = [line for line in result.stdout.decode().splitlines() if not re.fullmatch(r"\d+ \d+", line)]
+    lines = [line for line in stdout.splitlines() if not re.fullmatch(r"\d+ \d+", line)]
+    assert "in the whole run of" in lines[0], lines
     assert lines[0].endswith("(calls not counted: not in the Pythons found under a command or with --subprocesses)")
     spinning = {line.split()[0] for line in lines[2:] if line.split()[-2:-1] == ["spin"]}
     assert len(spinning) == 3, lines  # the parent and its two children, by PID

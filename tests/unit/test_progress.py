@@ -1,0 +1,49 @@
+"""What stderr tells while tracing: the live status line counts in the summary's word (what
+its consumer's records are); the Pythons found are told one line each, bounded, escaped, the
+status line erased first and drawn again after."""
+
+import io
+
+from pybpftrace.progress import ERASE, FOUND_TOLD, FoundLines, Progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_status_line_counts_its_consumer_s_unit():
+    stream = Terminal()
+    Progress(lambda: (4321, 0), lambda: "svg to out.svg at the end", "samples", stream).update(0, 2_000_000_000)
+    assert stream.getvalue() == ERASE + "pybpftrace: 2.0 s, 4,321 samples, 0 lost, svg to out.svg at the end"
+
+
+def test_events_where_nothing_says_otherwise():
+    stream = Terminal()
+    Progress(lambda: (7, 1), lambda: "", stream=stream).update(0, 1_000_000_000)
+    assert stream.getvalue() == ERASE + "pybpftrace: 1.0 s, 7 events, 1 lost"
+
+
+def test_found_pythons_are_told_above_the_status_line():
+    stream = Terminal()
+    progress = Progress(lambda: (7, 0), lambda: "", stream=stream)
+    progress.update(0, 1_000_000_000)
+    FoundLines(stream).tell([(42, "CPython 3.11.2 at /usr/bin/python3.11")], progress)
+    progress.update(0, 1_000_000_001)  # at once, not EVERY_NS later
+    line = "pybpftrace: found PID 42 (CPython 3.11.2 at /usr/bin/python3.11): its stacks are read\n"
+    status = ERASE + "pybpftrace: 1.0 s, 7 events, 0 lost"
+    assert stream.getvalue() == status + ERASE + line + status
+
+
+def test_found_pythons_are_told_up_to_a_bound_with_their_paths_escaped():
+    stream = io.StringIO()
+    found = FoundLines(stream)
+    found.tell([(pid, "CPython 3.13.5 at /tmp/\x1b[2Jevil\npython") for pid in range(FOUND_TOLD - 1)], None)
+    found.tell([(pid, "CPython 3.13.5 at /usr/bin/python3.13") for pid in range(100, 110)], None)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == FOUND_TOLD + 1
+    assert lines[0] == "pybpftrace: found PID 0 (CPython 3.13.5 at /tmp/\\x1b[2Jevil\\npython): its stacks are read"
+    assert lines[FOUND_TOLD - 1].startswith("pybpftrace: found PID 100 ")
+    assert lines[-1] == f"pybpftrace: found more Pythons: the first {FOUND_TOLD} are told, not the others"
+    found.tell([(200, "CPython 3.13.5 at /usr/bin/python3.13")], None)
+    assert len(stream.getvalue().splitlines()) == FOUND_TOLD + 1
