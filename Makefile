@@ -21,18 +21,20 @@ test: setup matrix
 # The whole suite inside a Vagrant VM (a box built from Debian packages): vagrant/vm-test.sh.
 # BOX: bookworm (Debian 12, the default), trixie (Debian 13) or all.
 # SHARDS: how many VMs of the release run the suite at once, each a part of it (1 to 4).
+# PARTS: which of those parts run now (1,2 say; all by default): a suite run part by part.
 BOX ?= bookworm
+PARTS ?=
 SHARDS ?= 1
 vm-test:
-	@BOX=$(BOX) SHARDS=$(SHARDS) bash vagrant/vm-test.sh $(TESTS)
+	@BOX=$(BOX) SHARDS=$(SHARDS) PARTS=$(PARTS) bash vagrant/vm-test.sh $(TESTS)
 
 # A run longer than a working session: its machines saved to disk (the suites frozen where they
 # are), then started again where they were and followed to the end.
 vm-suspend:
-	@BOX=$(BOX) SHARDS=$(SHARDS) bash vagrant/vm-test.sh --suspend
+	@BOX=$(BOX) SHARDS=$(SHARDS) PARTS=$(PARTS) bash vagrant/vm-test.sh --suspend
 
 vm-resume:
-	@BOX=$(BOX) SHARDS=$(SHARDS) bash vagrant/vm-test.sh --resume
+	@BOX=$(BOX) SHARDS=$(SHARDS) PARTS=$(PARTS) bash vagrant/vm-test.sh --resume
 
 # The tracer under load (about 8 minutes): process churn for five minutes with its memory
 # sampled, 10,000 threads, deep recursion, 50,000 call paths, tracers side by side, stopped.

@@ -9,6 +9,9 @@
 # SHARDS=N (1 to 4; 1 by default): N VMs of the release at once, each running every N-th test
 # (pytest --shard K/N): under TCG a VM keeps about one core busy (clang compiling), so on a
 # machine with N cores or more the suite takes nearly N times less.
+# PARTS=K,L,... (all of 1 to SHARDS by default): only those parts now, in their own machines
+# (RELEASE for part 1, RELEASE-K for part K): a suite longer than a working session, on a machine
+# that is not kept between sessions, run part by part from one commit (the README says how).
 # The suite runs detached inside each guest (vagrant/guest-suite.sh): a run longer than a working
 # session can be saved to disk and carried on later, the guests' clocks stopped meanwhile:
 #   vagrant/vm-test.sh --suspend   save the running machines of BOX and SHARDS to disk (their
@@ -164,8 +167,17 @@ esac
 export BOX
 SHARDS=${SHARDS:-1}
 [[ $SHARDS =~ ^[1-4]$ ]] || die "SHARDS is how many VMs share the suite, 1 to 4 (vagrant/Vagrantfile's SHARDS_MAX), not $SHARDS"
-MACHINES=("$BOX")  # the Vagrantfile's machines: RELEASE, then RELEASE-2, ...
-for ((shard = 2; shard <= SHARDS; shard++)); do MACHINES+=("$BOX-$shard"); done
+PARTS=${PARTS:-$(seq -s, 1 "$SHARDS")}
+[[ $PARTS =~ ^[1-4](,[1-4])*$ ]] || die "PARTS is which parts of the SHARDS to run now, as 1,3 (1 to $SHARDS), not $PARTS"
+IFS=, read -r -a PART_LIST <<<"$PARTS"
+for part in "${PART_LIST[@]}"; do
+    [ "$part" -le "$SHARDS" ] || die "PARTS names part $part of $SHARDS: there are only $SHARDS"
+done
+machine_of() {  # PART: the Vagrantfile's machine that runs it (RELEASE, then RELEASE-2, ...)
+    if [ "$1" -eq 1 ]; then echo "$BOX"; else echo "$BOX-$1"; fi
+}
+MACHINES=()
+for part in "${PART_LIST[@]}"; do MACHINES+=("$(machine_of "$part")"); done
 BOX_DIR=${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/pybpftrace-$BOX/0/libvirt  # build-box.sh adds it
 DOMAIN_PREFIX="pybpftrace-$(printf '%s' "$CHECKOUT" | sha256sum | cut -c1-8)-"  # as the Vagrantfile names them
 
@@ -278,11 +290,11 @@ watch_console() {
 shard_suite() {  # SHARD WAIT PYTEST_ARGS...: that part of them in its machine
     local shard=$1
     shift
-    run_suite "${MACHINES[shard - 1]}" "$@" --shard "$shard/$SHARDS"
+    run_suite "$(machine_of "$shard")" "$@" --shard "$shard/$SHARDS"
 }
 
 shard_follow() {  # SHARD: the part its machine runs, followed
-    follow_suite "${MACHINES[$1 - 1]}"
+    follow_suite "$(machine_of "$1")"
 }
 
 # The machines stop (or stay saved) when this run ends, and --suspend can find it.
@@ -306,13 +318,13 @@ each_part() {
     return "$status"
 }
 
-# in_parts FUNCTION ARGS...: FUNCTION SHARD ARGS... for the N parts at once, each line of theirs
+# in_parts FUNCTION ARGS...: FUNCTION SHARD ARGS... for the PARTS at once, each line of theirs
 # marked with its part; the exit code is the first failing part's.
 in_parts() {
     local shard status=0 code
     local statuses
     statuses=$(mktemp -d)
-    for ((shard = 1; shard <= SHARDS; shard++)); do
+    for shard in "${PART_LIST[@]}"; do
         {
             code=0
             "$1" "$shard" "${@:2}" 2>&1 | sed -u "s|^|[part $shard/$SHARDS] |" || code=${PIPESTATUS[0]}
@@ -320,10 +332,10 @@ in_parts() {
         } &
     done
     wait
-    for ((shard = 1; shard <= SHARDS; shard++)); do
+    for shard in "${PART_LIST[@]}"; do
         code=$(cat "$statuses/$shard" 2>/dev/null || echo 1)
         [ "$code" -ne 124 ] || say "part $shard/$SHARDS: timed out after $SUITE_TIMEOUT s"
-        say "part $shard/$SHARDS (${MACHINES[shard - 1]}): $([ "$code" -eq 0 ] && echo passed || echo "FAILED (exit $code)")"
+        say "part $shard/$SHARDS ($(machine_of "$shard")): $([ "$code" -eq 0 ] && echo passed || echo "FAILED (exit $code)")"
         [ "$status" -ne 0 ] || status=$code
     done
     rm -rf "$statuses"
@@ -371,7 +383,7 @@ main() {
     [ "$status" -eq 0 ] || die "vagrant up failed (exit $status); the guests' consoles: $VAGRANT_DIR/.vagrant/console-MACHINE.log"
     say "VM$([ "$SHARDS" -eq 1 ] || echo s) up in $((SECONDS - phase)) s"
 
-    kernel=$(timeout 60 vagrant ssh "$BOX" --no-tty -c 'uname -r' | tr -d '\r') \
+    kernel=$(timeout 60 vagrant ssh "${MACHINES[0]}" --no-tty -c 'uname -r' | tr -d '\r') \
         || die "timed out after 60 s waiting for the guest to answer uname -r over SSH"
     phase=$SECONDS
     status=0
@@ -379,7 +391,7 @@ main() {
     # a target to answer) get three times as long; what they assert stays as it is.
     wait=$([ "$driver" = kvm ] && echo 60 || echo 180)
     each_part run_suite shard_suite "$wait" "$@" || status=$?
-    say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel:" \
+    say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s (parts $PARTS of $SHARDS)"), kernel $kernel:" \
         "$([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)") in $((SECONDS - phase)) s; $((SECONDS - start)) s in all"
     return "$status"
 }
@@ -398,7 +410,7 @@ suspend() {
     cd "$VAGRANT_DIR"
     for machine in "${MACHINES[@]}"; do
         is_running "$DOMAIN_PREFIX$machine" \
-            || die "$machine is not running: there is no suite of BOX=$BOX SHARDS=$SHARDS to save"
+            || die "$machine is not running: there is no suite of BOX=$BOX SHARDS=$SHARDS PARTS=$PARTS to save"
     done
     for machine in "${MACHINES[@]}"; do
         domain=$DOMAIN_PREFIX$machine
@@ -413,7 +425,7 @@ suspend() {
         kill -TERM $(process_tree "$runner") 2>/dev/null || true
     fi
     stop_network_if_unused
-    say "saved: 'BOX=$BOX SHARDS=$SHARDS vagrant/vm-test.sh --resume' carries the suites on"
+    say "saved: 'BOX=$BOX SHARDS=$SHARDS PARTS=$PARTS vagrant/vm-test.sh --resume' carries the suites on"
 }
 
 # renew_lease DOMAIN: its link on the network taken down and up again, so that the guest (its
@@ -458,12 +470,12 @@ resume() {
     for machine in "${MACHINES[@]}"; do
         wait_for 120 "a DHCP lease for $machine, by which vagrant finds it ($again)" has_lease "$DOMAIN_PREFIX$machine"
     done
-    kernel=$(timeout 120 vagrant ssh "$BOX" --no-tty -c 'uname -r' | tr -d '\r') \
+    kernel=$(timeout 120 vagrant ssh "${MACHINES[0]}" --no-tty -c 'uname -r' | tr -d '\r') \
         || die "the guest did not answer uname -r over SSH within 120 s ($again)"
     begin_run
     status=0
     each_part follow_suite shard_follow || status=$?
-    say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s ($SHARDS parts)"), kernel $kernel, resumed:" \
+    say "$BOX guest$([ "$SHARDS" -eq 1 ] || echo "s (parts $PARTS of $SHARDS)"), kernel $kernel, resumed:" \
         "$([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)"); $((SECONDS - start)) s since resumed"
     return "$status"
 }
