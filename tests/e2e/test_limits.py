@@ -184,9 +184,11 @@ def test_a_reused_pid_does_not_inherit_the_dead_process_stack(options, own_pytho
 REUSED = 200  # functions made by exec and freed, one after another
 
 
-def unique_names(names):
-    """uniq_N names as they came, checked to be uniq_0 ... uniq_{REUSED - 1} once each."""
-    assert sorted(names, key=lambda name: int(name.split("_")[1])) == [f"uniq_{index}" for index in range(REUSED)]
+def unique_names(names, stderr: str = ""):
+    """uniq_N names as they came, checked to be uniq_0 ... uniq_{REUSED - 1} once each (the
+    tracer's stderr shown if not: its summary says what was lost)."""
+    assert sorted(names, key=lambda name: int(name.split("_")[1])) == [f"uniq_{index}" for index in range(REUSED)], \
+        stderr
 
 
 @pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES, ids=str)
@@ -221,8 +223,8 @@ def test_reused_name_addresses_aggregated(command):
             for row in record["functions"]:
                 if row["function"].startswith("uniq_"):
                     calls[row["function"]] += row["calls"]
-        unique_names(list(calls))
-        assert set(calls.values()) == {1}, calls
+        unique_names(list(calls), run.stderr)
+        assert set(calls.values()) == {1}, (calls, run.stderr)
 
 
 # 5. full maps: named, with what they cost -----------------------------------------------------
