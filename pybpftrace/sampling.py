@@ -287,8 +287,7 @@ class Walker:
         register it before it runs Python code, or leave it to the run loop."""
         deadline = time.monotonic() + LAUNCH_WAIT
         while (pid in self._before_exec or pid in self._pending) and time.monotonic() < deadline:
-            for event in process_events.drain():
-                self.process_event(*event)
+            self.hear(process_events)
             self.register_pending()
             time.sleep(0.0005)
 
@@ -376,6 +375,14 @@ class Walker:
         if self._tree is not None and self._selection is not None:
             for root in self._selection.roots:
                 self._tree.add(descendants(root)[0])
+
+    def hear(self, process_events) -> list[tuple[int, int, int, bytes]]:
+        """The kernel's news of processes (execs, forks, births) taken off their ring and
+        acted on; what they were: (pid, parent, kind, program)."""
+        events = process_events.drain()
+        for event in events:
+            self.process_event(*event)
+        return events
 
     def process_event(self, pid: int, parent: int, kind: int, program: bytes = b"") -> None:
         if kind in (PROCESS_FORKED, PROCESS_BORN) and self._tree is not None:

@@ -466,8 +466,7 @@ class Session:
                 os.close(fd)
             poller.close()
         if self.walker and self.rings.process_events:  # the last execs: those gone already are counted
-            for event in self.rings.process_events.drain():
-                self.walker.process_event(*event)
+            self.walker.hear(self.rings.process_events)
         try:
             while self.rings.drain(consume, copy):
                 pass
@@ -490,8 +489,7 @@ class Session:
         for parent, child in self.rings.forks.drain() if self.rings.forks else ():
             if self._follow(parent, child):
                 processes.add(child)
-        for pid, parent, kind, program in self.rings.process_events.drain() if self.rings.process_events else ():
-            self.walker.process_event(pid, parent, kind, program)
+        for pid, parent, kind, _ in self.walker.hear(self.rings.process_events) if self.rings.process_events else ():
             if kind == PROCESS_FORKED and self.follow_forks and parent in self.targets.binaries:
                 processes.add(pid)
 
