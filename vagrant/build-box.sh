@@ -89,6 +89,13 @@ build_rootfs() {
     cp -a vagrant/box/rootfs/. "$root/"
     chmod 0440 "$root/etc/sudoers.d/vagrant"
     chroot "$root" systemctl enable --quiet systemd-networkd
+    # No housekeeping in the middle of a run: under TCG apt-daily-upgrade, run by its timer an
+    # hour into a run, took 12 s of CPU beside a test whose Chromium then lost its GPU process
+    # (2026-12-07). Masked as systemctl mask does it, a link to /dev/null.
+    local timer
+    for timer in apt-daily apt-daily-upgrade dpkg-db-backup logrotate e2scrub_all fstrim man-db; do
+        ln -sf /dev/null "$root/etc/systemd/system/$timer.timer"
+    done
     chroot "$root" useradd --create-home --shell /bin/bash vagrant
     install -d -m 0700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
     # Vagrant's well-known key: the first `vagrant up` replaces it with the machine's own.

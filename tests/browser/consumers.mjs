@@ -22,6 +22,10 @@ const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
   "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+  // Chromium's watchdog crashes a GPU process that stops answering for seconds: speedscope's
+  // WebGL, drawn by SwiftShader on the CPU, under TCG with a busy guest (its GPU process
+  // exited twice with SIGSEGV, then the page crashed, on 2026-12-07)
+  "--disable-gpu-watchdog",
 ];
 
 async function browser() {
