@@ -70,7 +70,7 @@ class PythonBinary:
     """An ELF file (executable or libpython) holding CPython or its probes."""
 
     path: str  # where the tracer opens it, and the path given to the kernel for uprobes
-    shown_path: str  # the path as the traced process sees it
+    shown_path: str  # the path shown: as /proc/PID/maps gives it (a chrooted file under its root), or as named
     probes: ElfProbes
     version: Optional[Version]
     interpreter: bool
