@@ -306,9 +306,11 @@ class Walker:
             self.gils[pid] = gil
         return True
 
-    def _found(self, pid: int, walked: WalkedBinary) -> None:
-        """A Python found since tracing began (by its exec, or a launched command's), for the
-        user to be told of (Session takes them as it goes: bounded all the same)."""
+    def _selected(self, pid: int, walked: WalkedBinary) -> None:
+        """A Python the selection found since tracing began, just registered: its children
+        forked before are registered too, and the user is to be told of it (Session takes
+        them as it goes: bounded all the same)."""
+        self._register_children(pid, walked)
         if len(self.found) < FOUND_HELD:
             self.found.append((pid, walked))
 
@@ -329,15 +331,15 @@ class Walker:
     def register_pending(self) -> None:
         for pid, (wanted, deadline, program) in list(self._pending.items()):
             walked = wanted.match(pid) if isinstance(wanted, Selection) else wanted
+            gone = False
             try:
-                done = walked is not None and self.register(pid, walked)
+                registered = walked is not None and self.register(pid, walked)
             except NotFound:  # it exited first
                 self.unread.add(program)
-                done, walked = True, None
-            if done and walked is not None and isinstance(wanted, Selection):  # (a launched Python is no news)
-                self._found(pid, walked)
-                self._register_children(pid, walked)
-            if done or time.monotonic() > deadline:
+                registered, gone = False, True
+            if registered and isinstance(wanted, Selection):  # (a launched Python is no news)
+                self._selected(pid, walked)
+            if registered or gone or time.monotonic() > deadline:
                 del self._pending[pid]
 
     def register_after_exec(self, pid: int, walked: WalkedBinary) -> None:
@@ -414,8 +416,7 @@ class Walker:
             walked = selection.interpreter_of(binaries)
             if walked is not None and self.register(pid, walked):
                 self._pending.pop(pid, None)  # a wait from an earlier exec of its (a shell script's)
-                self._found(pid, walked)
-                self._register_children(pid, walked)
+                self._selected(pid, walked)
                 return
         except (NotFound, OSError) as error:  # an OSError is a file of its /proc entry gone, or not ours
             if isinstance(error, NotFound) or process_state(pid) in GONE:
