@@ -173,6 +173,8 @@ IFS=, read -r -a PART_LIST <<<"$PARTS"
 for part in "${PART_LIST[@]}"; do
     [ "$part" -le "$SHARDS" ] || die "PARTS names part $part of $SHARDS: there are only $SHARDS"
 done
+[ "$(printf '%s\n' "${PART_LIST[@]}" | sort -u | wc -l)" -eq "${#PART_LIST[@]}" ] \
+    || die "PARTS names a part twice ($PARTS): each part runs in its own machine, once"
 machine_of() {  # PART: the Vagrantfile's machine that runs it (RELEASE, then RELEASE-2, ...)
     if [ "$1" -eq 1 ]; then echo "$BOX"; else echo "$BOX-$1"; fi
 }
@@ -381,7 +383,7 @@ main() {
     timeout "$UP_TIMEOUT" vagrant up "${MACHINES[@]}" --no-provision 2>&1 | without_progress || status=$?
     [ "$status" -ne 124 ] || die "timed out after $UP_TIMEOUT s waiting for vagrant up (box upload, boot, SSH, rsync)"
     [ "$status" -eq 0 ] || die "vagrant up failed (exit $status); the guests' consoles: $VAGRANT_DIR/.vagrant/console-MACHINE.log"
-    say "VM$([ "$SHARDS" -eq 1 ] || echo s) up in $((SECONDS - phase)) s"
+    say "VM$([ "${#MACHINES[@]}" -eq 1 ] || echo s) up in $((SECONDS - phase)) s"
 
     kernel=$(timeout 60 vagrant ssh "${MACHINES[0]}" --no-tty -c 'uname -r' | tr -d '\r') \
         || die "timed out after 60 s waiting for the guest to answer uname -r over SSH"
