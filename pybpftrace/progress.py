@@ -60,20 +60,25 @@ class Progress:
 class FoundLines:
     """A line for each Python found since tracing began (a launched command's, one started
     under --subprocesses' roots, one --all or --binary selects), the first FOUND_TOLD of them:
-    from that line on, its stacks are read."""
+    from that line on, its stacks are read. A process found again running the same Python
+    (the walker may register it twice, or it exec'd itself) is not news."""
 
     def __init__(self, stream: TextIO = sys.stderr):
         self._stream = stream
-        self._told = 0
+        self._told: set[tuple[int, Optional[int], str]] = set()  # at most FOUND_TOLD
+        self._more = False
 
-    def tell(self, found: Iterable[tuple[int, str]], progress: Optional[Progress]) -> None:
-        """found: (PID, what it runs) of each, in the order found."""
+    def tell(self, found: Iterable[tuple[int, Optional[int], str]], progress: Optional[Progress]) -> None:
+        """found: (PID, its start time, what it runs) of each, in the order found."""
         lines = []
-        for pid, what in found:
-            self._told += 1
-            if self._told <= FOUND_TOLD:
+        for pid, started, what in found:
+            if (pid, started, what) in self._told:
+                continue
+            if len(self._told) < FOUND_TOLD:
+                self._told.add((pid, started, what))
                 lines.append(f"pybpftrace: found PID {pid} ({what}): its stacks are read")
-            elif self._told == FOUND_TOLD + 1:
+            elif not self._more:
+                self._more = True
                 lines.append(f"pybpftrace: found more Pythons: the first {FOUND_TOLD} are told, not the others")
         if lines:
             if progress:

@@ -23,6 +23,7 @@ from .events import (
 from .interpreter import Interpreter, qualified, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
 from .descendants import children, descendants, descends_from
+from .guardian import start_time
 from .namespaces import tell_kernel
 from .probes import NotAnElf, load_segments, parsed_elf
 from .program import Loss
@@ -239,7 +240,7 @@ class Walker:
         self._selection: Optional[Selection] = None
         self._tree: Optional[ProcessTree] = None  # under roots: their descendants (track)
         self.unread = Unread()  # processes gone before they were looked at
-        self.found: list[tuple[int, WalkedBinary]] = []  # Pythons found since tracing began, not yet told
+        self.found: list[tuple[int, Optional[int], WalkedBinary]] = []  # found since tracing began, untold
         # the dump's: loaded beside the continuations below where it will be needed, else later
         self._iterator = IteratorProgram(program, "dump_step") if walks_every_thread else None
         settings = program.table("walk_settings")
@@ -309,15 +310,16 @@ class Walker:
     def _selected(self, pid: int, walked: WalkedBinary) -> None:
         """A Python the selection found since tracing began, just registered: its children
         forked before are registered too, and the user is to be told of it (Session takes
-        them as it goes: bounded all the same)."""
+        them as it goes: bounded all the same). One may be found twice, by a wait and then by
+        the exec event heard late: its start time tells the teller it is the same process."""
         self._register_children(pid, walked)
         if len(self.found) < FOUND_HELD:
-            self.found.append((pid, walked))
+            self.found.append((pid, start_time(pid), walked))
 
-    def take_found(self) -> list[tuple[int, str]]:
-        """The Pythons found since last asked: (PID, what it runs)."""
+    def take_found(self) -> list[tuple[int, Optional[int], str]]:
+        """The Pythons found since last asked: (PID, its start time, what it runs)."""
         found, self.found = self.found, []
-        return [(pid, walked.binary.describe()) for pid, walked in found]
+        return [(pid, started, walked.binary.describe()) for pid, started, walked in found]
 
     def register_soon(self, pid: int, walked: WalkedBinary | Selection, program: str) -> None:
         """A launched command, or a process that exec'd `program`: registered once it has

@@ -28,7 +28,7 @@ def test_found_pythons_are_told_above_the_status_line():
     stream = Terminal()
     progress = Progress(lambda: (7, 0), lambda: "", stream=stream)
     progress.update(0, 1_000_000_000)
-    FoundLines(stream).tell([(42, "CPython 3.11.2 at /usr/bin/python3.11")], progress)
+    FoundLines(stream).tell([(42, 1000, "CPython 3.11.2 at /usr/bin/python3.11")], progress)
     progress.update(0, 1_000_000_001)  # at once, not EVERY_NS later
     line = "pybpftrace: found PID 42 (CPython 3.11.2 at /usr/bin/python3.11): its stacks are read\n"
     status = ERASE + "pybpftrace: 1.0 s, 7 events, 0 lost"
@@ -38,12 +38,41 @@ def test_found_pythons_are_told_above_the_status_line():
 def test_found_pythons_are_told_up_to_a_bound_with_their_paths_escaped():
     stream = io.StringIO()
     found = FoundLines(stream)
-    found.tell([(pid, "CPython 3.13.5 at /tmp/\x1b[2Jevil\npython") for pid in range(FOUND_TOLD - 1)], None)
-    found.tell([(pid, "CPython 3.13.5 at /usr/bin/python3.13") for pid in range(100, 110)], None)
+    found.tell([(pid, 7, "CPython 3.13.5 at /tmp/\x1b[2Jevil\npython") for pid in range(FOUND_TOLD - 1)], None)
+    found.tell([(pid, 7, "CPython 3.13.5 at /usr/bin/python3.13") for pid in range(100, 110)], None)
     lines = stream.getvalue().splitlines()
     assert len(lines) == FOUND_TOLD + 1
     assert lines[0] == "pybpftrace: found PID 0 (CPython 3.13.5 at /tmp/\\x1b[2Jevil\\npython): its stacks are read"
     assert lines[FOUND_TOLD - 1].startswith("pybpftrace: found PID 100 ")
     assert lines[-1] == f"pybpftrace: found more Pythons: the first {FOUND_TOLD} are told, not the others"
-    found.tell([(200, "CPython 3.13.5 at /usr/bin/python3.13")], None)
+    found.tell([(200, 7, "CPython 3.13.5 at /usr/bin/python3.13")], None)
     assert len(stream.getvalue().splitlines()) == FOUND_TOLD + 1
+
+
+def test_a_process_found_again_is_not_told_again():
+    """The walker may register one Python twice (a wait registers it, then its exec event is
+    heard): one line. The same PID started again (reused), or running another Python, is news."""
+    stream = io.StringIO()
+    found = FoundLines(stream)
+    python = "CPython 3.13.5 at /usr/bin/python3.13"
+    found.tell([(42, 1000, python), (42, 1000, python)], None)
+    found.tell([(42, 1000, python)], None)
+    found.tell([(42, 2000, python), (42, 2000, "CPython 3.15.0 at /usr/bin/python3.15")], None)
+    assert stream.getvalue().splitlines() == [
+        f"pybpftrace: found PID 42 ({python}): its stacks are read",
+        f"pybpftrace: found PID 42 ({python}): its stacks are read",
+        "pybpftrace: found PID 42 (CPython 3.15.0 at /usr/bin/python3.15): its stacks are read",
+    ]
+
+
+def test_pythons_found_again_do_not_count_towards_the_bound():
+    stream = io.StringIO()
+    found = FoundLines(stream)
+    python = "CPython 3.13.5 at /usr/bin/python3.13"
+    for pid in range(FOUND_TOLD):
+        found.tell([(pid, 1, python), (pid, 1, python)], None)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == FOUND_TOLD and "more" not in lines[-1]
+    found.tell([(0, 1, python), (FOUND_TOLD, 1, python)], None)
+    assert stream.getvalue().splitlines()[FOUND_TOLD:] == [
+        f"pybpftrace: found more Pythons: the first {FOUND_TOLD} are told, not the others"]
