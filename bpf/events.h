@@ -423,7 +423,9 @@ enum counter {
 	COUNTER_INITS_UNTIMED = 24, /* CPython 3.13's specialized __init__ calls seen only returning */
 	COUNTER_HOOK_FORKS_LOST = 25, /* forks of hooked processes that could not be told */
 	COUNTER_WITHOUT_GIL = 26,   /* profile --gil: ticks of threads not holding the GIL, not sent */
-	COUNTER_MAX = 27,
+	COUNTER_PROCESS_EVENTS_LOST = 27, /* execs, forks, births not told: the process_events ring was full */
+	COUNTER_PROCESSES_UNREAD = 28, /* children of read processes not read: py_processes was full */
+	COUNTER_MAX = 29,
 };
 
 #endif

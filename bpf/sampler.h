@@ -121,7 +121,7 @@ static __always_inline struct process_event *process_event(__u32 pid, __u32 pare
 {
 	struct process_event *event = process_events.ringbuf_reserve(sizeof(struct process_event));
 	if (!event) {
-		count(COUNTER_EVENTS_LOST);
+		count(COUNTER_PROCESS_EVENTS_LOST);
 		return NULL;
 	}
 	event->pid = pid;
@@ -179,7 +179,7 @@ static __always_inline void track_fork(__u32 parent, __u32 child)
 			send_process_event(child, parent, PROCESS_FORKED);
 			return;
 		}
-		count(COUNTER_EVENTS_LOST);
+		count(COUNTER_PROCESSES_UNREAD);
 	}
 	if (settings->births)
 		send_process_event(child, parent, PROCESS_BORN);

@@ -52,7 +52,9 @@ COUNTER_STACK_MISMATCH = 23
 COUNTER_INITS_UNTIMED = 24
 COUNTER_HOOK_FORKS_LOST = 25
 COUNTER_WITHOUT_GIL = 26
-COUNTER_MAX = 27
+COUNTER_PROCESS_EVENTS_LOST = 27
+COUNTER_PROCESSES_UNREAD = 28
+COUNTER_MAX = 29
 
 # struct call_event: timestamp, code, pid, tid, line, instruction, depth, kind, flags, incarnation
 CALL_EVENT = struct.Struct("<QQIIiiiBB2xI4x")

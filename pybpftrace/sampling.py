@@ -9,6 +9,7 @@ milliseconds after `exec` for a launched command (the dynamic loader maps libpyt
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import mmap
 import os
@@ -18,7 +19,8 @@ from typing import Callable, Optional
 
 from .errors import KernelSetup, NotFound, NotPermitted, NotPython, Unsupported
 from .events import (
-    COUNTER_WITHOUT_GIL, GIL_LAST_HOLDER, GIL_LOCKED, OFFSET_NONE, PROCESS_BORN, PROCESS_EXECED, PROCESS_FORKED,
+    COUNTER_PROCESS_EVENTS_LOST, COUNTER_PROCESSES_UNREAD, COUNTER_WITHOUT_GIL, GIL_LAST_HOLDER, GIL_LOCKED,
+    OFFSET_NONE, PROCESS_BORN, PROCESS_EXECED, PROCESS_FORKED,
 )
 from .interpreter import Interpreter, qualified, read_interpreter
 from .iterator import IteratorProgram, TaskIterator
@@ -222,6 +224,10 @@ def load_bias(pid: int, walked: WalkedBinary) -> Optional[int]:
     return None
 
 
+class MapFull(Exception):
+    """A process the py_processes map has no room for (counted: Walker.notes)."""
+
+
 class Walker:
     """The frame walker of a loaded program: its processes, its tail calls, its clock."""
 
@@ -240,6 +246,7 @@ class Walker:
         self._selection: Optional[Selection] = None
         self._tree: Optional[ProcessTree] = None  # under roots: their descendants (track)
         self.unread = Unread()  # processes gone before they were looked at
+        self.refused = 0  # registrations the py_processes map had no room for
         self.found: list[tuple[int, Optional[int], WalkedBinary]] = []  # found since tracing began, untold
         # the dump's: loaded beside the continuations below where it will be needed, else later
         self._iterator = IteratorProgram(program, "dump_step") if walks_every_thread else None
@@ -266,6 +273,8 @@ class Walker:
                 registered = self.register(pid, binary)
             except NotFound:
                 registered = False
+            except MapFull:
+                continue
             if not registered and not selection:  # one of those selected may come and go
                 raise NotFound(f"PID {pid} no longer maps {binary.binary.shown_path}")
         if sampling.off_cpu:
@@ -293,14 +302,21 @@ class Walker:
             time.sleep(0.0005)
 
     def register(self, pid: int, walked: WalkedBinary) -> bool:
-        """Let the walker read pid's stacks; False while its interpreter is not mapped."""
+        """Let the walker read pid's stacks; False while its interpreter is not mapped, MapFull
+        (counted) where the kernel's maps have no room for it."""
         bias = load_bias(pid, walked)
         if bias is None:
             return False
         interpreter = qualified(walked.interpreter) if self._qualnames else walked.interpreter
         value = py_process(self._processes.Leaf(), interpreter, bias)
-        tell_kernel(self._program, pid)
-        self._processes[self._processes.Key(pid)] = value
+        try:
+            tell_kernel(self._program, pid)
+            self._processes[self._processes.Key(pid)] = value
+        except Exception as error:  # bcc's, for an update the kernel refused: E2BIG for a full map
+            if ctypes.get_errno() != errno.E2BIG:
+                raise
+            self.refused += 1
+            raise MapFull(f"PID {pid}: the py_processes map is full") from error
         self.registered[pid] = walked
         gil = gil_address(pid, walked.interpreter, value.runtime)
         if gil:
@@ -315,6 +331,19 @@ class Walker:
         self._register_children(pid, walked)
         if len(self.found) < FOUND_HELD:
             self.found.append((pid, start_time(pid), walked))
+
+    def notes(self, counter: Callable[[int], int], py_processes: int) -> list[str]:
+        """The summary's notes on the processes whose stacks could not be read: not heard of (the
+        kernel's ring of execs and forks was full), no room for them, gone before looked at."""
+        notes = []
+        untold = counter(COUNTER_PROCESS_EVENTS_LOST)
+        if untold:
+            notes.append(f"{untold} execs and forks not heard of: the process_events ring buffer was full (a Python "
+                         "started then may not be read)")
+        refused = counter(COUNTER_PROCESSES_UNREAD) + self.refused
+        if refused:
+            notes.append(f"{refused} processes not read: the py_processes map ({py_processes}) was full")
+        return notes + self.unread.notes()
 
     def take_found(self) -> list[tuple[int, Optional[int], str]]:
         """The Pythons found since last asked: (PID, its start time, what it runs)."""
@@ -333,15 +362,17 @@ class Walker:
     def register_pending(self) -> None:
         for pid, (wanted, deadline, program) in list(self._pending.items()):
             walked = wanted.match(pid) if isinstance(wanted, Selection) else wanted
-            gone = False
+            given_up = False
             try:
                 registered = walked is not None and self.register(pid, walked)
             except NotFound:  # it exited first
                 self.unread.add(program)
-                registered, gone = False, True
+                registered, given_up = False, True
+            except MapFull:
+                registered, given_up = False, True
             if registered and isinstance(wanted, Selection):  # (a launched Python is no news)
                 self._selected(pid, walked)
-            if registered or gone or time.monotonic() > deadline:
+            if registered or given_up or time.monotonic() > deadline:
                 del self._pending[pid]
 
     def register_after_exec(self, pid: int, walked: WalkedBinary) -> None:
@@ -357,7 +388,7 @@ class Walker:
                 try:
                     if self.register(child, walked):
                         self._register_children(child, walked)
-                except NotFound:
+                except (NotFound, MapFull):
                     continue
 
     def track(self, selection: Optional[Selection], forks: bool) -> None:
@@ -425,7 +456,7 @@ class Walker:
                 if tree is not None or looks_like_python(program, selection.names):
                     self.unread.add(program)
             return
-        except NotPermitted:
+        except (NotPermitted, MapFull):
             return
         if selection.may_load(pid):
             self.register_soon(pid, selection, program)

@@ -68,6 +68,7 @@ MAP_SIZES = {
     "known_names": 65536,  # common.h: names announced (an LRU: an entry evicted is announced again)
     "incarnations": 65536,  # lifetimes.h: live processes
     "off_cpu": 65536,  # profile.bpf.c: the wait state of each traced thread (--idle, --off-cpu, --wall)
+    "py_processes": 8192,  # pystacks.h: the processes whose stacks are read, and where their interpreter is
 }
 MAP_SIZES_VARIABLE = "PYBPFTRACE_MAP_SIZES"
 
@@ -374,7 +375,7 @@ class Session:
                 dropped += n if loss.dropped else 0
                 notes.append(loss.text.format(n=n, **self.map_sizes))
         if self.walker:
-            notes += self.walker.unread.notes()
+            notes += self.walker.notes(self.counter, self.map_sizes["py_processes"])
         skipped = self.program.skipped_runs()
         if skipped:
             notes.append(f"{skipped} events the kernel did not run pybpftrace's programs for (another BPF program "

@@ -350,6 +350,15 @@ class Tracer:
     def signal(self, number: int = signal.SIGINT) -> None:
         self.process.send_signal(number)
 
+    def pause(self) -> None:
+        """Stop the tracer (SIGSTOP) and wait until it is: what happens now it cannot see as it
+        happens; SIGCONT lets it go on."""
+        self.signal(signal.SIGSTOP)
+        deadline = time.monotonic() + TIMEOUT
+        while open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+            assert time.monotonic() < deadline, "the tracer never stopped"
+            time.sleep(0.01)
+
     def finish(self, timeout: float = TIMEOUT) -> tuple[int, str, str]:
         self.process.wait(timeout)
         for reader in self._readers:

@@ -1,6 +1,8 @@
 """What the kernel's fixed-size state cannot hold, and ids that are reused: every number is
 right, or the summary line says what is missing and why (the README's "What can be lost")."""
 
+import json
+import mmap
 import os
 import re
 import signal
@@ -10,6 +12,8 @@ from collections import Counter
 
 import pytest
 
+from pybpftrace.events import PROCESS_EVENT
+from pybpftrace.rings import PROCESS_PAGES
 from support import (
     HOST,
     copied,
@@ -331,6 +335,41 @@ def test_threads_that_exit_with_calls_open(kept):
         assert note is None
     else:  # and the main thread, in its module's frame (read from memory when first seen)
         assert note and int(note.group(1)) == threads + 1 - kept
+
+
+def test_processes_beyond_the_py_processes_map_are_counted_not_read():
+    """With room for one process's interpreter, a Python and the two children it forks (one
+    before tracing, one after) are one process read and two counted, with the map named."""
+    target = Target("busy_children.py", "0.5")
+    run = trace_held(target, "profile", PID, "--subprocesses", "--json", env=with_map_sizes("py_processes=1"))
+    assert run.code == 0, run.stderr
+    early, late = map(int, run.target_output.split())
+    read = {stack["pid"] for stack in json.loads(run.stdout)["stacks"]}
+    assert len(read) == 1 and read < {target.pid, early, late}, read
+    assert "2 processes not read: the py_processes map (1) was full" in summary_line(run.stderr), run.stderr
+
+
+def test_forks_beyond_the_process_events_ring_are_counted_not_lost_events():
+    """The tracer stopped while the Python it reads forks more children than the ring of
+    execs and forks holds: what did not fit is counted as such, not as samples lost."""
+    forks = 2500
+    holds = PROCESS_PAGES * mmap.PAGESIZE // (PROCESS_EVENT.size + 8)  # each record: an 8-byte header
+    with Target("fork_burst.py", str(forks)) as target:
+        tracer = Tracer("profile", target.pid, "--subprocesses")
+        tracer.wait_attached()
+        tracer.pause()
+        target.go()
+        assert target.process.stdout.readline() == f"{forks}\n".encode()
+        tracer.signal(signal.SIGCONT)
+        tracer.signal(signal.SIGINT)
+        code, _, stderr = tracer.finish()
+    assert code == 0, stderr
+    summary = summary_line(stderr)
+    untold = re.search(r"(\d+) execs and forks not heard of: the process_events ring buffer was full \(a Python "
+                       r"started then may not be read\)", summary)
+    # at least those beyond what the ring holds (the machine's other forks fill it too, under roots)
+    assert untold and int(untold[1]) >= forks - holds, summary
+    assert nothing_lost(stderr), summary
 
 
 # 6. process churn: what the tracer keeps of a process goes when the process does -------------

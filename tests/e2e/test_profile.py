@@ -7,7 +7,6 @@ import shlex
 import re
 import signal
 import subprocess
-import time
 from collections import Counter
 
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from support import (
     HOST,
     PID,
-    TIMEOUT,
     WITH_FUNCTION_PROBES,
     Target,
     Tracer,
@@ -286,13 +284,6 @@ def test_subprocesses_reads_children_forked_before_and_after(any_interpreter):
     assert callers == {target.pid: {"parent_spins"}, early: {"early_child"}, late: {"late_child"}}
 
 
-def _wait_stopped(pid: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
-        assert time.monotonic() < deadline, f"PID {pid} never stopped"
-        time.sleep(0.01)
-
-
 def test_a_child_gone_before_it_was_looked_at_is_said():
     """A child Python that starts and exits while pybpftrace cannot look at it (here: while
     pybpftrace is stopped) is missing from the profile, and the summary says so, naming what
@@ -300,8 +291,7 @@ def test_a_child_gone_before_it_was_looked_at_is_said():
     with Target("short_child.py") as target:
         tracer = Tracer("profile", target.pid, "--subprocesses")
         tracer.wait_attached()
-        tracer.signal(signal.SIGSTOP)
-        _wait_stopped(tracer.process.pid)
+        tracer.pause()
         target.go()
         spawned, program = target.process.stdout.readline().decode().split()
         assert spawned == "spawned"
