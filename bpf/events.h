@@ -425,7 +425,8 @@ enum counter {
 	COUNTER_WITHOUT_GIL = 26,   /* profile --gil: ticks of threads not holding the GIL, not sent */
 	COUNTER_PROCESS_EVENTS_LOST = 27, /* execs, forks, births not told: the process_events ring was full */
 	COUNTER_PROCESSES_UNREAD = 28, /* children of read processes not read: py_processes was full */
-	COUNTER_MAX = 29,
+	COUNTER_UNREGISTERED_EVENTS = 29, /* following calls: events of processes py_processes had no room for */
+	COUNTER_MAX = 30,
 };
 
 #endif

@@ -177,7 +177,8 @@ static __always_inline __u64 trace_start(void)
 
 /* The process's registration (pystacks.h's py_processes), made at its first hit of a place
  * whose link-time address the entry point knows (at_place): not at a uretprobe, whose address
- * is the caller's. */
+ * is the caller's. Where the map has no room, the event is counted and dropped (a later hit
+ * tries again). */
 static __always_inline struct py_process *process_of(struct pt_regs *ctx, __u32 pid, __u64 *args, int at_place)
 {
 	struct py_process *process = py_processes.lookup(&pid);
@@ -191,7 +192,10 @@ static __always_inline struct py_process *process_of(struct pt_regs *ctx, __u32 
 	__u64 bias = PT_REGS_IP(ctx) - args[PLACE_ARG];
 	moved.runtime += bias;
 	moved.code_type += bias;
-	py_processes.update(&pid, &moved);
+	if (py_processes.update(&pid, &moved)) {
+		count(COUNTER_UNREGISTERED_EVENTS);
+		return NULL;
+	}
 	return py_processes.lookup(&pid);
 }
 

@@ -54,7 +54,8 @@ COUNTER_HOOK_FORKS_LOST = 25
 COUNTER_WITHOUT_GIL = 26
 COUNTER_PROCESS_EVENTS_LOST = 27
 COUNTER_PROCESSES_UNREAD = 28
-COUNTER_MAX = 29
+COUNTER_UNREGISTERED_EVENTS = 29
+COUNTER_MAX = 30
 
 # struct call_event: timestamp, code, pid, tid, line, instruction, depth, kind, flags, incarnation
 CALL_EVENT = struct.Struct("<QQIIiiiBB2xI4x")

@@ -17,6 +17,7 @@ from ..events import (
     COUNTER_RECOVERED_CALLS,
     COUNTER_SEEDS_PARTIAL,
     COUNTER_STACK_MISMATCH,
+    COUNTER_UNREGISTERED_EVENTS,
 )
 from ..program import CodeProbe, Handler, Loss, ProgramSpec, marker
 from ..stacks import Frame
@@ -59,6 +60,8 @@ CALL_LOSSES = (
          "was)"),
     Loss(COUNTER_HOOK_FORKS_LOST, "{n} processes forked while their parent's eval_frame hook was set that could not "
          "be told (the hooked map or its ring buffer was full): their hook may stay set, each call a C call too"),
+    Loss(COUNTER_UNREGISTERED_EVENTS, "{n} events of processes beyond {py_processes} followed at once dropped: the "
+         "py_processes map was full", dropped=True),
     Loss(COUNTER_INITS_UNTIMED, "{n} __init__ calls of CPython 3.13's specialized class call seen only returning: "
          "counted, untimed (their time is their caller's)"),
 )

@@ -317,6 +317,23 @@ def test_processes_beyond_the_incarnations_map_are_counted(own_python):
     assert re.search(r"\d+ events of processes beyond 1 live ones: the incarnations map was full", summary_line(stderr))
 
 
+def test_calls_of_processes_beyond_the_py_processes_map_are_dropped_and_counted(own_python):
+    """Following calls, each process registers itself at its first event: with room for one,
+    the other's events are dropped and counted, the map named."""
+    tracer = Tracer("calls", "--binary", own_python.host_python, "--json", env=with_map_sizes("py_processes=1"))
+    tracer.wait_attached()
+    with Target("forever.py", interpreter=own_python) as first, Target("forever.py", interpreter=own_python) as second:
+        for target in (first, second):
+            target.process.stdin.write(b"beat?\n")  # each has run under the tracer
+            target.process.stdin.flush()
+        for target in (first, second):
+            assert target.process.stdout.readline() == b"beat\n"
+    tracer.signal()
+    code, _, stderr = tracer.finish()
+    assert code == 0, stderr
+    assert_dropped(stderr, r"events of processes beyond 1 followed at once dropped: the py_processes map was full")
+
+
 @pytest.mark.parametrize("kept", [8, 1])
 def test_threads_that_exit_with_calls_open(kept):
     """A process that exits under threads with calls open: their calls' time is counted up to
