@@ -371,7 +371,7 @@ class ThreadLabels:
 
     def __init__(self, registered: Callable[[int], Optional[WalkedBinary]] = lambda pid: None):
         self._registered = registered
-        self._os_names: dict[int, str] = {}
+        self._os_names: dict[tuple[int, int], str] = {}  # by (pid, tid): a TID comes back, another process's
         self._python_names: dict[int, dict[int, str]] = {}  # pid -> TID -> Thread.name, read once stopped
         self.stopped = False
 
@@ -397,11 +397,11 @@ class ThreadLabels:
     def os_name(self, pid: int, tid: int) -> str:
         """A thread's OS name (comm): read when tracing began or when first asked, "" if it was
         gone."""
-        name = self._os_names.get(tid)
+        name = self._os_names.get((pid, tid))
         if name is None:
             name = os_thread_name(pid, tid)
             if name:
-                self._os_names[tid] = name
+                self._os_names[(pid, tid)] = name
         return name
 
     def _read_python_names(self, pid: int) -> dict[int, str]:

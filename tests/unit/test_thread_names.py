@@ -407,3 +407,15 @@ def test_thread_states_read_torn_into_a_loop_end():
 
     assert read_thread_ids(counted, interpreter, runtime) == {IDENT: 4100}
     assert reads.count(first + frames.tstate_next) == THREADS_MAX
+
+
+def test_os_names_are_kept_by_process_and_thread(monkeypatch):
+    """A TID comes back, in another process: each thread keeps its own name."""
+    import pybpftrace.thread_names as thread_names
+
+    names = {(100, 7): "worker", (200, 7): "python3"}
+    monkeypatch.setattr(thread_names, "os_thread_name", lambda pid, tid: names.get((pid, tid), ""))
+    labels = thread_names.ThreadLabels()
+    assert [labels.os_name(100, 7), labels.os_name(200, 7)] == ["worker", "python3"]
+    del names[(100, 7)]  # gone: the name read first is kept
+    assert labels.name(100, 7) == "worker"
