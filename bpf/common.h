@@ -133,12 +133,22 @@ TRACEPOINT_PROBE(task, task_newtask)
 
 #include "lifetimes.h"
 
+#ifdef LEAVES_OUT_TRACERS
+/* The other pybpftrace tracers (tracers.py), left out by one that finds its Pythons itself. */
+BPF_HASH(tracers, __u32, __u8, TRACERS_MAX);
+#endif
+
 /* Whether this process's events count: never the tracer's own (it may run the very binary
- * traced with --binary or --all); with --follow-forks, only once fully attached. */
+ * traced with --binary or --all), nor, where it finds its Pythons, another tracer's; with
+ * --follow-forks, only once fully attached. */
 static __always_inline int process_traced(__u32 pid)
 {
 	if (pid == TRACER_PID)
 		return 0;
+#ifdef LEAVES_OUT_TRACERS
+	if (tracers.lookup(&pid))
+		return 0;
+#endif
 #ifdef FOLLOW_FORKS
 	__u8 *state = processes.lookup(&pid);
 	return state && *state == PROCESS_TRACED;

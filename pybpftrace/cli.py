@@ -119,7 +119,8 @@ def _tracing_options(reads_stacks: bool) -> list[Callable]:
     the commands that read stacks, else those with the probes the command needs."""
     which = "any CPython" if reads_stacks else "a CPython with the probes this command needs"
     everything = click.option("--all", "all_pythons", is_flag=True,
-                              help=f"Trace every process running {which}, now and later.")
+                              help=f"Trace every process running {which}, now and later (other pybpftrace "
+                                   "tracers left out).")
     return [*_TARGET_OPTIONS, everything, *_COMMON_OPTIONS]
 
 

@@ -80,6 +80,16 @@ class FoundLines:
             elif not self._more:
                 self._more = True
                 lines.append(f"pybpftrace: found more Pythons: the first {FOUND_TOLD} are told, not the others")
+        self._write(lines, progress)
+
+    def left_out(self, pids: Iterable[int], progress: Optional[Progress]) -> None:
+        """Pythons found that then said they are pybpftrace tracers (tracers.py): no longer read.
+        Those told of are told of again."""
+        told = {pid for pid, _, _ in self._told}
+        self._write([f"pybpftrace: PID {pid} is another pybpftrace: its stacks are no longer read"
+                     for pid in pids if pid in told], progress)
+
+    def _write(self, lines: list[str], progress: Optional[Progress]) -> None:
         if lines:
             if progress:
                 progress.clear()

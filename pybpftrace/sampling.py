@@ -247,6 +247,7 @@ class Walker:
         self._tree: Optional[ProcessTree] = None  # under roots: their descendants (track)
         self.unread = Unread()  # processes gone before they were looked at
         self.refused = 0  # registrations the py_processes map had no room for
+        self._tracers: frozenset[int] = frozenset()  # other pybpftrace tracers: never read (leave_out)
         self.found: list[tuple[int, Optional[int], WalkedBinary]] = []  # found since tracing began, untold
         # the dump's: loaded beside the continuations below where it will be needed, else later
         self._iterator = IteratorProgram(program, "dump_step") if walks_every_thread else None
@@ -268,6 +269,8 @@ class Walker:
         for pid, binary in walked.items():
             if pid == launched:
                 self.register_after_exec(pid, binary)
+                continue
+            if selection and pid in self._tracers:
                 continue
             try:
                 registered = self.register(pid, binary)
@@ -323,6 +326,21 @@ class Walker:
             self.gils[pid] = gil
         return True
 
+    def leave_out(self, tracers: frozenset[int]) -> list[int]:
+        """The other pybpftrace tracers running now (tracers.py): a selection never reads them,
+        and one read already (found before it said it is a tracer) is read no more: those."""
+        self._tracers = tracers
+        read = sorted(tracers & self.registered.keys())
+        for pid in read:
+            try:
+                del self._processes[self._processes.Key(pid)]
+            except KeyError:
+                pass
+            del self.registered[pid]
+            self.gils.pop(pid, None)
+        self.found = [found for found in self.found if found[0] not in tracers]
+        return read
+
     def _selected(self, pid: int, walked: WalkedBinary) -> None:
         """A Python the selection found since tracing began, just registered: its children
         forked before are registered too, and the user is to be told of it (Session takes
@@ -361,6 +379,9 @@ class Walker:
 
     def register_pending(self) -> None:
         for pid, (wanted, deadline, program) in list(self._pending.items()):
+            if isinstance(wanted, Selection) and pid in self._tracers:
+                del self._pending[pid]
+                continue
             walked = wanted.match(pid) if isinstance(wanted, Selection) else wanted
             given_up = False
             try:
@@ -440,7 +461,7 @@ class Walker:
         """A process that exec'd: registered if it runs a selected interpreter, or soon if it
         may map one; counted as unread if it is gone (and may have been one of those read)."""
         tree = self._tree
-        if tree is not None and pid not in tree and not descends_from(pid, selection.roots):
+        if pid in self._tracers or tree is not None and pid not in tree and not descends_from(pid, selection.roots):
             return
         try:
             binaries = process_binaries(pid)

@@ -36,6 +36,7 @@ from .routes import EVAL_FRAME, CallRoutes, CallTargets, find_call_targets
 from .sampling import Sampling, Selection, WalkedBinary, Walker, find_walked_targets, walked_for
 from .signals import StopSignals
 from .target import SYSTEM_WIDE, TargetOptions, Targets, find_targets
+from .tracers import TRACERS_MAX, OtherTracers
 from .thread_names import ThreadLabels, thread_states_by_tid
 from .tools import NEEDED_PROBES
 
@@ -186,6 +187,15 @@ class Session:
         )
         self.threads = ThreadLabels(lambda pid: self.walker.registered.get(pid) if self.walker else None)
         self._attachment = Attachment(self.program, self.follow_forks)
+        self.other_tracers = (OtherTracers(self.program, frozenset(self.targets.pids),
+                                           self.walker.leave_out if self.walker else lambda pids: [])
+                              if self.finds_pythons else None)
+
+    @property
+    def finds_pythons(self) -> bool:
+        """It finds the Pythons it traces itself (--all, --binary, --subprocesses, a launched
+        command's): other pybpftrace tracers among them are left out (tracers.py)."""
+        return self.selection is not None or SYSTEM_WIDE in self.targets.binaries
 
     def _defines(self, pages: int) -> dict[str, int]:
         """The constants the program is compiled with: ring and map sizes, what it does."""
@@ -208,6 +218,9 @@ class Session:
                 defines["STACKS"] = 1
         if self.calls and self.calls.calls.hooks:
             defines["HOOK_FORKS"] = 1
+        if self.finds_pythons:
+            defines["LEAVES_OUT_TRACERS"] = 1
+            defines["TRACERS_MAX"] = TRACERS_MAX
         # a walker alone follows forks in the kernel; uprobes are attached to each child
         if self.follow_forks and (not self.spec.walker or self.spec.follows_calls):
             defines["FOLLOW_FORKS"] = 1
@@ -233,6 +246,8 @@ class Session:
         probe: returns are matched by stack pointer, entries never need to be), and then the
         hooks that make every call go through them."""
         self._attach(lambda placement: placement.route != EVAL_FRAME)
+        if self.other_tracers:
+            self.other_tracers.sync()
         if self.walker:
             launched = self.targets.launched
             track_forks = (self.selection is not None or self.follow_forks) if self.rings.process_events else None
@@ -405,6 +420,9 @@ class Session:
         system_wide = SYSTEM_WIDE in self.targets.binaries
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         poller.register(wake_read, select.EPOLLIN)
+        tracers_fd = self.other_tracers.fd if self.other_tracers else None
+        if tracers_fd is not None:
+            poller.register(tracers_fd, select.EPOLLIN)
         previous_wakeup = signal_wakeup(wake_write)
         deadline = self.start + int(duration * 1e9) if duration else None
         next_tick = self.start + int(interval * 1e9) if interval else None
@@ -422,6 +440,8 @@ class Session:
                 for fd, _ in poller.poll(timeout):
                     if fd == wake_read:
                         os.read(wake_read, 64)
+                    elif fd == tracers_fd:
+                        self._leave_out_tracers(found_lines, progress, consumer)
                     else:
                         processes.exited(fd)
                 self._hear_of_processes(processes)
@@ -438,6 +458,8 @@ class Session:
                     if now >= next_sweep:
                         next_sweep = now + int(SWEEP_SECONDS * 1e9)
                         self.exits.sweep()
+                        if self.other_tracers:  # (and those gone without a word: killed)
+                            self._leave_out_tracers(found_lines, progress, consumer)
                     self.exits.finish(consumer)
                     if next_tick is not None and now >= next_tick:
                         next_tick += int(interval * 1e9)
@@ -482,6 +504,12 @@ class Session:
         summary.processes = processes.seen
         return summary
 
+    def _leave_out_tracers(self, found_lines: FoundLines, progress: Optional[Progress], consumer: Consumer) -> None:
+        """The other tracers running now left out; one told of as found is told of again."""
+        read = self.other_tracers.sync()
+        if read and not consumer.screen:
+            found_lines.left_out(read, progress)
+
     def _hear_of_processes(self, processes: _Processes) -> None:
         """Forks to follow, children that inherited a hook, and processes the walker should
         know of."""
@@ -507,6 +535,8 @@ class Session:
             self.calls.release(self.rings.hook_forks_told)
         self._attachment.close()
         self.rings.close()
+        if self.other_tracers:
+            self.other_tracers.close()
         if self.walker:
             self.walker.close()
         self.program.close()

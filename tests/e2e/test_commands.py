@@ -332,6 +332,56 @@ def test_every_process_of_a_binary_including_later_ones(selector):
     assert f"CPython 3.11.2 at {HOST.host_python}" in stderr.split("tracing every process running ", 1)[1]
 
 
+# Where another pybpftrace's work shows: its run loop, which starts a second or more (its
+# program compiled) after it said it is a tracer, before it imported the rest of itself.
+RUN_LOOP = ("run", "pybpftrace/session.py")
+
+
+def _functions_by_process(command: str, stdout: str) -> dict[int, set[tuple[str, str]]]:
+    """(function, file) of each process's frames (profile --json) or rows (calls --json)."""
+    found: dict[int, set[tuple[str, str]]] = {}
+    if command == "profile":
+        for stack in json.loads(stdout)["stacks"]:
+            found.setdefault(stack["pid"], set()).update(
+                (frame["function"], frame["file"] or "") for frame in stack["frames"])
+    else:
+        for record in json_lines(stdout):
+            for row in record["functions"]:
+                found.setdefault(row["pid"], set()).add((row["function"], row["file"]))
+    return found
+
+
+@pytest.mark.parametrize("command", [("profile", "--json"), ("calls", "--json", "--top", "1000000")],
+                         ids=["profile", "calls"])
+def test_all_leaves_other_tracers_out(command):
+    """--all reads every Python but another pybpftrace's: one running when it starts is never
+    read, and one started later only until it says it is a tracer (a moment), never its work,
+    which would otherwise be traced, and trace the first one's, without end."""
+    with Target("forever.py") as target:
+        before = Tracer("stack", target.pid, "--folded", "-o", "/dev/null")
+        tracer = later = None
+        try:
+            before.wait_attached()
+            tracer = Tracer(command[0], "--all", *command[1:])
+            tracer.wait_attached()
+            later = Tracer("stack", target.pid, "--folded", "-o", "/dev/null")
+            later.wait_attached()
+            tracer.signal()
+            code, stdout, stderr = tracer.finish()
+        finally:
+            for other in filter(None, (before, tracer, later)):
+                other.signal()
+                other.finish()
+    assert code == 0, stderr
+    found = _functions_by_process(command[0], stdout)
+    assert target.pid in found and before.process.pid not in found, sorted(found)
+    function, file = RUN_LOOP
+    assert not [(name, path) for name, path in found.get(later.process.pid, ()) if name == function and path.endswith(file)]
+    assert f"found PID {before.process.pid} " not in stderr
+    if f"found PID {later.process.pid} " in stderr:  # found before it said it is a tracer
+        assert f"PID {later.process.pid} is another pybpftrace: its stacks are no longer read" in stderr
+
+
 @pytest.mark.parametrize("interpreter", WITH_FUNCTION_PROBES, ids=str)
 def test_calls_where_returns_have_no_entry(interpreter):
     interpreter.prepare()

@@ -39,7 +39,8 @@ def test_the_group_names_both_ways_in():
 
 @pytest.mark.parametrize("command", ["profile", "top"])
 def test_all_reads_any_python_where_stacks_are_read(command):
-    assert "--all Trace every process running any CPython, now and later." in help_text(command)
+    assert ("--all Trace every process running any CPython, now and later (other pybpftrace tracers left out)."
+            in help_text(command))
 
 
 @pytest.mark.parametrize("command", ["stack", "calls", "gc", "imports", "lines", "audit"])

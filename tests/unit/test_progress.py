@@ -76,3 +76,11 @@ def test_pythons_found_again_do_not_count_towards_the_bound():
     found.tell([(0, 1, python), (FOUND_TOLD, 1, python)], None)
     assert stream.getvalue().splitlines()[FOUND_TOLD:] == [
         f"pybpftrace: found more Pythons: the first {FOUND_TOLD} are told, not the others"]
+
+
+def test_a_python_told_of_that_is_another_tracer_is_told_of_again():
+    stream = io.StringIO()
+    found = FoundLines(stream)
+    found.tell([(42, 1000, "CPython 3.11.2 at /usr/bin/python3.11")], None)
+    found.left_out([42, 43], None)  # 43 was never told of: nothing to take back
+    assert stream.getvalue().splitlines()[1:] == ["pybpftrace: PID 42 is another pybpftrace: its stacks are no longer read"]
