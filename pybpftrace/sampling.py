@@ -13,6 +13,7 @@ import errno
 import functools
 import mmap
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -248,6 +249,7 @@ class Walker:
         self.unread = Unread()  # processes gone before they were looked at
         self.refused = 0  # registrations the py_processes map had no room for
         self._tracers: frozenset[int] = frozenset()  # other pybpftrace tracers: never read (leave_out)
+        self._going: dict[int, int] = {}  # registered, gone from the kernel's map: since what ring position
         self.found: list[tuple[int, Optional[int], WalkedBinary]] = []  # found since tracing began, untold
         # the dump's: loaded beside the continuations below where it will be needed, else later
         self._iterator = IteratorProgram(program, "dump_step") if walks_every_thread else None
@@ -340,6 +342,21 @@ class Walker:
             self.gils.pop(pid, None)
         self.found = [found for found in self.found if found[0] not in tracers]
         return read
+
+    def sweep(self, produced: int, consumed: int) -> None:
+        """Forget the processes the kernel no longer reads (exited, or exec'd and not heard of
+        yet), once every sample sent before they went is consumed (their GIL tells their waits
+        apart): what is kept of a process goes as it goes, however many come and go."""
+        live = {int.from_bytes(key, sys.byteorder) for key, _ in self._program.entries("py_processes")}
+        for pid, position in list(self._going.items()):
+            if pid in live:  # registered again: its exec heard, or its PID another process's
+                del self._going[pid]
+            elif position <= consumed:
+                del self._going[pid]
+                self.registered.pop(pid, None)
+                self.gils.pop(pid, None)
+        for pid in self.registered.keys() - live - self._going.keys():
+            self._going[pid] = produced
 
     def _selected(self, pid: int, walked: WalkedBinary) -> None:
         """A Python the selection found since tracing began, just registered: its children

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -16,6 +17,7 @@ from pybpftrace.events import PROCESS_EVENT
 from pybpftrace.rings import PROCESS_PAGES
 from support import (
     HOST,
+    TIMEOUT,
     copied,
     PID,
     Interpreter,
@@ -438,6 +440,61 @@ def test_text_stream_of_many_processes_has_a_pid_column(own_python):
     assert lines and all(re.match(r" +\d+\.\d{6} +\d+ +\d+  ", line) for line in lines)
     top = label(HOST, "calls.py", "top", "def top")
     assert any(line.endswith(f"=> {top}") for line in lines)
+
+
+# A tracer whose walker is looked at from inside (no output says how many processes it keeps):
+# `count` Pythons of the binary argv[1] (started by the command argv[2]: a chroot's run in it), each
+# let go once the walker has registered it; then
+# it waits until the walker has forgotten them all (or the tests' wait has passed), and stops.
+FORGETTING_DRIVER = """
+import json, os, signal, subprocess, sys, threading, time
+from pybpftrace.formats.options import Output, Outputs
+from pybpftrace.sampling import Sampling
+from pybpftrace.session import TraceOptions, run_tool
+from pybpftrace.target import TargetOptions
+from pybpftrace.tools.profile import SPEC, Profile, ProfileOptions
+
+python, command, count, wait = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+options = ProfileOptions(TraceOptions(TargetOptions(binaries=[python])), Outputs([Output("folded", os.devnull)]))
+sessions, gone, kept = [], [], []
+
+def until(condition):
+    deadline = time.monotonic() + wait
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+def churn():
+    until(lambda: sessions and sessions[0].start)
+    walker = sessions[0].walker
+    for _ in range(count):
+        child = subprocess.Popen([*command, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        until(lambda: child.pid in walker.registered)
+        child.stdin.close()
+        child.wait()
+        gone.append(child.pid)
+    until(lambda: not set(gone) & walker.registered.keys())
+    kept.extend(pid for pid in gone if pid in walker.registered)
+    os.kill(os.getpid(), signal.SIGINT)
+
+def profile(session):
+    sessions.append(session)
+    return Profile(session, options)
+
+threading.Thread(target=churn, daemon=True).start()
+code = run_tool("profile", SPEC, None, options.trace, profile, sampling=Sampling(rate=99))
+print(json.dumps({"code": code, "gone": gone, "kept": kept}))
+"""
+
+
+def test_the_walker_forgets_processes_as_they_go(own_python):
+    """What the frame walker keeps of a process (its interpreter, its GIL) goes once the
+    process has: 20 Pythons of a binary, each read, then gone, leave nothing behind."""
+    count = 20
+    run = subprocess.run([sys.executable, "-c", FORGETTING_DRIVER, own_python.host_python, json.dumps(own_python.argv()),
+                          str(count), str(TIMEOUT)], capture_output=True, text=True, timeout=10 * TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert (result["code"], len(result["gone"]), result["kept"]) == (0, count, []), run.stderr
 
 
 # 7. CPython 3.15: resumptions by throw() and close() ------------------------------------------
