@@ -100,16 +100,40 @@ function serve(file) {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
+// speedscope draws with WebGL, which SwiftShader runs on the CPU; when its context is lost (the
+// GPU process gone, as under TCG: 2026-12-07), what the page does meanwhile is the browser's
+// failing, not the file's. The view is then taken once more, in a new browser, and said so.
 async function speedscope(file, shot) {
+  const first = await speedscopeOnce(file, shot);
+  if (!first.contextsLost) return first;
+  const again = await speedscopeOnce(file, shot);
+  return { ...again, retried: { contextsLost: first.contextsLost, errors: first.errors } };
+}
+
+// Counts each WebGL context the page loses, from before its own scripts run.
+function countLostContexts() {
+  window.__contextsLost = 0;
+  const getContext = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (...args) {
+    if (String(args[0]).startsWith("webgl")) {
+      this.addEventListener("webglcontextlost", () => { window.__contextsLost++; });
+    }
+    return getContext.apply(this, args);
+  };
+}
+
+async function speedscopeOnce(file, shot) {
   const server = await serve(file);
   const chromium = await browser();
   try {
     const page = await chromium.newPage({ viewport: { width: 1400, height: 900 } });
     page.setDefaultTimeout(WAIT_MS);
+    await page.addInitScript(countLostContexts);
     const dialogs = [];
     const errors = [];
     page.on("dialog", async (dialog) => { dialogs.push(dialog.message()); await dialog.dismiss(); });
-    page.on("pageerror", (error) => errors.push(String(error)));
+    // with where it was thrown: the first lines of its stack
+    page.on("pageerror", (error) => errors.push((error.stack || String(error)).split("\n").slice(0, 4).join("\n")));
     page.on("console", (message) => { if (message.type() === "error") errors.push(message.text()); });
     const base = `http://127.0.0.1:${server.address().port}`;
     // Only the page's first bytes are waited for here: its load and the profile's import are
@@ -133,7 +157,8 @@ async function speedscope(file, shot) {
         await page.waitForTimeout(100);
       }
     }
-    return { wentWrong, dialogs, errors, profiles };
+    const contextsLost = await page.evaluate(() => window.__contextsLost);
+    return { wentWrong, dialogs, errors, profiles, contextsLost };
   } finally {
     await chromium.close();
     server.close();
