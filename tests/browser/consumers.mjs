@@ -15,9 +15,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-// Each wait of the browser: half the tests' own (PYBPFTRACE_TEST_TIMEOUT, 60 s here and three
-// times that in a VM under TCG, where Chromium renders speedscope's app in well over 30 s).
-const WAIT_MS = 500 * Number(process.env.PYBPFTRACE_TEST_TIMEOUT || 60);
+// Each wait of the browser: the tests' own (PYBPFTRACE_TEST_TIMEOUT, 60 s here and three times
+// that in a VM under TCG, where Chromium renders speedscope's app in well over 30 s, and once
+// did not answer for 90 s after drawing its toolbar, two VMs running: 2026-12-07).
+const WAIT_MS = 1000 * Number(process.env.PYBPFTRACE_TEST_TIMEOUT || 60);
 const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -137,8 +138,8 @@ async function speedscopeOnce(file, shot) {
     page.on("console", (message) => { if (message.type() === "error") errors.push(message.text()); });
     const base = `http://127.0.0.1:${server.address().port}`;
     // Only the page's first bytes are waited for here: its load and the profile's import are
-    // one wait below, twice as long (the load alone once took over WAIT_MS, 90 s, under
-    // single-threaded TCG; the whole stays within the tests' 300 s for a consumer)
+    // one wait below, twice as long (the load alone once took over 90 s under single-threaded
+    // TCG; the whole stays within the tests' wait for a consumer, ten of theirs)
     await page.goto(`${base}/index.html#profileURL=${encodeURIComponent(base + "/profile")}`, { waitUntil: "commit" });
     // Loaded: the toolbar names the profile (or an import error shows)
     await page.waitForFunction(() => /Something went wrong/.test(document.body.innerText) ||

@@ -33,7 +33,7 @@ def consumer(*args) -> dict:
     assert (BROWSER / "node_modules/.pybpftrace-installed").exists(), "the tests' npm packages are missing: run make setup"
     assert shutil.which("chromium"), "chromium is missing: run make setup"
     result = subprocess.run(["node", str(BROWSER / "consumers.mjs"), *map(str, args)], capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=10 * TIMEOUT)  # its own waits, each TIMEOUT at most, a view taken twice
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
