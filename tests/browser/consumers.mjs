@@ -152,10 +152,10 @@ async function speedscopeOnce(file, shot) {
       await page.keyboard.press("3");
       const count = await profileCount(page);
       for (let index = 0; index < count; index++) {
+        await sandwichShown(page, index, count);
         profiles.push({ lines: (await page.innerText("body")).split("\n").map((line) => line.trim()).filter(Boolean) });
         if (index === 0) await page.screenshot({ path: shot });
         await page.keyboard.press("n");
-        await page.waitForTimeout(100);
       }
     }
     const contextsLost = await page.evaluate(() => window.__contextsLost);
@@ -164,6 +164,18 @@ async function speedscopeOnce(file, shot) {
     await chromium.close();
     server.close();
   }
+}
+
+// The sandwich view of profile `index` (of `count`) drawn: the toolbar names it, and its table
+// has rows below its header (drawn a frame after the header: on a busy machine, read too soon
+// it was the header alone).
+async function sandwichShown(page, index, count) {
+  await page.waitForFunction(([index, count]) => {
+    const text = document.body.innerText;
+    const header = text.indexOf("Symbol Name");
+    return (count === 1 || text.includes(`(${index + 1}/${count})`)) && header >= 0 &&
+      text.slice(header + "Symbol Name".length).trim().length > 0;
+  }, [index, count]);
 }
 
 async function profileCount(page) {
