@@ -316,6 +316,14 @@ static __always_inline void find_thread(struct walk *walk, struct py_process *pr
 			return;
 		}
 		walk->interpreter = read_pointer(process->runtime + layout->runtime_interpreters, task);
+		/* A thread running Python code (where every probe fires) holds the GIL: its state is
+		 * the holder's, found without a search of a list that may be longer than we walk. */
+		__u64 holder = gil_holder(gil_of(process, walk->interpreter, task), task);
+		if (holder && read_thread_state(layout, buffers, holder, task) == own) {
+			thread_states.update(&tid, &holder);
+			start_frames(walk, layout, buffers, holder, task);
+			return;
+		}
 		walk->cursor = walk->interpreter ? read_pointer(walk->interpreter + layout->interp_threads, task) : 0;
 	}
 	for (int i = 0; i < THREAD_STEPS; i++) {
