@@ -107,12 +107,17 @@ def ranges(version: Version, table: bytes, first_line: int) -> Iterator[tuple[in
 
 
 class LineTable:
-    """A code object's lines by byte offset of instruction."""
+    """A code object's lines by byte offset of instruction. The table is decoded when a line is
+    first asked for: most code objects announced (every import of every Python traced) never
+    are, and decoding them all as they came cost a busy tracer most of its time."""
 
     def __init__(self, version: Version, table: bytes, first_line: int):
+        self._encoded: Optional[tuple[Version, bytes, int]] = (version, table, first_line)
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._lines: list[int] = []
+
+    def _decode(self, version: Version, table: bytes, first_line: int) -> None:
         try:
             for start, end, line in ranges(version, table, first_line):
                 self._starts.append(start)
@@ -124,6 +129,9 @@ class LineTable:
     def line(self, offset: int) -> Optional[int]:
         """The line of the instruction at this byte offset; None where the table does not
         cover it (a table cut short), NO_LINE where the instruction has no line."""
+        if self._encoded is not None:
+            self._decode(*self._encoded)
+            self._encoded = None
         index = bisect.bisect_right(self._starts, offset) - 1
         if index < 0 or offset >= self._ends[index]:
             return None
