@@ -4,6 +4,7 @@ goes as they go, however many come and go."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,13 @@ class Exits:
     """The exited processes of a trace: those whose names or code objects are held, whose
     incarnation the kernel has dropped (lifetimes.h)."""
 
-    def __init__(self, program, rings: "SessionRings"):
+    def __init__(self, program, rings: "SessionRings", follows_calls: bool = False):
         self._program = program
         self._rings = rings
+        # a program that follows calls gives each process an incarnation at its first event:
+        # what is held of no incarnation (0) was drained after its process had gone (a walk's
+        # code objects), or its process found the incarnations map full
+        self._follows_calls = follows_calls
         self._taken = 0.0  # when exited processes were last taken (time.monotonic)
         self._exiting: set[Process] = set()  # exited, their events not all consumed yet
         self._pending: list[tuple[int, set[Process]]] = []  # (events ring position, processes)
@@ -33,11 +38,13 @@ class Exits:
         """Find the processes that exited. They are done with once every event they sent is
         consumed (the events ring's position now)."""
         known = self._rings.names.processes() | self._rings.codes.processes()
-        held = {process for process in known if process[1]} - self._exiting
+        held = {process for process in known if process[1] or self._follows_calls} - self._exiting
         if not held:
             return
         live = {(key.value, value.value) for key, value in self._program.table("incarnations").items()}
-        exited = held - live
+        live_pids = {pid for pid, _ in live}
+        exited = {process for process in held - live
+                  if process[1] or (process[0] not in live_pids and not _running(process[0]))}
         if exited:
             self._pending.append((self._rings.producer_position(), exited))
             self._exiting |= exited
@@ -62,3 +69,9 @@ class Exits:
             for process in exited:
                 self._rings.names.forget(process)
             self._exiting -= exited
+
+
+def _running(pid: int) -> bool:
+    """Whether a process of this PID runs (it may be a later one: what is held of no
+    incarnation then waits for that one's end, bounded all the same)."""
+    return os.path.exists(f"/proc/{pid}")

@@ -180,7 +180,7 @@ class Session:
         self.rings = SessionRings(self.program, self.ring, self.layout, pages, codes=self.spec.walker, stacks=stacks,
                                   forks="FOLLOW_FORKS" in defines, processes=tracks,
                                   hook_forks="HOOK_FORKS" in defines)
-        self.exits = Exits(self.program, self.rings)
+        self.exits = Exits(self.program, self.rings, self.spec.follows_calls)
         self.walker = (
             Walker(self.program, self.spec.continuations, self.sampling.linetables, self.sampling.qualnames)
             if self.spec.walker else None
@@ -459,7 +459,8 @@ class Session:
                         next_sweep = now + int(SWEEP_SECONDS * 1e9)
                         self.exits.sweep()
                         if self.walker:
-                            self.walker.sweep(self.rings.producer_position(), self.rings.consumer_position())
+                            gone = self.walker.sweep(self.rings.producer_position(), self.rings.consumer_position())
+                            self.rings.codes.forget_walked(gone)
                         if self.other_tracers:  # (and those gone without a word: killed)
                             self._leave_out_tracers(found_lines, progress, consumer)
                     self.exits.finish(consumer)

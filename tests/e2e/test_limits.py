@@ -443,9 +443,9 @@ def test_text_stream_of_many_processes_has_a_pid_column(own_python):
 
 
 # A tracer whose walker is looked at from inside (no output says how many processes it keeps):
-# `count` Pythons of the binary argv[1] (started by the command argv[2]: a chroot's run in it), each
-# let go once the walker has registered it; then
-# it waits until the walker has forgotten them all (or the tests' wait has passed), and stops.
+# `count` busy Pythons of the binary argv[1] (started by the command argv[2]: a chroot's run in it),
+# each killed once the walker has registered it and its code objects were announced; then it
+# waits until the walker has forgotten them all (or the tests' wait has passed), and stops.
 FORGETTING_DRIVER = """
 import json, os, signal, subprocess, sys, threading, time
 from pybpftrace.formats.options import Output, Outputs
@@ -456,7 +456,7 @@ from pybpftrace.tools.profile import SPEC, Profile, ProfileOptions
 
 python, command, count, wait = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 options = ProfileOptions(TraceOptions(TargetOptions(binaries=[python])), Outputs([Output("folded", os.devnull)]))
-sessions, gone, kept = [], [], []
+sessions, gone, kept, announced, codes_kept = [], [], [], [], []
 
 def until(condition):
     deadline = time.monotonic() + wait
@@ -465,15 +465,19 @@ def until(condition):
 
 def churn():
     until(lambda: sessions and sessions[0].start)
-    walker = sessions[0].walker
+    walker, codes = sessions[0].walker, sessions[0].rings.codes
+    coded = lambda: {pid for pid, _ in codes.processes()}
     for _ in range(count):
-        child = subprocess.Popen([*command, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-        until(lambda: child.pid in walker.registered)
-        child.stdin.close()
+        child = subprocess.Popen([*command, "-c", "while True: pass"])
+        until(lambda: child.pid in walker.registered and child.pid in coded())
+        if child.pid in coded():
+            announced.append(child.pid)
+        child.kill()
         child.wait()
         gone.append(child.pid)
-    until(lambda: not set(gone) & walker.registered.keys())
+    until(lambda: not set(gone) & (walker.registered.keys() | coded()))
     kept.extend(pid for pid in gone if pid in walker.registered)
+    codes_kept.extend(pid for pid in gone if pid in coded())
     os.kill(os.getpid(), signal.SIGINT)
 
 def profile(session):
@@ -482,19 +486,21 @@ def profile(session):
 
 threading.Thread(target=churn, daemon=True).start()
 code = run_tool("profile", SPEC, None, options.trace, profile, sampling=Sampling(rate=99))
-print(json.dumps({"code": code, "gone": gone, "kept": kept}))
+print(json.dumps({"code": code, "gone": gone, "kept": kept, "announced": announced, "codes_kept": codes_kept}))
 """
 
 
 def test_the_walker_forgets_processes_as_they_go(own_python):
-    """What the frame walker keeps of a process (its interpreter, its GIL) goes once the
-    process has: 20 Pythons of a binary, each read, then gone, leave nothing behind."""
+    """What the frame walker keeps of a process (its interpreter, its GIL, the code objects
+    its walks announced) goes once the process has: 20 Pythons of a binary, each read, then
+    gone, leave nothing behind."""
     count = 20
     run = subprocess.run([sys.executable, "-c", FORGETTING_DRIVER, own_python.host_python, json.dumps(own_python.argv()),
                           str(count), str(TIMEOUT)], capture_output=True, text=True, timeout=10 * TIMEOUT)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
     assert (result["code"], len(result["gone"]), result["kept"]) == (0, count, []), run.stderr
+    assert (result["announced"], result["codes_kept"]) == (result["gone"], []), run.stderr
 
 
 # 7. CPython 3.15: resumptions by throw() and close() ------------------------------------------
