@@ -59,6 +59,7 @@ def churn(seconds, rate, running):
     for process in live:
         assert process.wait(timeout=60) == 0
     return index
+    return index
 
 
 class RssSampler(threading.Thread):
