@@ -426,7 +426,8 @@ enum counter {
 	COUNTER_PROCESS_EVENTS_LOST = 27, /* execs, forks, births not told: the process_events ring was full */
 	COUNTER_PROCESSES_UNREAD = 28, /* children of read processes not read: py_processes was full */
 	COUNTER_UNREGISTERED_EVENTS = 29, /* following calls: events of processes py_processes had no room for */
-	COUNTER_MAX = 30,
+	COUNTER_CHAIN_SPENT = 30,   /* following calls: events dropped, their chain of tail calls spent */
+	COUNTER_MAX = 31,
 };
 
 #endif

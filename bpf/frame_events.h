@@ -158,6 +158,14 @@ enum call_programs {
 #define RECOVER_BATCH 2
 BPF_PROG_ARRAY(call_programs, CALL_PROGRAMS);
 
+/* Go on in program `next`. A tail call returns only when it failed (the chain's 33 are spent:
+ * a long search, walk or unwind before), and then the event is dropped: counted. */
+static __always_inline void go_on(struct pt_regs *ctx, __u32 next)
+{
+	call_programs.call(ctx, next);
+	count(COUNTER_CHAIN_SPENT);
+}
+
 /* Launched commands whose eval_frame hook is to be set at their first call (routes.py): the
  * kernel stops each there (SIGSTOP), user space sets the hook and lets it go on. */
 BPF_HASH(hooks_pending, __u32, __u8, 64);
@@ -499,10 +507,10 @@ static __always_inline void unwind_then(struct pt_regs *ctx, struct frames *fram
 	if (frames->depth > depth) {
 		call->unwind_to = depth;
 		call->then = then;
-		call_programs.call(ctx, UNWIND);
+		go_on(ctx, UNWIND);
 		return;
 	}
-	call_programs.call(ctx, then);
+	go_on(ctx, then);
 }
 
 /* An eval-frame entry, first: what it calls is read (the first runs of generators, which only
@@ -573,7 +581,7 @@ static __always_inline void handle_eval_caller(struct pt_regs *ctx, struct py_pr
 		}
 		if (found) {
 			call->chained = above;
-			call_programs.call(ctx, RECOVER);
+			go_on(ctx, RECOVER);
 			return;
 		}
 		/* the caller below the top: the frames above it returned */
@@ -620,7 +628,7 @@ static __always_inline void handle_recover(struct pt_regs *ctx, struct py_proces
 		push_call(ctx, frames, &recovered, address, 0, recovered.timestamp, began ? PUSH_CALL : PUSH_RECOVERED);
 	}
 	if (call->chained && call->chained <= RECOVER_MAX) {
-		call_programs.call(ctx, RECOVER);
+		go_on(ctx, RECOVER);
 		return;
 	}
 	push_call(ctx, frames, call, call->frame, call->sp, call->timestamp, PUSH_CALL);
@@ -649,7 +657,7 @@ static __always_inline void handle_eval_return(struct pt_regs *ctx, struct py_pr
 			break;
 	}
 	if (frames->depth > MAX_FRAMES)
-		call_programs.call(ctx, HANDLE_EVAL_POPPED);
+		go_on(ctx, HANDLE_EVAL_POPPED);
 }
 
 /* ... it ends: its line is read from its frame, which the return has not reused yet. */
@@ -772,9 +780,9 @@ int unwind_program(struct pt_regs *ctx)
 	if (!handling(&h))
 		return 0;
 	if (unwind(ctx, h.frames, h.call))
-		call_programs.call(ctx, h.call->then);
+		go_on(ctx, h.call->then);
 	else
-		call_programs.call(ctx, UNWIND);
+		go_on(ctx, UNWIND);
 	return 0;
 }
 
@@ -797,8 +805,7 @@ static __always_inline void start_seeding(struct pt_regs *ctx, struct py_process
 	walk->sample.weight = 0;
 	walk->sample.address = 0;
 	walk->sample.syscall = -1;
-	call_programs.call(ctx, SEED_WALK);
-	count(COUNTER_SEEDS_PARTIAL); /* the tail call failed: the event is lost with the stack */
+	go_on(ctx, SEED_WALK);
 }
 
 /* A probe hit, of the calling thread. */
@@ -875,7 +882,7 @@ static __always_inline int route_event(struct pt_regs *ctx, __u64 *args, __u8 ki
 			handle_usdt_return(ctx, process, buffers, frames, call);
 		return 0;
 	}
-	call_programs.call(ctx, handler_of(call));
+	go_on(ctx, handler_of(call));
 	return 0;
 }
 
@@ -890,7 +897,7 @@ int seed_walk(struct pt_regs *ctx)
 		call_programs.call(ctx, SEED_WALK);
 	if (!done)
 		walk->sample.flags |= SAMPLE_CUT_SHORT; /* out of tail calls */
-	call_programs.call(ctx, SEED_DONE);
+	go_on(ctx, SEED_DONE);
 	return 0;
 }
 
@@ -909,8 +916,7 @@ int seed_done(struct pt_regs *ctx)
 	if (call->seeded == 0)
 		seed_begin(process, frames, walk, call);
 	if (!seed_batch(ctx, frames, walk, call)) {
-		call_programs.call(ctx, SEED_DONE);
-		count(COUNTER_SEEDS_PARTIAL); /* out of tail calls */
+		go_on(ctx, SEED_DONE);
 		return 0;
 	}
 	if (!frames->tstate) {
@@ -919,7 +925,7 @@ int seed_done(struct pt_regs *ctx)
 	}
 	if (!call->tstate)
 		call->tstate = frames->tstate;
-	call_programs.call(ctx, handler_of(call));
+	go_on(ctx, handler_of(call));
 	return 0;
 }
 

@@ -55,7 +55,8 @@ COUNTER_WITHOUT_GIL = 26
 COUNTER_PROCESS_EVENTS_LOST = 27
 COUNTER_PROCESSES_UNREAD = 28
 COUNTER_UNREGISTERED_EVENTS = 29
-COUNTER_MAX = 30
+COUNTER_CHAIN_SPENT = 30
+COUNTER_MAX = 31
 
 # struct call_event: timestamp, code, pid, tid, line, instruction, depth, kind, flags, incarnation
 CALL_EVENT = struct.Struct("<QQIIiiiBB2xI4x")

@@ -9,6 +9,7 @@ from typing import Optional
 from ..codes import UNANNOUNCED_CODE, UNKNOWN_CODE, Codes
 from ..eval_frame import EVAL_FRAME_ROUTE, OPCODES_313
 from ..events import (
+    COUNTER_CHAIN_SPENT,
     COUNTER_CODES_LOST,
     COUNTER_HOOK_FORKS_LOST,
     COUNTER_INITS_UNTIMED,
@@ -51,6 +52,8 @@ CALL_LOSSES = (
          "or unreadable): their outer frames are missing"),
     Loss(COUNTER_NO_THREAD_STATE, "{n} events of threads whose Python thread state could not be found, dropped",
          dropped=True),
+    Loss(COUNTER_CHAIN_SPENT, "{n} events dropped: the kernel's programs for them spent the 33 tail calls a chain may "
+         "make (a long search for a thread's state, or a deep walk or unwind, before)", dropped=True),
     Loss(COUNTER_MISSED_RETURNS, "{n} returns seen late (their calls returned unseen: frames that began before "
          "tracing or were evaluated inline have no return probe, and the kernel keeps at most 64 pending per thread): "
          "timed to when they were seen"),
