@@ -101,13 +101,6 @@ class Codes:
         for code_id in self._of.pop(process, ()):
             self._codes.pop(code_id, None)
 
-    def forget_walked(self, pids: list[int]) -> None:
-        """The code objects walks announced of processes no longer read, that no incarnation
-        was known for (a process not followed, or gone before they were drained): exits of
-        followed processes (Exits) forget by incarnation, and never these."""
-        for pid in pids:
-            self.forget((pid, 0))
-
     def call_event(self, record: tuple) -> CallEvent:
         """A call event (events.CALL_EVENT unpacked), its code object named: its line is the one
         the probe reported, or the one its instruction is at; a return's 0 where not known."""

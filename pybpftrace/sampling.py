@@ -343,13 +343,11 @@ class Walker:
         self.found = [found for found in self.found if found[0] not in tracers]
         return read
 
-    def sweep(self, produced: int, consumed: int) -> list[int]:
+    def sweep(self, produced: int, consumed: int) -> None:
         """Forget the processes the kernel no longer reads (exited, or exec'd and not heard of
         yet), once every sample sent before they went is consumed (their GIL tells their waits
-        apart): what is kept of a process goes as it goes, however many come and go. The PIDs
-        forgotten now, whose code objects the walks announced can go too."""
+        apart): what is kept of a process goes as it goes, however many come and go."""
         live = {int.from_bytes(key, sys.byteorder) for key, _ in self._program.entries("py_processes")}
-        forgotten = []
         for pid, position in list(self._going.items()):
             if pid in live:  # registered again: its exec heard, or its PID another process's
                 del self._going[pid]
@@ -357,10 +355,8 @@ class Walker:
                 del self._going[pid]
                 self.registered.pop(pid, None)
                 self.gils.pop(pid, None)
-                forgotten.append(pid)
         for pid in self.registered.keys() - live - self._going.keys():
             self._going[pid] = produced
-        return forgotten
 
     def _selected(self, pid: int, walked: WalkedBinary) -> None:
         """A Python the selection found since tracing began, just registered: its children

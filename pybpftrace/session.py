@@ -459,8 +459,7 @@ class Session:
                         next_sweep = now + int(SWEEP_SECONDS * 1e9)
                         self.exits.sweep()
                         if self.walker:
-                            gone = self.walker.sweep(self.rings.producer_position(), self.rings.consumer_position())
-                            self.rings.codes.forget_walked(gone)
+                            self.walker.sweep(self.rings.producer_position(), self.rings.consumer_position())
                         if self.other_tracers:  # (and those gone without a word: killed)
                             self._leave_out_tracers(found_lines, progress, consumer)
                     self.exits.finish(consumer)

@@ -105,8 +105,8 @@ def test_code_objects_of_no_incarnation_go_when_their_process_has_gone():
 
 
 def test_without_calls_followed_no_incarnation_is_not_an_exit():
-    """A sampling program gives no process an incarnation: the walker forgets its code
-    objects (Codes.forget_walked), never Exits."""
+    """A sampling program gives no process an incarnation, and names its samples at the end:
+    their code objects stay (profile names the samples of processes gone since)."""
     codes = Codes()
     codes.add(code_record(1, gone_pid(), 0), lambda pid: 0)
     exits, _, consumer = exits_of({}, codes, follows_calls=False)

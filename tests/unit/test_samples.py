@@ -74,18 +74,6 @@ def test_a_walks_code_object_goes_with_its_process_live_incarnation():
     assert (codes.get(5), codes.get(6).function) == (None, "unknown")
 
 
-def test_code_objects_of_no_known_incarnation_go_with_their_walked_process():
-    """Those stay until the walker has forgotten their process (gone, its samples consumed):
-    then they go, and another process's stay."""
-    codes = Codes()
-    codes.add(code_record(6, "unknown", pid=43, incarnation=0), lambda pid: 0)
-    codes.add(code_record(7, "other", pid=44, incarnation=0), lambda pid: 0)
-    codes.add(code_record(8, "followed", pid=43, incarnation=5))
-    codes.forget_walked([43])
-    assert (codes.get(6), codes.get(7).function, codes.get(8).function) == (None, "other", "followed")
-    assert codes.processes() == {(44, 0), (43, 5)}
-
-
 def test_unreadable_names_say_so():
     codes = Codes()
     codes.add(code_record(5, "f", flags=CODE_NAME_UNREADABLE | CODE_FILE_UNREADABLE))
