@@ -13,7 +13,8 @@ from typing import Callable, Optional
 from .guardian import start_time
 
 TRACERS = "/run/pybpftrace/tracers"
-TRACERS_MAX = 256  # tracers looked at (and the kernel's map of them): past that, traced as any Python
+TRACERS_MAX = 256  # tracers known (and the kernel's map of them): past that, traced as any Python
+TRACERS_FILES_MAX = 4 * TRACERS_MAX  # files looked at: the gone are removed as tracers start
 # inotify(7): a tracer's file made (renamed into place) or removed
 IN_CREATE, IN_DELETE, IN_MOVED_TO = 0x100, 0x200, 0x80
 IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
@@ -22,13 +23,15 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def announce() -> None:
     """Say this process is a tracer, until it exits (a tracer killed leaves its file behind,
-    which its start time tells apart from a later process of its PID). Where it cannot (not
-    root: the command says so later), the others trace it."""
+    which its start time tells apart from a later process of its PID, and the next tracer to
+    announce itself removes). Where it cannot (not root: the command says so later), the
+    others trace it."""
     pid = os.getpid()
     started = start_time(pid)
     path = f"{TRACERS}/{pid}"
     try:
         os.makedirs(TRACERS, mode=0o700, exist_ok=True)
+        _remove_the_gone()
         fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, str(started).encode())
@@ -47,18 +50,31 @@ def _withdraw(path: str) -> None:
         pass
 
 
+def _remove_the_gone() -> None:
+    """Remove the files of tracers killed before they could (theirs, or half-written ones),
+    whose process is gone: left, they would take the places of running tracers. A file whose
+    PID runs again, as another process, stays until that one exits (a tracer of that PID may
+    be announcing itself)."""
+    for name in os.listdir(TRACERS)[:TRACERS_FILES_MAX]:
+        pid = name.removesuffix(".new")
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            _withdraw(f"{TRACERS}/{name}")
+
+
 def running() -> frozenset[int]:
     """The other tracers running now: those whose file holds their process's start time."""
     try:
-        names = os.listdir(TRACERS)
+        names = os.listdir(TRACERS)[:TRACERS_FILES_MAX]
     except OSError:
         return frozenset()
     found = set()
-    for name in [name for name in names if name.isdigit()][:TRACERS_MAX]:
+    for name in filter(str.isdigit, names):
         pid = int(name)
         started = _started(f"{TRACERS}/{name}")
         if pid != os.getpid() and started is not None and started == start_time(pid):
             found.add(pid)
+            if len(found) == TRACERS_MAX:
+                break
     return frozenset(found)
 
 

@@ -58,3 +58,31 @@ def test_announce_writes_this_process_file_in_place(registry):
 def test_no_registry_no_tracers(monkeypatch, tmp_path):
     monkeypatch.setattr(tracers, "TRACERS", str(tmp_path / "absent"))
     assert tracers.running() == frozenset()
+
+
+def test_announce_removes_the_files_of_tracers_gone(registry, other):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = gone.stdout.strip()
+    (registry / dead).write_text("1")  # a tracer killed
+    (registry / f"{dead}.new").write_text("")  # killed while announcing
+    (registry / str(other)).write_text("1")  # its PID runs again: kept until that process exits
+    (registry / f"{other}.new").write_text("")  # perhaps announcing now: kept
+    tracers.announce()
+    names = sorted(path.name for path in registry.iterdir())
+    assert names == sorted([str(os.getpid()), str(other), f"{other}.new"])
+    tracers._withdraw(str(registry / str(os.getpid())))
+
+
+def test_past_the_limit_of_tracers_the_rest_are_traced(registry, monkeypatch, other):
+    monkeypatch.setattr(tracers, "TRACERS_MAX", 1)
+    (registry / str(other)).write_text(str(start_time(other)))
+    (registry / "1").write_text(str(start_time(1)))
+    assert len(tracers.running()) == 1
+
+
+def test_files_of_no_tracer_take_no_place(registry, monkeypatch, other):
+    monkeypatch.setattr(tracers, "TRACERS_MAX", 1)
+    for pid in range(4194300, 4194304):
+        (registry / str(pid)).write_text("1")
+    (registry / str(other)).write_text(str(start_time(other)))
+    assert tracers.running() == {other}
