@@ -799,6 +799,10 @@ static __always_inline void start_seeding(struct pt_regs *ctx, struct py_process
 		walk_start_tstate(walk, process, buffers, call->pid, call->tid, call->tstate);
 	else
 		walk_start(walk, call->pid, call->tid);
+	/* its code objects are the process's: were they known by no incarnation (drained
+	 * after the process had gone), they would go with its PID's, before its calls are named */
+	__u32 *incarnation = incarnations.lookup(&call->pid);
+	walk->incarnation = incarnation ? *incarnation : 0;
 	call->seeded = 0;
 	walk->sample.timestamp = call->timestamp;
 	walk->sample.kind = SAMPLE_SEED;

@@ -98,6 +98,8 @@ struct walk {
 	__u64 last_code;                 /* WALK_CODES: the previous frame's code object and id */
 	__u64 last_id;
 	__u64 tstate;                    /* the thread state walked, once found */
+	__u32 incarnation;               /* its process's, where the starter knows it (lifetimes.h); else 0 */
+	__u32 pad2;
 	__u64 announce[ANNOUNCED_PER_WALK];
 	__u64 announce_id[ANNOUNCED_PER_WALK];
 	__u64 addresses[SAMPLE_FRAMES_MAX]; /* each frame's address, beside sample.frames */
@@ -275,6 +277,7 @@ static __always_inline void walk_start(struct walk *walk, __u32 pid, __u32 tid)
 	walk->last_code = 0;
 	walk->last_id = 0;
 	walk->tstate = 0;
+	walk->incarnation = 0;
 	walk->sample.pid = pid;
 	walk->sample.tid = tid;
 	walk->sample.thread_id = 0;
@@ -517,8 +520,8 @@ static __always_inline int read_text(struct py_layout *layout, struct walk_buffe
 
 /* A code object's names, first line and (when asked) line table, on the `codes` ring: the
  * flags it is now known by (codes_known), or -1 when it could not be announced. incarnation:
- * its process's, where the announcer knows it (0: not known; a walk's, whose program may be
- * sleepable and keep to its own maps). */
+ * its process's, where the announcer knows it (0: not known; a sampler's walk, whose program
+ * may be sleepable and keep to its own maps: user space gives it its PID's live one). */
 static __always_inline int announce_code(struct py_process *process, struct walk_buffers *buffers,
 					 struct code_event *event, __u32 pid, __u32 incarnation, __u64 code, __u64 id,
 					 void *task)
@@ -576,8 +579,8 @@ static __always_inline void announce_codes(struct walk *walk, struct py_process 
 		}
 		walk->announcing++;
 		next &= ANNOUNCED_PER_WALK - 1;
-		announce_code(process, buffers, scratch, walk->sample.pid, 0, walk->announce[next], walk->announce_id[next],
-			      task);
+		announce_code(process, buffers, scratch, walk->sample.pid, walk->incarnation, walk->announce[next],
+			      walk->announce_id[next], task);
 	}
 }
 

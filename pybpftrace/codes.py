@@ -70,8 +70,8 @@ class Codes:
         self._of: dict[Process, set[int]] = {}
 
     def add(self, record: bytes, incarnation_of: Optional[Callable[[int], int]] = None) -> None:
-        """A code object announced. One a stack walk announced carries no incarnation (0): it
-        is its PID's live one (incarnation_of, 0 where none is known), or it would never go."""
+        """A code object announced. One a sampler's walk announced carries no incarnation (0):
+        it is its PID's live one (incarnation_of, 0 where none is known), or it would never go."""
         (code_id, _address, pid, first_line, name_length, file_length, linetable_size, linetable_read,
          version, name_kind, file_kind, flags, incarnation, name, file) = CODE_EVENT_HEAD.unpack_from(record)
         if not incarnation and incarnation_of is not None:

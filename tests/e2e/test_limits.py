@@ -24,6 +24,7 @@ from support import (
     WITH_FUNCTION_PROBES,
     Target,
     Tracer,
+    wait_reading_stdin,
     line_of,
     summary_line,
     folded_weights,
@@ -182,6 +183,33 @@ def test_a_reused_pid_does_not_inherit_the_dead_process_stack(options, own_pytho
         weights = folded_weights(stdout)
         outer, inner = (label(HOST, "reuse.py", f, f"def {f}") for f in ("outer", "inner"))
         assert weights == {module: 2, f"{module};{outer}": 1, f"{module};{outer};{inner}": 1, f"{module};{fresh}": 1}
+    assert nothing_lost(stderr)
+
+
+def test_a_process_gone_before_its_code_objects_are_read_is_named():
+    """The tracer stopped while the target's first event (a call, under calls it was in when
+    the tracer attached) announces its code objects, from a walk of its stack, and it exits:
+    they are read after it has gone, and still name its calls at the end (they went with
+    its PID's, before its calls were named)."""
+    target = Target("seeded_exit.py")
+    tracer = None
+    try:
+        wait_reading_stdin(target.pid)
+        tracer = Tracer("stack", str(target.pid), "--folded", "--weight", "calls")
+        tracer.wait_attached()
+        tracer.pause()
+        target.go()
+        target.finish()
+        tracer.signal(signal.SIGCONT)
+        code, stdout, stderr = tracer.finish()
+    finally:
+        target.kill()
+        if tracer is not None and tracer.process.poll() is None:
+            tracer.signal(signal.SIGKILL)
+    assert code == 0, stderr
+    module = f"<module> ({HOST.script('seeded_exit.py')}:1)"
+    outer, inner, done = (label(HOST, "seeded_exit.py", f, f"def {f}") for f in ("outer", "inner", "done"))
+    assert folded_weights(stdout) == {f"{module};{outer};{inner};{done}": 1}, stderr
     assert nothing_lost(stderr)
 
 
