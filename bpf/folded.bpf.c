@@ -21,6 +21,7 @@ BPF_F_TABLE("hash", __u64, struct call_node, nodes, NODES_MAX, BPF_F_NO_PREALLOC
  * kept]" frame under. Preallocated: it must have room when the kernel has no memory. */
 BPF_HASH(lost_paths, __u64, struct call_node, LOST_PATHS_MAX);
 BPF_F_TABLE("hash", __u64, struct call_root, roots, ROOTS_MAX, BPF_F_NO_PREALLOC);
+BPF_ARRAY(roots_made, __u64, 1); /* every root's number: no two share an id */
 /* The stacks of threads that exited with calls open, by root (forget_thread). */
 BPF_F_TABLE("hash", __u64, struct frames, ended_frames, ENDED_FRAMES_MAX, BPF_F_NO_PREALLOC);
 BPF_HASH(tids, __u32, __u8, 4096);
@@ -34,10 +35,15 @@ static __always_inline int thread_wanted(__u32 tid)
 }
 
 /* A fresh root for a thread. Its id, even when the map is full (counted): the paths under it
- * are then shown under a frame that says so. */
+ * are then shown under a frame that says so. Numbered: a thread's first root is made at the
+ * trace's start time, and a later process (or thread) given its PID and TID would otherwise
+ * take the same id, and its root the place of the first one's. */
 static __always_inline __u64 new_root(__u32 pid, __u32 tid, __u32 incarnation, __u64 now)
 {
-	__u64 id = mix(mix(now, tid), pid) | 1;
+	__u32 zero = 0;
+	__u64 *made = roots_made.lookup(&zero);
+	__u64 number = made ? __sync_fetch_and_add(made, 1) : 0;
+	__u64 id = mix(mix(mix(mix(now, tid), pid), incarnation), number) | 1;
 	struct call_root root = {.pid = pid, .tid = tid, .incarnation = incarnation};
 	if (roots.update(&id, &root) < 0)
 		count(COUNTER_ROOTS_FULL);
