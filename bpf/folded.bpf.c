@@ -35,15 +35,18 @@ static __always_inline int thread_wanted(__u32 tid)
 }
 
 /* A fresh root for a thread. Its id, even when the map is full (counted): the paths under it
- * are then shown under a frame that says so. Numbered: a thread's first root is made at the
- * trace's start time, and a later process (or thread) given its PID and TID would otherwise
- * take the same id, and its root the place of the first one's. */
-static __always_inline __u64 new_root(__u32 pid, __u32 tid, __u32 incarnation, __u64 now)
+ * are then shown under a frame that says so. Numbered, so that no two roots share an id (made
+ * of a time, a later process given a dead one's PID and TID took its root's place). */
+static __always_inline __u64 new_root(__u32 pid, __u32 tid, __u32 incarnation)
 {
 	__u32 zero = 0;
 	__u64 *made = roots_made.lookup(&zero);
-	__u64 number = made ? __sync_fetch_and_add(made, 1) : 0;
-	__u64 id = mix(mix(mix(mix(now, tid), pid), incarnation), number) | 1;
+	if (made)
+		__sync_fetch_and_add(made, 1); /* its value read after (lifetimes.h): two threads at once may */
+	__u64 number = made ? *made : 0;    /* read the same, and their TIDs tell them apart */
+	/* the number mixed last: mixed first with the TID, both one more for the next thread,
+	 * it would cancel out (xor) and give two threads one id */
+	__u64 id = mix(mix(mix(pid, tid), incarnation), number) | 1;
 	struct call_root root = {.pid = pid, .tid = tid, .incarnation = incarnation};
 	if (roots.update(&id, &root) < 0)
 		count(COUNTER_ROOTS_FULL);
@@ -133,7 +136,7 @@ static __always_inline __u64 deeper_frames(struct frames *frames, __u32 pid, __u
 static __always_inline __u64 root_of(struct frames *frames, struct call *call)
 {
 	if (!frames->root)
-		frames->root = new_root(call->pid, call->tid, frames->incarnation, trace_start());
+		frames->root = new_root(call->pid, call->tid, frames->incarnation);
 	return frames->root;
 }
 
@@ -202,7 +205,7 @@ static __always_inline void on_began_before(struct pt_regs *ctx, struct frames *
 		return;
 	__sync_fetch_and_add(&root->self, call->timestamp - frames->idle);
 	root->code = call->code;
-	__u64 above = new_root(call->pid, call->tid, frames->incarnation, call->timestamp + 1);
+	__u64 above = new_root(call->pid, call->tid, frames->incarnation);
 	root->parent = above;
 	frames->root = above;
 	frames->idle = call->timestamp;
