@@ -104,7 +104,8 @@ def test_signals_while_the_output_is_written_do_not_lose_it(target, tmp_path):
     code, _, stderr = tracer.finish()
     assert code == 0, stderr
     assert summary_line(stderr).endswith("(SIGINT)")
-    assert "tick (" in svg.read_text(), stderr
+    # main, not tick: a sample may miss tick (30 of them, none in it, once in CI), never main
+    assert f"main ({HOST.script('forever.py')}:" in svg.read_text(), stderr
     finish_untouched(target)
 
 
