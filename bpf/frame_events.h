@@ -272,7 +272,9 @@ static __always_inline __u64 event_code(struct py_process *process, struct walk_
 		return 0;
 	if (layout->code_flags != OFFSET_NONE)
 		*co_flags = u32_at(buffers->code, layout->code_flags, CODE_BUF);
-	__u64 id = code_id(layout, buffers, pid, code, NULL);
+	__u32 *known = incarnations.lookup(&pid);
+	__u32 incarnation = known ? *known : 0;
+	__u64 id = code_id(layout, buffers, pid, incarnation, code, NULL);
 	__u8 *announced = codes_known.lookup(&id);
 	if (announced) {
 		*flags = *announced;
@@ -280,9 +282,7 @@ static __always_inline __u64 event_code(struct py_process *process, struct walk_
 	}
 	__u32 zero = 0;
 	struct code_event *scratch = call_scratch.lookup(&zero);
-	__u32 *incarnation = incarnations.lookup(&pid);
-	int got = scratch ? announce_code(process, buffers, scratch, pid, incarnation ? *incarnation : 0, code, id, NULL)
-			  : -1;
+	int got = scratch ? announce_code(process, buffers, scratch, pid, incarnation, code, id, NULL) : -1;
 	if (got < 0) {
 		count(COUNTER_CODES_LOST);
 		return id;

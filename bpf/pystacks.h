@@ -431,13 +431,17 @@ static __always_inline void follow_frames(struct walk *walk, struct py_layout *l
 /* A code object's id: the process, its address and what it holds, so that another code
  * object at the same address later gets another id. Its names are read as far as their
  * header and first characters (the name's cached hash, computed for every interned str, the
- * lengths, the first bytes); their reference counts are left out, as they change. */
-static __always_inline __u64 code_id(struct py_layout *layout, struct walk_buffers *buffers, __u32 pid, __u64 code,
-				     void *task)
+ * lengths, the first bytes); their reference counts are left out, as they change. The
+ * process's incarnation (lifetimes.h; 0 where not known) too: a non-PIE Python's static code
+ * objects (3.11's deep-frozen modules) are alike in every process, so a later process given
+ * a dead one's PID would take the dead's ids, known and never announced again, whose names
+ * go with the dead. */
+static __always_inline __u64 code_id(struct py_layout *layout, struct walk_buffers *buffers, __u32 pid,
+				     __u32 incarnation, __u64 code, void *task)
 {
 	__u64 name = u64_at(buffers->code, layout->code_name, CODE_BUF);
 	__u64 file = u64_at(buffers->code, layout->code_filename, CODE_BUF);
-	__u64 id = mix(mix(mix(pid, code), name), file);
+	__u64 id = mix(mix(mix(mix(pid, incarnation), code), name), file);
 	id = mix(id, u32_at(buffers->code, layout->code_firstlineno, CODE_BUF));
 	id = mix(id, u64_at(buffers->code, layout->code_linetable, CODE_BUF));
 	if (read_target(buffers->name, STR_HEAD, name, task) || read_target(buffers->file, STR_HEAD, file, task))
@@ -469,7 +473,7 @@ static __always_inline void read_codes(struct walk *walk, struct py_process *pro
 			id = 0;
 			if (!read_bounded(buffers->code, layout->code_read, CODE_BUF, code, task) &&
 			    u64_at(buffers->code, 8, CODE_BUF) == process->code_type)
-				id = code_id(layout, buffers, walk->sample.pid, code, task);
+				id = code_id(layout, buffers, walk->sample.pid, walk->incarnation, code, task);
 			walk->last_code = code;
 			walk->last_id = id;
 			if (id && walk->announced < ANNOUNCED_PER_WALK && !codes_known.lookup(&id)) {

@@ -31,6 +31,10 @@ static __always_inline struct walk *begin_walk(__u8 kind, __u64 weight)
 	if (!walk)
 		return NULL;
 	walk_start(walk, pid, (__u32)id);
+	/* the ids of its code objects are then those its calls give them (frame_events.h), where
+	 * a program follows calls; a process given none (sampled only) keeps 0 */
+	__u32 *incarnation = incarnations.lookup(&pid);
+	walk->incarnation = incarnation ? *incarnation : 0;
 	walk->sample.timestamp = bpf_ktime_get_ns();
 	walk->sample.kind = kind;
 	walk->sample.weight = weight;
