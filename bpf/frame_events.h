@@ -260,9 +260,10 @@ static __always_inline __u64 python_frame(struct py_layout *layout, struct walk_
  * (codes_known's; 0 where it could not be announced: then it is tried again next time);
  * its co_flags too. Read at every event, strings and all: a code object freed and another
  * made at its address, with names at the same addresses too, gets another id, never the
- * first one's name. */
+ * first one's name. incarnation: the process's, as its thread's frames hold it (the id mixes
+ * it in, as the walks that seed them do). */
 static __always_inline __u64 event_code(struct py_process *process, struct walk_buffers *buffers, __u32 pid,
-					__u64 code, __u8 *flags, __u32 *co_flags)
+					__u32 incarnation, __u64 code, __u8 *flags, __u32 *co_flags)
 {
 	struct py_layout *layout = &process->layout;
 	*flags = 0;
@@ -272,8 +273,6 @@ static __always_inline __u64 event_code(struct py_process *process, struct walk_
 		return 0;
 	if (layout->code_flags != OFFSET_NONE)
 		*co_flags = u32_at(buffers->code, layout->code_flags, CODE_BUF);
-	__u32 *known = incarnations.lookup(&pid);
-	__u32 incarnation = known ? *known : 0;
 	__u64 id = code_id(layout, buffers, pid, incarnation, code, NULL);
 	__u8 *announced = codes_known.lookup(&id);
 	if (announced) {
@@ -293,14 +292,15 @@ static __always_inline __u64 event_code(struct py_process *process, struct walk_
 
 /* The frame at address: its code object's id (call->code), its instruction, owner and co_flags. */
 static __always_inline int read_call_frame(struct py_process *process, struct walk_buffers *buffers,
-					   struct call *call, __u64 frame, struct frame_info *info, __u32 *co_flags)
+					   struct frames *frames, struct call *call, __u64 frame, struct frame_info *info,
+					   __u32 *co_flags)
 {
 	if (read_frame_info(&process->layout, buffers, frame, info))
 		return -1;
 	call->frame = frame;
 	call->instruction = info->instruction;
 	call->code_address = info->code;
-	call->code = event_code(process, buffers, call->pid, info->code, &call->code_flags, co_flags);
+	call->code = event_code(process, buffers, call->pid, frames->incarnation, info->code, &call->code_flags, co_flags);
 	return 0;
 }
 
@@ -415,7 +415,7 @@ static __always_inline void handle_usdt_entry(struct pt_regs *ctx, struct py_pro
 	struct frame_info info = {};
 	__u32 co_flags = 0;
 	__u64 innermost = state_current_frame(&process->layout, frames->tstate, call->state_frame);
-	if (read_call_frame(process, buffers, call, innermost, &info, &co_flags))
+	if (read_call_frame(process, buffers, frames, call, innermost, &info, &co_flags))
 		return;
 	if (info.owner >= process->layout.owner_skipped || (co_flags & CO_NO_MONITORING_EVENTS))
 		return;
@@ -448,7 +448,8 @@ static __always_inline void handle_usdt_return(struct pt_regs *ctx, struct py_pr
 		pop_call(ctx, frames, call, POP_RETURNED);
 		return;
 	}
-	call->code = event_code(process, buffers, call->pid, info.code, &call->code_flags, &co_flags);
+	call->code = event_code(process, buffers, call->pid, frames->incarnation, info.code, &call->code_flags,
+				&co_flags);
 	if (info.owner >= layout->owner_skipped || (co_flags & CO_NO_MONITORING_EVENTS))
 		return;
 	if (frames->depth <= 0) {
@@ -523,7 +524,7 @@ static __always_inline void handle_eval_entry(struct pt_regs *ctx, struct py_pro
 {
 	struct frame_info info = {};
 	__u32 co_flags = 0;
-	if (read_call_frame(process, buffers, call, call->frame, &info, &co_flags))
+	if (read_call_frame(process, buffers, frames, call, call->frame, &info, &co_flags))
 		return;
 	if (process->layout.frame_owner != OFFSET_NONE && info.owner == OWNED_BY_THREAD && (co_flags & CO_GENERATORS)) {
 		frames->creation_sp = call->sp;
@@ -620,7 +621,7 @@ static __always_inline void handle_recover(struct pt_regs *ctx, struct py_proces
 		asm volatile("" : "+r"(index)); /* keep the mask: the verifier needs it */
 		__u64 address = call->chain[index & (RECOVER_MAX - 1)];
 		__u32 co_flags;
-		if (read_call_frame(process, buffers, &recovered, address, &info, &co_flags))
+		if (read_call_frame(process, buffers, frames, &recovered, address, &info, &co_flags))
 			continue;
 		struct frame *top = frames_top(frames);
 		__u64 began = init_started(frames, top ? top->address : 0);
@@ -691,7 +692,7 @@ static __always_inline void handle_init_returned(struct pt_regs *ctx, struct py_
 	__u64 init = shim_frame + (__u64)slots * 8;
 	struct frame_info info = {};
 	__u32 co_flags;
-	if (read_call_frame(process, buffers, call, init, &info, &co_flags))
+	if (read_call_frame(process, buffers, frames, call, init, &info, &co_flags))
 		return;
 	struct frame *top = frames_top(frames);
 	__u64 began = init_started(frames, shim.previous);
