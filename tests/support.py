@@ -306,6 +306,8 @@ class Tracer:
     full)."""
 
     def __init__(self, *args, stdin=subprocess.DEVNULL, env=None):
+        # faulthandler: a tracer that hangs is ended by SIGABRT, which then shows where it was
+        env = dict(os.environ if env is None else env, PYTHONFAULTHANDLER="1")
         self.process = subprocess.Popen(
             pybpftrace_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )
@@ -344,8 +346,13 @@ class Tracer:
         texts = texts if isinstance(texts, tuple) else (texts,)
         while not any(text in getattr(self, stream) for text in texts):
             assert self.process.poll() is None, f"tracer exited: {self.stderr.decode()}"
-            assert time.monotonic() < deadline, failure
+            assert time.monotonic() < deadline, f"{failure}\n{self.stuck()}"
             time.sleep(0.01)
+
+    def stuck(self) -> str:
+        """Where a tracer that does not go on is: what it said, and each thread's state and
+        kernel stack (for the failure to say why, where it cannot be seen again)."""
+        return f"its stderr so far:\n{self.stderr.decode(errors='replace')}\n{threads_state(self.process.pid)}"
 
     def signal(self, number: int = signal.SIGINT) -> None:
         self.process.send_signal(number)
@@ -360,10 +367,50 @@ class Tracer:
             time.sleep(0.01)
 
     def finish(self, timeout: float = TIMEOUT) -> tuple[int, str, str]:
-        self.process.wait(timeout)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            state = threads_state(self.process.pid)
+            self.signal(signal.SIGABRT)  # faulthandler (set in __init__) writes each thread's Python stack
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            for reader in self._readers:
+                reader.join(10)
+            raise AssertionError(f"tracer {self.process.pid} did not end within {timeout:.0f} s of its signal; "
+                                 f"its stderr, ended by SIGABRT:\n{self.stderr.decode(errors='replace')}\n"
+                                 f"before that:\n{state}") from None
         for reader in self._readers:
             reader.join(timeout)
         return self.process.returncode, self.stdout.decode(), self.stderr.decode()
+
+
+def threads_state(pid: int) -> str:
+    """Each thread of a process: its name, state, wait channel and kernel stack."""
+    lines = []
+    try:
+        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except OSError as error:
+        return f"PID {pid}: {error.strerror}"
+    for tid in tids:
+        task = f"/proc/{pid}/task/{tid}"
+        fields = {}
+        for name in ("comm", "wchan", "stack"):
+            try:
+                with open(f"{task}/{name}") as file:
+                    fields[name] = file.read().strip()
+            except OSError as error:
+                fields[name] = f"({error.strerror})"
+        try:
+            with open(f"{task}/stat") as file:
+                state = file.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = "?"
+        lines.append(f"thread {tid} ({fields['comm']}) state {state} in {fields['wchan'] or '-'}:")
+        lines.extend(f"    {frame}" for frame in fields["stack"].splitlines())
+    return "\n".join(lines)
 
 
 PID = object()  # in a tracer's command line: the target's PID
