@@ -410,7 +410,23 @@ def threads_state(pid: int) -> str:
             state = "?"
         lines.append(f"thread {tid} ({fields['comm']}) state {state} in {fields['wchan'] or '-'}:")
         lines.extend(f"    {frame}" for frame in fields["stack"].splitlines())
-    return "\n".join(lines)
+    return "\n".join([_memory_line(pid), *lines])
+
+
+def _memory_line(pid: int) -> str:
+    """The process's resident memory and the machine's available memory (a machine short of
+    memory re-reads its programs' pages: everything slows, nothing fails)."""
+    found = {}
+    for path, keys in ((f"/proc/{pid}/status", ("VmRSS",)), ("/proc/meminfo", ("MemAvailable", "MemTotal"))):
+        try:
+            with open(path) as file:
+                for line in file:
+                    key, _, value = line.partition(":")
+                    if key in keys:
+                        found[key] = value.strip()
+        except OSError:
+            pass
+    return ", ".join(f"{key} {value}" for key, value in found.items())
 
 
 PID = object()  # in a tracer's command line: the target's PID
