@@ -21,7 +21,7 @@ from typing import Iterator, NamedTuple
 from pathlib import Path
 
 from pybpftrace.probes import read_probes
-from pybpftrace.target import read_maps
+from pybpftrace.target import read_maps, thread_file, thread_ids, thread_stat
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TIMEOUT = float(os.environ.get("PYBPFTRACE_TEST_TIMEOUT", 60))  # s, each wait (longer in a slow VM)
@@ -389,28 +389,14 @@ class Tracer:
 
 def threads_state(pid: int) -> str:
     """Each thread of a process: its name, state, wait channel and kernel stack."""
-    lines = []
-    try:
-        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
-    except OSError as error:
-        return f"PID {pid}: {error.strerror}"
+    tids = sorted(thread_ids(pid))
+    lines = [_memory_line(pid)] if tids else [f"PID {pid}: gone"]
     for tid in tids:
-        task = f"/proc/{pid}/task/{tid}"
-        fields = {}
-        for name in ("comm", "wchan", "stack"):
-            try:
-                with open(f"{task}/{name}") as file:
-                    fields[name] = file.read().strip()
-            except OSError as error:
-                fields[name] = f"({error.strerror})"
-        try:
-            with open(f"{task}/stat") as file:
-                state = file.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            state = "?"
-        lines.append(f"thread {tid} ({fields['comm']}) state {state} in {fields['wchan'] or '-'}:")
-        lines.extend(f"    {frame}" for frame in fields["stack"].splitlines())
-    return "\n".join([_memory_line(pid), *lines])
+        comm, wchan, stack = (thread_file(pid, tid, name) for name in ("comm", "wchan", "stack"))
+        state = (thread_stat(pid, tid) or ["?"])[0]
+        lines.append(f"thread {tid} ({(comm or '?').strip()}) state {state} in {wchan or '-'}:")
+        lines.extend(f"    {frame}" for frame in (stack or "(kernel stack unreadable)").splitlines())
+    return "\n".join(lines)
 
 
 def _memory_line(pid: int) -> str:
